@@ -1,0 +1,218 @@
+"""The one typed configuration of the segment pipeline, layered: defaults < YAML file < CLI flags.
+
+Every default lives here, once. :class:`SegmentConfig` is frozen; derive variants with
+:func:`dataclasses.replace` or :meth:`SegmentConfig.merged`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from samgeo_pipeline.errors import ConfigError
+
+IndexName = Literal["auto", "ndwi", "mndwi", "hsv"]
+PromptKind = Literal["points", "box"]
+PointMerge = Literal["joint", "mean", "best"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+DEFAULT_MODEL = "facebook/sam-vit-base"
+
+#: Options that change how fast a run goes but not what it writes; left out of the parameter hash.
+_RUNTIME_ONLY = frozenset({"overwrite", "batch_size", "prefetch", "progress"})
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Every option of ``samgeo-pipeline segment``.
+
+    Sizes in pixels are in the *working grid*: the input grid, or the ``gsd`` grid when set.
+    """
+
+    # --- input ---
+    bands: str = "auto"
+    """Band preset (rgb, naip, sentinel2, landsat8), ``name=index,...``, or auto (by band count)."""
+    nodata: float | None = None
+    """Nodata value overriding the file's (``None``: use the file's nodata / mask)."""
+    # --- tiling ---
+    tile_size: int = 1024
+    """Side of a tile as read, halo included, in working pixels (SAM sees it resized to 1024)."""
+    halo: int = 128
+    """Context read around each tile's core; only the core is written."""
+    gsd: float | None = None
+    """Target ground sample distance in CRS units per pixel (``None``: native resolution)."""
+    # --- radiometry and coarse mask ---
+    percentiles: tuple[float, float] = (2.0, 98.0)
+    """Per-band percentiles (whole image, nodata excluded) mapped to 0 and 255 for SAM."""
+    stats_size: int = 2048
+    """Longest side of the decimated read used for whole-image statistics."""
+    index: IndexName = "auto"
+    """Water index: auto = MNDWI when SWIR is mapped, else NDWI when NIR is, else HSV."""
+    threshold: float | None = None
+    """Fixed index threshold; ``None``: Otsu on the whole-image histogram, clipped to ``otsu_range``."""
+    otsu_range: tuple[float, float] = (0.0, 0.5)
+    """Clip for the Otsu threshold, so a scene without water (land vs cloud) is not called water."""
+    hsv_lower: tuple[int, int, int] = (85, 40, 20)
+    """Lower HSV bound (OpenCV scale: H 0-179, S and V 0-255) for RGB-only inputs."""
+    hsv_upper: tuple[int, int, int] = (130, 255, 200)
+    """Upper HSV bound for RGB-only inputs."""
+    min_area: int = 64
+    """Connected water components smaller than this many pixels are dropped (keep <= halo)."""
+    # --- prompts ---
+    prompt: PromptKind = "points"
+    """Prompt kind per component: dynamic-distance points or a bounding box."""
+    points: int = 3
+    """Positive points per component."""
+    negatives: int = 0
+    """Negative points per component, from the eroded background."""
+    erosion: int | None = None
+    """3x3 erosions before sampling; ``None``: the seed's int(count**0.6 / 35)."""
+    box_jitter: int = 0
+    """Each box coordinate moves by a random integer in [-box_jitter, box_jitter] pixels."""
+    max_components: int = 8
+    """Prompts per tile: the largest K connected components of the coarse mask."""
+    point_merge: PointMerge = "joint"
+    """joint: a component's points are one prompt; mean/best: one prompt per point, merged."""
+    restrict_dilation: int = 0
+    """If > 0, SAM's mask is limited to the coarse mask dilated by this many pixels."""
+    seed: int = 0
+    """Seed of the prompt sampling; results are deterministic for a given seed."""
+    # --- model ---
+    model: str = DEFAULT_MODEL
+    """Hub id, local ``save_pretrained`` directory, fine-tuned checkpoint, or ``none``."""
+    device: str = "auto"
+    """auto (cuda, mps, cpu), or a torch device string."""
+    precision: Precision = "auto"
+    """auto: bf16 autocast on CUDA when supported (else fp16), fp32 elsewhere."""
+    batch_size: int = 4
+    """Tiles per encoder batch."""
+    prefetch: int = 8
+    """Tiles read ahead of the model by the reader thread."""
+    # --- outputs ---
+    probability: bool = False
+    """Also write ``probability.tif`` (float32 0-1, SAM's sigmoid; the coarse mask for --model none)."""
+    simplify: float = 0.0
+    """Polygon simplification tolerance in CRS units (0: none)."""
+    overwrite: bool = False
+    """Process inputs whose outputs already exist with the same parameters."""
+    progress: bool = True
+    """Show a progress bar per image."""
+
+    def __post_init__(self) -> None:
+        if self.tile_size < 32:
+            raise ConfigError(f"tile_size={self.tile_size}: must be at least 32 pixels")
+        if not 0 <= self.halo < self.tile_size // 2:
+            raise ConfigError(f"halo={self.halo}: must be >= 0 and below half the tile_size ({self.tile_size})")
+        if self.gsd is not None and self.gsd <= 0:
+            raise ConfigError(f"gsd={self.gsd}: must be a positive number of CRS units per pixel")
+        if self.points < 0 or self.negatives < 0 or self.max_components < 1:
+            raise ConfigError("points and negatives must be >= 0 and max_components >= 1")
+        if self.prompt == "points" and self.points < 1:
+            raise ConfigError("prompt=points needs points >= 1")
+        for name in ("index", "prompt", "point_merge", "precision"):
+            allowed = _literal_values(name)
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        if self.batch_size < 1 or self.prefetch < 1:
+            raise ConfigError("batch_size and prefetch must be >= 1")
+
+    @property
+    def core_size(self) -> int:
+        """Side of a tile's core (the part written), in working pixels."""
+        return self.tile_size - 2 * self.halo
+
+    @property
+    def uses_sam(self) -> bool:
+        """False for ``--model none`` (the coarse mask alone)."""
+        return self.model.lower() != "none"
+
+    def merged(self, values: dict[str, Any]) -> SegmentConfig:
+        """A copy with ``values`` applied (``None`` values are ignored); unknown keys raise."""
+        known = {f.name: f for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise ConfigError(f"unknown option {key!r}; known: {', '.join(sorted(known))}")
+            if value is None:
+                continue
+            changes[key] = _coerce(key, value, getattr(self, key))
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of every option."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def params_hash(self) -> str:
+        """Hash of the options that change the outputs (runtime-only options excluded)."""
+        params = {k: v for k, v in self.to_dict().items() if k not in _RUNTIME_ONLY}
+        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _literal_values(name: str) -> tuple[str, ...]:
+    from typing import get_args
+
+    return {
+        "index": get_args(IndexName),
+        "prompt": get_args(PromptKind),
+        "point_merge": get_args(PointMerge),
+        "precision": get_args(Precision),
+    }[name]
+
+
+def _coerce(key: str, value: Any, current: Any) -> Any:
+    """Convert a YAML/CLI value to the type of the field's default."""
+    try:
+        if isinstance(current, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(type(current[0])(v) for v in items)
+        if isinstance(current, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in {"1", "true", "yes", "on"}
+            return bool(value)
+        if key in {"nodata", "gsd", "threshold"}:
+            return float(value)
+        if key == "erosion":
+            return int(value)
+        if isinstance(current, (int, float)) and not isinstance(current, bool):
+            return type(current)(value)
+        return str(value) if not isinstance(value, (int, float)) or isinstance(current, str) else value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option {key}={value!r}: {exc}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a dict of option values (keys as in :class:`SegmentConfig`)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of option: value")
+    if isinstance(data.get("bands"), dict):
+        data["bands"] = ",".join(f"{k}={v}" for k, v in data["bands"].items())
+    return data
+
+
+def config_field_docs() -> dict[str, str]:
+    """Option name -> one-line help, read from the attribute docstrings above (for the CLI)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(SegmentConfig))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
+    return docs
+
+
+__all__ = ["SegmentConfig", "DEFAULT_MODEL", "load_config_file", "config_field_docs"]

@@ -1,0 +1,144 @@
+"""``manifest.json``: everything needed to know how an output was made, and to skip re-runs.
+
+A run is reused when the manifest names the same input checksum, parameter hash and model, and
+every listed output still exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.writers import atomic_path
+
+if TYPE_CHECKING:
+    from samgeo_pipeline.pipeline import SegmentResult
+    from samgeo_pipeline.radiometry import ImageStats
+    from samgeo_pipeline.raster import RasterInfo
+    from samgeo_pipeline.sam import ModelSource, SamPredictor
+    from samgeo_pipeline.tiling import TileGrid
+
+MANIFEST_VERSION = 1
+_PACKAGES = ("samgeo-pipeline", "numpy", "torch", "transformers", "rasterio", "shapely", "geopandas", "pyogrio",
+             "scikit-image", "opencv-python-headless")
+
+
+def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
+    """SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that shape the outputs, plus GDAL and Python."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    import rasterio
+
+    versions["gdal"] = rasterio.__gdal_version__
+    return versions
+
+
+def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[str, Any] | None:
+    """The previous manifest if it was made from the same bytes, parameters and model, else None."""
+    path = out_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = (
+        manifest.get("input", {}).get("sha256") == checksum
+        and manifest.get("params_hash") == config.params_hash()
+        and manifest.get("status") == "done"
+        and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
+    )
+    return manifest if same else None
+
+
+def build_manifest(
+    info: RasterInfo,
+    checksum: str,
+    config: SegmentConfig,
+    model_source: ModelSource | None,
+    predictor: SamPredictor | None,
+    stats: ImageStats,
+    grid: TileGrid,
+    result: SegmentResult,
+    outputs: list[Path],
+    run_warnings: list[str],
+) -> dict[str, Any]:
+    """The manifest of one finished run (JSON-able)."""
+    tiles = result.tiles
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "status": result.status,
+        "error": result.error,
+        "input": {
+            "path": str(info.path),
+            "sha256": checksum,
+            "bytes": info.path.stat().st_size,
+            "width": info.width,
+            "height": info.height,
+            "bands": info.count,
+            "dtype": info.dtype,
+            "crs": info.crs.to_string() if info.crs else None,
+            "transform": list(info.transform)[:6],
+            "nodata": info.nodata,
+            "band_map": info.bands.as_dict(),
+        },
+        "parameters": config.to_dict(),
+        "params_hash": config.params_hash(),
+        "model": {
+            "id": config.model if config.uses_sam else "none",
+            "origin": model_source.origin if model_source else "coarse mask only (--model none)",
+            "device": str(predictor.device) if predictor else None,
+            "autocast": str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
+        },
+        "radiometry": stats.to_dict(),
+        "grid": {
+            "tile_size": grid.tile_size,
+            "core_source_px": grid.core,
+            "halo_source_px": grid.halo,
+            "source_px_per_working_px": grid.scale,
+            "rows": grid.rows,
+            "cols": grid.cols,
+        },
+        "tiles": {
+            "total": tiles.total,
+            "sam": tiles.sam,
+            "coarse_only": tiles.coarse_only,
+            "skipped": tiles.skipped,
+            "failed": tiles.failed,
+            "failed_tiles": tiles.failed_tiles,
+        },
+        "water": {
+            "fraction_of_valid": result.water_fraction,
+            "area_m2": result.water_area_m2,
+            "polygons": result.polygons,
+        },
+        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "versions": package_versions(),
+        "warnings": run_warnings,
+        "outputs": [p.name for p in outputs],
+    }
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically (last, so its presence means the run finished)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    return path

@@ -1,0 +1,335 @@
+"""Segment one raster end to end: stats, tiles (coarse mask, prompts, SAM), mask COG, polygons,
+quicklook and manifest.
+
+A reader thread reads and prepares tiles (read, normalise, coarse mask, prompts) ahead of the model
+through a bounded queue; the main thread batches tiles that have prompts through SAM's encoder and
+writes each tile's core. Tiles without coarse water or without valid data skip SAM.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
+from rasterio.errors import RasterioError
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from samgeo_pipeline.coarse import coarse_water_mask
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import RasterReadError, SamgeoPipelineError
+from samgeo_pipeline.manifest import build_manifest, file_sha256, find_reusable, write_manifest
+from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
+from samgeo_pipeline.quicklook import write_quicklook
+from samgeo_pipeline.radiometry import ImageStats, compute_stats, to_rgb8
+from samgeo_pipeline.raster import RasterInfo, inspect_raster
+from samgeo_pipeline.sam import ModelSource, SamPredictor
+from samgeo_pipeline.tiling import Tile, TileGrid, core_of, make_grid, read_tile
+from samgeo_pipeline.vectorize import write_polygons
+from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
+
+Status = Literal["done", "skipped", "partial", "failed"]
+
+
+@dataclass
+class TileCounts:
+    """How many tiles went which way."""
+
+    total: int = 0
+    sam: int = 0
+    coarse_only: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failed_tiles: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SegmentResult:
+    """Outcome of one input; ``error`` is a one-line reason when ``status`` is failed/partial."""
+
+    input: Path
+    out_dir: Path
+    status: Status
+    error: str | None = None
+    tiles: TileCounts = field(default_factory=TileCounts)
+    water_fraction: float | None = None
+    water_area_m2: float | None = None
+    polygons: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    manifest: dict | None = None
+
+
+@dataclass
+class PreparedTile:
+    """A tile ready for the model: arrays in working pixels (``tile_size``²)."""
+
+    tile: Tile
+    rgb: np.ndarray
+    """``uint8 (rows, cols, 3)`` normalised composite."""
+    valid: np.ndarray
+    """``bool (rows, cols)``."""
+    coarse: np.ndarray
+    """``bool (rows, cols)`` coarse water mask."""
+    prompts: list[ComponentPrompt]
+
+
+def prepare_tile(
+    ds: rasterio.DatasetReader, info: RasterInfo, stats: ImageStats, tile: Tile, config: SegmentConfig
+) -> PreparedTile:
+    """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
+    data, valid = read_tile(ds, info, tile)
+    rgb = to_rgb8(data, valid, stats)
+    coarse = coarse_water_mask(data, valid, rgb, stats, config.min_area, config.hsv_lower, config.hsv_upper)
+    prompts: list[ComponentPrompt] = []
+    if config.uses_sam and coarse.any():
+        rng = np.random.default_rng([config.seed, tile.row, tile.col])
+        prompts = component_prompts(
+            coarse,
+            valid,
+            kind=config.prompt,
+            n_points=config.points,
+            n_negatives=config.negatives,
+            erosion=config.erosion,
+            box_jitter=config.box_jitter,
+            max_components=config.max_components,
+            rng=rng,
+        )
+    return PreparedTile(tile, rgb, valid, coarse, prompts)
+
+
+def _prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
+    """Prepare tiles in a reader thread, ``config.prefetch`` ahead of the consumer."""
+    out: queue.Queue[PreparedTile | BaseException | None] = queue.Queue(maxsize=config.prefetch)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+                with rasterio.open(info.path) as ds:
+                    for tile in grid:
+                        if stop.is_set():
+                            return
+                        out.put(prepare_tile(ds, info, stats, tile, config))
+            out.put(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
+            out.put(exc)
+
+    thread = threading.Thread(target=work, name="samgeo-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                out.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+class _TileSink:
+    """Writes each tile's core into the output rasters and keeps the counts."""
+
+    def __init__(self, info: RasterInfo, config: SegmentConfig, out_dir: Path) -> None:
+        self.info = info
+        self.config = config
+        self.mask = WindowedRasterWriter(info, out_dir / "mask.tif", "uint8", MASK_NODATA)
+        self.prob = (
+            WindowedRasterWriter(info, out_dir / "probability.tif", "float32", float("nan"))
+            if config.probability
+            else None
+        )
+        self.counts = TileCounts()
+        self.water_pixels = 0
+        self.valid_pixels = 0
+
+    def write(self, prepared: PreparedTile, logits: np.ndarray | None, failed: bool = False) -> None:
+        """Write a tile's core. ``logits`` are SAM's (None: use the coarse mask)."""
+        tile, info = prepared.tile, self.info
+        if logits is None:
+            water = prepared.coarse
+        else:
+            water = logits > 0
+            if self.config.restrict_dilation > 0:
+                allowed = ndimage.binary_dilation(prepared.coarse, iterations=self.config.restrict_dilation)
+                water &= allowed
+        valid = prepared.valid
+        out = np.where(valid, water.astype(np.uint8), MASK_NODATA).astype(np.uint8)
+        if failed:
+            out[:] = MASK_NODATA
+        core = tile.core_window(info.height, info.width)
+        out_core = core_of(tile, out, info.height, info.width)
+        self.mask.write(out_core, core)
+        self.water_pixels += int((out_core == 1).sum())
+        self.valid_pixels += int((out_core != MASK_NODATA).sum())
+        if self.prob is not None:
+            if logits is None:
+                prob = prepared.coarse.astype(np.float32)
+            else:
+                prob = (1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))).astype(np.float32)
+            prob[~valid | failed] = np.nan
+            self.prob.write(core_of(tile, prob, info.height, info.width, nearest=False), core)
+
+    def finish(self) -> list[Path]:
+        paths = [self.mask.finish("nearest")]
+        if self.prob is not None:
+            paths.append(self.prob.finish("average"))
+        return paths
+
+    def abort(self) -> None:
+        self.mask.abort()
+        if self.prob is not None:
+            self.prob.abort()
+
+
+def _run_sam_batch(
+    predictor: SamPredictor, batch: list[PreparedTile], sink: _TileSink, config: SegmentConfig
+) -> None:
+    """Encode a batch of tiles, decode each tile's prompts, write; retry tile by tile on failure."""
+    try:
+        embeddings, resized = predictor.embed(np.stack([p.rgb for p in batch]))
+        results = [
+            predictor.predict_logits(embeddings[i : i + 1], p.prompts, p.rgb.shape[:2], resized, config.point_merge)
+            for i, p in enumerate(batch)
+        ]
+    except (RuntimeError, torch.cuda.OutOfMemoryError):
+        if len(batch) > 1:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            for p in batch:
+                _run_sam_batch(predictor, [p], sink, config)
+            return
+        sink.counts.failed += 1
+        sink.counts.failed_tiles.append(f"{batch[0].tile.row},{batch[0].tile.col}")
+        sink.write(batch[0], None, failed=True)
+        return
+    for p, logits in zip(batch, results):
+        sink.write(p, logits)
+        sink.counts.sam += 1
+
+
+def segment_raster(
+    path: Path,
+    out_dir: Path,
+    config: SegmentConfig,
+    predictor: SamPredictor | None = None,
+    model_source: ModelSource | None = None,
+) -> SegmentResult:
+    """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
+
+    Args:
+        path: input GeoTIFF / COG / VRT.
+        out_dir: this input's output folder (created).
+        config: options.
+        predictor: loaded SAM, or None when ``config.model`` is ``none``.
+        model_source: where the weights came from (manifest).
+
+    Returns:
+        The result. Errors a user can cause raise :class:`SamgeoPipelineError` (one-line message);
+        no partial output is left under a final name.
+    """
+    if config.uses_sam and predictor is None:
+        raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = inspect_raster(path, config.bands, config.nodata)
+    run_warnings = [str(w.message) for w in caught if "Geo" in type(w.message).__name__]
+    for message in run_warnings:
+        warnings.warn(message, caught[0].category, stacklevel=2)
+    checksum = file_sha256(path)
+    seconds["inspect"] = time.perf_counter() - t0
+    if not config.overwrite:
+        previous = find_reusable(out_dir, checksum, config)
+        if previous is not None:
+            return SegmentResult(path, out_dir, "skipped", manifest=previous)
+
+    t = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                stats = compute_stats(ds, info, config)
+    except RasterioError as exc:
+        raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
+    seconds["stats"] = time.perf_counter() - t
+
+    grid = make_grid(info, config)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # outputs below are about to change
+    sink = _TileSink(info, config, out_dir)
+    sink.counts.total = len(grid)
+    t = time.perf_counter()
+    try:
+        pending: list[PreparedTile] = []
+        bar = tqdm(total=len(grid), desc=path.name, unit="tile", disable=not config.progress, leave=False)
+        with bar:
+            for prepared in _prepared_tiles(info, stats, grid, config):
+                if not prepared.valid.any():
+                    sink.counts.skipped += 1
+                    sink.write(prepared, None)
+                elif predictor is None:
+                    sink.counts.coarse_only += 1
+                    sink.write(prepared, None)
+                elif not prepared.prompts:
+                    sink.counts.skipped += 1
+                    sink.write(prepared, None)
+                else:
+                    pending.append(prepared)
+                    if len(pending) == config.batch_size:
+                        _run_sam_batch(predictor, pending, sink, config)
+                        bar.update(len(pending))
+                        pending = []
+                    continue
+                bar.update(1)
+            if pending:
+                _run_sam_batch(predictor, pending, sink, config)  # type: ignore[arg-type]
+                bar.update(len(pending))
+        seconds["tiles"] = time.perf_counter() - t
+        t = time.perf_counter()
+        raster_outputs = sink.finish()
+        seconds["cog"] = time.perf_counter() - t
+    except BaseException:
+        sink.abort()
+        raise
+
+    t = time.perf_counter()
+    n_polygons, area_m2 = write_polygons(out_dir / "mask.tif", out_dir / "water.gpkg", config.simplify)
+    seconds["vectorize"] = time.perf_counter() - t
+    t = time.perf_counter()
+    write_quicklook(info, stats, out_dir / "mask.tif", out_dir / "quicklook.png")
+    seconds["quicklook"] = time.perf_counter() - t
+
+    counts = sink.counts
+    fraction = sink.water_pixels / sink.valid_pixels if sink.valid_pixels else 0.0
+    outputs = [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"]
+    status: Status = "partial" if counts.failed else "done"
+    error = f"{path}: SAM failed on {counts.failed} tile(s) (written as nodata)" if counts.failed else None
+    result = SegmentResult(
+        path, out_dir, status, error, counts, fraction, area_m2, n_polygons, seconds
+    )
+    seconds["total"] = time.perf_counter() - t0
+    result.manifest = build_manifest(
+        info, checksum, config, model_source, predictor, stats, grid, result, outputs, run_warnings
+    )
+    write_manifest(out_dir / "manifest.json", result.manifest)
+    return result

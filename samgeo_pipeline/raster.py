@@ -1,0 +1,209 @@
+"""Opening and checking input rasters; reading windows of the mapped bands with their validity.
+
+Frames: rasterio windows are in *source pixels* (row, col of the input). Arrays returned here are
+``float32`` of shape ``(bands, rows, cols)`` in the file's units, plus a ``bool`` validity mask of
+shape ``(rows, cols)`` (True = every mapped band holds data).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
+from rasterio.errors import RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from samgeo_pipeline.bands import BandMap, parse_bands
+from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterReadError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+
+
+def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Expand file paths, directories (their rasters, recursively) and glob patterns.
+
+    Files named explicitly are kept whatever their suffix (a bad one fails later with its own
+    message); directories and globs contribute files with a raster suffix only. Order is stable and
+    duplicates are dropped.
+
+    Raises:
+        InputError: a spec matches nothing.
+    """
+    found: list[Path] = []
+    for spec in specs:
+        text = str(spec)
+        path = Path(text)
+        if path.is_dir():
+            matches = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
+        elif path.exists():
+            matches = [path]
+        elif glob.has_magic(text):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            matches = [p for p in matches if p.suffix.lower() in RASTER_SUFFIXES]
+        else:
+            raise InputError(f"{text}: no such file or directory")
+        if not matches:
+            raise InputError(f"{text}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
+        found.extend(matches)
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    """What the pipeline needs to know of an input, read once from its header."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+    """Nodata value used (the ``--nodata`` override, else the file's), or None."""
+    bands: BandMap
+    has_mask: bool
+    """True when the file carries a per-dataset mask or alpha band (used when nodata is None)."""
+
+    @property
+    def georeferenced(self) -> bool:
+        """True when the file has both a CRS and a non-identity geotransform."""
+        return self.crs is not None and self.transform != Affine.identity()
+
+    @property
+    def band_indexes(self) -> list[int]:
+        """1-based indexes of the mapped bands, in :meth:`BandMap.as_dict` order."""
+        return list(self.bands.as_dict().values())
+
+    @property
+    def band_names(self) -> list[str]:
+        """Names of the mapped bands, in the order of :attr:`band_indexes`."""
+        return list(self.bands.as_dict())
+
+
+def inspect_raster(path: str | os.PathLike[str], bands: str = "auto", nodata: float | None = None) -> RasterInfo:
+    """Open ``path``, check it and return its :class:`RasterInfo`.
+
+    Warns with :class:`NotGeoreferencedWarning` when the file has no CRS or geotransform (the run
+    goes on in pixel coordinates).
+
+    Raises:
+        InputError: empty file, not a raster, or a mapped band that does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                band_map = parse_bands(bands, ds.count)
+                band_map.check(ds.count, path)
+                file_nodata = ds.nodata
+                flags = ds.mask_flag_enums[0] if ds.count else []
+                info = RasterInfo(
+                    path=path,
+                    width=ds.width,
+                    height=ds.height,
+                    count=ds.count,
+                    dtype=ds.dtypes[0],
+                    crs=ds.crs,
+                    transform=ds.transform,
+                    nodata=nodata if nodata is not None else file_nodata,
+                    bands=band_map,
+                    has_mask=MaskFlags.per_dataset in flags or MaskFlags.alpha in flags,
+                )
+    except InputError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise InputError(f"{path}: {exc}") from None
+    except RasterioError as exc:
+        raise InputError(f"{path}: not a readable raster ({_first_line(exc)})") from None
+    if not info.georeferenced:
+        warnings.warn(
+            f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown",
+            NotGeoreferencedWarning,
+            stacklevel=2,
+        )
+    return info
+
+
+def read_bands(
+    ds: rasterio.DatasetReader,
+    info: RasterInfo,
+    window: Window,
+    out_shape: tuple[int, int] | None = None,
+    resampling: Resampling = Resampling.bilinear,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read the mapped bands of ``window`` (source pixels, inside the raster).
+
+    Args:
+        ds: open dataset of ``info.path``.
+        info: the raster's info (band map, nodata).
+        window: window in source pixels; must lie inside the raster.
+        out_shape: ``(rows, cols)`` to resample to; ``None`` for the window's own size.
+        resampling: resampling when ``out_shape`` differs from the window size.
+
+    Returns:
+        ``(data, valid)``: ``float32 (bands, rows, cols)`` and ``bool (rows, cols)``.
+
+    Raises:
+        RasterReadError: the file cannot be read there (corrupt or truncated).
+    """
+    shape = out_shape or (int(window.height), int(window.width))
+    try:
+        data = ds.read(
+            info.band_indexes, window=window, out_shape=(len(info.band_indexes), *shape), resampling=resampling
+        ).astype(np.float32, copy=False)
+        valid = np.ones(shape, dtype=bool)
+        if info.nodata is not None:
+            if np.isnan(info.nodata):
+                valid &= ~np.isnan(data).any(axis=0)
+            else:
+                valid &= ~(data == np.float32(info.nodata)).any(axis=0)
+        elif info.has_mask:
+            mask = ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest)
+            valid &= mask > 0
+        if np.issubdtype(np.dtype(info.dtype), np.floating):
+            valid &= np.isfinite(data).all(axis=0)
+    except RasterioError as exc:
+        raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({_first_line(exc)})") from None
+    return data, valid
+
+
+def window_str(window: Window) -> str:
+    """``row_off,col_off+heightxwidth`` for messages."""
+    return f"row {int(window.row_off)}, col {int(window.col_off)}, {int(window.height)}x{int(window.width)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def source_resolution(info: RasterInfo) -> float:
+    """Pixel size in CRS units (mean of x and y; 1.0 for pixel coordinates)."""
+    return float((abs(info.transform.a) + abs(info.transform.e)) / 2) if info.georeferenced else 1.0
+
+
+def decimated_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """Shape of a read whose longest side is at most ``max_side``, keeping the aspect ratio."""
+    scale = min(1.0, max_side / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def as_tuple(values: Sequence[float]) -> tuple[float, ...]:
+    """Plain Python floats for JSON."""
+    return tuple(float(v) for v in values)

@@ -1,0 +1,93 @@
+"""Batches of inputs: load the model once, segment each input, keep going past failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rasterio.errors import RasterioError
+
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import SamgeoPipelineError
+from samgeo_pipeline.pipeline import SegmentResult, segment_raster
+from samgeo_pipeline.sam import ModelSource, SamPredictor, load_sam_model, resolve_device, resolve_dtype
+
+
+def load_predictor(config: SegmentConfig) -> tuple[SamPredictor | None, ModelSource | None]:
+    """The SAM predictor for ``config.model`` (None, None for ``none``).
+
+    Raises:
+        ModelUnavailableError: weights not loadable; the message says what to pass instead.
+    """
+    if not config.uses_sam:
+        return None, None
+    model, source = load_sam_model(config.model)
+    device = resolve_device(config.device)
+    return SamPredictor(model, device, resolve_dtype(device, config.precision)), source
+
+
+def describe_model(config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None) -> str:
+    """One line saying which model a run uses."""
+    if predictor is None or source is None:
+        return "model: none (coarse water mask only, as requested with --model none)"
+    dtype = str(predictor.autocast_dtype).replace("torch.", "") if predictor.autocast_dtype else "fp32"
+    return f"model: SAM {source} on {predictor.device}, {dtype}"
+
+
+def segment_many(
+    inputs: Sequence[Path],
+    out_dirs: Sequence[Path],
+    config: SegmentConfig,
+    log: Callable[[str], None] = print,
+) -> list[SegmentResult]:
+    """Segment each input into its folder; a failed input is reported and the others go on.
+
+    Raises:
+        ModelUnavailableError: the model cannot be loaded (nothing is processed).
+    """
+    predictor, source = load_predictor(config)
+    log(describe_model(config, predictor, source))
+    results = []
+    for path, out_dir in zip(inputs, out_dirs):
+        try:
+            result = segment_raster(path, out_dir, config, predictor, source)
+        except SamgeoPipelineError as exc:
+            result = SegmentResult(path, out_dir, "failed", str(exc).splitlines()[0])
+        except (RasterioError, OSError, ValueError) as exc:
+            result = SegmentResult(path, out_dir, "failed", f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        if result.status == "failed" or result.error:
+            log(f"[red]error:[/red] {result.error}")
+        elif result.status == "skipped":
+            log(f"{path}: outputs exist with the same parameters, skipped (--overwrite to redo)")
+        results.append(result)
+    return results
+
+
+def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
+    """A rich table: one row per input with status, tiles, water and seconds."""
+    from rich.table import Table
+
+    table = Table(title="samgeo-pipeline segment")
+    for column in ("input", "status", "tiles sam/coarse/skip/fail", "water %", "polygons", "area km²", "seconds"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        if r.status == "skipped" and r.manifest:
+            m = r.manifest
+            tiles = m["tiles"]
+            counts = f"{tiles['sam']}/{tiles['coarse_only']}/{tiles['skipped']}/{tiles['failed']}"
+            water, polygons, area = m["water"]["fraction_of_valid"], m["water"]["polygons"], m["water"]["area_m2"]
+            secs = None
+        else:
+            t = r.tiles
+            counts = f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" if r.status != "failed" else "-"
+            water, polygons, area, secs = r.water_fraction, r.polygons, r.water_area_m2, r.seconds.get("total")
+        table.add_row(
+            r.input.name,
+            r.status if not r.error or r.status != "failed" else f"failed: {r.error}",
+            counts,
+            f"{100 * water:.2f}" if water is not None else "-",
+            str(polygons) if polygons is not None else "-",
+            f"{area / 1e6:.3f}" if area is not None else "-",
+            f"{secs:.1f}" if secs is not None else "-",
+        )
+    return table

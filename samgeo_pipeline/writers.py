@@ -1,0 +1,108 @@
+"""Raster outputs written by windows to a temporary file, finished as a COG and renamed.
+
+A crash never leaves a half-written file under its final name: every output is built as
+``.NAME.partial-*`` in the destination folder and moved into place with :func:`os.replace`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from samgeo_pipeline.raster import RasterInfo
+
+MASK_NODATA = 255
+"""Value of ``mask.tif`` where the input has no data (1 water, 0 not water)."""
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """A temporary path beside ``final``; renamed to ``final`` when the block succeeds, else removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.partial-", suffix=final.suffix, dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class WindowedRasterWriter:
+    """Single-band output on the input's grid, written window by window, finished as a COG.
+
+    Args:
+        info: the input raster (CRS, transform and size are copied).
+        final: final path of the COG.
+        dtype: ``uint8`` (mask) or ``float32`` (probability).
+        nodata: nodata value of the output.
+    """
+
+    def __init__(self, info: RasterInfo, final: Path, dtype: str, nodata: float) -> None:
+        self.final = final
+        self.nodata = nodata
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.work-", suffix=".tif", dir=final.parent)
+        os.close(fd)
+        self.work = Path(name)
+        profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "width": info.width,
+            "height": info.height,
+            "count": 1,
+            "dtype": dtype,
+            "nodata": nodata,
+            "crs": info.crs,
+            "transform": info.transform,
+            "tiled": True,
+            "blockxsize": 512,
+            "blockysize": 512,
+            "compress": "deflate",
+            "BIGTIFF": "IF_SAFER",
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self._ds = rasterio.open(self.work, "w", **profile)
+
+    def write(self, array: np.ndarray, window: Window) -> None:
+        """Write ``array`` (``(rows, cols)``, the output dtype) at ``window`` (source pixels)."""
+        self._ds.write(array, 1, window=window)
+
+    def finish(self, overview_resampling: str = "nearest") -> Path:
+        """Close, convert to a Cloud-Optimized GeoTIFF with overviews and move it to its final name."""
+        self._ds.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with atomic_path(self.final) as tmp:
+                rasterio.shutil.copy(
+                    self.work,
+                    tmp,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    BLOCKSIZE=512,
+                    OVERVIEWS="AUTO",
+                    OVERVIEW_RESAMPLING=overview_resampling.upper(),
+                    BIGTIFF="IF_SAFER",
+                )
+        self.work.unlink(missing_ok=True)
+        return self.final
+
+    def abort(self) -> None:
+        """Close and delete the work file (after an error)."""
+        if not self._ds.closed:
+            self._ds.close()
+        self.work.unlink(missing_ok=True)
