@@ -46,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", required=True, type=Path, help="output root; one folder per input")
     seg.add_argument("--config", type=Path, help="YAML file of options (keys as the flags, with _)")
     _add_segment_options(seg)
+    seg.set_defaults(handler=run_segment)
     demo = sub.add_parser("demo", help="write a small synthetic scene with known water")
     demo.add_argument("out_dir", type=Path, help="folder for demo_scene.tif")
+    demo.set_defaults(handler=run_demo)
+    # Further subcommands register here: each module adds its parser and sets `handler`.
     return parser
 
 
@@ -102,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("default", SamgeoPipelineWarning)
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
     try:
-        return {"segment": run_segment, "demo": run_demo}[args.command](args)
+        return args.handler(args)
     except SamgeoPipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
