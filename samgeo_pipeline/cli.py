@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out_dir", type=Path, help="folder for demo_scene.tif")
     demo.set_defaults(handler=run_demo)
     # Further subcommands register here: each module adds its parser and sets `handler`.
+    from samgeo_pipeline.serve import add_serve_parser
+
+    add_serve_parser(sub)
+    from samgeo_pipeline.finetune.cli import add_evaluate_parser, add_finetune_parser
+
+    add_finetune_parser(sub)
+    add_evaluate_parser(sub)
     return parser
 
 
@@ -84,7 +91,12 @@ def run_segment(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
-    results = segment_many(inputs, output_dirs(inputs, args.out), config, log=lambda m: console.print(m, highlight=False))
+
+    def log(message: str) -> None:  # plain text (file names may hold [...]), one line per message
+        style = "red" if message.startswith("error:") else None
+        console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log)
     console.print(summary_table(results))
     return 0 if all(r.status in ("done", "skipped") for r in results) else 1
 

@@ -50,6 +50,8 @@ class SegmentConfig:
     # --- radiometry and coarse mask ---
     percentiles: tuple[float, float] = (2.0, 98.0)
     """Per-band percentiles (whole image, nodata excluded) mapped to 0 and 255 for SAM."""
+    composite: str = "auto"
+    """Bands shown to SAM as R,G,B (e.g. nir,swir,green); auto: true colour, else a false colour."""
     stats_size: int = 2048
     """Longest side of the decimated read used for whole-image statistics."""
     index: IndexName = "auto"
@@ -59,8 +61,8 @@ class SegmentConfig:
     otsu_range: tuple[float, float] = (0.0, 0.5)
     """Clip for the Otsu threshold, so a scene without water (land vs cloud) is not called water."""
     hsv_lower: tuple[int, int, int] = (85, 40, 20)
-    """Lower HSV bound (OpenCV scale: H 0-179, S and V 0-255) for RGB-only inputs."""
-    hsv_upper: tuple[int, int, int] = (130, 255, 200)
+    """Lower HSV bound (OpenCV scale: H 0-179, S and V 0-255) for RGB-only inputs (a rough fallback: map NIR or SWIR when you have them)."""
+    hsv_upper: tuple[int, int, int] = (130, 255, 255)
     """Upper HSV bound for RGB-only inputs."""
     min_area: int = 64
     """Connected water components smaller than this many pixels are dropped (keep <= halo)."""
@@ -121,6 +123,8 @@ class SegmentConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.batch_size < 1 or self.prefetch < 1:
             raise ConfigError("batch_size and prefetch must be >= 1")
+        if self.composite != "auto":
+            parse_composite(self.composite)
 
     @property
     def core_size(self) -> int:
@@ -145,6 +149,40 @@ class SegmentConfig:
             changes[key] = _coerce(key, value, getattr(self, key))
         return dataclasses.replace(self, **changes)
 
+    def with_checkpoint(self, preprocessing: dict[str, Any]) -> SegmentConfig:
+        """The config a fine-tuned checkpoint's preprocessing implies (its ``samgeo_checkpoint.json``).
+
+        The checkpoint's composite and band mapping fill options left at ``auto``; its percentiles
+        replace this config's, so SAM sees inputs normalised as in training. An explicit composite
+        or band mapping that differs from the checkpoint's wins, with a warning.
+
+        Args:
+            preprocessing: the checkpoint's ``preprocessing`` section: ``composite`` (3 band names),
+                ``percentiles`` (2 floats) and optionally ``bands`` (a band mapping string).
+        """
+        import warnings
+
+        from samgeo_pipeline.errors import SamgeoPipelineWarning
+
+        changes: dict[str, Any] = {}
+        for key in ("composite", "bands"):
+            value = preprocessing.get(key)
+            if value is None:
+                continue
+            value = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+            current = getattr(self, key)
+            if current == "auto":
+                changes[key] = value
+            elif current != value:
+                warnings.warn(
+                    f"--{key} {current} differs from the fine-tuned model's {value}; using {current}",
+                    SamgeoPipelineWarning,
+                    stacklevel=2,
+                )
+        if preprocessing.get("percentiles") is not None:
+            changes["percentiles"] = tuple(float(v) for v in preprocessing["percentiles"])
+        return self.merged(changes)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every option."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -153,6 +191,22 @@ class SegmentConfig:
         """Hash of the options that change the outputs (runtime-only options excluded)."""
         params = {k: v for k, v in self.to_dict().items() if k not in _RUNTIME_ONLY}
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_composite(spec: str | list[str] | tuple[str, ...]) -> tuple[str, str, str]:
+    """``"nir,swir,green"`` (or a sequence) -> three band names shown to SAM as R, G, B.
+
+    Raises:
+        ConfigError: not three known band names.
+    """
+    from samgeo_pipeline.bands import BAND_NAMES
+
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec)]
+    if len(names) != 3 or any(n not in BAND_NAMES for n in names):
+        raise ConfigError(
+            f"composite={spec!r}: give three band names out of {', '.join(BAND_NAMES)}, e.g. nir,swir,green"
+        )
+    return names[0], names[1], names[2]
 
 
 def _literal_values(name: str) -> tuple[str, ...]:
@@ -198,6 +252,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: a config file must be a mapping of option: value")
     if isinstance(data.get("bands"), dict):
         data["bands"] = ",".join(f"{k}={v}" for k, v in data["bands"].items())
+    if isinstance(data.get("composite"), list):
+        data["composite"] = ",".join(str(v) for v in data["composite"])
     return data
 
 
@@ -215,4 +271,4 @@ def config_field_docs() -> dict[str, str]:
     return docs
 
 
-__all__ = ["SegmentConfig", "DEFAULT_MODEL", "load_config_file", "config_field_docs"]
+__all__ = ["SegmentConfig", "DEFAULT_MODEL", "load_config_file", "config_field_docs", "parse_composite"]

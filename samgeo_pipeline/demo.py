@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.transform import Affine, from_origin
+from rasterio.transform import Affine
 
 from samgeo_pipeline.writers import atomic_path
 
@@ -77,7 +77,7 @@ def write_demo_scene(
     }
     if crs is not None:
         profile["crs"] = CRS.from_user_input(crs)
-        profile["transform"] = transform or from_origin(500000.0, 5600000.0, 2.0, 2.0)
+        profile["transform"] = transform or Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 5600000.0)
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(image)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from samgeo_pipeline.coarse import coarse_water_mask
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import RasterReadError, SamgeoPipelineError
+from samgeo_pipeline.errors import NotGeoreferencedWarning, RasterReadError, SamgeoPipelineError
 from samgeo_pipeline.manifest import build_manifest, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
 from samgeo_pipeline.quicklook import write_quicklook
@@ -238,7 +238,8 @@ def segment_raster(
     Args:
         path: input GeoTIFF / COG / VRT.
         out_dir: this input's output folder (created).
-        config: options.
+        config: options. With a fine-tuned predictor (``predictor.preprocessing`` set), its composite,
+            percentiles and band mapping apply (:meth:`SegmentConfig.with_checkpoint`).
         predictor: loaded SAM, or None when ``config.model`` is ``none``.
         model_source: where the weights came from (manifest).
 
@@ -248,14 +249,16 @@ def segment_raster(
     """
     if config.uses_sam and predictor is None:
         raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
+    if predictor is not None and predictor.preprocessing:
+        config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always", NotGeoreferencedWarning)
         info = inspect_raster(path, config.bands, config.nodata)
-    run_warnings = [str(w.message) for w in caught if "Geo" in type(w.message).__name__]
+    run_warnings = [str(w.message) for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
     for message in run_warnings:
-        warnings.warn(message, caught[0].category, stacklevel=2)
+        warnings.warn(message, NotGeoreferencedWarning, stacklevel=2)
     checksum = file_sha256(path)
     seconds["inspect"] = time.perf_counter() - t0
     if not config.overwrite:
@@ -276,6 +279,8 @@ def segment_raster(
     grid = make_grid(info, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # outputs below are about to change
+    if not config.probability:  # a probability raster from an earlier run would no longer match
+        (out_dir / "probability.tif").unlink(missing_ok=True)
     sink = _TileSink(info, config, out_dir)
     sink.counts.total = len(grid)
     t = time.perf_counter()

@@ -16,7 +16,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 from skimage.filters import threshold_otsu
 
-from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.config import SegmentConfig, parse_composite
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_bands
 
@@ -116,13 +116,31 @@ def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentC
     """Whole-image statistics from one decimated read of the mapped bands.
 
     Raises:
-        InputError: the raster holds no valid pixel.
+        InputError: the raster holds no valid pixel, or the composite needs an unmapped band.
     """
     shape = decimated_shape(info.height, info.width, config.stats_size)
     data, valid = read_bands(ds, info, Window(0, 0, info.width, info.height), shape, Resampling.nearest)
+    return stats_from_array(data, valid, tuple(info.band_names), config, str(info.path))
+
+
+def stats_from_array(
+    data: np.ndarray, valid: np.ndarray, band_names: tuple[str, ...], config: SegmentConfig, where: str = "image"
+) -> ImageStats:
+    """Statistics of an image held in memory (what :func:`compute_stats` does after its read).
+
+    Args:
+        data: ``float32 (bands, rows, cols)`` in file units, bands in ``band_names`` order.
+        valid: ``bool (rows, cols)``.
+        band_names: names of the bands of ``data``.
+        config: percentiles, index, threshold and composite options.
+        where: the image's name for messages.
+
+    Raises:
+        InputError: no valid pixel, or the composite needs an unmapped band.
+    """
     if not valid.any():
-        raise InputError(f"{info.path}: every pixel is nodata (nodata={info.nodata}); nothing to segment")
-    names = tuple(info.band_names)
+        raise InputError(f"{where}: every pixel is nodata; nothing to segment")
+    names = tuple(band_names)
     pixels = data[:, valid]
     low = np.percentile(pixels, config.percentiles[0], axis=1)
     high = np.percentile(pixels, config.percentiles[1], axis=1)
@@ -143,8 +161,26 @@ def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentC
         index=index,
         threshold=threshold,
         valid_fraction=float(valid.mean()),
-        composite=choose_composite(names),
+        composite=resolve_composite(config.composite, names, where),
     )
+
+
+def resolve_composite(requested: str, band_names: tuple[str, ...] | list[str], where: str = "image") -> tuple[str, str, str]:
+    """The composite shown to SAM: :func:`choose_composite` for ``auto``, else the requested bands.
+
+    Raises:
+        InputError: a requested band is not mapped.
+    """
+    if requested == "auto":
+        return choose_composite(band_names)
+    composite = parse_composite(requested)
+    missing = sorted(set(composite) - set(band_names))
+    if missing:
+        raise InputError(
+            f"{where}: composite {','.join(composite)} needs band(s) {missing}, which are not mapped "
+            f"(mapped: {', '.join(band_names)}); map them with --bands"
+        )
+    return composite
 
 
 def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.errors import RasterioError
 from rasterio.transform import Affine
@@ -73,7 +73,7 @@ class RasterInfo:
     """Nodata value used (the ``--nodata`` override, else the file's), or None."""
     bands: BandMap
     has_mask: bool
-    """True when the file carries a per-dataset mask or alpha band (used when nodata is None)."""
+    """True when the file carries a per-dataset mask or an unmapped alpha band (used when nodata is None)."""
 
     @property
     def georeferenced(self) -> bool:
@@ -113,6 +113,10 @@ def inspect_raster(path: str | os.PathLike[str], bands: str = "auto", nodata: fl
                 band_map.check(ds.count, path)
                 file_nodata = ds.nodata
                 flags = ds.mask_flag_enums[0] if ds.count else []
+                # GDAL flags the 4th band of a 4-band uint8 GeoTIFF as alpha by default; when that
+                # band is mapped (NAIP's NIR), it is data, not a validity mask.
+                alphas = {i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha}
+                mapped_alpha = MaskFlags.alpha in flags and bool(alphas & set(band_map.as_dict().values()))
                 info = RasterInfo(
                     path=path,
                     width=ds.width,
@@ -123,7 +127,7 @@ def inspect_raster(path: str | os.PathLike[str], bands: str = "auto", nodata: fl
                     transform=ds.transform,
                     nodata=nodata if nodata is not None else file_nodata,
                     bands=band_map,
-                    has_mask=MaskFlags.per_dataset in flags or MaskFlags.alpha in flags,
+                    has_mask=(MaskFlags.per_dataset in flags or MaskFlags.alpha in flags) and not mapped_alpha,
                 )
     except InputError as exc:
         if str(exc).startswith(str(path)):
@@ -189,6 +193,9 @@ def window_str(window: Window) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
+    # rasterio's "Read failed. See previous exception for details." keeps GDAL's reason in the cause.
+    while "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

@@ -10,7 +10,14 @@ from rasterio.errors import RasterioError
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
-from samgeo_pipeline.sam import ModelSource, SamPredictor, load_sam_model, resolve_device, resolve_dtype
+from samgeo_pipeline.sam import (
+    ModelSource,
+    SamPredictor,
+    load_sam_model,
+    read_checkpoint_preprocessing,
+    resolve_device,
+    resolve_dtype,
+)
 
 
 def load_predictor(config: SegmentConfig) -> tuple[SamPredictor | None, ModelSource | None]:
@@ -23,7 +30,8 @@ def load_predictor(config: SegmentConfig) -> tuple[SamPredictor | None, ModelSou
         return None, None
     model, source = load_sam_model(config.model)
     device = resolve_device(config.device)
-    return SamPredictor(model, device, resolve_dtype(device, config.precision)), source
+    preprocessing = read_checkpoint_preprocessing(config.model)
+    return SamPredictor(model, device, resolve_dtype(device, config.precision), preprocessing), source
 
 
 def describe_model(config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None) -> str:
@@ -56,7 +64,7 @@ def segment_many(
         except (RasterioError, OSError, ValueError) as exc:
             result = SegmentResult(path, out_dir, "failed", f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         if result.status == "failed" or result.error:
-            log(f"[red]error:[/red] {result.error}")
+            log(f"error: {result.error}")
         elif result.status == "skipped":
             log(f"{path}: outputs exist with the same parameters, skipped (--overwrite to redo)")
         results.append(result)
@@ -65,6 +73,7 @@ def segment_many(
 
 def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
     """A rich table: one row per input with status, tiles, water and seconds."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="samgeo-pipeline segment")
@@ -81,9 +90,9 @@ def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
             t = r.tiles
             counts = f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" if r.status != "failed" else "-"
             water, polygons, area, secs = r.water_fraction, r.polygons, r.water_area_m2, r.seconds.get("total")
-        table.add_row(
-            r.input.name,
-            r.status if not r.error or r.status != "failed" else f"failed: {r.error}",
+        table.add_row(  # file names and errors are text, not rich markup
+            escape(r.input.name),
+            escape(r.status if not r.error or r.status != "failed" else f"failed: {r.error}"),
             counts,
             f"{100 * water:.2f}" if water is not None else "-",
             str(polygons) if polygons is not None else "-",

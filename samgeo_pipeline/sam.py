@@ -103,6 +103,29 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
         raise ModelUnavailableError(f"{hint} ({_first_line(exc)})") from None
 
 
+def read_checkpoint_preprocessing(model: str) -> dict | None:
+    """The ``preprocessing`` section of a fine-tuned checkpoint's :data:`CHECKPOINT_META`, else None.
+
+    It holds what SAM saw in training: ``composite`` (three band names), ``percentiles`` and, when
+    the training data had an explicit band mapping, ``bands``. See
+    :meth:`samgeo_pipeline.config.SegmentConfig.with_checkpoint`.
+
+    Raises:
+        ModelUnavailableError: the file exists but is not valid JSON.
+    """
+    import json
+
+    path = Path(model).expanduser() / CHECKPOINT_META
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"{path}: unreadable checkpoint description ({_first_line(exc)})") from None
+    preprocessing = meta.get("preprocessing") if isinstance(meta, dict) else None
+    return dict(preprocessing) if isinstance(preprocessing, dict) else None
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
@@ -141,11 +164,15 @@ class SamPredictor:
         model: a transformers ``SamModel`` in eval mode.
         device: where it runs.
         autocast_dtype: bf16/fp16 autocast dtype on GPU, or None for fp32.
+        preprocessing: a fine-tuned checkpoint's input preprocessing (composite, percentiles, bands;
+            see :func:`read_checkpoint_preprocessing`), applied by the segment pipeline; None for
+            released models.
     """
 
     model: torch.nn.Module
     device: torch.device
     autocast_dtype: torch.dtype | None = None
+    preprocessing: dict | None = None
 
     def __post_init__(self) -> None:
         self.model.to(self.device).eval()

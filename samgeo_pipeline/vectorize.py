@@ -108,5 +108,7 @@ def write_polygons(mask_path: Path, gpkg_path: Path, simplify: float = 0.0) -> t
         geometry=gpd.GeoSeries(list(geoms), crs=crs),
     )
     with atomic_path(gpkg_path) as tmp:
-        frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="'crs' was not provided")  # pixel coordinates
+            frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
     return len(frame), (float(area.sum()) if crs is not None else None)

@@ -1,0 +1,178 @@
+"""Plain helpers shared by the flows: configuration, output folders, links, cache keys, URLs.
+
+Nothing here imports Prefect, so each helper is tested as a plain function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote
+
+from samgeo_pipeline import __version__
+from samgeo_pipeline.cli import output_dirs
+from samgeo_pipeline.config import SegmentConfig, load_config_file
+
+#: Environment variable with the base URL that artifact links start with.
+BASE_URL_ENV = "SAMGEO_OUTPUT_BASE_URL"
+#: Where ``samgeo-pipeline serve OUTPUT_ROOT`` listens by default.
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/"
+#: Output files linked from the artifacts, in this order, when they exist.
+LINKED_OUTPUTS = ("mask.tif", "water.gpkg", "quicklook.png", "probability.tif", "manifest.json")
+#: Suffixes the watch flow picks up.
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def build_config(options: dict[str, Any] | None = None, config_path: str | os.PathLike[str] | None = None) -> SegmentConfig:
+    """Layer defaults < YAML file < ``options`` (keys as :class:`SegmentConfig` / the CLI flags).
+
+    Progress bars are turned off: flow logs are not terminals.
+
+    Raises:
+        ConfigError: an unknown option, a bad value, or an unreadable file.
+    """
+    config = SegmentConfig()
+    if config_path:
+        config = config.merged(load_config_file(config_path))
+    config = config.merged(dict(options or {}))
+    return config.merged({"progress": False})
+
+
+def is_remote(spec: str) -> bool:
+    """True for an fsspec URL other than a local file (``s3://b/x.tif``, ``memory://x``)."""
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", spec)
+    return bool(match) and match.group(1).lower() not in ("file", "local")
+
+
+def local_path(spec: str) -> str:
+    """``file:///a/b`` -> ``/a/b``; other strings unchanged."""
+    return spec[len("file://"):] if spec.startswith("file://") else spec
+
+
+def url_path(spec: str) -> PurePosixPath:
+    """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``)."""
+    spec = local_path(spec)
+    if is_remote(spec):
+        spec = spec.split("://", 1)[1]
+    return PurePosixPath(spec.replace(os.sep, "/"))
+
+
+def image_output_dirs(inputs: Sequence[str], root: Path, relative_to: str | None = None) -> list[Path]:
+    """One output folder per input below ``root``.
+
+    Without ``relative_to``: the input's stem (plus a path hash when two inputs share a stem), as
+    the CLI does. With it (the watch flow passes the watched root): the input's folder relative to
+    ``relative_to``, then its stem, so equal names in different sub-folders do not collide.
+    """
+    if relative_to is None:
+        return output_dirs([Path(str(url_path(s))) for s in inputs], root)
+    base = url_path(relative_to)
+    dirs = []
+    for spec in inputs:
+        path = url_path(spec)
+        try:
+            rel_parent = path.parent.relative_to(base)
+        except ValueError:
+            rel_parent = PurePosixPath()
+        dirs.append(root.joinpath(*rel_parent.parts, path.stem))
+    return dirs
+
+
+def base_url(explicit: str | None = None) -> str:
+    """Base URL of artifact links: ``explicit``, else ``$SAMGEO_OUTPUT_BASE_URL``, else the serve default."""
+    url = explicit or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    return url if url.endswith("/") else url + "/"
+
+
+def output_url(path: Path, root: Path, base: str) -> str:
+    """The http(s) URL of ``path`` (below ``root``) under ``base``, percent-encoded."""
+    rel = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    return base + quote(rel)
+
+
+def output_links(out_dir: Path, root: Path, base: str) -> dict[str, str]:
+    """File name -> URL for the outputs of one image that exist."""
+    return {name: output_url(out_dir / name, root, base) for name in LINKED_OUTPUTS if (out_dir / name).is_file()}
+
+
+def model_fingerprint(model: str) -> str:
+    """What identifies the weights: the hub id, ``none``, or a local folder with its files' sizes and times."""
+    if model.lower() == "none":
+        return "none"
+    path = Path(model).expanduser()
+    if not path.exists():
+        return model
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        stat = f.stat()
+        digest.update(f"{f.relative_to(path) if f != path else f.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return f"{path.resolve()}@{digest.hexdigest()[:16]}"
+
+
+def segment_cache_key(checksum: str, config: SegmentConfig, out_dir: Path) -> str:
+    """Cache key of one image's segment task: input bytes, parameters, model, output folder, version."""
+    parts = [checksum, config.params_hash(), model_fingerprint(config.model), str(Path(out_dir).resolve()), __version__]
+    return "samgeo-segment-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """A valid artifact key (lowercase letters, digits, dashes) from a file name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "image"
+    return f"{prefix}-{slug}"[:100]
+
+
+def image_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """The artifact table row of one image's summary (see ``flows.segment.summarize``)."""
+    tiles = summary.get("tiles") or {}
+    area = summary.get("water_area_m2")
+    seconds = summary.get("seconds")
+    return {
+        "image": Path(summary["input"]).name,
+        "status": summary["status"],
+        "water area km²": round(area / 1e6, 4) if area is not None else None,
+        "polygons": summary.get("polygons"),
+        "tiles processed": (tiles.get("sam", 0) + tiles.get("coarse_only", 0)) if tiles else None,
+        "tiles skipped": tiles.get("skipped") if tiles else None,
+        "tiles failed": tiles.get("failed") if tiles else None,
+        "seconds": round(seconds, 1) if seconds is not None else None,
+    }
+
+
+def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> str:
+    """The markdown summary of one segment run: a row per image with links, then the failures."""
+    done = sum(s["status"] in ("done", "skipped", "cached") for s in summaries)
+    lines = [
+        "# samgeo-pipeline segment",
+        "",
+        f"{done} of {len(summaries)} image(s) done; outputs in `{root}`, links under <{base}> "
+        f"(serve them with `samgeo-pipeline serve {root}`).",
+        "",
+        "| image | status | water km² | polygons | tiles processed/skipped/failed | seconds | outputs |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
+    for s in summaries:
+        row = image_row(s)
+        links = " ".join(f"[{name}]({url})" for name, url in (s.get("links") or {}).items())
+        tiles = (
+            f"{row['tiles processed']}/{row['tiles skipped']}/{row['tiles failed']}"
+            if row["tiles processed"] is not None else "-"
+        )
+        lines.append(
+            f"| {row['image']} | {row['status']} | {_fmt(row['water area km²'])} | {_fmt(row['polygons'])} | "
+            f"{tiles} | {_fmt(row['seconds'])} | {links or '-'} |"
+        )
+    failures = [s for s in summaries if s.get("error")]
+    if failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- `{Path(s['input']).name}`: {s['error']}" for s in failures]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else str(value)

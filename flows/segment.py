@@ -1,0 +1,489 @@
+"""Prefect flow ``segment``: the library's stages as tasks, one GPU job at a time, resumable.
+
+Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 + reuse check; CPU,
+retried on I/O errors) -> segment (SAM; holds one slot of the global concurrency limit ``gpu``;
+cached by input checksum + parameters + model + output folder, results persisted) -> artifacts
+(a table and links per image, a markdown summary per run). CPU stages of other images go on in a
+bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4) while one image holds the GPU, or on a
+Dask cluster (``dask_address``). A failed image does not stop the others; the run ends Failed,
+with every reason, when any image failed.
+
+Run it locally with ``python flows/segment.py INPUT... --out DIR [--model none]`` or deploy it
+with ``deployments/prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+_REPO = str(Path(__file__).resolve().parents[1])
+if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
+    sys.path.insert(0, _REPO)
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact  # noqa: E402
+from prefect.concurrency.sync import concurrency  # noqa: E402
+from prefect.futures import wait  # noqa: E402
+from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
+from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+
+from flows.common import (  # noqa: E402
+    artifact_key,
+    base_url,
+    build_config,
+    image_output_dirs,
+    image_row,
+    is_remote,
+    local_path,
+    output_links,
+    run_markdown,
+    segment_cache_key,
+)
+from samgeo_pipeline.config import SegmentConfig  # noqa: E402
+from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.manifest import file_sha256, find_reusable  # noqa: E402
+from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster  # noqa: E402
+
+#: Threads of the flow's task runner (CPU/I-O stages of several images at once).
+FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
+#: Name of the global concurrency limit the segment stage occupies (``prefect gcl create gpu --limit 1``).
+GPU_LIMIT = "gpu"
+
+
+class SegmentFlowError(SamgeoPipelineError):
+    """Some images of a segment run failed; the message lists each one with its reason."""
+
+
+# --------------------------------------------------------------------------- plain functions
+
+
+def expand_specs(specs: list[str]) -> list[str]:
+    """Expand local paths, folders and globs (as the CLI does) and fsspec URLs (folders, globs).
+
+    Raises:
+        InputError: a spec matches nothing.
+    """
+    local = [local_path(s) for s in specs if not is_remote(s)]
+    found = [str(p) for p in expand_inputs(local)] if local else []
+    for spec in (s for s in specs if is_remote(s)):
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(spec)
+        if glob.has_magic(path):
+            matches = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            matches = sorted(fs.find(path))
+        else:
+            matches = [path] if fs.exists(path) else []
+        matches = [m for m in matches if m == path or Path(m).suffix.lower() in RASTER_SUFFIXES]
+        if not matches:
+            raise InputError(f"{spec}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
+        found.extend(fs.unstrip_protocol(m) for m in matches)
+    return list(dict.fromkeys(found))
+
+
+def fetch_to(url: str, staging: Path) -> Path:
+    """Copy a remote raster to ``staging/<hash of url>/<name>`` (atomically) and return the local path.
+
+    A copy of the same size already there is reused.
+    """
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url)
+    target = staging / hashlib.sha1(url.encode()).hexdigest()[:16] / Path(path).name
+    size = fs.size(path)
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    fs.get_file(path, str(part))
+    os.replace(part, target)
+    return target
+
+
+def prepare(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
+    """CPU stage of one image: check it opens with the requested bands, hash it, look for reusable outputs.
+
+    Raises:
+        InputError, RasterReadError: the file is not a usable raster.
+    """
+    info = inspect_raster(path, config.bands, config.nodata)
+    checksum = file_sha256(Path(path))
+    reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
+    return {
+        "input": str(path),
+        "out_dir": str(out_dir),
+        "sha256": checksum,
+        "bytes": Path(path).stat().st_size,
+        "width": info.width,
+        "height": info.height,
+        "bands": info.count,
+        "reusable": reusable,
+    }
+
+
+def summarize(manifest: dict[str, Any], status: str, out_dir: Path) -> dict[str, Any]:
+    """JSON-able summary of one image from its manifest (paths as strings; no arrays)."""
+    return {
+        "input": manifest["input"]["path"],
+        "out_dir": str(out_dir),
+        "sha256": manifest["input"]["sha256"],
+        "status": status,
+        "error": manifest.get("error"),
+        "tiles": {k: manifest["tiles"][k] for k in ("total", "sam", "coarse_only", "skipped", "failed")},
+        "water_area_m2": manifest["water"]["area_m2"],
+        "water_fraction": manifest["water"]["fraction_of_valid"],
+        "polygons": manifest["water"]["polygons"],
+        "seconds": manifest["seconds"].get("total"),
+        "model": manifest["model"]["id"],
+        "params_hash": manifest["params_hash"],
+        "outputs": [str(out_dir / name) for name in manifest.get("outputs", [])] + [str(out_dir / "manifest.json")],
+    }
+
+
+class _PredictorCache:
+    """One SAM predictor per (flow run, model, device, precision): loaded on first use, dropped at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    def get(self, run_id: str, config: SegmentConfig, log) -> tuple[Any, Any]:
+        from samgeo_pipeline.runner import describe_model, load_predictor
+
+        key = (run_id, config.model, config.device, config.precision)
+        with self._lock:
+            if key not in self._items:
+                predictor, source = load_predictor(config)
+                log(describe_model(config, predictor, source))
+                self._items[key] = (predictor, source)
+            return self._items[key]
+
+    def release(self, run_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k[0] == run_id]:
+                del self._items[key]
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PREDICTORS = _PredictorCache()
+
+
+def _current_run_id() -> str:
+    return str(runtime_flow_run.id or "local")
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+def _retry_on_io(task, task_run, state) -> bool:
+    """Retry I/O errors (network, truncated reads); a bad raster or option is not retried."""
+    try:
+        state.result()
+    except (InputError, ConfigError):
+        return False
+    except OSError:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure is final
+        return False
+    return False
+
+
+def _cache_key(context, parameters: dict[str, Any]) -> str | None:
+    """Cache key of :func:`segment_image`; None (run, don't cache) for overwrite or missing outputs."""
+    prepared, config = parameters["prepared"], parameters["config"]
+    if config.overwrite or not prepared.get("reusable"):
+        return None
+    return segment_cache_key(prepared["sha256"], config, Path(prepared["out_dir"]))
+
+
+@task(name="expand-inputs", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
+def expand_inputs_task(inputs: list[str]) -> list[str]:
+    """Task wrapper of :func:`expand_specs`."""
+    return expand_specs(inputs)
+
+
+def _named(prefix: str, parameter: str):
+    """A task-run name function: ``prefix`` and the file name of a (resolved) parameter."""
+
+    def name() -> str:
+        from prefect.runtime import task_run
+
+        value = task_run.parameters.get(parameter)
+        value = value.get("input") if isinstance(value, dict) else value
+        return f"{prefix} {Path(str(value)).name}" if isinstance(value, (str, Path)) else prefix
+
+    return name
+
+
+@task(name="fetch-input", retries=3, retry_delay_seconds=[2, 10, 30], task_run_name=_named("fetch", "url"))
+def fetch_input(url: str, staging: str) -> str:
+    """Task wrapper of :func:`fetch_to`."""
+    return str(fetch_to(url, Path(staging)))
+
+
+@task(name="prepare-image", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io,
+      task_run_name=_named("prepare", "path"))
+def prepare_image(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
+    """Task wrapper of :func:`prepare`."""
+    return prepare(path, out_dir, config)
+
+
+@task(
+    name="segment-image",
+    cache_key_fn=_cache_key,
+    persist_result=True,
+    result_serializer="json",
+    task_run_name=_named("segment", "image"),
+)
+def segment_image(
+    prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None = GPU_LIMIT, image: str = ""
+) -> dict[str, Any]:
+    """Segment one prepared image; holds a slot of ``gpu_limit`` while the model runs.
+
+    ``image`` names the task run only (it is not part of the cache key).
+
+    Returns:
+        :func:`summarize` of its manifest (status ``done`` or ``skipped``).
+
+    Raises:
+        SamgeoPipelineError: the image failed, or SAM failed on some tiles (``partial``: the
+            outputs are written, with those tiles as nodata, but not cached).
+    """
+    from samgeo_pipeline.pipeline import segment_raster
+
+    logger = get_run_logger()
+    out_dir = Path(prepared["out_dir"])
+    if not config.overwrite:
+        previous = find_reusable(out_dir, prepared["sha256"], config)
+        if previous is not None:
+            logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared["input"])
+            return summarize(previous, "skipped", out_dir)
+    if gpu_limit:
+        with concurrency(gpu_limit, occupy=1):
+            result = _segment(prepared, config, segment_raster, logger)
+    else:
+        result = _segment(prepared, config, segment_raster, logger)
+    if result.status in ("failed", "partial") or result.manifest is None:
+        raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
+    return summarize(result.manifest, result.status, out_dir)
+
+
+def _segment(prepared: dict[str, Any], config: SegmentConfig, segment_raster, logger):
+    predictor, source = PREDICTORS.get(_current_run_id(), config, logger.info)
+    return segment_raster(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, source)
+
+
+# --------------------------------------------------------------------------- flow
+
+
+def ensure_concurrency_limit(name: str, slots: int = 1, log=print) -> bool:
+    """Create the global concurrency limit ``name`` with ``slots`` slots when it does not exist.
+
+    Returns:
+        True when the limit exists (or was created); False when the API refused (the segment stage
+        then runs without it, as Prefect does for a missing limit, and a warning says so).
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            try:
+                client.read_global_concurrency_limit_by_name(name)
+                return True
+            except ObjectNotFound:
+                pass
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+                log(f"created global concurrency limit {name!r} with {slots} slot(s)")
+            except ObjectAlreadyExists:
+                pass
+            return True
+    except Exception as exc:  # noqa: BLE001 - the API may refuse; degrade, don't fail the run
+        log(f"warning: cannot read or create concurrency limit {name!r} ({type(exc).__name__}: {exc}); "
+            "GPU jobs of concurrent runs are not serialised")
+        return False
+
+
+def _dask_runner(address: str, cluster_kwargs: dict[str, Any] | None):
+    """A DaskTaskRunner for ``address`` (``local``: a temporary LocalCluster)."""
+    import cloudpickle
+    from prefect_dask import DaskTaskRunner
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this file
+    if address == "local":
+        return DaskTaskRunner(cluster_kwargs=cluster_kwargs or {"n_workers": min(4, os.cpu_count() or 1),
+                                                                "threads_per_worker": 1})
+    return DaskTaskRunner(address=address)
+
+
+@flow(name="segment-prepare", log_prints=True)
+def prepare_stage(paths: list[str], out_dirs: list[str], config: SegmentConfig) -> list[dict[str, Any]]:
+    """CPU stage of many images on the subflow's task runner (Dask); failures come back as ``{"error": ...}``."""
+    futures = [prepare_image.submit(p, d, config) for p, d in zip(paths, out_dirs)]
+    wait(futures)
+    out = []
+    for path, fut in zip(paths, futures):
+        value = fut.state.result(raise_on_failure=False)
+        out.append(value if isinstance(value, dict) else {"input": path, "error": _reason(path, value)})
+    return out
+
+
+def _reason(path: str, exc: Any) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, SamgeoPipelineError):
+        return text
+    return f"{path}: {type(exc).__name__}: {text}" if path not in text else text
+
+
+@flow(name="segment", task_runner=ThreadPoolTaskRunner(max_workers=FLOW_WORKERS), log_prints=True)
+def segment_flow(
+    inputs: list[str],
+    output_root: str,
+    options: dict[str, Any] | None = None,
+    config_path: str | None = None,
+    relative_to: str | None = None,
+    output_base_url: str | None = None,
+    gpu_limit: str | None = GPU_LIMIT,
+    dask_address: str | None = None,
+    dask_cluster_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Segment rasters into ``output_root/<image>/`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
+
+    Args:
+        inputs: files, folders, glob patterns or fsspec URLs (``s3://bucket/scenes/*.tif``).
+        output_root: local folder; one sub-folder per image.
+        options: segment options by name (as :class:`SegmentConfig` / the CLI flags with ``_``),
+            e.g. ``{"model": "none", "gsd": 0.5}``; they win over ``config_path``.
+        config_path: YAML file of options.
+        relative_to: keep each input's folder relative to this root in the output (watch flow).
+        output_base_url: start of the artifact links (default ``$SAMGEO_OUTPUT_BASE_URL`` or
+            ``http://127.0.0.1:8000/``, where ``samgeo-pipeline serve OUTPUT_ROOT`` listens).
+        gpu_limit: global concurrency limit held while an image is segmented (None: none).
+        dask_address: run the CPU stage on Dask: a scheduler address, or ``local`` for a
+            temporary LocalCluster (default ``$SAMGEO_DASK_ADDRESS``; unset: the thread pool).
+        dask_cluster_kwargs: LocalCluster options for ``dask_address="local"``.
+
+    Returns:
+        One summary per image (paths, counts, water area; no arrays).
+
+    Raises:
+        SegmentFlowError: some image failed; the message lists each with its reason.
+    """
+    logger = get_run_logger()
+    config = build_config(options, config_path)
+    root = Path(output_root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    base = base_url(output_base_url)
+    dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
+    if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger.warning):
+        gpu_limit = None
+    specs = expand_inputs_task(inputs)
+    out_dirs = [str(d) for d in image_output_dirs(specs, root, relative_to)]
+    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), root, config.params_hash(), config.model)
+
+    staging = root / ".samgeo-staging"
+    fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
+    failures: dict[int, str] = {}
+    if dask_address:
+        wait([f for f in fetched if not isinstance(f, str)])
+        local = []
+        for i, f in enumerate(fetched):
+            value = f if isinstance(f, str) else f.state.result(raise_on_failure=False)
+            if not isinstance(value, str):
+                failures[i] = _reason(specs[i], value)
+            local.append(value if isinstance(value, str) else specs[i])
+        runner = _dask_runner(dask_address, dask_cluster_kwargs)
+        ok = [i for i in range(len(specs)) if i not in failures]
+        prepared_list = prepare_stage.with_options(task_runner=runner)(
+            [local[i] for i in ok], [out_dirs[i] for i in ok], config
+        )
+        prepared: dict[int, Any] = {}
+        for i, value in zip(ok, prepared_list):
+            if "error" in value:
+                failures[i] = value["error"]
+            else:
+                prepared[i] = value
+    else:
+        prepared = {i: prepare_image.submit(f, d, config) for i, (f, d) in enumerate(zip(fetched, out_dirs))}
+    segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i]) for i, p in prepared.items()}
+    try:
+        wait(list(segmented.values()) + [p for p in prepared.values() if not isinstance(p, dict)])
+    finally:
+        PREDICTORS.release(_current_run_id())
+
+    summaries = []
+    for i, spec in enumerate(specs):
+        summary = _collect(i, spec, out_dirs[i], prepared.get(i), segmented.get(i), failures)
+        summary["links"] = output_links(Path(summary["out_dir"]), root, base) if summary["status"] != "failed" else {}
+        summaries.append(summary)
+        _image_artifacts(summary)
+        if is_remote(spec) and summary["status"] != "failed":
+            shutil.rmtree(Path(summary["input"]).parent, ignore_errors=True)  # the staged copy
+    create_markdown_artifact(run_markdown(summaries, root, base), key="segment-run-summary",
+                             description=f"segment run: {len(summaries)} image(s)")
+    failed = [s for s in summaries if s["status"] == "failed"]
+    if failed:
+        reasons = "\n".join(f"- {s['error']}" for s in failed)
+        raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
+    return summaries
+
+
+def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, failures: dict[int, str]) -> dict[str, Any]:
+    """One image's summary from its futures, or a failed summary with the first stage's reason."""
+    failed = {"input": spec, "out_dir": out_dir, "status": "failed", "error": failures.get(i)}
+    if i in failures:
+        return failed
+    if prepared is not None and not isinstance(prepared, dict) and not prepared.state.is_completed():
+        failed["error"] = _reason(spec, prepared.state.result(raise_on_failure=False))
+        return failed
+    state = segmented.state
+    if not state.is_completed():
+        failed["error"] = _reason(spec, state.result(raise_on_failure=False))
+        return failed
+    summary = dict(state.result())
+    if state.name == "Cached":
+        summary["status"] = "cached"
+    return summary
+
+
+def _image_artifacts(summary: dict[str, Any]) -> None:
+    """A table and one link per output for one image (nothing but the table for a failed one)."""
+    name = Path(summary["input"]).name
+    row = image_row(summary)
+    if summary.get("error"):
+        row["error"] = summary["error"]
+    create_table_artifact([row], key=artifact_key("segment", Path(name).stem),
+                          description=f"{name}: {summary['status']}")
+    for output, url in (summary.get("links") or {}).items():
+        create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the segment flow once, in this process.")
+    parser.add_argument("inputs", nargs="+")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config")
+    parser.add_argument("--model")
+    args = parser.parse_args()
+    segment_flow(args.inputs, args.out, {"model": args.model} if args.model else None, args.config)

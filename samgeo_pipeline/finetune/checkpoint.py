@@ -1,0 +1,182 @@
+"""Checkpoints of a fine-tuning run: ``save_pretrained`` folders the segment pipeline loads.
+
+A run's ``--out`` folder holds::
+
+    best/   the epoch with the highest validation IoU (mean): SAM weights + samgeo_checkpoint.json
+    last/   the latest epoch, the same, plus training_state.pt (what --resume needs)
+    history.json, curves.png
+
+``samgeo_checkpoint.json`` holds the training setup (every option), the data, the preprocessing
+(composite, percentiles, band mapping: applied by ``segment --model`` automatically), the epoch
+and its metrics, and the history so far. ``training_state.pt`` holds the optimizer, scheduler,
+gradient-scaler and RNG states, so ``--resume`` continues exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from samgeo_pipeline.errors import ConfigError
+from samgeo_pipeline.finetune.config import FinetuneConfig
+from samgeo_pipeline.sam import CHECKPOINT_META
+
+TRAINING_STATE = "training_state.pt"
+FORMAT = "samgeo-pipeline fine-tuned SAM"
+FORMAT_VERSION = 1
+
+
+def build_meta(
+    config: FinetuneConfig,
+    kind: str,
+    epoch: int,
+    history: list[dict[str, Any]],
+    preprocessing: dict[str, Any],
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``samgeo_checkpoint.json`` of a checkpoint.
+
+    Args:
+        config: the run's options.
+        kind: ``best`` or ``last``.
+        epoch: the epoch (1-based) whose weights these are.
+        history: per-epoch records up to now.
+        preprocessing: composite, percentiles and (when explicit) bands; see
+            :meth:`~samgeo_pipeline.config.SegmentConfig.with_checkpoint`.
+        data: description and sizes of the training and validation data.
+    """
+    record = next((h for h in history if h["epoch"] == epoch), None)
+    from importlib import metadata
+
+    versions = {}
+    for package in ("samgeo-pipeline", "torch", "transformers", "accelerate"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "epoch": epoch,
+        "base_model": config.model,
+        "preprocessing": preprocessing,
+        "prompts": {k: getattr(config, k) for k in ("prompt", "prompt_source", "points", "negatives", "erosion",
+                                                     "box_jitter", "max_components", "point_merge")},
+        "metrics": record,
+        "data": data,
+        "config": config.to_dict(),
+        "history": history,
+        "versions": versions,
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }  # fmt: skip
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any], state: dict[str, Any] | None = None) -> Path:
+    """Write ``model.save_pretrained`` + meta (+ training state) to ``directory``, replacing it atomically.
+
+    The new checkpoint is written beside the old one and swapped in, so an interrupted save leaves
+    the previous checkpoint intact.
+    """
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=_json_default))
+    if state is not None:
+        torch.save(state, tmp / TRAINING_STATE)
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def rng_states() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) global RNG states."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_states`."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """The ``samgeo_checkpoint.json`` of a checkpoint folder.
+
+    Raises:
+        ConfigError: none there.
+    """
+    path = directory / CHECKPOINT_META
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a fine-tuning checkpoint ({exc})") from None
+
+
+def stored_config(out: Path) -> FinetuneConfig | None:
+    """The options of the run in ``out`` (from ``last/``), or None when there is none."""
+    if not (out / "last" / CHECKPOINT_META).is_file():
+        return None
+    values = read_meta(out / "last")["config"]
+    return FinetuneConfig().merged(values)
+
+
+def load_training_state(out: Path, config: FinetuneConfig) -> dict[str, Any]:
+    """The training state to resume the run in ``out`` with ``config``.
+
+    Raises:
+        ConfigError: nothing to resume, or options that change the result differ from the run's
+            (the message lists them; runtime options such as workers or the cache may differ).
+    """
+    last = out / "last"
+    if not (last / TRAINING_STATE).is_file():
+        raise ConfigError(f"--resume: {last / TRAINING_STATE} not found; start without --resume")
+    previous = stored_config(out)
+    assert previous is not None
+    diff = config.differences(previous)
+    if diff:
+        listed = "; ".join(f"{k}: run {b!r}, now {a!r}" for k, (a, b) in sorted(diff.items()))
+        raise ConfigError(f"--resume: options differ from the run in {out} ({listed}); pass the run's options")
+    return torch.load(last / TRAINING_STATE, map_location="cpu", weights_only=False)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON-able: {type(value).__name__}")
+
+
+__all__ = [
+    "build_meta",
+    "save_checkpoint",
+    "rng_states",
+    "restore_rng",
+    "read_meta",
+    "stored_config",
+    "load_training_state",
+    "TRAINING_STATE",
+]

@@ -1,0 +1,289 @@
+"""The one typed configuration of fine-tuning, layered like the segment pipeline's.
+
+:class:`FinetuneConfig` is frozen; every default lives here. Options shared with segmentation
+(band mapping, composite, percentiles, coarse mask, prompts, tiling) carry the same names and
+meanings as in :class:`~samgeo_pipeline.config.SegmentConfig`, and :meth:`FinetuneConfig.segment_config`
+hands them to the segment library, so training inputs are made by the same code as inference inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from samgeo_pipeline.config import (
+    DEFAULT_MODEL,
+    IndexName,
+    PointMerge,
+    Precision,
+    PromptKind,
+    SegmentConfig,
+    _coerce,
+    parse_composite,
+)
+from samgeo_pipeline.errors import ConfigError
+
+PromptSource = Literal["label", "coarse"]
+LossName = Literal["focal_dice", "bce"]
+Schedule = Literal["cosine", "linear", "constant"]
+CacheMode = Literal["memory", "disk", "off"]
+CacheDtype = Literal["auto", "fp32", "fp16", "bf16"]
+
+#: Options shared with :class:`SegmentConfig` (same names, same meaning).
+SHARED_WITH_SEGMENT = (
+    "bands", "nodata", "tile_size", "halo", "gsd", "percentiles", "composite", "stats_size", "index",
+    "threshold", "otsu_range", "hsv_lower", "hsv_upper", "min_area", "prompt", "points", "negatives",
+    "erosion", "box_jitter", "max_components", "point_merge", "seed", "model", "device", "precision",
+)  # fmt: skip
+
+#: Options that may change between a run and its ``--resume`` (they do not change the result on CPU).
+RUNTIME_ONLY = frozenset(
+    {"out", "resume", "stop_after_epoch", "workers", "progress", "cache", "cache_dir", "device", "max_images"}
+)
+
+_LITERALS: dict[str, tuple[str, ...]] = {
+    "prompt_source": get_args(PromptSource),
+    "loss": get_args(LossName),
+    "schedule": get_args(Schedule),
+    "cache": get_args(CacheMode),
+    "cache_dtype": get_args(CacheDtype),
+}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Every option of ``samgeo-pipeline finetune`` (and the data options of ``evaluate``)."""
+
+    # --- data ---
+    data: str = ""
+    """Training data: a Hugging Face dataset (hub name or save_to_disk folder), a chip folder
+    (images/ + labels/), or an orthoimage (GeoTIFF) with --labels."""
+    labels: str | None = None
+    """For an orthoimage: label raster (water > 0) or label polygons (GeoPackage, any CRS)."""
+    val_data: str | None = None
+    """Validation data in any --data form; None: the dataset's validation split, else --val-fraction."""
+    val_labels: str | None = None
+    """Labels of --val-data when it is an orthoimage."""
+    val_fraction: float = 0.2
+    """Share of samples held out for validation when the data has no validation split (by name hash)."""
+    train_split: str = "train"
+    """Split of a Hugging Face dataset used for training."""
+    val_split: str = "validation"
+    """Split of a Hugging Face dataset used for validation (when present)."""
+    image_column: str = "image"
+    """Column of a Hugging Face dataset holding the image (RGB or multi-band array)."""
+    label_column: str = "label"
+    """Column of a Hugging Face dataset holding the label (water > 0)."""
+    images_dir: str = "images"
+    """Sub-folder of a chip folder holding the image chips."""
+    labels_dir: str = "labels"
+    """Sub-folder of a chip folder holding the label chips (same stem as the image)."""
+    label_ignore: int | None = None
+    """Label value meaning 'unknown' (ignored in loss and metrics); other values > 0 are water."""
+    max_images: int | None = None
+    """Use at most this many samples per split (quick runs)."""
+    # --- radiometry and coarse mask (as segment) ---
+    bands: str = "auto"
+    """Band preset or name=index mapping of the images (Cellula chips: landsat8)."""
+    nodata: float | None = None
+    """Nodata value overriding the files'."""
+    percentiles: tuple[float, float] = (2.0, 98.0)
+    """Per-image percentiles mapped to 0 and 255 for SAM (stored in the checkpoint)."""
+    composite: str = "auto"
+    """Bands shown to SAM as R,G,B, e.g. red,green,blue or nir,swir,green (stored in the checkpoint)."""
+    stats_size: int = 2048
+    """Longest side of the decimated read for image statistics."""
+    index: IndexName = "auto"
+    """Water index of the coarse mask (auto, ndwi, mndwi, hsv)."""
+    threshold: float | None = None
+    """Fixed index threshold of the coarse mask; None: Otsu."""
+    otsu_range: tuple[float, float] = (0.0, 0.5)
+    """Clip for the Otsu threshold."""
+    hsv_lower: tuple[int, int, int] = (85, 40, 20)
+    """Lower HSV bound of the coarse mask for RGB-only inputs."""
+    hsv_upper: tuple[int, int, int] = (130, 255, 200)
+    """Upper HSV bound of the coarse mask for RGB-only inputs."""
+    min_area: int = 64
+    """Coarse-mask components smaller than this are dropped."""
+    # --- tiling of orthoimages ---
+    tile_size: int = 1024
+    """Side of a training chip cut from an orthoimage, in working pixels."""
+    halo: int = 0
+    """Overlap of chips cut from an orthoimage (0: each pixel in one chip)."""
+    gsd: float | None = None
+    """Resample orthoimages to this ground sample distance (CRS units per pixel)."""
+    # --- prompts ---
+    prompt: PromptKind = "points"
+    """Training prompts: points (dynamic distance, erosion) or box (perturbed)."""
+    prompt_source: PromptSource = "label"
+    """Where training prompts come from: the label mask, or the coarse mask (as at inference)."""
+    points: int = 3
+    """Positive points per component."""
+    negatives: int = 0
+    """Negative points per component."""
+    erosion: int | None = None
+    """3x3 erosions before sampling points; None: the seed's int(count**0.6 / 35)."""
+    box_jitter: int = 10
+    """Each box coordinate moves by a random integer in [-box_jitter, box_jitter] pixels."""
+    max_components: int = 8
+    """Prompts per image: the largest K connected components."""
+    point_merge: PointMerge = "joint"
+    """joint: a component's points are one prompt; mean/best: one prompt per point, merged."""
+    # --- model and training ---
+    model: str = DEFAULT_MODEL
+    """Base SAM: hub id or local save_pretrained directory (a checkpoint of this project too)."""
+    train_prompt_encoder: bool = False
+    """Also train the prompt encoder (the mask decoder is always trained)."""
+    epochs: int = 50
+    """Training epochs."""
+    batch_size: int = 4
+    """Images per optimisation step (per process)."""
+    lr: float = 1e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 2e-4
+    """AdamW weight decay."""
+    warmup_steps: int = 10
+    """Linear warm-up steps from lr/warmup_steps to lr."""
+    schedule: Schedule = "cosine"
+    """Decay after warm-up: cosine (to 0), linear (to 0) or constant."""
+    grad_clip: float = 1.0
+    """Clip the gradient norm to this (0: no clipping)."""
+    loss: LossName = "focal_dice"
+    """focal_dice (focal_weight * focal + dice_weight * dice) or bce."""
+    focal_weight: float = 20.0
+    """Weight of the focal loss (SAM's paper: 20)."""
+    dice_weight: float = 1.0
+    """Weight of the dice loss (SAM's paper: 1)."""
+    focal_gamma: float = 2.0
+    """Focal loss gamma."""
+    focal_alpha: float = 0.25
+    """Focal loss alpha (weight of water pixels; negative: none)."""
+    seed: int = 0
+    """Seed of shuffling, prompt sampling and the validation split."""
+    device: str = "auto"
+    """auto (cuda when present), cpu or cuda."""
+    precision: Precision = "auto"
+    """auto: bf16 mixed precision on CUDA when supported (else fp16), fp32 on CPU."""
+    # --- embedding cache ---
+    cache: CacheMode = "memory"
+    """Image-embedding cache: memory (on the device), disk, or off (encoder at every step)."""
+    cache_dir: str | None = None
+    """Folder of the disk cache (default OUT/embedding_cache)."""
+    cache_dtype: CacheDtype = "auto"
+    """Dtype of cached embeddings; auto: the mixed-precision dtype, fp32 without."""
+    # --- run ---
+    out: str = "finetune_out"
+    """Output folder: best/ and last/ checkpoints, history.json, curves.png."""
+    resume: bool = False
+    """Continue the run in --out from its last checkpoint (optimizer, scheduler, epoch, RNG)."""
+    stop_after_epoch: int | None = None
+    """End this run after that epoch (continue later with --resume)."""
+    workers: int | None = None
+    """Data-loading worker processes; None: 0 on CPU, up to 8 on CUDA."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        for name, allowed in _LITERALS.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        positive = ("epochs", "batch_size", "tile_size", "stats_size")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
+        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ConfigError("lr must be > 0; weight_decay, warmup_steps and grad_clip >= 0")
+        if self.max_images is not None and self.max_images < 1:
+            raise ConfigError(f"max_images={self.max_images}: must be >= 1")
+        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
+            raise ConfigError(f"stop_after_epoch={self.stop_after_epoch}: must be >= 1")
+        if self.composite != "auto":
+            parse_composite(self.composite)
+        self.segment_config()  # validates the shared options with SegmentConfig's rules
+
+    def segment_config(self) -> SegmentConfig:
+        """The shared options as a :class:`SegmentConfig` (for stats, coarse mask, prompts, tiling)."""
+        return SegmentConfig(**{name: getattr(self, name) for name in SHARED_WITH_SEGMENT}, progress=False)
+
+    def merged(self, values: dict[str, Any]) -> FinetuneConfig:
+        """A copy with ``values`` applied (``None`` values are ignored); unknown keys raise."""
+        known = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise ConfigError(f"unknown finetune option {key!r}; known: {', '.join(sorted(known))}")
+            if value is None:
+                continue
+            current = getattr(self, key)
+            if current is None:  # optional fields: type from the annotation
+                value = _coerce_optional(key, value)
+            else:
+                value = _coerce(key, value, current)
+            changes[key] = value
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of every option."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def differences(self, other: FinetuneConfig, ignore: frozenset[str] = RUNTIME_ONLY) -> dict[str, tuple[Any, Any]]:
+        """Options (outside ``ignore``) whose values differ: name -> (self's, other's)."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+_OPTIONAL_TYPES: dict[str, type] = {
+    "labels": str, "val_data": str, "val_labels": str, "label_ignore": int, "max_images": int,
+    "nodata": float, "threshold": float, "gsd": float, "erosion": int, "cache_dir": str,
+    "stop_after_epoch": int, "workers": int,
+}  # fmt: skip
+
+
+def _coerce_optional(key: str, value: Any) -> Any:
+    kind = _OPTIONAL_TYPES.get(key, str)
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option {key}={value!r}: {exc}") from None
+
+
+def load_finetune_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file of finetune options (keys as in :class:`FinetuneConfig`, ``-`` or ``_``)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a mapping of option: value")
+    for key in ("bands",):
+        if isinstance(data.get(key), dict):
+            data[key] = ",".join(f"{k}={v}" for k, v in data[key].items())
+    if isinstance(data.get("composite"), list):
+        data["composite"] = ",".join(str(v) for v in data["composite"])
+    return data
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Option name -> one-line help, from the attribute docstrings of a config dataclass."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
+    return docs
+
+
+__all__ = ["FinetuneConfig", "load_finetune_file", "field_docs", "SHARED_WITH_SEGMENT", "RUNTIME_ONLY"]

@@ -1,0 +1,303 @@
+"""Fine-tune SAM's mask decoder on labelled water imagery: :func:`finetune`.
+
+The vision encoder and (by default) the prompt encoder are frozen; each image is embedded once
+(:mod:`~samgeo_pipeline.finetune.cache`), and every epoch draws new prompts from the label (or
+coarse) mask, decodes them batched and merged as the segment pipeline merges them, and steps AdamW
+on focal + dice (20 : 1) or BCE. After each epoch: validation loss and per-image metrics, the
+``last`` checkpoint (with the state ``--resume`` needs), the ``best`` one when validation IoU
+improved, and ``history.json``; ``curves.png`` when the run ends. Hugging Face Accelerate runs it on CPU, one GPU
+(bf16/fp16 mixed precision) or several (``accelerate launch``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.finetune.cache import EmbeddingCache, embedding_fingerprint
+from samgeo_pipeline.finetune.checkpoint import (
+    build_meta,
+    load_training_state,
+    restore_rng,
+    rng_states,
+    save_checkpoint,
+)
+from samgeo_pipeline.finetune.config import FinetuneConfig
+from samgeo_pipeline.finetune.curves import plot_curves
+from samgeo_pipeline.finetune.loops import Run, prepare_split, steps_per_epoch, train_epoch, validate
+from samgeo_pipeline.finetune.metrics import summarize
+from samgeo_pipeline.finetune.sources import SampleSource, open_datasets
+from samgeo_pipeline.sam import load_sam_model
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of :func:`finetune`.
+
+    Attributes:
+        out_dir: the run's folder.
+        best_dir: checkpoint of the best epoch (highest validation IoU mean; lowest training loss
+            without validation data).
+        last_dir: checkpoint of the last epoch run.
+        history: one record per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val`` (summary of
+            :func:`~samgeo_pipeline.finetune.metrics.summarize`), ``lr``, ``seconds``.
+        best_epoch: 1-based epoch of ``best_dir``.
+        completed: False when the run stopped at ``stop_after_epoch`` before ``epochs``.
+        curves: the training-curves PNG.
+        seconds: ``prepare`` (reading, packing, embedding) and ``total``.
+        counts: samples used: ``train``, ``val``, ``dropped`` (no valid pixel), ``unprompted``
+            (training samples whose prompt mask is empty, left out of training).
+        model: the trained ``SamModel`` in memory (weights of the last epoch run, as in ``last_dir``).
+    """
+
+    out_dir: Path
+    best_dir: Path | None
+    last_dir: Path
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    completed: bool
+    curves: Path | None
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    model: torch.nn.Module | None = None
+
+
+def make_accelerator(config: FinetuneConfig) -> Any:
+    """An ``accelerate.Accelerator`` for the device and precision options."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    if cpu or config.precision == "fp32":
+        mixed = "no"
+    elif config.precision in ("bf16", "fp16"):
+        mixed = config.precision
+    else:
+        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # With multimask_output=False some decoder weights (other mask tokens, IoU head) get no gradient.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(cpu=cpu, mixed_precision=mixed, kwargs_handlers=[ddp])
+
+
+def freeze_for_finetuning(model: torch.nn.Module, train_prompt_encoder: bool) -> list[torch.nn.Parameter]:
+    """Freeze all but the mask decoder (and the prompt encoder if asked); return the trainable parameters."""
+    model.requires_grad_(False)
+    model.eval()
+    parts = [model.mask_decoder] + ([model.prompt_encoder] if train_prompt_encoder else [])
+    for part in parts:
+        part.requires_grad_(True)
+        part.train()
+    # The prompt encoder's positional embedding is a buffer shared with the image encoder: not trained.
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Learning-rate multiplier at optimiser ``step`` (0-based): linear warm-up, then the decay."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    return 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+
+
+def embedding_dtype(config: FinetuneConfig, accelerator: Any) -> torch.dtype:
+    """Storage dtype of embeddings: explicit, else the mixed-precision dtype, else float32."""
+    explicit = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if config.cache_dtype in explicit:
+        return explicit[config.cache_dtype]
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision), torch.float32)
+
+
+def finetune(
+    config: FinetuneConfig,
+    train_source: SampleSource | None = None,
+    val_source: SampleSource | None = None,
+    log: Callable[[str], None] | None = print,
+) -> FinetuneResult:
+    """Fine-tune SAM's mask decoder as ``config`` says and write checkpoints to ``config.out``.
+
+    Args:
+        config: every option (see :class:`FinetuneConfig`).
+        train_source, val_source: samples to use instead of opening ``config.data`` (for flows,
+            benchmarks and tests); ``val_source`` may be None.
+        log: where one-line progress messages go (None: nowhere).
+
+    Returns:
+        The run's checkpoints, history and timings.
+
+    Raises:
+        ConfigError: bad options, or ``resume`` with options that differ from the run's.
+        InputError: unreadable data, or no training sample with water to prompt from.
+        ModelUnavailableError: the base model cannot be loaded.
+    """
+    say = log or (lambda message: None)
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    state = load_training_state(out, config) if config.resume else None
+    accelerator = make_accelerator(config)
+    main = accelerator.is_main_process
+    progress = config.progress and main
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    if train_source is None:
+        train_source, val_source = open_datasets(config)
+    model, model_source = load_sam_model(str(out / "last") if state is not None else config.model)
+    trainable = freeze_for_finetuning(model, config.train_prompt_encoder)
+    model.to(accelerator.device)
+    image_size = int(model.config.vision_config.image_size)
+    dtype = embedding_dtype(config, accelerator)
+    workers = config.workers if config.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if accelerator.device.type == "cuda" else 0)
+    cache_root = Path(config.cache_dir) if config.cache_dir else out / "embedding_cache"
+    cache = EmbeddingCache(config.cache, accelerator.device, dtype, cache_root, embedding_fingerprint(config, image_size, dtype))
+    run = Run(config, accelerator, model, model, cache, dtype, image_size,
+              4 * int(model.config.prompt_encoder_config.image_embedding_size), workers)  # fmt: skip
+
+    t = time.perf_counter()
+    train_prep, dropped = prepare_split(run, "train", train_source, progress)
+    val_prep, val_dropped = prepare_split(run, "val", val_source, progress) if val_source is not None else ([], 0)
+    prepare_seconds = time.perf_counter() - t
+    positions = [i for i, ps in enumerate(train_prep) if ps.has_prompts]
+    if not positions:
+        raise InputError(f"{train_source.description}: no training sample has water in its {config.prompt_source} mask to prompt from")
+    steps = steps_per_epoch(len(positions), accelerator.num_processes, config.batch_size)
+    mine = [p for p in positions if run.owns(p)]
+
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = steps * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, config.warmup_steps, config.schedule)
+    )
+    run.model, optimizer = accelerator.prepare(model, optimizer)
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"score": None, "epoch": None}
+    start_epoch = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") is not None and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(state["scaler"])
+        history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
+        restore_rng(state["rng"])
+        say(f"resuming {out} after epoch {start_epoch} of {config.epochs}")
+    counts = {"train": len(positions), "val": len(val_prep), "dropped": dropped + val_dropped,
+              "unprompted": len(train_prep) - len(positions)}  # fmt: skip
+    say(
+        f"fine-tuning {model_source} on {accelerator.device} ({accelerator.mixed_precision} mixed precision): "
+        f"{counts['train']} training / {counts['val']} validation samples, {steps} steps per epoch, "
+        f"embedding cache {config.cache}; prepared in {prepare_seconds:.1f} s"
+    )
+    if counts["unprompted"] or counts["dropped"]:
+        say(f"  {counts['unprompted']} training samples without water in the {config.prompt_source} mask left out; "
+            f"{counts['dropped']} samples without valid pixels dropped")  # fmt: skip
+    preprocessing = {
+        "composite": list(train_source.composite),
+        "percentiles": list(config.percentiles),
+        "bands": None if config.bands == "auto" else config.bands,
+        "band_names": list(train_source.band_names),
+    }
+    data_meta = {"train": train_source.description, "val": val_source.description if val_source else None, **counts}
+
+    completed = True
+    epoch_bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs, desc="fine-tune",
+                     unit="epoch", disable=not progress)  # fmt: skip
+    for epoch in epoch_bar:
+        t_epoch = time.perf_counter()
+        train_loss = train_epoch(run, epoch, mine, steps, optimizer, scheduler, trainable, progress)
+        train_seconds = time.perf_counter() - t_epoch
+        val_loss, rows = validate(run, progress)
+        summary = summarize(rows) if rows else None
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val": summary,
+            "lr": float(scheduler.get_last_lr()[0]),
+            "seconds": time.perf_counter() - t_epoch,
+            "train_seconds": train_seconds,
+        }
+        history.append(record)
+        score = summary["iou_mean"] if summary else -train_loss
+        improved = best["score"] is None or score > best["score"]
+        if improved:
+            best = {"score": score, "epoch": epoch + 1}
+        if main:
+            _save_epoch(run, out, epoch + 1, history, best, improved, optimizer, scheduler, preprocessing, data_meta)
+        accelerator.wait_for_everyone()
+        say(_epoch_line(record, config.epochs))
+        epoch_bar.set_postfix(loss=f"{train_loss:.4f}", val_iou=f"{summary['iou_mean']:.3f}" if summary else "-")
+        if config.stop_after_epoch is not None and epoch + 1 >= config.stop_after_epoch and epoch + 1 < config.epochs:
+            completed = False
+            say(f"stopped after epoch {epoch + 1} as asked; continue with --resume")
+            break
+    epoch_bar.close()
+    if main and history:
+        plot_curves(history, out / "curves.png", f"fine-tuning {Path(config.model).name}: best epoch {best['epoch']}")
+    return FinetuneResult(
+        out_dir=out,
+        best_dir=out / "best" if (out / "best").is_dir() else None,
+        last_dir=out / "last",
+        history=history,
+        best_epoch=best["epoch"],
+        completed=completed,
+        curves=out / "curves.png" if (out / "curves.png").is_file() else None,
+        seconds={"prepare": prepare_seconds, "total": time.perf_counter() - t_start},
+        counts=counts,
+        model=accelerator.unwrap_model(run.model).eval(),
+    )
+
+
+def _save_epoch(
+    run: Run,
+    out: Path,
+    epoch: int,
+    history: list[dict[str, Any]],
+    best: dict[str, Any],
+    improved: bool,
+    optimizer: Any,
+    scheduler: Any,
+    preprocessing: dict[str, Any],
+    data_meta: dict[str, Any],
+) -> None:
+    """Write last/ (with the training state), best/ when improved, history.json and curves.png."""
+    config, accelerator = run.config, run.accelerator
+    model = accelerator.unwrap_model(run.model)
+    state = {
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+        "history": history,
+        "best": best,
+        "rng": rng_states(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "last", model, build_meta(config, "last", epoch, history, preprocessing, data_meta), state)
+    if improved:
+        save_checkpoint(out / "best", model, build_meta(config, "best", epoch, history, preprocessing, data_meta))
+    (out / "history.json").write_text(json.dumps({"best_epoch": best["epoch"], "history": history}, indent=2))
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    line = f"epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}"
+    if record["val_loss"] is not None:
+        line += f", val loss {record['val_loss']:.4f}"
+    val = record["val"]
+    if val:
+        line += (f", val IoU {val['iou_mean']:.3f} mean / {val['iou_median']:.3f} median, "
+                 f"F1 {val['f1_mean']:.3f} / {val['f1_median']:.3f}")  # fmt: skip
+    return line + f" ({record['seconds']:.1f} s)"
+
+
+__all__ = ["finetune", "FinetuneResult", "make_accelerator", "freeze_for_finetuning", "lr_factor"]

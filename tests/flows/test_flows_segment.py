@@ -1,0 +1,211 @@
+"""The segment flow: task logic as plain functions, then whole runs on the session's temporary API."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from flows import common
+from flows import segment as seg
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.demo import write_demo_scene
+from samgeo_pipeline.errors import InputError, RasterReadError
+
+OPTIONS = {"model": "none", "tile_size": 256, "halo": 32}
+
+
+def _config(**changes) -> SegmentConfig:
+    return common.build_config({**OPTIONS, **changes})
+
+
+class TestPlainFunctions:
+    def test_build_config_layers_file_then_options(self, tmp_path: Path) -> None:
+        path = tmp_path / "c.yaml"
+        path.write_text("model: none\ntile_size: 512\nhalo: 64\n")
+        config = common.build_config({"halo": 32}, path)
+        assert (config.model, config.tile_size, config.halo, config.progress) == ("none", 512, 32, False)
+        with pytest.raises(ValueError, match="unknown option 'tiles'"):
+            common.build_config({"tiles": 3})
+
+    def test_output_dirs_and_links(self, tmp_path: Path) -> None:
+        root = tmp_path / "out"
+        dirs = common.image_output_dirs(["/in/a/x.tif", "/in/b/x.tif", "/in/y.tif"], root)
+        assert dirs[2] == root / "y" and dirs[0] != dirs[1] and dirs[0].name.startswith("x_")
+        assert common.image_output_dirs(["/in/a/x.tif", "s3://bkt/in/b/x.tif"], root, "/in") == [
+            root / "a" / "x", root / "x"]
+        assert common.image_output_dirs(["s3://bkt/in/b/x.tif"], root, "s3://bkt/in") == [root / "b" / "x"]
+        (root / "a b").mkdir(parents=True)
+        (root / "a b" / "mask.tif").write_bytes(b"x")
+        links = common.output_links(root / "a b", root, common.base_url("https://h.example/data"))
+        assert links == {"mask.tif": "https://h.example/data/a%20b/mask.tif"}
+
+    def test_base_url_default_and_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv(common.BASE_URL_ENV, raising=False)
+        assert common.base_url() == "http://127.0.0.1:8000/"
+        monkeypatch.setenv(common.BASE_URL_ENV, "https://files.example/out")
+        assert common.base_url() == "https://files.example/out/"
+        assert common.base_url("http://x:1/") == "http://x:1/"
+
+    def test_remote_detection(self) -> None:
+        assert common.is_remote("s3://b/k.tif") and common.is_remote("memory://x")
+        assert not common.is_remote("/data/x.tif") and not common.is_remote("file:///data/x.tif")
+        assert common.local_path("file:///data/x.tif") == "/data/x.tif"
+
+    def test_cache_key_depends_on_bytes_params_model_and_folder(self, tmp_path: Path) -> None:
+        base = _config()
+        key = common.segment_cache_key("abc", base, tmp_path)
+        assert key == common.segment_cache_key("abc", base.merged({"batch_size": 9}), tmp_path)  # runtime-only
+        assert key != common.segment_cache_key("abd", base, tmp_path)
+        assert key != common.segment_cache_key("abc", base.merged({"halo": 16}), tmp_path)
+        assert key != common.segment_cache_key("abc", base.merged({"model": "facebook/sam-vit-base"}), tmp_path)
+        assert key != common.segment_cache_key("abc", base, tmp_path / "other")
+        model_dir = tmp_path / "ckpt"
+        model_dir.mkdir()
+        (model_dir / "config.json").write_text("{}")
+        first = common.model_fingerprint(str(model_dir))
+        (model_dir / "model.safetensors").write_bytes(b"1")
+        assert common.model_fingerprint(str(model_dir)) != first
+
+    def test_segment_task_cache_key(self, tmp_path: Path) -> None:
+        config = _config()
+        prepared = {"sha256": "abc", "out_dir": str(tmp_path), "reusable": False}
+        assert seg._cache_key(None, {"prepared": prepared, "config": config}) is None  # nothing to reuse yet
+        prepared["reusable"] = True
+        assert seg._cache_key(None, {"prepared": prepared, "config": config}).startswith("samgeo-segment-")
+        assert seg._cache_key(None, {"prepared": prepared, "config": config.merged({"overwrite": True})}) is None
+
+    def test_prepare(self, two_scenes: Path, tmp_path: Path) -> None:
+        prepared = seg.prepare_image.fn(str(two_scenes / "alpha.tif"), str(tmp_path / "alpha"), _config())
+        assert (prepared["width"], prepared["height"], prepared["bands"]) == (400, 300, 4)
+        assert len(prepared["sha256"]) == 64 and prepared["reusable"] is False
+        bad = tmp_path / "bad.tif"
+        bad.write_text("not a raster")
+        with pytest.raises((InputError, RasterReadError)):
+            seg.prepare_image.fn(str(bad), str(tmp_path / "bad"), _config())
+
+    def test_retry_condition(self) -> None:
+        def state(exc: BaseException) -> SimpleNamespace:
+            def result():
+                raise exc
+
+            return SimpleNamespace(result=result)
+
+        assert seg._retry_on_io(None, None, state(ConnectionResetError("reset")))
+        assert seg._retry_on_io(None, None, state(RasterReadError("truncated")))
+        assert not seg._retry_on_io(None, None, state(InputError("no NIR band")))
+        assert not seg._retry_on_io(None, None, state(KeyError("x")))
+
+    def test_expand_specs_local_and_fsspec(self, two_scenes: Path) -> None:
+        import fsspec
+
+        assert [Path(p).name for p in seg.expand_specs([str(two_scenes)])] == ["alpha.tif", "beta.tif"]
+        fs = fsspec.filesystem("memory")
+        fs.pipe("/expand/a.tif", b"1")
+        fs.pipe("/expand/notes.txt", b"2")
+        assert seg.expand_specs(["memory://expand/*.tif"]) == ["memory:///expand/a.tif"]
+        assert seg.expand_specs(["memory://expand"]) == ["memory:///expand/a.tif"]
+        with pytest.raises(InputError, match="matches no raster"):
+            seg.expand_specs(["memory://expand/*.png"])
+
+    def test_segment_task_holds_the_gpu_slot(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
+        from prefect.logging import disable_run_logger
+
+        held: list[tuple[str, int]] = []
+
+        @contextlib.contextmanager
+        def fake_concurrency(name: str, occupy: int):
+            held.append((name, occupy))
+            yield
+
+        monkeypatch.setattr(seg, "concurrency", fake_concurrency)
+        config = _config()
+        prepared = seg.prepare(str(two_scenes / "beta.tif"), str(tmp_path / "beta"), config)
+        with disable_run_logger():
+            summary = seg.segment_image.fn(prepared, config, "gpu")
+            again = seg.segment_image.fn(seg.prepare(prepared["input"], prepared["out_dir"], config), config, "gpu")
+        assert held == [("gpu", 1)]  # the reused run never asks for the GPU
+        assert summary["status"] == "done" and again["status"] == "skipped"
+        assert Path(summary["out_dir"], "mask.tif").is_file()
+        assert json.loads(json.dumps(summary)) == summary  # JSON-able: paths, not arrays
+        seg.PREDICTORS.release("local")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+class TestSegmentFlow:
+    def _artifacts(self, flow_run_id):
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        with get_client(sync_client=True) as client:
+            return client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
+
+    def test_run_fail_one_cache_and_artifacts(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
+        from prefect.client.orchestration import get_client
+
+        bad_dir = tmp_path / "bad"
+        bad_dir.mkdir()
+        (bad_dir / "broken.tif").write_bytes(b"II*\x00garbage")
+        out = tmp_path / "out"
+        loads = []
+        import samgeo_pipeline.runner as runner
+
+        real_load = runner.load_predictor
+        monkeypatch.setattr(runner, "load_predictor", lambda c: loads.append(c.model) or real_load(c))
+        monkeypatch.delenv(common.BASE_URL_ENV, raising=False)
+
+        state = seg.segment_flow([str(two_scenes), str(bad_dir / "broken.tif")], str(out), OPTIONS,
+                                 return_state=True)
+        assert state.is_failed()
+        assert "1 of 3 image(s) failed" in state.message and "broken.tif" in state.message
+        assert loads == ["none"]  # one model load per flow run, shared by both images
+        assert len(seg.PREDICTORS) == 0  # released at the end of the run
+        for name in ("alpha", "beta"):
+            assert {p.name for p in (out / name).iterdir()} >= {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
+        with get_client(sync_client=True) as client:
+            assert client.read_global_concurrency_limit_by_name("gpu").limit == 1  # created on first use
+
+        artifacts = self._artifacts(state.state_details.flow_run_id)
+        # link artifacts are stored as markdown "[text](url)"
+        links = {m for a in artifacts if a.key is None and a.type == "markdown" for m in re.findall(r"\]\((http[^)]+)\)", a.data)}
+        assert "http://127.0.0.1:8000/alpha/mask.tif" in links and "http://127.0.0.1:8000/beta/water.gpkg" in links
+        tables = {a.key: json.loads(a.data) for a in artifacts if a.type == "table"}
+        row = tables["segment-alpha"][0]
+        assert row["status"] == "done" and row["water area km²"] > 0 and row["polygons"] >= 1
+        assert row["tiles processed"] > 0 and row["tiles failed"] == 0 and row["seconds"] is not None
+        assert "error" in tables["segment-broken"][0]
+        summary = next(a.data for a in artifacts if a.key == "segment-run-summary")
+        assert "## Failures" in summary and "broken.tif" in summary and "alpha/mask.tif" in summary
+
+        stamp = (out / "alpha" / "manifest.json").stat().st_mtime_ns
+        for expected in ("skipped", "cached"):  # 2nd run: the file-level reuse; 3rd: Prefect's cache
+            result = seg.segment_flow([str(two_scenes)], str(out), OPTIONS)
+            assert [r["status"] for r in result] == [expected, expected]
+        assert (out / "alpha" / "manifest.json").stat().st_mtime_ns == stamp  # not processed again
+
+        changed = seg.segment_flow([str(two_scenes / "alpha.tif")], str(out), {**OPTIONS, "min_area": 32})
+        assert changed[0]["status"] == "done"  # other parameters: processed again
+        (out / "alpha" / "mask.tif").unlink()
+        redone = seg.segment_flow([str(two_scenes / "alpha.tif")], str(out), {**OPTIONS, "min_area": 32})
+        assert redone[0]["status"] == "done" and (out / "alpha" / "mask.tif").is_file()  # missing outputs: redone
+
+    def test_remote_input_on_dask(self, tmp_path: Path) -> None:
+        import fsspec
+
+        scene = write_demo_scene(tmp_path / "remote.tif", 200, 300, seed=3)
+        fsspec.filesystem("memory").pipe("/bucket/incoming/remote.tif", scene.read_bytes())
+        out = tmp_path / "out"
+        result = seg.segment_flow(
+            ["memory://bucket/incoming/*.tif"], str(out), OPTIONS, output_base_url="https://dl.example/seg",
+            dask_address="local", dask_cluster_kwargs={"processes": False, "n_workers": 1, "threads_per_worker": 2},
+        )
+        assert result[0]["status"] == "done"
+        assert result[0]["links"]["mask.tif"] == "https://dl.example/seg/remote/mask.tif"
+        assert (out / "remote" / "water.gpkg").is_file()
+        assert not any((out / ".samgeo-staging").iterdir())  # the staged copy is removed

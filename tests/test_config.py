@@ -1,0 +1,170 @@
+"""SegmentConfig: defaults, validation, layering (defaults < YAML < flags), parameter hash."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from samgeo_pipeline.config import DEFAULT_MODEL, SegmentConfig, config_field_docs, load_config_file
+from samgeo_pipeline.errors import ConfigError, SamgeoPipelineError
+
+
+class TestDefaults:
+    def test_issue_defaults(self) -> None:
+        config = SegmentConfig()
+        assert config.tile_size == 1024
+        assert config.halo == 128
+        assert config.core_size == 1024 - 2 * 128
+        assert config.model == DEFAULT_MODEL == "facebook/sam-vit-base"
+        assert config.uses_sam
+        assert config.min_area <= config.halo + 1  # keeps --model none independent of tiling
+
+    def test_frozen(self) -> None:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            SegmentConfig().tile_size = 512  # type: ignore[misc]
+
+    @pytest.mark.parametrize("model", ["none", "None", "NONE"])
+    def test_model_none(self, model: str) -> None:
+        assert not SegmentConfig(model=model).uses_sam
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        ("options", "match"),
+        [
+            ({"tile_size": 16}, r"tile_size=16: must be at least 32"),
+            ({"tile_size": 256, "halo": 128}, r"halo=128: must be >= 0 and below half the tile_size \(256\)"),
+            ({"halo": -1}, r"halo=-1"),
+            ({"gsd": 0.0}, r"gsd=0.0: must be a positive"),
+            ({"gsd": -2.0}, r"gsd=-2.0"),
+            ({"points": 0}, r"prompt=points needs points >= 1"),
+            ({"negatives": -1}, r"points and negatives must be >= 0"),
+            ({"max_components": 0}, r"max_components >= 1"),
+            ({"index": "ndvi"}, r"index='ndvi': choose one of auto, ndwi, mndwi, hsv"),
+            ({"prompt": "mask"}, r"prompt='mask': choose one of points, box"),
+            ({"point_merge": "max"}, r"point_merge='max': choose one of joint, mean, best"),
+            ({"precision": "fp8"}, r"precision='fp8'"),
+            ({"batch_size": 0}, r"batch_size and prefetch must be >= 1"),
+            ({"prefetch": 0}, r"batch_size and prefetch must be >= 1"),
+        ],
+    )
+    def test_bad_values(self, options: dict, match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            SegmentConfig(**options)
+
+    def test_error_kinds(self) -> None:
+        with pytest.raises(SamgeoPipelineError):
+            SegmentConfig(tile_size=1)
+        with pytest.raises(ValueError):
+            SegmentConfig(tile_size=1)
+
+    def test_box_prompt_allows_zero_points(self) -> None:
+        assert SegmentConfig(prompt="box", points=0).points == 0
+
+
+class TestMerged:
+    def test_strings_are_coerced(self) -> None:
+        config = SegmentConfig().merged(
+            {
+                "tile-size": "512",
+                "halo": "64",
+                "gsd": "0.5",
+                "nodata": "-9999",
+                "threshold": "0.1",
+                "percentiles": "1,99",
+                "hsv_lower": "80,30,10",
+                "probability": "yes",
+                "overwrite": "false",
+                "erosion": "3",
+                "simplify": "1.5",
+                "model": "none",
+            }
+        )
+        assert config.tile_size == 512 and config.halo == 64
+        assert config.gsd == 0.5 and config.nodata == -9999.0 and config.threshold == 0.1
+        assert config.percentiles == (1.0, 99.0)
+        assert config.hsv_lower == (80, 30, 10)
+        assert config.probability is True and config.overwrite is False
+        assert config.erosion == 3 and config.simplify == 1.5
+        assert config.model == "none"
+
+    def test_yaml_types_are_coerced(self) -> None:
+        config = SegmentConfig().merged({"percentiles": [5, 95], "otsu_range": (0, 0.3), "min_area": 10.0})
+        assert config.percentiles == (5.0, 95.0)
+        assert config.otsu_range == (0.0, 0.3)
+        assert config.min_area == 10 and isinstance(config.min_area, int)
+
+    def test_none_values_are_ignored(self) -> None:
+        base = SegmentConfig(tile_size=512, halo=64)
+        assert base.merged({"tile_size": None, "halo": None}) == base
+
+    def test_unknown_key(self) -> None:
+        with pytest.raises(ConfigError, match=r"unknown option 'tilesize'; known: .*tile_size"):
+            SegmentConfig().merged({"tilesize": 512})
+
+    def test_bad_value(self) -> None:
+        with pytest.raises(ConfigError, match=r"option tile_size='big'"):
+            SegmentConfig().merged({"tile_size": "big"})
+
+    def test_merged_values_are_validated(self) -> None:
+        with pytest.raises(ConfigError, match=r"halo=600"):
+            SegmentConfig().merged({"halo": 600})
+
+
+class TestParamsHash:
+    def test_stable_and_sensitive(self) -> None:
+        base = SegmentConfig(model="none")
+        assert base.params_hash() == SegmentConfig(model="none").params_hash()
+        assert base.params_hash() != base.merged({"min_area": 10}).params_hash()
+        assert base.params_hash() != base.merged({"tile_size": 512}).params_hash()
+        assert base.params_hash() != base.merged({"model": "facebook/sam-vit-base"}).params_hash()
+
+    @pytest.mark.parametrize("options", [{"overwrite": True}, {"batch_size": 16}, {"prefetch": 2}, {"progress": False}])
+    def test_runtime_options_excluded(self, options: dict) -> None:
+        base = SegmentConfig(model="none")
+        assert base.merged(options).params_hash() == base.params_hash()
+
+    def test_to_dict_is_json_ready(self) -> None:
+        values = SegmentConfig().to_dict()
+        assert values["percentiles"] == [2.0, 98.0]
+        assert {f.name for f in dataclasses.fields(SegmentConfig)} == set(values)
+
+
+class TestConfigFile:
+    def test_load(self, tmp_path: Path) -> None:
+        path = tmp_path / "c.yaml"
+        path.write_text("tile_size: 512\nhalo: 64\nbands:\n  red: 1\n  green: 2\n  nir: 4\nmodel: none\n")
+        values = load_config_file(path)
+        assert values == {"tile_size": 512, "halo": 64, "bands": "red=1,green=2,nir=4", "model": "none"}
+        config = SegmentConfig().merged(values)
+        assert config.bands == "red=1,green=2,nir=4" and config.tile_size == 512
+
+    def test_empty_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "empty.yaml"
+        path.write_text("")
+        assert load_config_file(path) == {}
+
+    def test_not_a_mapping(self, tmp_path: Path) -> None:
+        path = tmp_path / "list.yaml"
+        path.write_text("- a\n- b\n")
+        with pytest.raises(ConfigError, match=r"list.yaml: a config file must be a mapping"):
+            load_config_file(path)
+
+    def test_bad_yaml(self, tmp_path: Path) -> None:
+        path = tmp_path / "bad.yaml"
+        path.write_text("tile_size: [1, 2\n")
+        with pytest.raises(ConfigError, match=r"bad.yaml: cannot read config file"):
+            load_config_file(path)
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"missing.yaml: cannot read config file"):
+            load_config_file(tmp_path / "missing.yaml")
+
+
+def test_field_docs_cover_every_option() -> None:
+    docs = config_field_docs()
+    assert set(docs) == {f.name for f in dataclasses.fields(SegmentConfig)}
+    assert "halo" in docs["min_area"]
+    assert all(text.strip() for text in docs.values())
