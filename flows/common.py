@@ -58,7 +58,7 @@ def url_path(spec: str) -> PurePosixPath:
     """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``)."""
     spec = local_path(spec)
     if is_remote(spec):
-        spec = spec.split("://", 1)[1]
+        spec = spec.split("://", 1)[1].lstrip("/")  # memory:///a and memory://a name the same file
     return PurePosixPath(spec.replace(os.sep, "/"))
 
 

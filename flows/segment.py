@@ -14,12 +14,10 @@ with ``deployments/prefect.yaml``.
 
 from __future__ import annotations
 
-import glob
-import hashlib
+import logging
 import os
 import shutil
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ from prefect.futures import wait  # noqa: E402
 from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows import stages  # noqa: E402
 from flows.common import (  # noqa: E402
     artifact_key,
     base_url,
@@ -46,10 +45,10 @@ from flows.common import (  # noqa: E402
     run_markdown,
     segment_cache_key,
 )
+from flows.stages import PREDICTORS, expand_specs, fetch_to, prepare, summarize  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
-from samgeo_pipeline.manifest import file_sha256, find_reusable  # noqa: E402
-from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster  # noqa: E402
+from samgeo_pipeline.manifest import find_reusable  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
@@ -59,130 +58,6 @@ GPU_LIMIT = "gpu"
 
 class SegmentFlowError(SamgeoPipelineError):
     """Some images of a segment run failed; the message lists each one with its reason."""
-
-
-# --------------------------------------------------------------------------- plain functions
-
-
-def expand_specs(specs: list[str]) -> list[str]:
-    """Expand local paths, folders and globs (as the CLI does) and fsspec URLs (folders, globs).
-
-    Raises:
-        InputError: a spec matches nothing.
-    """
-    local = [local_path(s) for s in specs if not is_remote(s)]
-    found = [str(p) for p in expand_inputs(local)] if local else []
-    for spec in (s for s in specs if is_remote(s)):
-        from fsspec.core import url_to_fs
-
-        fs, path = url_to_fs(spec)
-        if glob.has_magic(path):
-            matches = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            matches = sorted(fs.find(path))
-        else:
-            matches = [path] if fs.exists(path) else []
-        matches = [m for m in matches if m == path or Path(m).suffix.lower() in RASTER_SUFFIXES]
-        if not matches:
-            raise InputError(f"{spec}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
-        found.extend(fs.unstrip_protocol(m) for m in matches)
-    return list(dict.fromkeys(found))
-
-
-def fetch_to(url: str, staging: Path) -> Path:
-    """Copy a remote raster to ``staging/<hash of url>/<name>`` (atomically) and return the local path.
-
-    A copy of the same size already there is reused.
-    """
-    from fsspec.core import url_to_fs
-
-    fs, path = url_to_fs(url)
-    target = staging / hashlib.sha1(url.encode()).hexdigest()[:16] / Path(path).name
-    size = fs.size(path)
-    if target.is_file() and target.stat().st_size == size:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    fs.get_file(path, str(part))
-    os.replace(part, target)
-    return target
-
-
-def prepare(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
-    """CPU stage of one image: check it opens with the requested bands, hash it, look for reusable outputs.
-
-    Raises:
-        InputError, RasterReadError: the file is not a usable raster.
-    """
-    info = inspect_raster(path, config.bands, config.nodata)
-    checksum = file_sha256(Path(path))
-    reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
-    return {
-        "input": str(path),
-        "out_dir": str(out_dir),
-        "sha256": checksum,
-        "bytes": Path(path).stat().st_size,
-        "width": info.width,
-        "height": info.height,
-        "bands": info.count,
-        "reusable": reusable,
-    }
-
-
-def summarize(manifest: dict[str, Any], status: str, out_dir: Path) -> dict[str, Any]:
-    """JSON-able summary of one image from its manifest (paths as strings; no arrays)."""
-    return {
-        "input": manifest["input"]["path"],
-        "out_dir": str(out_dir),
-        "sha256": manifest["input"]["sha256"],
-        "status": status,
-        "error": manifest.get("error"),
-        "tiles": {k: manifest["tiles"][k] for k in ("total", "sam", "coarse_only", "skipped", "failed")},
-        "water_area_m2": manifest["water"]["area_m2"],
-        "water_fraction": manifest["water"]["fraction_of_valid"],
-        "polygons": manifest["water"]["polygons"],
-        "seconds": manifest["seconds"].get("total"),
-        "model": manifest["model"]["id"],
-        "params_hash": manifest["params_hash"],
-        "outputs": [str(out_dir / name) for name in manifest.get("outputs", [])] + [str(out_dir / "manifest.json")],
-    }
-
-
-class _PredictorCache:
-    """One SAM predictor per (flow run, model, device, precision): loaded on first use, dropped at the end."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-
-    def get(self, run_id: str, config: SegmentConfig, log) -> tuple[Any, Any]:
-        from samgeo_pipeline.runner import describe_model, load_predictor
-
-        key = (run_id, config.model, config.device, config.precision)
-        with self._lock:
-            if key not in self._items:
-                predictor, source = load_predictor(config)
-                log(describe_model(config, predictor, source))
-                self._items[key] = (predictor, source)
-            return self._items[key]
-
-    def release(self, run_id: str) -> None:
-        with self._lock:
-            for key in [k for k in self._items if k[0] == run_id]:
-                del self._items[key]
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-PREDICTORS = _PredictorCache()
 
 
 def _current_run_id() -> str:
@@ -293,7 +168,9 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, segment_raster, lo
 # --------------------------------------------------------------------------- flow
 
 
-def ensure_concurrency_limit(name: str, slots: int = 1, log=print) -> bool:
+def ensure_concurrency_limit(
+    name: str, slots: int = 1, logger: logging.Logger | logging.LoggerAdapter | None = None
+) -> bool:
     """Create the global concurrency limit ``name`` with ``slots`` slots when it does not exist.
 
     Returns:
@@ -304,6 +181,7 @@ def ensure_concurrency_limit(name: str, slots: int = 1, log=print) -> bool:
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+    logger = logger or logging.getLogger(__name__)
     try:
         with get_client(sync_client=True) as client:
             try:
@@ -313,13 +191,13 @@ def ensure_concurrency_limit(name: str, slots: int = 1, log=print) -> bool:
                 pass
             try:
                 client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
-                log(f"created global concurrency limit {name!r} with {slots} slot(s)")
+                logger.info("created global concurrency limit %r with %d slot(s)", name, slots)
             except ObjectAlreadyExists:
                 pass
             return True
     except Exception as exc:  # noqa: BLE001 - the API may refuse; degrade, don't fail the run
-        log(f"warning: cannot read or create concurrency limit {name!r} ({type(exc).__name__}: {exc}); "
-            "GPU jobs of concurrent runs are not serialised")
+        logger.warning("cannot read or create concurrency limit %r (%s: %s); GPU jobs of concurrent runs "
+                       "are not serialised", name, type(exc).__name__, exc)
         return False
 
 
@@ -328,7 +206,8 @@ def _dask_runner(address: str, cluster_kwargs: dict[str, Any] | None):
     import cloudpickle
     from prefect_dask import DaskTaskRunner
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import this file
+    for module in (sys.modules[__name__], stages):  # Dask workers need not import these files
+        cloudpickle.register_pickle_by_value(module)
     if address == "local":
         return DaskTaskRunner(cluster_kwargs=cluster_kwargs or {"n_workers": min(4, os.cpu_count() or 1),
                                                                 "threads_per_worker": 1})
@@ -338,10 +217,10 @@ def _dask_runner(address: str, cluster_kwargs: dict[str, Any] | None):
 @flow(name="segment-prepare", log_prints=True)
 def prepare_stage(paths: list[str], out_dirs: list[str], config: SegmentConfig) -> list[dict[str, Any]]:
     """CPU stage of many images on the subflow's task runner (Dask); failures come back as ``{"error": ...}``."""
-    futures = [prepare_image.submit(p, d, config) for p, d in zip(paths, out_dirs)]
+    futures = [prepare_image.submit(p, d, config) for p, d in zip(paths, out_dirs, strict=True)]
     wait(futures)
     out = []
-    for path, fut in zip(paths, futures):
+    for path, fut in zip(paths, futures, strict=True):
         value = fut.state.result(raise_on_failure=False)
         out.append(value if isinstance(value, dict) else {"input": path, "error": _reason(path, value)})
     return out
@@ -394,7 +273,7 @@ def segment_flow(
     root.mkdir(parents=True, exist_ok=True)
     base = base_url(output_base_url)
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
-    if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger.warning):
+    if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
     specs = expand_inputs_task(inputs)
     out_dirs = [str(d) for d in image_output_dirs(specs, root, relative_to)]
@@ -417,13 +296,13 @@ def segment_flow(
             [local[i] for i in ok], [out_dirs[i] for i in ok], config
         )
         prepared: dict[int, Any] = {}
-        for i, value in zip(ok, prepared_list):
+        for i, value in zip(ok, prepared_list, strict=True):
             if "error" in value:
                 failures[i] = value["error"]
             else:
                 prepared[i] = value
     else:
-        prepared = {i: prepare_image.submit(f, d, config) for i, (f, d) in enumerate(zip(fetched, out_dirs))}
+        prepared = {i: prepare_image.submit(f, d, config) for i, (f, d) in enumerate(zip(fetched, out_dirs, strict=True))}
     segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i]) for i, p in prepared.items()}
     try:
         wait(list(segmented.values()) + [p for p in prepared.values() if not isinstance(p, dict)])

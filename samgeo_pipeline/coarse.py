@@ -18,7 +18,7 @@ from samgeo_pipeline.radiometry import ImageStats, water_index
 def coarse_water_mask(
     data: np.ndarray,
     valid: np.ndarray,
-    rgb: np.ndarray,
+    rgb: np.ndarray | None,
     stats: ImageStats,
     min_area: int,
     hsv_lower: tuple[int, int, int],
@@ -29,7 +29,7 @@ def coarse_water_mask(
     Args:
         data: ``float32 (bands, rows, cols)`` in file units, bands in ``stats.band_names`` order.
         valid: ``bool (rows, cols)``, True where every band holds data.
-        rgb: ``uint8 (rows, cols, 3)``, the normalised composite (used for HSV).
+        rgb: ``uint8 (rows, cols, 3)``, the normalised composite (used for HSV only; may be None otherwise).
         stats: whole-image statistics (index and threshold).
         min_area: components (8-connected) smaller than this many pixels are dropped.
         hsv_lower, hsv_upper: inclusive HSV bounds, OpenCV scale (H 0-179, S and V 0-255).
@@ -38,6 +38,8 @@ def coarse_water_mask(
         ``bool (rows, cols)``; always False on invalid pixels.
     """
     if stats.index == "hsv":
+        if rgb is None:
+            raise ValueError("the HSV coarse mask needs the tile's composite (rgb)")
         hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
         water = cv2.inRange(hsv, np.array(hsv_lower, np.uint8), np.array(hsv_upper, np.uint8)) > 0
     else:

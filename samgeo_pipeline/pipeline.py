@@ -8,11 +8,13 @@ writes each tile's core. Tiles without coarse water or without valid data skip S
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import queue
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,7 +34,7 @@ from samgeo_pipeline.manifest import build_manifest, file_sha256, find_reusable,
 from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
 from samgeo_pipeline.quicklook import write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, compute_stats, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, inspect_raster
+from samgeo_pipeline.raster import RasterInfo, gdal_env, inspect_raster
 from samgeo_pipeline.sam import ModelSource, SamPredictor
 from samgeo_pipeline.tiling import Tile, TileGrid, core_of, make_grid, read_tile
 from samgeo_pipeline.vectorize import write_polygons
@@ -74,8 +76,8 @@ class PreparedTile:
     """A tile ready for the model: arrays in working pixels (``tile_size``²)."""
 
     tile: Tile
-    rgb: np.ndarray
-    """``uint8 (rows, cols, 3)`` normalised composite."""
+    rgb: np.ndarray | None
+    """``uint8 (rows, cols, 3)`` normalised composite; None with ``--model none`` and a spectral index."""
     valid: np.ndarray
     """``bool (rows, cols)``."""
     coarse: np.ndarray
@@ -88,7 +90,8 @@ def prepare_tile(
 ) -> PreparedTile:
     """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
     data, valid = read_tile(ds, info, tile)
-    rgb = to_rgb8(data, valid, stats)
+    # The composite is SAM's input; without SAM only the HSV coarse mask needs it.
+    rgb = to_rgb8(data, valid, stats) if config.uses_sam or stats.index == "hsv" else None
     coarse = coarse_water_mask(data, valid, rgb, stats, config.min_area, config.hsv_lower, config.hsv_upper)
     prompts: list[ComponentPrompt] = []
     if config.uses_sam and coarse.any():
@@ -105,6 +108,26 @@ def prepare_tile(
             rng=rng,
         )
     return PreparedTile(tile, rgb, valid, coarse, prompts)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, TypeError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Give memory freed by the last stage back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Called between stages: glibc keeps freed buffers (tile arrays, GDAL blocks, much of it in the
+    reader thread's arena) resident, so without it each stage's peak stacked on the previous
+    stage's leftovers and the peak RSS grew with the raster (benchmarks/bench_memory.py).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
@@ -247,6 +270,18 @@ def segment_raster(
         The result. Errors a user can cause raise :class:`SamgeoPipelineError` (one-line message);
         no partial output is left under a final name.
     """
+    with gdal_env():
+        return _segment_raster(path, out_dir, config, predictor, model_source)
+
+
+def _segment_raster(
+    path: Path,
+    out_dir: Path,
+    config: SegmentConfig,
+    predictor: SamPredictor | None,
+    model_source: ModelSource | None,
+) -> SegmentResult:
+    """:func:`segment_raster` inside its GDAL environment."""
     if config.uses_sam and predictor is None:
         raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
     if predictor is not None and predictor.preprocessing:
@@ -275,6 +310,7 @@ def segment_raster(
     except RasterioError as exc:
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
     seconds["stats"] = time.perf_counter() - t
+    release_free_memory()
 
     grid = make_grid(info, config)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -310,9 +346,11 @@ def segment_raster(
                 _run_sam_batch(predictor, pending, sink, config)  # type: ignore[arg-type]
                 bar.update(len(pending))
         seconds["tiles"] = time.perf_counter() - t
+        release_free_memory()
         t = time.perf_counter()
         raster_outputs = sink.finish()
         seconds["cog"] = time.perf_counter() - t
+        release_free_memory()
     except BaseException:
         sink.abort()
         raise
@@ -320,6 +358,7 @@ def segment_raster(
     t = time.perf_counter()
     n_polygons, area_m2 = write_polygons(out_dir / "mask.tif", out_dir / "water.gpkg", config.simplify)
     seconds["vectorize"] = time.perf_counter() - t
+    release_free_memory()
     t = time.perf_counter()
     write_quicklook(info, stats, out_dir / "mask.tif", out_dir / "quicklook.png")
     seconds["quicklook"] = time.perf_counter() - t

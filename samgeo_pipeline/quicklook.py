@@ -11,10 +11,9 @@ import rasterio
 from PIL import Image
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 
 from samgeo_pipeline.radiometry import ImageStats, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_bands
+from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_decimated
 from samgeo_pipeline.writers import MASK_NODATA, atomic_path
 
 OUTLINE_RGB = (255, 40, 200)
@@ -29,7 +28,7 @@ def write_quicklook(info: RasterInfo, stats: ImageStats, mask_path: Path, png_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(info.path) as ds:
-            data, valid = read_bands(ds, info, Window(0, 0, info.width, info.height), shape, Resampling.average)
+            data, valid = read_decimated(ds, info, shape, Resampling.average)
         with rasterio.open(mask_path) as ms:
             mask = ms.read(1, out_shape=shape, resampling=Resampling.nearest)
     rgb = to_rgb8(data, valid, stats)

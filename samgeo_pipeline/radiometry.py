@@ -13,12 +13,11 @@ from typing import Literal
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.windows import Window
 from skimage.filters import threshold_otsu
 
 from samgeo_pipeline.config import SegmentConfig, parse_composite
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_bands
+from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_decimated
 
 ResolvedIndex = Literal["ndwi", "mndwi", "hsv"]
 
@@ -107,9 +106,12 @@ def water_index(data: np.ndarray, band_names: tuple[str, ...] | list[str], index
     green = data[names.index("green")]
     second = data[names.index(other)]
     total = green + second
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = np.where(total != 0, (green - second) / total, 0.0)
-    return np.clip(np.nan_to_num(result, nan=0.0), -1.0, 1.0).astype(np.float32)
+    # In place (this runs on every tile): NaN -> 0; +-inf and anything outside [-1, 1] -> +-1.
+    result = np.zeros(total.shape, np.result_type(total.dtype, np.float32))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(green - second, total, out=result, where=total != 0)
+    np.copyto(result, 0.0, where=np.isnan(result))
+    return np.clip(result, -1.0, 1.0, out=result).astype(np.float32, copy=False)
 
 
 def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentConfig) -> ImageStats:
@@ -119,7 +121,7 @@ def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentC
         InputError: the raster holds no valid pixel, or the composite needs an unmapped band.
     """
     shape = decimated_shape(info.height, info.width, config.stats_size)
-    data, valid = read_bands(ds, info, Window(0, 0, info.width, info.height), shape, Resampling.nearest)
+    data, valid = read_decimated(ds, info, shape, Resampling.nearest)
     return stats_from_array(data, valid, tuple(info.band_names), config, str(info.path))
 
 

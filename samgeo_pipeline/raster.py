@@ -7,6 +7,7 @@ shape ``(rows, cols)`` (True = every mapped band holds data).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import warnings
@@ -27,6 +28,9 @@ from samgeo_pipeline.bands import BandMap, parse_bands
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterReadError
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+
+GDAL_CACHE_BYTES = 128 << 20
+"""GDAL block cache during a run (see :func:`gdal_env`)."""
 
 
 def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -185,6 +189,51 @@ def read_bands(
     except RasterioError as exc:
         raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({_first_line(exc)})") from None
     return data, valid
+
+
+def read_decimated(
+    ds: rasterio.DatasetReader,
+    info: RasterInfo,
+    shape: tuple[int, int],
+    resampling: Resampling,
+    chunk: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole raster's mapped bands resampled to ``shape``, read by chunks.
+
+    Same result as :func:`read_bands` of the full window with ``out_shape=shape``, but each read
+    covers about ``chunk``² source pixels: a single decimated read makes GDAL go band by band over
+    the whole raster, decoding every block once per band unless the block cache holds the whole
+    raster (it does not under :func:`gdal_env`). Source windows are fractional where ``shape`` does
+    not divide the raster evenly, which GDAL resamples exactly as in the single read.
+
+    Returns:
+        ``(data, valid)``: ``float32 (bands, rows, cols)`` and ``bool (rows, cols)``, ``(rows, cols) = shape``.
+    """
+    rows, cols = shape
+    fy, fx = info.height / rows, info.width / cols
+    step_r, step_c = max(1, int(chunk / fy)), max(1, int(chunk / fx))
+    data = np.empty((len(info.band_indexes), rows, cols), np.float32)
+    valid = np.empty((rows, cols), bool)
+    for r0 in range(0, rows, step_r):
+        r1 = min(rows, r0 + step_r)
+        for c0 in range(0, cols, step_c):
+            c1 = min(cols, c0 + step_c)
+            window = Window(c0 * fx, r0 * fy, (c1 - c0) * fx, (r1 - r0) * fy)
+            data[:, r0:r1, c0:c1], valid[r0:r1, c0:c1] = read_bands(ds, info, window, (r1 - r0, c1 - c0), resampling)
+    return data, valid
+
+
+def gdal_env() -> contextlib.AbstractContextManager[object]:
+    """The GDAL environment of a run: the block cache capped at :data:`GDAL_CACHE_BYTES`.
+
+    GDAL's default cache is 5 % of the RAM, and a run over a big raster fills it (input blocks,
+    output blocks), so the peak memory would grow with the raster up to that size. The tile reader
+    reuses little more than a row of blocks, which the cap holds for rasters up to ~40k pixels wide.
+    ``GDAL_CACHEMAX`` set in the process environment or in an enclosing ``rasterio.Env`` wins.
+    """
+    if "GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv()):
+        return contextlib.nullcontext()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES)
 
 
 def window_str(window: Window) -> str:

@@ -107,6 +107,8 @@ def read_tile(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple
     y1 = min(g.tile_size, max(y0 + 1, round((r1 - win.row_off) / g.scale)))
     x1 = min(g.tile_size, max(x0 + 1, round((c1 - win.col_off) / g.scale)))
     part, part_valid = read_bands(ds, info, Window(c0, r0, c1 - c0, r1 - r0), (y1 - y0, x1 - x0))
+    if part.shape == data.shape:  # the whole tile lies inside the raster: no padding to add
+        return part, part_valid
     data[:, y0:y1, x0:x1] = part
     valid[y0:y1, x0:x1] = part_valid
     return data, valid

@@ -181,3 +181,28 @@ class TestSegmentWithSam:
         allowed = ndimage.binary_dilation(m_coarse == 1, iterations=3)
         assert np.all(~(m_lim == 1) | allowed)
         assert (m_lim == 1).sum() <= (m_free == 1).sum()
+
+
+def test_failed_tile_is_reported_and_written_as_nodata(tiny_model_dir, scene, tmp_path, monkeypatch):
+    config = sam_config(tiny_model_dir, batch_size=2)
+    predictor, source = load_predictor(config)
+    original = SamPredictor.predict_logits
+    fail_always = {"first": None}
+
+    def flaky_tile(self, embedding, prompts, tile_shape, resized, merge="joint"):
+        if fail_always["first"] is None:
+            fail_always["first"] = prompts[0].area
+        if prompts[0].area == fail_always["first"]:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, embedding, prompts, tile_shape, resized, merge)
+
+    monkeypatch.setattr(SamPredictor, "predict_logits", flaky_tile)
+    result = segment_raster(scene, tmp_path / "out", config, predictor, source)
+    assert result.status == "partial"
+    assert result.tiles.failed >= 1 and len(result.tiles.failed_tiles) == result.tiles.failed
+    assert "SAM failed" in result.error
+    assert result.manifest["tiles"]["failed"] == result.tiles.failed
+    mask = read_mask(tmp_path / "out" / "mask.tif")
+    row, col = map(int, result.tiles.failed_tiles[0].split(","))
+    core = mask[row * 192 : (row + 1) * 192, col * 192 : (col + 1) * 192]
+    assert np.all(core == 255)

@@ -53,12 +53,35 @@ class Run:
         """Whether this process handles the sample at ``position`` of a split."""
         return position % self.accelerator.num_processes == self.accelerator.process_index
 
-    def loader(self, dataset: Dataset, batch_sampler: list[list[int]] | None = None) -> DataLoader:
+    loaders: dict[str, DataLoader] = field(default_factory=dict)
+    """Persistent batch loaders per split (workers live for the whole run)."""
+
+    def loader(self, dataset: Dataset, batch_sampler: Any = None, persistent: bool = False) -> DataLoader:
         """A DataLoader over ``dataset`` with this run's workers: collated batches, or single items."""
         common = {"num_workers": self.workers, "pin_memory": self.device.type == "cuda"}
         if batch_sampler is not None:
-            return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate, **common)
+            return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
+                              persistent_workers=persistent and self.workers > 0, **common)  # fmt: skip
         return DataLoader(dataset, batch_size=None, collate_fn=_identity, **common)
+
+
+class EpochBatches:
+    """Batch sampler of the training split: :func:`epoch_batches` of the current ``epoch``.
+
+    Yields ``(epoch, position)`` keys, so persistent workers draw each epoch's prompts without
+    being restarted.
+    """
+
+    def __init__(self, positions: list[int], batch_size: int, steps: int, seed: int, rank: int) -> None:
+        self.positions, self.batch_size, self.steps, self.seed, self.rank = positions, batch_size, steps, seed, rank
+        self.epoch = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for batch in epoch_batches(self.positions, self.batch_size, self.steps, self.seed, self.epoch, self.rank):
+            yield [(self.epoch, position) for position in batch]
+
+    def __len__(self) -> int:
+        return len(epoch_batches(self.positions, self.batch_size, self.steps, self.seed, self.epoch, self.rank))
 
 
 class _Loading(Dataset):
@@ -183,14 +206,16 @@ def train_epoch(
 ) -> float:
     """One epoch of decoder training on this process's ``positions``; returns the mean loss (all processes)."""
     config = run.config
-    dataset = PromptDataset(run.prepared["train"], config, run.image_size, 0,
-                            source=None if run.cache.enabled else run.sources["train"])  # fmt: skip
-    dataset.epoch = epoch
-    batches = epoch_batches(positions, config.batch_size, steps, config.seed, epoch, run.accelerator.process_index)
+    if "train" not in run.loaders:
+        dataset = PromptDataset(run.prepared["train"], config, run.image_size, 0,
+                                source=None if run.cache.enabled else run.sources["train"])  # fmt: skip
+        sampler = EpochBatches(positions, config.batch_size, steps, config.seed, run.accelerator.process_index)
+        run.loaders["train"] = run.loader(dataset, sampler, persistent=True)
+    loader = run.loaders["train"]
+    loader.batch_sampler.epoch = epoch  # type: ignore[union-attr]
     total = torch.zeros((), device=run.device)
     count = torch.zeros((), device=run.device)
-    bar = tqdm(run.loader(dataset, batches), total=len(batches), desc=f"epoch {epoch + 1}", unit="batch",
-               disable=not progress, leave=False)  # fmt: skip
+    bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress, leave=False)
     for batch in bar:
         batch = batch.to(run.device)
         with run.accelerator.autocast():
@@ -228,12 +253,14 @@ def validate(run: Run, progress: bool) -> tuple[float | None, list[dict[str, Any
     if not prepared:
         return None, []
     config = run.config
-    dataset = PromptDataset(prepared, config, run.image_size, 1,
-                            source=None if run.cache.enabled else run.sources["val"], native=True)  # fmt: skip
-    batches = [positions[i : i + config.batch_size] for i in range(0, len(positions), config.batch_size)]
+    if "val" not in run.loaders:
+        dataset = PromptDataset(prepared, config, run.image_size, 1,
+                                source=None if run.cache.enabled else run.sources["val"], native=True)  # fmt: skip
+        batches = [positions[i : i + config.batch_size] for i in range(0, len(positions), config.batch_size)]
+        run.loaders["val"] = run.loader(dataset, batches, persistent=True)
     loss_sum, loss_n, rows = 0.0, 0, []
-    bar = tqdm(run.loader(dataset, batches), total=len(batches), desc="validate", unit="batch",
-               disable=not progress, leave=False)  # fmt: skip
+    loader = run.loaders["val"]
+    bar = tqdm(loader, total=len(loader), desc="validate", unit="batch", disable=not progress, leave=False)
     for batch in bar:
         batch = batch.to(run.device)
         with run.accelerator.autocast():

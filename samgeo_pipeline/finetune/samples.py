@@ -205,9 +205,11 @@ class PromptDataset(Dataset):
     def __len__(self) -> int:
         return len(self.prepared)
 
-    def __getitem__(self, position: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Item at ``position`` (this dataset's ``epoch``), or at ``(epoch, position)``."""
+        epoch, position = key if isinstance(key, tuple) else (self.epoch, key)
         ps = self.prepared[position]
-        epoch = self.epoch if self.split_id == 0 else 0
+        epoch = epoch if self.split_id == 0 else 0
         rng = np.random.default_rng([self.config.seed, self.split_id, epoch, position])
         prompts = sample_prompts(ps, self.config, rng)
         scale = (ps.resized[1] / ps.shape[1], ps.resized[0] / ps.shape[0])

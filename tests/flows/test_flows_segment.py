@@ -23,6 +23,27 @@ def _config(**changes) -> SegmentConfig:
     return common.build_config({**OPTIONS, **changes})
 
 
+def test_library_and_helpers_import_without_prefect() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, samgeo_pipeline.cli, samgeo_pipeline.pipeline, samgeo_pipeline.runner, "
+            "samgeo_pipeline.serve, flows.common; sys.exit('prefect' in sys.modules)")
+    repo = Path(__file__).resolve().parents[2]
+    assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
+
+
+def test_missing_api_degrades_to_no_limit(monkeypatch, caplog) -> None:
+    import prefect.client.orchestration as orchestration
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("API unreachable")
+
+    monkeypatch.setattr(orchestration, "get_client", unreachable)
+    assert seg.ensure_concurrency_limit("gpu") is False
+    assert "not serialised" in caplog.text
+
+
 class TestPlainFunctions:
     def test_build_config_layers_file_then_options(self, tmp_path: Path) -> None:
         path = tmp_path / "c.yaml"
@@ -39,6 +60,7 @@ class TestPlainFunctions:
         assert common.image_output_dirs(["/in/a/x.tif", "s3://bkt/in/b/x.tif"], root, "/in") == [
             root / "a" / "x", root / "x"]
         assert common.image_output_dirs(["s3://bkt/in/b/x.tif"], root, "s3://bkt/in") == [root / "b" / "x"]
+        assert common.image_output_dirs(["memory:///w/in/b/x.tif"], root, "memory://w/in") == [root / "b" / "x"]
         (root / "a b").mkdir(parents=True)
         (root / "a b" / "mask.tif").write_bytes(b"x")
         links = common.output_links(root / "a b", root, common.base_url("https://h.example/data"))
@@ -209,3 +231,18 @@ class TestSegmentFlow:
         assert result[0]["links"]["mask.tif"] == "https://dl.example/seg/remote/mask.tif"
         assert (out / "remote" / "water.gpkg").is_file()
         assert not any((out / ".samgeo-staging").iterdir())  # the staged copy is removed
+
+    def test_sam_model_loaded_once_per_run(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
+        import samgeo_pipeline.runner as runner
+        from tests.tiny_sam import save_tiny_sam
+
+        model_dir = save_tiny_sam(tmp_path / "tiny-sam")
+        loads = []
+        real_load = runner.load_predictor
+        monkeypatch.setattr(runner, "load_predictor", lambda c: loads.append(c.model) or real_load(c))
+        options = {**OPTIONS, "model": str(model_dir), "device": "cpu", "batch_size": 2}
+        result = seg.segment_flow([str(two_scenes)], str(tmp_path / "out"), options)
+        assert loads == [str(model_dir)]
+        assert [r["status"] for r in result] == ["done", "done"]
+        assert all(r["tiles"]["sam"] > 0 for r in result) and result[0]["model"] == str(model_dir)
+        assert len(seg.PREDICTORS) == 0

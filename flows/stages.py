@@ -1,0 +1,140 @@
+"""Plain functions of the segment flow's stages (no Prefect): expand, fetch, prepare, summarise, model cache.
+
+The tasks of :mod:`flows.segment` wrap these; tests call them directly.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from flows.common import is_remote, local_path
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.manifest import file_sha256, find_reusable
+from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
+
+
+def expand_specs(specs: list[str]) -> list[str]:
+    """Expand local paths, folders and globs (as the CLI does) and fsspec URLs (folders, globs).
+
+    Raises:
+        InputError: a spec matches nothing.
+    """
+    local = [local_path(s) for s in specs if not is_remote(s)]
+    found = [str(p) for p in expand_inputs(local)] if local else []
+    for spec in (s for s in specs if is_remote(s)):
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(spec)
+        if glob.has_magic(path):
+            matches = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            matches = sorted(fs.find(path))
+        else:
+            matches = [path] if fs.exists(path) else []
+        matches = [m for m in matches if m == path or Path(m).suffix.lower() in RASTER_SUFFIXES]
+        if not matches:
+            raise InputError(f"{spec}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
+        found.extend(fs.unstrip_protocol(m) for m in matches)
+    return list(dict.fromkeys(found))
+
+
+def fetch_to(url: str, staging: Path) -> Path:
+    """Copy a remote raster to ``staging/<hash of url>/<name>`` (atomically) and return the local path.
+
+    A copy of the same size already there is reused.
+    """
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(url)
+    target = staging / hashlib.sha1(url.encode()).hexdigest()[:16] / Path(path).name
+    size = fs.size(path)
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    fs.get_file(path, str(part))
+    os.replace(part, target)
+    return target
+
+
+def prepare(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
+    """CPU stage of one image: check it opens with the requested bands, hash it, look for reusable outputs.
+
+    Raises:
+        InputError, RasterReadError: the file is not a usable raster.
+    """
+    info = inspect_raster(path, config.bands, config.nodata)
+    checksum = file_sha256(Path(path))
+    reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
+    return {
+        "input": str(path),
+        "out_dir": str(out_dir),
+        "sha256": checksum,
+        "bytes": Path(path).stat().st_size,
+        "width": info.width,
+        "height": info.height,
+        "bands": info.count,
+        "reusable": reusable,
+    }
+
+
+def summarize(manifest: dict[str, Any], status: str, out_dir: Path) -> dict[str, Any]:
+    """JSON-able summary of one image from its manifest (paths as strings; no arrays)."""
+    return {
+        "input": manifest["input"]["path"],
+        "out_dir": str(out_dir),
+        "sha256": manifest["input"]["sha256"],
+        "status": status,
+        "error": manifest.get("error"),
+        "tiles": {k: manifest["tiles"][k] for k in ("total", "sam", "coarse_only", "skipped", "failed")},
+        "water_area_m2": manifest["water"]["area_m2"],
+        "water_fraction": manifest["water"]["fraction_of_valid"],
+        "polygons": manifest["water"]["polygons"],
+        "seconds": manifest["seconds"].get("total"),
+        "model": manifest["model"]["id"],
+        "params_hash": manifest["params_hash"],
+        "outputs": [str(out_dir / name) for name in manifest.get("outputs", [])] + [str(out_dir / "manifest.json")],
+    }
+
+
+class _PredictorCache:
+    """One SAM predictor per (flow run, model, device, precision): loaded on first use, dropped at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+
+    def get(self, run_id: str, config: SegmentConfig, log) -> tuple[Any, Any]:
+        from samgeo_pipeline.runner import describe_model, load_predictor
+
+        key = (run_id, config.model, config.device, config.precision)
+        with self._lock:
+            if key not in self._items:
+                predictor, source = load_predictor(config)
+                log(describe_model(config, predictor, source))
+                self._items[key] = (predictor, source)
+            return self._items[key]
+
+    def release(self, run_id: str) -> None:
+        with self._lock:
+            for key in [k for k in self._items if k[0] == run_id]:
+                del self._items[key]
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover
+            pass
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+PREDICTORS = _PredictorCache()
