@@ -19,6 +19,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import pstats
 import shutil
@@ -33,8 +34,13 @@ from rasterio.windows import Window
 from _common import cached_scene, fmt_table
 from samgeo_pipeline import pipeline
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.raster import RasterInfo, gdal_env, inspect_raster
+from samgeo_pipeline.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.tiling import TileGrid, make_grid
+
+try:
+    from samgeo_pipeline.raster import gdal_env
+except ImportError:  # a library from before gdal_env (to compare against it): GDAL's defaults
+    gdal_env = contextlib.nullcontext  # type: ignore[assignment]
 
 TARGET = 0.5
 

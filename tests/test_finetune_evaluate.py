@@ -81,3 +81,28 @@ def test_finetune_ortho_with_polygons_and_coarse_prompts(tiny_model: Path, tmp_p
     result = finetune(config, log=None)
     assert result.counts["train"] + result.counts["val"] + result.counts["unprompted"] == 6
     assert result.history[0]["val"] is not None
+
+
+def test_worker_processes_give_the_same_run(chips: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """Persistent data-loader workers draw the same per-epoch prompts as the main process."""
+    histories = []
+    for workers in (0, 1):
+        config = FinetuneConfig(data=str(chips), bands="naip", model=str(tiny_model), epochs=2, batch_size=2,
+                                lr=1e-3, device="cpu", progress=False, workers=workers,
+                                out=str(tmp_path / f"w{workers}"))  # fmt: skip
+        histories.append([(h["train_loss"], h["val_loss"]) for h in finetune(config, log=None).history])
+    assert histories[0] == histories[1]
+
+
+def test_evaluate_reproduces_training_validation(chips: Path, tiny_model: Path, tmp_path: Path) -> None:
+    """evaluate's points@label on the validation split scores exactly what training's validation did."""
+    config = FinetuneConfig(data=str(chips), bands="naip", model=str(tiny_model), epochs=1, batch_size=2, lr=1e-3,
+                            val_fraction=0.4, device="cpu", progress=False, out=str(tmp_path / "run"))  # fmt: skip
+    result = finetune(config, log=None)
+    assert result.best_dir is not None
+    report = evaluate(config, [str(result.best_dir)], None, "val", prompts=["points"], prompt_sources=["label"], log=None)
+    summary = report.methods["run/best points@label"]
+    trained = result.history[0]["val"]
+    assert summary["n"] == trained["n"]
+    for key in ("iou_mean", "iou_median", "f1_mean", "precision_mean", "recall_mean"):
+        assert summary[key] == pytest.approx(trained[key], abs=1e-9), key

@@ -164,15 +164,18 @@ def _evaluate_model(
     predictor = SamPredictor(sam, device, resolve_dtype(device, config.precision), preprocessing)
     label = model_label(model)
     rows: list[dict[str, Any]] = []
+    position = -1
     for i in range(len(source)):
         sample = source.load(i)
         if sample.name not in names:
             continue
+        position += 1
         embedding, resized = predictor.embed(sample.rgb[None])
         for kind in prompts:
             for origin in prompt_sources:
                 mask = sample.coarse if origin == "coarse" else sample.label
-                rng = np.random.default_rng([config.seed, i])
+                # The generator of training's validation prompts: same split, same prompts.
+                rng = np.random.default_rng([config.seed, 1, 0, position])
                 component = component_prompts(
                     mask, sample.valid, kind=kind, n_points=config.points, n_negatives=config.negatives,
                     erosion=config.erosion, box_jitter=config.box_jitter, max_components=config.max_components, rng=rng,
