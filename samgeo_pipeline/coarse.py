@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.morphology import remove_small_objects
 
-from samgeo_pipeline.radiometry import ImageStats, water_index
+from samgeo_pipeline.radiometry import ImageStats, water_index_above
 
 
 def coarse_water_mask(
@@ -43,8 +42,20 @@ def coarse_water_mask(
         hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
         water = cv2.inRange(hsv, np.array(hsv_lower, np.uint8), np.array(hsv_upper, np.uint8)) > 0
     else:
-        water = water_index(data, stats.band_names, stats.index) > stats.threshold
+        water = water_index_above(data, stats.band_names, stats.index, stats.threshold)
     water &= valid
     if min_area > 1 and water.any():
-        water = remove_small_objects(water, max_size=min_area - 1, connectivity=2)
+        water = drop_small_components(water, min_area)
     return water
+
+
+def drop_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """``mask`` (``bool (rows, cols)``) without its 8-connected components of fewer than ``min_area`` pixels.
+
+    Same result as ``skimage.morphology.remove_small_objects(mask, max_size=min_area - 1,
+    connectivity=2)``, with OpenCV's labelling (several times faster on noisy masks).
+    """
+    count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = np.bincount(labels.ravel(), minlength=count) >= min_area
+    keep[0] = False
+    return np.take(keep, labels)

@@ -25,7 +25,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 DEFAULT_MODEL = "facebook/sam-vit-base"
 
 #: Options that change how fast a run goes but not what it writes; left out of the parameter hash.
-_RUNTIME_ONLY = frozenset({"overwrite", "batch_size", "prefetch", "progress"})
+_RUNTIME_ONLY = frozenset({"overwrite", "batch_size", "prefetch", "read_workers", "progress"})
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,9 @@ class SegmentConfig:
     batch_size: int = 4
     """Tiles per encoder batch."""
     prefetch: int = 8
-    """Tiles read ahead of the model by the reader thread."""
+    """Tiles read ahead of the model by the reader threads."""
+    read_workers: int = 0
+    """Threads reading and preparing tiles (0: min(4, CPU count))."""
     # --- outputs ---
     probability: bool = False
     """Also write ``probability.tif`` (float32 0-1, SAM's sigmoid; the coarse mask for --model none)."""
@@ -121,8 +123,8 @@ class SegmentConfig:
             allowed = _literal_values(name)
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        if self.batch_size < 1 or self.prefetch < 1:
-            raise ConfigError("batch_size and prefetch must be >= 1")
+        if self.batch_size < 1 or self.prefetch < 1 or self.read_workers < 0:
+            raise ConfigError("batch_size and prefetch must be >= 1, read_workers >= 0")
         if self.composite != "auto":
             parse_composite(self.composite)
 

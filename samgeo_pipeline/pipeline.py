@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import queue
+import itertools
+import os
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -131,41 +134,43 @@ def release_free_memory() -> None:
 
 
 def _prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
-    """Prepare tiles in a reader thread, ``config.prefetch`` ahead of the consumer."""
-    out: queue.Queue[PreparedTile | BaseException | None] = queue.Queue(maxsize=config.prefetch)
-    stop = threading.Event()
+    """Prepare tiles on ``config.read_workers`` threads, up to ``config.prefetch`` ahead, in grid order.
 
-    def work() -> None:
-        try:
+    Each thread reads through its own dataset handle; GDAL decoding and most NumPy/OpenCV work
+    release the GIL, so tiles are prepared in parallel while the consumer runs SAM or writes.
+    """
+    local = threading.local()
+    handles: list[rasterio.DatasetReader] = []
+    lock = threading.Lock()
+
+    def prepare(tile: Tile) -> PreparedTile:
+        ds = getattr(local, "ds", None)
+        if ds is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-                with rasterio.open(info.path) as ds:
-                    for tile in grid:
-                        if stop.is_set():
-                            return
-                        out.put(prepare_tile(ds, info, stats, tile, config))
-            out.put(None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises
-            out.put(exc)
+                ds = local.ds = rasterio.open(info.path)
+            with lock:
+                handles.append(ds)
+        return prepare_tile(ds, info, stats, tile, config)
 
-    thread = threading.Thread(target=work, name="samgeo-reader", daemon=True)
-    thread.start()
+    workers = config.read_workers or min(4, os.cpu_count() or 1)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="samgeo-reader")
+    pending: deque[Future[PreparedTile]] = deque()
+    tiles = iter(grid)
     try:
-        while True:
-            item = out.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        for tile in itertools.islice(tiles, config.prefetch):
+            pending.append(pool.submit(prepare, tile))
+        while pending:
+            prepared = pending.popleft().result()
+            for tile in itertools.islice(tiles, 1):
+                pending.append(pool.submit(prepare, tile))
+            yield prepared
     finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting on a full queue
-            try:
-                out.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        thread.join()
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        for ds in handles:
+            ds.close()
 
 
 class _TileSink:

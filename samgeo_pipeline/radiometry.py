@@ -114,6 +114,35 @@ def water_index(data: np.ndarray, band_names: tuple[str, ...] | list[str], index
     return np.clip(result, -1.0, 1.0, out=result).astype(np.float32, copy=False)
 
 
+def water_index_above(
+    data: np.ndarray, band_names: tuple[str, ...] | list[str], index: ResolvedIndex, threshold: float
+) -> np.ndarray:
+    """``water_index(data, ...) > threshold`` without forming the index (this runs on every tile).
+
+    For ``-1 < threshold < 1``, (g - o) / (g + o) > t is (g - o) > t (g + o) where g + o > 0, the
+    reverse where g + o < 0, and 0 > t where g + o = 0 (the index is 0 there). Other thresholds
+    fall back to :func:`water_index`.
+
+    Returns:
+        ``bool (rows, cols)``.
+    """
+    if not -1.0 < threshold < 1.0:
+        return water_index(data, band_names, index) > threshold
+    names = list(band_names)
+    green = data[names.index("green")]
+    other = data[names.index("nir" if index == "ndwi" else "swir")]
+    total = green + other
+    diff = green - other
+    scaled = total * np.float32(threshold)
+    water = diff > scaled
+    not_positive = total <= 0
+    if not_positive.any():  # negative reflectances or zero sums: rare
+        negative = total < 0
+        water[negative] = diff[negative] < scaled[negative]
+        water[total == 0] = threshold < 0
+    return water
+
+
 def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentConfig) -> ImageStats:
     """Whole-image statistics from one decimated read of the mapped bands.
 

@@ -172,23 +172,36 @@ def read_bands(
     """
     shape = out_shape or (int(window.height), int(window.width))
     try:
-        data = ds.read(
+        native = ds.read(
             info.band_indexes, window=window, out_shape=(len(info.band_indexes), *shape), resampling=resampling
-        ).astype(np.float32, copy=False)
+        )
+        # Validity on the native dtype (4x less memory traffic than on float32 for uint8 inputs).
         valid = np.ones(shape, dtype=bool)
         if info.nodata is not None:
             if np.isnan(info.nodata):
-                valid &= ~np.isnan(data).any(axis=0)
-            else:
-                valid &= ~(data == np.float32(info.nodata)).any(axis=0)
+                valid &= ~np.isnan(native).any(axis=0)
+            elif _representable(info.nodata, native.dtype):  # else no pixel can equal it
+                for band in native:
+                    valid &= band != native.dtype.type(info.nodata)
         elif info.has_mask:
             mask = ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest)
             valid &= mask > 0
-        if np.issubdtype(np.dtype(info.dtype), np.floating):
-            valid &= np.isfinite(data).all(axis=0)
+        if native.dtype.kind == "f":
+            valid &= np.isfinite(native).all(axis=0)
+        data = native.astype(np.float32, copy=False)
     except RasterioError as exc:
         raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({_first_line(exc)})") from None
     return data, valid
+
+
+def _representable(value: float, dtype: np.dtype) -> bool:
+    """True when ``value`` is a value of ``dtype`` (an integral in range for integer dtypes)."""
+    if dtype.kind == "f":
+        return True
+    if dtype.kind == "b":
+        return value in (0, 1)
+    limits = np.iinfo(dtype)
+    return float(value).is_integer() and limits.min <= value <= limits.max
 
 
 def read_decimated(

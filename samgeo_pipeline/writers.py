@@ -71,7 +71,9 @@ class WindowedRasterWriter:
             "tiled": True,
             "blockxsize": 512,
             "blockysize": 512,
-            "compress": "deflate",
+            # The work file is temporary: uncompressed, so the tile loop spends no time compressing;
+            # the COG copy compresses (on all cores).
+            "compress": None,
             "BIGTIFF": "IF_SAFER",
         }
         with warnings.catch_warnings():
@@ -97,6 +99,7 @@ class WindowedRasterWriter:
                     OVERVIEWS="AUTO",
                     OVERVIEW_RESAMPLING=overview_resampling.upper(),
                     BIGTIFF="IF_SAFER",
+                    NUM_THREADS="ALL_CPUS",
                 )
         self.work.unlink(missing_ok=True)
         return self.final

@@ -120,3 +120,15 @@ def test_independent_of_window_when_min_area_le_halo_plus_one() -> None:
             np.testing.assert_array_equal(
                 window[r0 - ra : r0 - ra + core, c0 - ca : c0 - ca + core], whole[r0 : r0 + core, c0 : c0 + core]
             )
+
+
+def test_drop_small_components_matches_skimage():
+    from skimage.morphology import remove_small_objects
+
+    from samgeo_pipeline.coarse import drop_small_components
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((300, 400)) < 0.3
+    for min_area in (2, 5, 64):
+        expected = remove_small_objects(mask, max_size=min_area - 1, connectivity=2)
+        np.testing.assert_array_equal(drop_small_components(mask.copy(), min_area), expected)

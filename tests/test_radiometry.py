@@ -170,3 +170,18 @@ class TestComposite:
         np.testing.assert_array_equal(rgb[0, :, 0], [0, 128, 255, 0])  # invalid -> 0
         np.testing.assert_array_equal(rgb[0, :, 1], [0, 0, 0, 0])
         np.testing.assert_array_equal(rgb[0, :, 2], [0, 255, 255, 0])
+
+
+@pytest.mark.parametrize("threshold", [-0.6, -0.05, 0.0, 0.12, 0.5, 0.95, 1.0, -1.5])
+def test_water_index_above_equals_index_comparison(threshold):
+    from samgeo_pipeline.radiometry import water_index, water_index_above
+
+    rng = np.random.default_rng(7)
+    data = rng.integers(-500, 4000, (2, 200, 300)).astype(np.float32)  # negative reflectances too
+    data[:, :10, :10] = 0  # zero sums
+    data[1, 10:20, :10] = -data[0, 10:20, :10]
+    names = ["green", "nir"]
+    index = water_index(data, names, "ndwi")
+    differ = water_index_above(data, names, "ndwi", threshold) != (index > threshold)
+    # Only exact ties (index == threshold up to float rounding) may land on either side.
+    assert np.all(np.abs(index[differ] - threshold) < 1e-6)
