@@ -25,6 +25,7 @@ from typing import Literal
 import numpy as np
 import rasterio
 import torch
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.errors import RasterioError
 from scipy import ndimage
@@ -35,9 +36,9 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import NotGeoreferencedWarning, RasterReadError, SamgeoPipelineError
 from samgeo_pipeline.manifest import build_manifest, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
-from samgeo_pipeline.quicklook import write_quicklook
-from samgeo_pipeline.radiometry import ImageStats, compute_stats, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, gdal_env, inspect_raster
+from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
+from samgeo_pipeline.radiometry import ImageStats, stats_from_array, to_rgb8
+from samgeo_pipeline.raster import RasterInfo, decimated_shape, gdal_env, inspect_raster, read_decimated
 from samgeo_pipeline.sam import ModelSource, SamPredictor
 from samgeo_pipeline.tiling import Tile, TileGrid, core_of, make_grid, read_tile
 from samgeo_pipeline.vectorize import write_polygons
@@ -311,7 +312,11 @@ def _segment_raster(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                stats = compute_stats(ds, info, config)
+                shape = decimated_shape(info.height, info.width, config.stats_size)
+                data, valid = read_decimated(ds, info, shape, Resampling.nearest)
+        stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path))
+        preview = preview_rgb(data, valid, stats)  # the quicklook's image, from the same read
+        del data, valid
     except RasterioError as exc:
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
     seconds["stats"] = time.perf_counter() - t
@@ -365,7 +370,7 @@ def _segment_raster(
     seconds["vectorize"] = time.perf_counter() - t
     release_free_memory()
     t = time.perf_counter()
-    write_quicklook(info, stats, out_dir / "mask.tif", out_dir / "quicklook.png")
+    write_quicklook(preview, out_dir / "mask.tif", out_dir / "quicklook.png")
     seconds["quicklook"] = time.perf_counter() - t
 
     counts = sink.counts

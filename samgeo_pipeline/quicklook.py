@@ -13,28 +13,45 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
 from samgeo_pipeline.radiometry import ImageStats, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_decimated
+from samgeo_pipeline.raster import decimated_shape
 from samgeo_pipeline.writers import MASK_NODATA, atomic_path
 
 OUTLINE_RGB = (255, 40, 200)
 
 
-def write_quicklook(info: RasterInfo, stats: ImageStats, mask_path: Path, png_path: Path, max_side: int = 1024) -> Path:
-    """Write a PNG (longest side ``max_side``) of the composite with water outlines in magenta.
+def preview_rgb(data: np.ndarray, valid: np.ndarray, stats: ImageStats, max_side: int = 1024) -> np.ndarray:
+    """The composite as SAM sees it, shrunk (area-averaged) so its longest side is at most ``max_side``.
 
-    Nodata is shown dark grey. Memory is bounded by ``max_side``, whatever the raster size.
+    Args:
+        data: ``float32 (bands, rows, cols)``, a decimated read of the whole raster (the one the
+            statistics come from, so the raster is not read again).
+        valid: ``bool (rows, cols)``.
+        stats: the image's statistics.
+
+    Returns:
+        ``uint8 (rows', cols', 3)`` RGB.
     """
-    shape = decimated_shape(info.height, info.width, max_side)
+    rgb = to_rgb8(data, valid, stats)
+    rows, cols = decimated_shape(rgb.shape[0], rgb.shape[1], max_side)
+    if (rows, cols) != rgb.shape[:2]:
+        rgb = cv2.resize(rgb, (cols, rows), interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def write_quicklook(preview: np.ndarray, mask_path: Path, png_path: Path) -> Path:
+    """Write ``preview`` (``uint8 (rows, cols, 3)``, see :func:`preview_rgb`) with water outlined in magenta.
+
+    The mask is read decimated to the preview's size; nodata is shown dark grey. Memory is bounded
+    by the preview's size, whatever the raster size.
+    """
+    shape = preview.shape[:2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(info.path) as ds:
-            data, valid = read_decimated(ds, info, shape, Resampling.average)
         with rasterio.open(mask_path) as ms:
             mask = ms.read(1, out_shape=shape, resampling=Resampling.nearest)
-    rgb = to_rgb8(data, valid, stats)
+    rgb = np.ascontiguousarray(preview.copy())
     rgb[mask == MASK_NODATA] = (48, 48, 48)
     contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-    rgb = np.ascontiguousarray(rgb)
     cv2.drawContours(rgb, contours, -1, OUTLINE_RGB, thickness=max(1, max(shape) // 512))
     with atomic_path(png_path) as tmp:
         Image.fromarray(rgb).save(tmp, format="PNG")
