@@ -35,7 +35,7 @@ from samgeo_pipeline.coarse import coarse_water_mask
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import NotGeoreferencedWarning, RasterReadError, SamgeoPipelineError
 from samgeo_pipeline.manifest import build_manifest, file_sha256, find_reusable, write_manifest
-from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
+from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, stats_from_array, to_rgb8
 from samgeo_pipeline.raster import RasterInfo, decimated_shape, gdal_env, inspect_raster, read_decimated
@@ -100,17 +100,7 @@ def prepare_tile(
     prompts: list[ComponentPrompt] = []
     if config.uses_sam and coarse.any():
         rng = np.random.default_rng([config.seed, tile.row, tile.col])
-        prompts = component_prompts(
-            coarse,
-            valid,
-            kind=config.prompt,
-            n_points=config.points,
-            n_negatives=config.negatives,
-            erosion=config.erosion,
-            box_jitter=config.box_jitter,
-            max_components=config.max_components,
-            rng=rng,
-        )
+        prompts = prompts_for(coarse, valid, config, rng)
     return PreparedTile(tile, rgb, valid, coarse, prompts)
 
 

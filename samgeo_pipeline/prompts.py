@@ -10,6 +10,7 @@ disc of radius d = 2.75 * sqrt(count) / n (negatives 2 * sqrt(count) / n) around
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -147,6 +148,32 @@ def component_prompts(
                 point_labels = np.concatenate([point_labels, np.zeros(len(neg), np.int64)])
         prompts.append(ComponentPrompt(points.astype(np.float32), point_labels, box, area))
     return prompts
+
+
+class PromptOptions(Protocol):
+    """The prompt options of :class:`~samgeo_pipeline.config.SegmentConfig` (and of fine-tuning)."""
+
+    prompt: str
+    points: int
+    negatives: int
+    erosion: int | None
+    box_jitter: int
+    max_components: int
+
+
+def prompts_for(mask: np.ndarray, valid: np.ndarray, options: PromptOptions, rng: np.random.Generator) -> list[ComponentPrompt]:
+    """:func:`component_prompts` with the options of a config object."""
+    return component_prompts(
+        mask,
+        valid,
+        kind=options.prompt,
+        n_points=options.points,
+        n_negatives=options.negatives,
+        erosion=options.erosion,
+        box_jitter=options.box_jitter,
+        max_components=options.max_components,
+        rng=rng,
+    )
 
 
 def _negatives(

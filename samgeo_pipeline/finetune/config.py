@@ -54,6 +54,10 @@ _LITERALS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Options shared with ``segment`` take its defaults, so each default lives in one place.
+_SEGMENT_DEFAULTS = SegmentConfig()
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Every option of ``samgeo-pipeline finetune`` (and the data options of ``evaluate``)."""
@@ -87,54 +91,54 @@ class FinetuneConfig:
     max_images: int | None = None
     """Use at most this many samples per split (quick runs)."""
     # --- radiometry and coarse mask (as segment) ---
-    bands: str = "auto"
+    bands: str = _SEGMENT_DEFAULTS.bands
     """Band preset or name=index mapping of the images (Cellula chips: landsat8)."""
-    nodata: float | None = None
+    nodata: float | None = _SEGMENT_DEFAULTS.nodata
     """Nodata value overriding the files'."""
-    percentiles: tuple[float, float] = (2.0, 98.0)
+    percentiles: tuple[float, float] = _SEGMENT_DEFAULTS.percentiles
     """Per-image percentiles mapped to 0 and 255 for SAM (stored in the checkpoint)."""
-    composite: str = "auto"
+    composite: str = _SEGMENT_DEFAULTS.composite
     """Bands shown to SAM as R,G,B, e.g. red,green,blue or nir,swir,green (stored in the checkpoint)."""
-    stats_size: int = 2048
+    stats_size: int = _SEGMENT_DEFAULTS.stats_size
     """Longest side of the decimated read for image statistics."""
-    index: IndexName = "auto"
+    index: IndexName = _SEGMENT_DEFAULTS.index
     """Water index of the coarse mask (auto, ndwi, mndwi, hsv)."""
-    threshold: float | None = None
+    threshold: float | None = _SEGMENT_DEFAULTS.threshold
     """Fixed index threshold of the coarse mask; None: Otsu."""
-    otsu_range: tuple[float, float] = (0.0, 0.5)
+    otsu_range: tuple[float, float] = _SEGMENT_DEFAULTS.otsu_range
     """Clip for the Otsu threshold."""
-    hsv_lower: tuple[int, int, int] = (85, 40, 20)
+    hsv_lower: tuple[int, int, int] = _SEGMENT_DEFAULTS.hsv_lower
     """Lower HSV bound of the coarse mask for RGB-only inputs."""
-    hsv_upper: tuple[int, int, int] = (130, 255, 200)
+    hsv_upper: tuple[int, int, int] = _SEGMENT_DEFAULTS.hsv_upper
     """Upper HSV bound of the coarse mask for RGB-only inputs."""
-    min_area: int = 64
+    min_area: int = _SEGMENT_DEFAULTS.min_area
     """Coarse-mask components smaller than this are dropped."""
     # --- tiling of orthoimages ---
-    tile_size: int = 1024
+    tile_size: int = _SEGMENT_DEFAULTS.tile_size
     """Side of a training chip cut from an orthoimage, in working pixels."""
     halo: int = 0
     """Overlap of chips cut from an orthoimage (0: each pixel in one chip)."""
-    gsd: float | None = None
+    gsd: float | None = _SEGMENT_DEFAULTS.gsd
     """Resample orthoimages to this ground sample distance (CRS units per pixel)."""
     # --- prompts ---
-    prompt: PromptKind = "points"
+    prompt: PromptKind = _SEGMENT_DEFAULTS.prompt
     """Training prompts: points (dynamic distance, erosion) or box (perturbed)."""
     prompt_source: PromptSource = "label"
     """Where training prompts come from: the label mask, or the coarse mask (as at inference)."""
-    points: int = 3
+    points: int = _SEGMENT_DEFAULTS.points
     """Positive points per component."""
-    negatives: int = 0
+    negatives: int = _SEGMENT_DEFAULTS.negatives
     """Negative points per component."""
-    erosion: int | None = None
+    erosion: int | None = _SEGMENT_DEFAULTS.erosion
     """3x3 erosions before sampling points; None: the seed's int(count**0.6 / 35)."""
     box_jitter: int = 10
     """Each box coordinate moves by a random integer in [-box_jitter, box_jitter] pixels."""
-    max_components: int = 8
+    max_components: int = _SEGMENT_DEFAULTS.max_components
     """Prompts per image: the largest K connected components."""
-    point_merge: PointMerge = "joint"
+    point_merge: PointMerge = _SEGMENT_DEFAULTS.point_merge
     """joint: a component's points are one prompt; mean/best: one prompt per point, merged."""
     # --- model and training ---
-    model: str = DEFAULT_MODEL
+    model: str = _SEGMENT_DEFAULTS.model
     """Base SAM: hub id or local save_pretrained directory (a checkpoint of this project too)."""
     train_prompt_encoder: bool = False
     """Also train the prompt encoder (the mask decoder is always trained)."""
@@ -162,11 +166,11 @@ class FinetuneConfig:
     """Focal loss gamma."""
     focal_alpha: float = 0.25
     """Focal loss alpha (weight of water pixels; negative: none)."""
-    seed: int = 0
+    seed: int = _SEGMENT_DEFAULTS.seed
     """Seed of shuffling, prompt sampling and the validation split."""
-    device: str = "auto"
+    device: str = _SEGMENT_DEFAULTS.device
     """auto (cuda when present), cpu or cuda."""
-    precision: Precision = "auto"
+    precision: Precision = _SEGMENT_DEFAULTS.precision
     """auto: bf16 mixed precision on CUDA when supported (else fp16), fp32 on CPU."""
     # --- embedding cache ---
     cache: CacheMode = "memory"
@@ -184,7 +188,7 @@ class FinetuneConfig:
     """End this run after that epoch (continue later with --resume)."""
     workers: int | None = None
     """Data-loading worker processes; None: 0 on CPU, up to 8 on CUDA."""
-    progress: bool = True
+    progress: bool = _SEGMENT_DEFAULTS.progress
     """Show progress bars."""
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sources import Sample, SampleSource
-from samgeo_pipeline.prompts import PAD_LABEL, ComponentPrompt, component_prompts
+from samgeo_pipeline.prompts import PAD_LABEL, ComponentPrompt, prompts_for
 
 
 def pack(mask: np.ndarray) -> np.ndarray:
@@ -119,17 +119,7 @@ def sample_prompts(prepared: PreparedSample, config: FinetuneConfig, rng: np.ran
     mask = unpack(packed, prepared.shape)
     if not mask.any():
         return []
-    return component_prompts(
-        mask,
-        unpack(prepared.valid, prepared.shape),
-        kind=config.prompt,
-        n_points=config.points,
-        n_negatives=config.negatives,
-        erosion=config.erosion,
-        box_jitter=config.box_jitter,
-        max_components=config.max_components,
-        rng=rng,
-    )
+    return prompts_for(mask, unpack(prepared.valid, prepared.shape), config, rng)
 
 
 def prompt_rows(
