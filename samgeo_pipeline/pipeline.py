@@ -1,8 +1,8 @@
 """Segment one raster end to end: stats, tiles (coarse mask, prompts, SAM), mask COG, polygons,
 quicklook and manifest.
 
-A reader thread reads and prepares tiles (read, normalise, coarse mask, prompts) ahead of the model
-through a bounded queue; the main thread batches tiles that have prompts through SAM's encoder and
+Reader threads read and prepare tiles (read, normalise, coarse mask, prompts) ahead of the model,
+in grid order and at most ``prefetch`` ahead; the main thread batches tiles that have prompts through SAM's encoder and
 writes each tile's core. Tiles without coarse water or without valid data skip SAM.
 """
 
