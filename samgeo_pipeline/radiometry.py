@@ -173,8 +173,7 @@ def stats_from_array(
         raise InputError(f"{where}: every pixel is nodata; nothing to segment")
     names = tuple(band_names)
     pixels = data[:, valid]
-    low = np.percentile(pixels, config.percentiles[0], axis=1)
-    high = np.percentile(pixels, config.percentiles[1], axis=1)
+    low, high = np.percentile(pixels, config.percentiles, axis=1)  # one partition for both
     high = np.where(high > low, high, low + 1)
     index = resolve_index(config.index, names)
     threshold: float | None = None
