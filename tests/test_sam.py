@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
@@ -206,3 +208,21 @@ def test_failed_tile_is_reported_and_written_as_nodata(tiny_model_dir, scene, tm
     row, col = map(int, result.tiles.failed_tiles[0].split(","))
     core = mask[row * 192 : (row + 1) * 192, col * 192 : (col + 1) * 192]
     assert np.all(core == 255)
+
+
+NAIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
+
+
+@pytest.mark.skipif(not NAIP.exists(), reason="../shared/data is not present")
+def test_sam_path_on_real_naip(tiny_model_dir, tmp_path):
+    """The whole SAM path on real imagery: tiling, prompts, encoder batches, stitching, outputs."""
+    config = sam_config(tiny_model_dir, bands="naip", restrict_dilation=8)
+    predictor, source = load_predictor(config)
+    result = segment_raster(NAIP, tmp_path / "out", config, predictor, source)
+    assert result.status == "done"
+    assert result.tiles.sam > 0 and result.tiles.total == result.tiles.sam + result.tiles.skipped
+    with rasterio.open(NAIP) as src, rasterio.open(tmp_path / "out" / "mask.tif") as out:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        assert set(np.unique(out.read(1))) <= {0, 1, 255}
+    assert result.manifest["model"]["id"] == str(tiny_model_dir)
+    assert (tmp_path / "out" / "water.gpkg").is_file() and (tmp_path / "out" / "quicklook.png").is_file()
