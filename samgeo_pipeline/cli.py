@@ -88,7 +88,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from samgeo_pipeline.raster import expand_inputs
     from samgeo_pipeline.runner import segment_many, summary_table
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
 
