@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
 
 from samgeo_pipeline.config import (
     DEFAULT_MODEL,
@@ -23,6 +22,7 @@ from samgeo_pipeline.config import (
     PromptKind,
     SegmentConfig,
     _coerce,
+    load_config_file,
     parse_composite,
 )
 from samgeo_pipeline.errors import ConfigError
@@ -259,20 +259,11 @@ def _coerce_optional(key: str, value: Any) -> Any:
 
 
 def load_finetune_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file of finetune options (keys as in :class:`FinetuneConfig`, ``-`` or ``_``)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must be a mapping of option: value")
-    for key in ("bands",):
-        if isinstance(data.get(key), dict):
-            data[key] = ",".join(f"{k}={v}" for k, v in data[key].items())
-    if isinstance(data.get("composite"), list):
-        data["composite"] = ",".join(str(v) for v in data["composite"])
-    return data
+    """Read a YAML file of finetune options (keys as in :class:`FinetuneConfig`, ``-`` or ``_``).
+
+    Same file format as ``segment``'s ``--config`` (band mapping and composite may be a mapping / list).
+    """
+    return load_config_file(path)
 
 
 def field_docs(cls: type) -> dict[str, str]:
