@@ -92,7 +92,7 @@ def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
             water, polygons, area, secs = r.water_fraction, r.polygons, r.water_area_m2, r.seconds.get("total")
         table.add_row(  # file names and errors are text, not rich markup
             escape(r.input.name),
-            escape(r.status if not r.error or r.status != "failed" else f"failed: {r.error}"),
+            r.status,  # the reason is on its own line above the table
             counts,
             f"{100 * water:.2f}" if water is not None else "-",
             str(polygons) if polygons is not None else "-",

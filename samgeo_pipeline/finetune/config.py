@@ -13,7 +13,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-
 from samgeo_pipeline.config import (
     DEFAULT_MODEL,
     IndexName,
