@@ -54,8 +54,11 @@ def mask_polygons(mask_path: Path, window_size: int = 4096) -> tuple[list[shapel
                 if not water.any():
                     continue
                 r1, c1 = r0 + int(win.height), c0 + int(win.width)
+                # Polygonize only the water's bounding box: GDAL's cost grows with the pixels scanned.
+                rows, cols = np.flatnonzero(water.any(axis=1)), np.flatnonzero(water.any(axis=0))
+                box = water[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
                 for geom, _ in features.shapes(
-                    water.astype(np.uint8), mask=water, connectivity=8, transform=Affine.translation(c0, r0)
+                    box.view(np.uint8), mask=box, connectivity=8, transform=Affine.translation(c0 + cols[0], r0 + rows[0])
                 ):
                     poly = shape(geom)
                     x0, y0, x1, y1 = poly.bounds
