@@ -85,32 +85,45 @@ class Tile:
         return Window(c0, r0, min(g.core, width - c0), min(g.core, height - r0))
 
 
+def inside_part(tile: Tile, height: int, width: int) -> tuple[Window, tuple[slice, slice]] | None:
+    """The part of a tile's read window inside a raster of ``height`` x ``width``.
+
+    Returns:
+        ``(window, (rows, cols))``: the window in source pixels and where its read lands in the
+        tile's working-pixel array; None when the tile lies wholly outside the raster.
+    """
+    g = tile.grid
+    win = tile.read_window
+    r0, c0 = max(0, int(win.row_off)), max(0, int(win.col_off))
+    r1 = min(height, int(win.row_off + win.height))
+    c1 = min(width, int(win.col_off + win.width))
+    if r1 <= r0 or c1 <= c0:
+        return None
+    y0 = round((r0 - win.row_off) / g.scale)
+    x0 = round((c0 - win.col_off) / g.scale)
+    y1 = min(g.tile_size, max(y0 + 1, round((r1 - win.row_off) / g.scale)))
+    x1 = min(g.tile_size, max(x0 + 1, round((c1 - win.col_off) / g.scale)))
+    return Window(c0, r0, c1 - c0, r1 - r0), (slice(y0, y1), slice(x0, x1))
+
+
 def read_tile(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
     """Read a tile in working pixels; parts outside the raster are invalid zeros.
 
     Returns:
         ``(data, valid)``: ``float32 (bands, tile_size, tile_size)`` and ``bool (tile_size, tile_size)``.
     """
-    g = tile.grid
-    win = tile.read_window
-    r0, c0 = max(0, int(win.row_off)), max(0, int(win.col_off))
-    r1 = min(info.height, int(win.row_off + win.height))
-    c1 = min(info.width, int(win.col_off + win.width))
-    n = len(info.band_indexes)
-    data = np.zeros((n, g.tile_size, g.tile_size), np.float32)
-    valid = np.zeros((g.tile_size, g.tile_size), bool)
-    if r1 <= r0 or c1 <= c0:
+    size = tile.grid.tile_size
+    data = np.zeros((len(info.band_indexes), size, size), np.float32)
+    valid = np.zeros((size, size), bool)
+    inside = inside_part(tile, info.height, info.width)
+    if inside is None:
         return data, valid
-    # Destination of the inside part, in working pixels.
-    y0 = round((r0 - win.row_off) / g.scale)
-    x0 = round((c0 - win.col_off) / g.scale)
-    y1 = min(g.tile_size, max(y0 + 1, round((r1 - win.row_off) / g.scale)))
-    x1 = min(g.tile_size, max(x0 + 1, round((c1 - win.col_off) / g.scale)))
-    part, part_valid = read_bands(ds, info, Window(c0, r0, c1 - c0, r1 - r0), (y1 - y0, x1 - x0))
+    window, (rows, cols) = inside
+    part, part_valid = read_bands(ds, info, window, (rows.stop - rows.start, cols.stop - cols.start))
     if part.shape == data.shape:  # the whole tile lies inside the raster: no padding to add
         return part, part_valid
-    data[:, y0:y1, x0:x1] = part
-    valid[y0:y1, x0:x1] = part_valid
+    data[:, rows, cols] = part
+    valid[rows, cols] = part_valid
     return data, valid
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from samgeo_pipeline.config import (
-    DEFAULT_MODEL,
     IndexName,
     PointMerge,
     Precision,

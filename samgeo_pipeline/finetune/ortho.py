@@ -18,14 +18,13 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.transform import Affine
-from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sources import Sample, SampleSource, label_masks, make_sample
 from samgeo_pipeline.radiometry import compute_stats, resolve_composite
 from samgeo_pipeline.raster import inspect_raster
-from samgeo_pipeline.tiling import Tile, make_grid, read_tile
+from samgeo_pipeline.tiling import Tile, inside_part, make_grid, read_tile
 
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml", ".parquet")
 
@@ -167,26 +166,19 @@ def _read_label_tile(
     Returns:
         ``(water, known)``: ``bool (tile_size, tile_size)`` each.
     """
-    g = tile.grid
-    win = tile.read_window
-    water = np.zeros((g.tile_size, g.tile_size), bool)
-    known = np.zeros((g.tile_size, g.tile_size), bool)
-    r0, c0 = max(0, int(win.row_off)), max(0, int(win.col_off))
-    r1 = min(height, int(win.row_off + win.height))
-    c1 = min(width, int(win.col_off + win.width))
-    if r1 <= r0 or c1 <= c0:
+    size = tile.grid.tile_size
+    water = np.zeros((size, size), bool)
+    known = np.zeros((size, size), bool)
+    inside = inside_part(tile, height, width)
+    if inside is None:
         return water, known
-    y0 = round((r0 - win.row_off) / g.scale)
-    x0 = round((c0 - win.col_off) / g.scale)
-    y1 = min(g.tile_size, max(y0 + 1, round((r1 - win.row_off) / g.scale)))
-    x1 = min(g.tile_size, max(x0 + 1, round((c1 - win.col_off) / g.scale)))
-    window = Window(c0, r0, c1 - c0, r1 - r0)
-    shape = (y1 - y0, x1 - x0)
+    window, (rows, cols) = inside
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
     raw = src.read(1, window=window, out_shape=shape, resampling=Resampling.nearest)
     mask = src.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest) > 0
     part_water, part_known = label_masks(raw, ignore)
-    water[y0:y1, x0:x1] = part_water & mask
-    known[y0:y1, x0:x1] = part_known & mask
+    water[rows, cols] = part_water & mask
+    known[rows, cols] = part_known & mask
     return water, known
 
 
