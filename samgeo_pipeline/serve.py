@@ -1,11 +1,29 @@
 """``samgeo-pipeline serve OUTPUT_ROOT``: a read-only HTTP server for an output root.
 
 The Prefect UI cannot open ``file://`` links, so the flows' artifacts link to this server
-(``SAMGEO_OUTPUT_BASE_URL``, default ``http://127.0.0.1:8000/``). It serves files below the root
-only (no ``..``, no absolute paths, no symlinks that lead outside), with the content types GIS
-tools expect, and single HTTP range requests (``206`` / ``416``), so GDAL and QGIS can stream a
-COG with ``/vsicurl/http://HOST:PORT/scene/mask.tif``. It binds the loopback interface unless
-``--host`` says otherwise. Standard library only; it does not import Prefect.
+(``SAMGEO_OUTPUT_BASE_URL``, default ``http://127.0.0.1:8000/``). It binds the loopback interface
+unless ``--host`` says otherwise. Standard library only; it does not import Prefect.
+
+Served: ``GET`` and ``HEAD`` of regular files and folder listings below the root, with the content
+types GIS tools expect and single HTTP range requests (``206`` / ``416``), so GDAL and QGIS can
+stream a COG with ``/vsicurl/http://HOST:PORT/scene/mask.tif``. Symlinks are followed while they
+stay below the root.
+
+Refused:
+
+* paths outside the root (``..``, absolute paths, backslash, NUL, symlinks leading out): ``403``;
+* hidden entries, i.e. a path component below the root that starts with ``.`` in the URL or after
+  symlinks (work files such as ``.mask.tif.tmp-*``, the flows' ``.samgeo-staging/`` copies of
+  remote inputs), and paths that do not resolve (missing, symlink loops, over-long names,
+  unreadable): ``404``, and listings leave them out, as they do names that are not UTF-8;
+* other methods: ``405`` (``501`` with ``Connection: close`` for ones ``http.server`` does not know).
+
+No request has a body: one of up to :data:`MAX_DISCARDED_BODY` bytes is read and dropped, so the
+next request on a keep-alive connection starts in step; a larger, chunked, ambiguous or
+``Expect``-ing one is not read and the connection closes after the answer. A connection silent for
+:data:`IDLE_TIMEOUT_S` seconds (no request, or a stalled read or write) is closed, and at most
+:data:`MAX_CONNECTIONS` are served at once (one thread each); more are answered ``503`` and closed.
+``--idle-timeout`` and ``--max-connections`` (or ``make_server``'s keywords) change both.
 """
 
 from __future__ import annotations
@@ -17,7 +35,9 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import sys
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,16 +62,33 @@ CONTENT_TYPES = {
     ".xml": "application/xml",
 }
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-_CHUNK = 1 << 20
+#: Seconds a connection may stay silent (no request, or a stalled read or write) before it is closed.
+IDLE_TIMEOUT_S = 30.0
+#: Connections served at once, one thread each; more are answered 503 and closed.
+MAX_CONNECTIONS = 32
+#: Largest request body read and dropped to keep a keep-alive connection in step; larger ones close it.
+MAX_DISCARDED_BODY = 64 * 1024
+# Bytes per write: a write must finish within the idle timeout, so a 64 KiB chunk in 30 s lets
+# clients as slow as ~2 KiB/s download.
+_CHUNK = 64 * 1024
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 12\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver busy\n"
+)
 
 
 class PathRefused(Exception):
-    """A request path that points outside the served root (or cannot be a file name)."""
+    """A request path that points outside the served root (or cannot be a file name): 403."""
+
+
+class PathNotServed(Exception):
+    """A request path that names nothing served: missing, hidden, or not resolvable: 404."""
 
 
 def resolve_request_path(root: Path, url_path: str) -> Path:
-    """The file or folder below ``root`` that ``url_path`` names.
+    """The existing, visible file or folder below ``root`` that ``url_path`` names, symlinks resolved.
 
     Args:
         root: the served folder, already resolved (absolute, symlinks resolved).
@@ -61,6 +98,7 @@ def resolve_request_path(root: Path, url_path: str) -> Path:
         PathRefused: ``..`` segments, an absolute path after the leading slash (``//etc``,
             ``/%2Fetc``), a backslash or NUL, or a target that resolves outside ``root``
             (through a symlink).
+        PathNotServed: a hidden component (see :func:`resolve_below`) or a path that does not resolve.
     """
     text = unquote(url_path)
     if "\x00" in text or "\\" in text:
@@ -71,10 +109,64 @@ def resolve_request_path(root: Path, url_path: str) -> Path:
     parts = [p for p in rel.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise PathRefused("'..' in path")
-    target = root.joinpath(*parts).resolve()
-    if target != root and root not in target.parents:
+    if any(p.startswith(".") for p in parts):
+        raise PathNotServed("hidden path")
+    return resolve_below(root, root.joinpath(*parts))
+
+
+def resolve_below(root: Path, path: Path) -> Path:
+    """``path`` with every symlink resolved, checked to be ``root`` or a visible entry below it.
+
+    Resolution is strict, so a missing entry, a symlink loop (``ELOOP``), an over-long name
+    (``ENAMETOOLONG``) or an unreadable folder surfaces here as one exception, not later from
+    ``stat`` or ``is_dir`` (whose errors differ between Python versions).
+
+    Raises:
+        PathRefused: the resolved path is outside ``root``.
+        PathNotServed: ``path`` does not resolve, or a component of the resolved path below
+            ``root`` starts with ``.`` (a visible symlink does not expose a hidden file).
+    """
+    try:
+        target = Path(os.path.realpath(path, strict=True))
+    except OSError as exc:
+        raise PathNotServed(f"cannot resolve: {exc.strerror}") from exc
+    if target == root:
+        return target
+    if root not in target.parents:
         raise PathRefused("path leads outside the served root")
+    if any(p.startswith(".") for p in target.relative_to(root).parts):
+        raise PathNotServed("hidden path")
     return target
+
+
+def visible_entries(root: Path, folder: Path) -> list[tuple[str, bool]]:
+    """``(name, is_folder)`` of the entries of ``folder`` that the server would serve, folders first.
+
+    Entries that are hidden, lead outside ``root``, do not resolve (symlink loops, dangling links)
+    or whose names are not UTF-8 (no URL names them) are left out rather than failing the listing.
+
+    Raises:
+        OSError: ``folder`` itself cannot be read.
+    """
+    entries = []
+    for name in os.listdir(folder):
+        if name.startswith(".") or not _is_utf8(name):
+            continue
+        try:
+            mode = resolve_below(root, folder / name).stat().st_mode
+        except (PathRefused, PathNotServed, OSError):
+            continue
+        entries.append((not stat.S_ISDIR(mode), name))
+    return [(name, not is_file) for is_file, name in sorted(entries)]
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name with undecodable bytes (``os.listdir`` keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -109,37 +201,75 @@ class OutputRootHandler(BaseHTTPRequestHandler):
     """GET and HEAD on files and folders below :attr:`root`; nothing else."""
 
     root: Path = Path(".").resolve()
+    #: Socket timeout of each connection (``StreamRequestHandler.setup`` applies it); see IDLE_TIMEOUT_S.
+    timeout: float | None = IDLE_TIMEOUT_S
     server_version = "samgeo-pipeline-serve"
     protocol_version = "HTTP/1.1"
 
+    def handle_one_request(self) -> None:
+        """One request; a client that hangs up mid-answer ends its connection without a traceback."""
+        try:
+            super().handle_one_request()
+        except ConnectionError:  # reset or broken pipe: nobody is left to answer
+            self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        """Never invite a body with ``100 Continue``: no request here uses one (see _discard_body)."""
+        return True
+
     def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+        self._discard_body()
         self._respond(body=False)
 
     def do_GET(self) -> None:  # noqa: N802
+        self._discard_body()
         self._respond(body=True)
 
     def _refuse_method(self) -> None:
+        self._discard_body()
         self._send_error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only server: GET and HEAD only", {"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_method  # noqa: N815
+
+    def _discard_body(self) -> None:
+        """Read and drop a request body, so that it is not taken for the connection's next request.
+
+        A body that cannot be delimited simply and cheaply (chunked, several or invalid lengths,
+        over :data:`MAX_DISCARDED_BODY` bytes, or held back for ``100 Continue``) is not read;
+        the connection closes after the answer instead.
+        """
+        lengths = self.headers.get_all("Content-Length") or []
+        if "Transfer-Encoding" in self.headers or len(lengths) > 1:
+            self.close_connection = True
+            return
+        if not lengths:
+            return
+        if not _DIGITS.fullmatch(lengths[0].strip()):
+            self.close_connection = True
+            return
+        length = int(lengths[0])
+        if length > MAX_DISCARDED_BODY or (length and "Expect" in self.headers):
+            self.close_connection = True
+        elif length:
+            self.rfile.read(length)  # bounded by the socket timeout too
 
     def _respond(self, body: bool) -> None:
         url_path = self.path.split("?", 1)[0].split("#", 1)[0]  # not urlsplit: '//x' is no netloc here
         try:
             target = resolve_request_path(self.root, url_path)
+            mode = target.stat().st_mode
         except PathRefused as exc:
             self._send_error(HTTPStatus.FORBIDDEN, f"refused: {exc}", body=body)
             return
-        if target.is_dir():
-            if not url_path.endswith("/"):
-                self._send_error(HTTPStatus.MOVED_PERMANENTLY, "moved", {"Location": url_path + "/"}, body=body)
-            else:
-                self._send_listing(target, url_path, body)
-            return
-        if not target.is_file():
+        except (PathNotServed, OSError):
             self._send_error(HTTPStatus.NOT_FOUND, "not found", body=body)
             return
-        self._send_file(target, body)
+        if stat.S_ISDIR(mode):
+            self._send_folder(target, url_path, body)
+        elif stat.S_ISREG(mode):
+            self._send_file(target, body)
+        else:  # FIFO, socket, device: opening could block or never end
+            self._send_error(HTTPStatus.NOT_FOUND, "not found", body=body)
 
     def _send_file(self, path: Path, body: bool) -> None:
         try:
@@ -170,24 +300,24 @@ class OutputRootHandler(BaseHTTPRequestHandler):
                     headers["Content-Range"] = f"bytes {first}-{last}/{size}"
             length = max(0, last - first + 1)
             headers["Content-Length"] = str(length)
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
+            self._send_head(status, headers)
             if body and length:
                 fh.seek(first)
                 _copy_bytes(fh, self.wfile, length)
 
-    def _send_listing(self, folder: Path, url_path: str, body: bool) -> None:
+    def _send_folder(self, folder: Path, url_path: str, body: bool) -> None:
+        """A listing of ``folder``, or a redirect to the URL with a trailing slash (relative links)."""
+        if not url_path.endswith("/"):
+            self._send_error(HTTPStatus.MOVED_PERMANENTLY, "moved", {"Location": url_path + "/"}, body=body)
+            return
+        try:
+            entries = visible_entries(self.root, folder)
+        except OSError:
+            self._send_error(HTTPStatus.NOT_FOUND, "not readable", body=body)
+            return
         rows = []
-        for entry in sorted(folder.iterdir(), key=lambda p: (not p.is_dir(), p.name)):
-            try:
-                resolved = entry.resolve()
-            except OSError:
-                continue
-            if entry.name.startswith(".") or (resolved != self.root and self.root not in resolved.parents):
-                continue
-            name = entry.name + ("/" if entry.is_dir() else "")
+        for entry, is_folder in entries:
+            name = entry + ("/" if is_folder else "")
             rows.append(f'<li><a href="{quote(name)}">{html.escape(name)}</a></li>')
         title = html.escape(unquote(url_path))
         page = (
@@ -200,14 +330,18 @@ class OutputRootHandler(BaseHTTPRequestHandler):
         self._send_bytes(status, (message + "\n").encode(), "text/plain; charset=utf-8", headers or {}, body)
 
     def _send_bytes(self, status: HTTPStatus, data: bytes, content_type: str, headers: dict[str, str], body: bool) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
+        self._send_head(status, {"Content-Type": content_type, "Content-Length": str(len(data)), **headers})
         if body:
             self.wfile.write(data)
+
+    def _send_head(self, status: HTTPStatus, headers: dict[str, str]) -> None:
+        """Status line and headers, with ``Connection: close`` when this connection ends after the answer."""
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
 
 
 def _copy_bytes(src, dst, length: int) -> None:
@@ -222,26 +356,76 @@ def _copy_bytes(src, dst, length: int) -> None:
 
 
 class _Server(ThreadingHTTPServer):
+    """One daemon thread per connection, at most ``max_connections`` at once."""
+
     daemon_threads = True
     allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[OutputRootHandler], max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        """Serve the connection on a thread of its own if a slot is free; else answer 503 and close it."""
+        if not self._slots.acquire(blocking=False):
+            _answer_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # the thread could not start: give its slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+        """The connection's thread; frees the slot when the connection ends."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _answer_busy(request: socket.socket) -> None:
+    """Send the fixed 503 answer without waiting: the accepting thread must never block on a client."""
+    try:
+        request.setblocking(False)
+        request.send(_BUSY)
+    except OSError:  # full buffer or gone: closing is answer enough
+        pass
 
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def make_server(root: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def make_server(
+    root: str | os.PathLike[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    idle_timeout: float | None = None,
+    max_connections: int | None = None,
+) -> ThreadingHTTPServer:
     """A threaded read-only server for ``root``, bound but not yet serving (port 0: any free port).
 
+    Args:
+        idle_timeout: seconds a connection may stay silent before it is closed (default
+            :data:`IDLE_TIMEOUT_S`, read at call time).
+        max_connections: connections served at once (default :data:`MAX_CONNECTIONS`).
+
     Raises:
-        InputError: ``root`` is not a folder.
+        InputError: ``root`` is not a folder, or a limit is not positive.
     """
+    idle_timeout = IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
+    max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
+    if not idle_timeout > 0 or max_connections < 1:
+        raise InputError(f"idle timeout ({idle_timeout}) and connection limit ({max_connections}) must be positive")
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise InputError(f"{root}: no such directory (give the --out folder of the segment runs)")
-    handler = type("BoundOutputRootHandler", (OutputRootHandler,), {"root": root_path})
+    handler = type("BoundOutputRootHandler", (OutputRootHandler,), {"root": root_path, "timeout": idle_timeout})
     server_class = _Server6 if ":" in host else _Server
-    return server_class((host, port), handler)
+    return server_class((host, port), handler, max_connections)
 
 
 def is_loopback(host: str) -> bool:
@@ -260,13 +444,18 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     parser.add_argument("output_root", type=Path, metavar="OUTPUT_ROOT", help="folder to serve (the --out of segment)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
+    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
+                        help=f"close a connection silent this long (default: {IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help=f"connections served at once; more get 503 (default: {MAX_CONNECTIONS})")
     parser.set_defaults(handler=run_serve)
     return parser
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """The ``serve`` command: serve until interrupted."""
-    server = make_server(args.output_root, args.host, args.port)
+    server = make_server(args.output_root, args.host, args.port,
+                         idle_timeout=args.idle_timeout, max_connections=args.max_connections)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     if not is_loopback(args.host):
@@ -283,4 +472,7 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["make_server", "resolve_request_path", "parse_range", "add_serve_parser", "run_serve", "CONTENT_TYPES"]
+__all__ = [
+    "make_server", "resolve_request_path", "resolve_below", "visible_entries", "parse_range",
+    "add_serve_parser", "run_serve", "CONTENT_TYPES", "IDLE_TIMEOUT_S", "MAX_CONNECTIONS", "MAX_DISCARDED_BODY",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -16,8 +17,7 @@ from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.serve import PathRefused, is_loopback, make_server, parse_range, resolve_request_path
 
 
-@pytest.fixture()
-def served(tmp_path: Path):
+def output_root(tmp_path: Path) -> Path:
     """An output root with a scene folder, a secret outside it and an escaping symlink."""
     root = tmp_path / "out"
     scene = root / "scene"
@@ -29,12 +29,30 @@ def served(tmp_path: Path):
     (tmp_path / "secret.txt").write_text("secret")
     (root / "escape").symlink_to(tmp_path / "secret.txt")
     (root / "inside").symlink_to(scene / "manifest.json")
-    server = make_server(root, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    return root
+
+
+@pytest.fixture()
+def start_server(tmp_path: Path):
+    """Start a server on :func:`output_root` with ``make_server`` keyword options; stopped after the test."""
+    servers = []
+
+    def start(**options):
+        server = make_server(output_root(tmp_path), "127.0.0.1", 0, **options)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture()
+def served(start_server):
+    """A server with the default options."""
+    return start_server()
 
 
 def request(server, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -130,6 +148,140 @@ class TestServer:
         assert b"escape" not in body  # a link leading outside is not listed
         assert request(served, "GET", "/scene/missing.tif")[0] == 404
         assert request(served, "POST", "/scene/mask.tif")[0] == 405
+
+
+def root_of(server) -> Path:
+    """The folder a server serves."""
+    return server.RequestHandlerClass.root
+
+
+def connect(server, timeout: float = 5.0) -> socket.socket:
+    """A raw TCP connection to ``server``, for clients that misbehave below HTTP."""
+    return socket.create_connection(server.server_address[:2], timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (``socket.timeout`` if it never does)."""
+    data = b""
+    while block := sock.recv(65536):
+        data += block
+    return data
+
+
+class TestAttacks:
+    """Each test is an attack or accident the server must survive, and still answer afterwards."""
+
+    def test_symlink_loop_is_404_and_the_listing_survives(self, served) -> None:
+        root = root_of(served)
+        (root / "loop").symlink_to(root / "loop")
+        (root / "scene" / "ping").symlink_to(root / "scene" / "pong")
+        (root / "scene" / "pong").symlink_to(root / "scene" / "ping")
+        for path in ("/loop", "/loop/", "/loop/mask.tif", "/scene/ping", "/scene/pong/x"):
+            assert request(served, "GET", path)[0] == 404, path
+        status, _, body = request(served, "GET", "/")
+        assert status == 200 and b'href="scene/"' in body and b"loop" not in body
+        status, _, body = request(served, "GET", "/scene/")
+        assert status == 200 and b'href="mask.tif"' in body and b"ping" not in body
+        assert request(served, "GET", "/scene/mask.tif")[0] == 200
+
+    def test_over_long_names_are_404(self, served) -> None:
+        for path in ("/" + "a" * 300, "/scene/" + "b" * 300 + ".tif", "/" + "/".join(["c" * 200] * 30)):
+            status, _, body = request(served, "GET", path)
+            assert status == 404 and len(body) < 100
+        assert request(served, "GET", "/scene/mask.tif")[0] == 200
+
+    def test_file_name_that_is_not_utf8_does_not_break_the_listing(self, served) -> None:
+        os.close(os.open(os.fsencode(root_of(served) / "scene") + b"/\xff\xfe.tif", os.O_CREAT | os.O_WRONLY))
+        status, _, body = request(served, "GET", "/scene/")
+        assert status == 200 and b'href="mask.tif"' in body
+
+    def test_hidden_entries_are_neither_served_nor_listed(self, served) -> None:
+        root = root_of(served)
+        (root / ".samgeo-staging").mkdir()
+        (root / ".samgeo-staging" / "input.tif").write_bytes(b"remote input")
+        (root / "scene" / ".mask.tif.tmp-1a2b").write_bytes(b"half written")
+        (root / ".env").write_text("TOKEN=x")
+        (root / "staged").symlink_to(root / ".samgeo-staging" / "input.tif")  # a visible name for a hidden file
+        for path in ("/.samgeo-staging/input.tif", "/.samgeo-staging/", "/%2esamgeo-staging/input.tif",
+                     "/scene/.mask.tif.tmp-1a2b", "/scene/./.mask.tif.tmp-1a2b", "/.env", "/staged"):
+            status, _, body = request(served, "GET", path)
+            assert status == 404 and b"remote input" not in body and b"half written" not in body, path
+        for folder in ("/", "/scene/"):
+            body = request(served, "GET", folder)[2]
+            assert b"samgeo-staging" not in body and b".mask.tif" not in body and b".env" not in body
+            assert b"staged" not in body
+
+    @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "GET"])
+    def test_a_request_body_is_not_answered_as_a_second_request(self, served, method: str) -> None:
+        smuggled = b"GET /scene/manifest.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        with connect(served) as sock:  # raw: http.client may drop a surplus answer with its read buffer
+            sock.sendall(
+                f"{method} /scene/mask.tif HTTP/1.1\r\nHost: x\r\nContent-Length: {len(smuggled)}\r\n\r\n".encode()
+                + smuggled
+                + b"GET /scene/quicklook.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            answers = read_until_closed(sock)
+        assert answers.startswith(b"HTTP/1.1 200 " if method == "GET" else b"HTTP/1.1 405 ")
+        assert answers.count(b"HTTP/1.1 ") == 2 and b'"status"' not in answers
+        assert answers.endswith(b"\r\n\r\n\x89PNG\r\n")
+
+    @pytest.mark.parametrize(
+        "headers",
+        ["Content-Length: 50000000", "Transfer-Encoding: chunked", "Content-Length: 5\r\nContent-Length: 9",
+         "Content-Length: -1"],
+    )
+    def test_a_body_too_large_or_unclear_to_drop_closes_the_connection(self, served, headers: str) -> None:
+        with connect(served) as sock:
+            sock.sendall(f"POST /scene/mask.tif HTTP/1.1\r\nHost: x\r\n{headers}\r\n\r\n".encode())
+            answer = read_until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nConnection: close\r\n" in answer
+        assert answer.count(b"HTTP/1.1") == 1
+        assert request(served, "GET", "/scene/mask.tif")[0] == 200
+
+    def test_idle_and_stalled_clients_are_disconnected_while_others_are_served(self, start_server) -> None:
+        server = start_server(idle_timeout=0.5)
+        with connect(server) as idle, connect(server) as stalled:
+            stalled.sendall(b"GET /scene/mas")  # a request line that never ends
+            for _ in range(3):
+                assert request(server, "GET", "/scene/mask.tif")[0] == 200
+            started = time.monotonic()
+            assert read_until_closed(idle) == b""
+            assert read_until_closed(stalled) == b""
+            assert time.monotonic() - started < 4  # the 0.5 s timeout, not the client's 5 s one
+
+    def test_a_client_that_stops_reading_is_cut_off_and_frees_its_slot(self, start_server) -> None:
+        server = start_server(idle_timeout=0.5, max_connections=1)
+        size = 32 << 20  # far more than the socket buffers hold
+        (root_of(server) / "scene" / "big.tif").write_bytes(bytes(size))
+        reader = socket.socket()
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        reader.connect(server.server_address[:2])
+        try:
+            reader.sendall(b"GET /scene/big.tif HTTP/1.1\r\nHost: x\r\n\r\n")  # then reads nothing
+            deadline = time.monotonic() + 4
+            while (status := request(server, "HEAD", "/scene/mask.tif")[0]) == 503 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert status == 200
+            reader.settimeout(5)
+            assert len(read_until_closed(reader)) < size
+        finally:
+            reader.close()
+
+    def test_connections_beyond_the_limit_are_turned_away_and_slots_come_back(self, start_server) -> None:
+        server = start_server(max_connections=2)
+        first, second = connect(server), connect(server)
+        try:
+            second.sendall(b"GET /scene/quicklook.png HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert second.recv(65536).startswith(b"HTTP/1.1 200 ")  # both slots are now taken
+            with connect(server) as third:
+                assert read_until_closed(third).startswith(b"HTTP/1.1 503 ")
+        finally:
+            first.close()
+            second.close()
+        deadline = time.monotonic() + 4
+        while (status := request(server, "GET", "/scene/mask.tif")[0]) == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status == 200
 
 
 class TestPathRules:
