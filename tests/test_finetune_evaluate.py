@@ -9,8 +9,8 @@ import pytest
 
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.finetune.evaluate import COARSE, evaluate
-from samgeo_pipeline.finetune.metrics import confusion
+from samgeo_pipeline.finetune.evaluate import COARSE, evaluate, sample_prompts
+from samgeo_pipeline.finetune.metrics import confusion, pool_prompt_quality, prompt_quality
 from samgeo_pipeline.finetune.sources import open_datasets
 from samgeo_pipeline.finetune.train import finetune
 from tests.finetune_data import write_chip_folder, write_hf_dataset, write_label_polygons, write_ortho
@@ -40,10 +40,20 @@ def test_evaluate_methods_and_reports(chips: Path, tiny_model: Path, tmp_path: P
     for i, row in enumerate(coarse_rows):
         sample = val.load(i)
         assert row["iou"] == confusion(sample.coarse, sample.label, sample.valid).scores()["iou"]
+        # The coarse mask's prompt quality is that of the points points@coarse was given.
+        points = sample_prompts(config, "points", sample.coarse, sample.valid, i)
+        assert row["prompts"] == prompt_quality(points, sample.label, valid=sample.valid)
+    points_coarse = [r for r in result.images if r["method"] == f"{label} points@coarse"]
+    assert [r["prompts"] for r in points_coarse] == [r["prompts"] for r in coarse_rows]
+    assert all("prompts" not in r for r in result.images if "box@" in r["method"])
+    assert result.methods[COARSE]["prompts"] == pool_prompt_quality(r["prompts"] for r in coarse_rows)
+    assert result.methods[f"{label} points@label"]["prompts"]["positives_on_water_fraction"] == 1.0
     report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert report["methods"][COARSE]["n"] == len(val)
+    assert report["methods"][COARSE]["prompts"]["positives"] == result.methods[COARSE]["prompts"]["positives"]
     markdown = (tmp_path / "eval" / "evaluation.md").read_text()
     assert "| coarse mask |" in markdown and "## IoU per image" in markdown
+    assert "## Prompt quality (points)" in markdown and f"| {label} points@coarse |" in markdown.split("## IoU")[0]
 
 
 def test_finetune_and_evaluate_commands(chips: Path, tiny_model: Path, tmp_path: Path, capsys) -> None:

@@ -145,7 +145,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     assert result.markdown_path is not None
     text = result.markdown_path.read_text()
-    print(text.split("\n## ")[0].rstrip())
+    print(text.split("\n## IoU per image")[0].rstrip())  # the summary and the prompt quality
     console.print(f"reports: {result.json_path}, {result.markdown_path}", highlight=False)
     return 0
 

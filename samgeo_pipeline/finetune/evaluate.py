@@ -11,6 +11,11 @@ For every labelled sample, the water masks of several methods are scored
 
 Each model decodes through :class:`~samgeo_pipeline.sam.SamPredictor`, the inference path, with
 its checkpoint's composite and percentiles. Results go to ``evaluation.json`` and ``evaluation.md``.
+
+Point prompts are also scored against the label (:func:`~samgeo_pipeline.finetune.metrics.prompt_quality`:
+positives on water, negatives on land, water bodies reached): the ``coarse mask`` rows carry the
+quality of the points ``points@coarse`` uses (no model needed), each ``points@...`` row that of its
+own points; summaries pool them under ``prompts``.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ import numpy as np
 
 from samgeo_pipeline.errors import ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.finetune.metrics import confusion, image_row, summarize
+from samgeo_pipeline.finetune.metrics import MIN_BODY_PX, confusion, image_row, prompt_quality, summarize
 from samgeo_pipeline.finetune.sources import ConcatSource, SampleSource, open_datasets
-from samgeo_pipeline.prompts import component_prompts
+from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
 
 Split = Literal["val", "train", "all"]
 COARSE = "coarse mask"
@@ -107,7 +112,10 @@ def evaluate(
         if not sample.valid.any():
             continue
         names.append(sample.name)
-        rows.append({"method": COARSE, **image_row(sample.name, confusion(sample.coarse, sample.label, sample.valid))})
+        row = {"method": COARSE, **image_row(sample.name, confusion(sample.coarse, sample.label, sample.valid))}
+        points = sample_prompts(config, "points", sample.coarse, sample.valid, len(names) - 1)  # as points@coarse
+        row["prompts"] = prompt_quality(points, sample.label, MIN_BODY_PX, sample.valid)
+        rows.append(row)
     say(f"evaluating on {len(names)} images of {source.description}")
     methods = [COARSE]
     for model in models:
@@ -174,24 +182,37 @@ def _evaluate_model(
         for kind in prompts:
             for origin in prompt_sources:
                 mask = sample.coarse if origin == "coarse" else sample.label
-                # The generator of training's validation prompts: same split, same prompts.
-                rng = np.random.default_rng([config.seed, 1, 0, position])
-                component = component_prompts(
-                    mask, sample.valid, kind=kind, n_points=config.points, n_negatives=config.negatives,
-                    erosion=config.erosion, box_jitter=config.box_jitter, max_components=config.max_components, rng=rng,
-                )  # fmt: skip
+                component = sample_prompts(config, kind, mask, sample.valid, position)
                 if component:
                     logits = predictor.predict_logits(embedding, component, sample.label.shape, resized, config.point_merge)
                     pred = logits > 0
                 else:
                     pred = np.zeros(sample.label.shape, bool)
                 method = f"{label} {kind}@{origin}"
-                rows.append({"method": method, **image_row(sample.name, confusion(pred, sample.label, sample.valid))})
+                row = {"method": method, **image_row(sample.name, confusion(pred, sample.label, sample.valid))}
+                if kind == "points":
+                    row["prompts"] = prompt_quality(component, sample.label, MIN_BODY_PX, sample.valid)
+                rows.append(row)
     return rows
 
 
+def sample_prompts(
+    config: FinetuneConfig, kind: str, mask: np.ndarray, valid: np.ndarray, position: int
+) -> list[ComponentPrompt]:
+    """The prompts of the sample at ``position`` of the split, drawn from ``mask`` (coarse mask or label).
+
+    The generator is training's validation one (same split, same prompts), so every method and the
+    coarse mask's prompt quality see the same points.
+    """
+    rng = np.random.default_rng([config.seed, 1, 0, position])
+    return component_prompts(
+        mask, valid, kind=kind, n_points=config.points, n_negatives=config.negatives,
+        erosion=config.erosion, box_jitter=config.box_jitter, max_components=config.max_components, rng=rng,
+    )  # fmt: skip
+
+
 def markdown_report(result: EvaluationResult, data: str, split: str) -> str:
-    """A summary table (one row per method) and a per-image IoU table (one column per method)."""
+    """A summary table (one row per method), the point prompts' quality, and a per-image IoU table (one column per method)."""
     lines = [
         f"# Evaluation on {data} ({split})",
         "",
@@ -205,6 +226,26 @@ def markdown_report(result: EvaluationResult, data: str, split: str) -> str:
         cells = [s[k] for k in ("iou_mean", "iou_median", "f1_mean", "f1_median", "precision_mean", "recall_mean")]
         text = " | ".join("-" if v is None else f"{v:.3f}" for v in cells)
         lines.append(f"| {method} | {s['n']} | {text} | {s['pooled']['iou']:.3f} |")
+    quality = {m: s["prompts"] for m, s in result.methods.items() if s.get("prompts")}
+    if quality:
+        min_px = next(iter(quality.values()))["min_body_px"]
+        lines += [
+            "",
+            "## Prompt quality (points)",
+            "",
+            "Point prompts against the label, pooled over images: positives on labelled water, negatives on "
+            f"land, water bodies (8-connected) of more than {min_px} px holding a positive point. The coarse "
+            "mask: the points that `points@coarse` uses. Targets: >= 0.98, >= 0.98, >= 0.9.",
+            "",
+            f"| method | positives | on water | negatives | on land | bodies > {min_px} px | with a positive |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method, q in quality.items():
+            keys = ("positives_on_water_fraction", "negatives_on_land_fraction", "bodies_prompted_fraction")
+            on_water, on_land, reached = ("-" if q[k] is None else f"{q[k]:.3f}" for k in keys)
+            lines.append(
+                f"| {method} | {q['positives']} | {on_water} | {q['negatives']} | {on_land} | {q['bodies']} | {reached} |"
+            )
     methods = list(result.methods)
     lines += ["", "## IoU per image", "", "| image | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     by_image: dict[str, dict[str, float]] = {}
@@ -215,4 +256,4 @@ def markdown_report(result: EvaluationResult, data: str, split: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["evaluate", "EvaluationResult", "select_split", "markdown_report", "model_label"]
+__all__ = ["evaluate", "EvaluationResult", "select_split", "markdown_report", "model_label", "sample_prompts"]

@@ -9,15 +9,23 @@ Empty masks: a ratio whose denominator is 0 is **1.0 when prediction and label a
 and **0.0 otherwise**. So an image without water that the model leaves empty scores 1.0 on every
 metric; an empty prediction on an image with water has precision 0.0 (and IoU, F1, recall 0.0);
 water predicted on an image without water has recall 0.0 (and IoU, F1, precision 0.0).
+
+Prompt quality (:func:`prompt_quality`) scores the point prompts drawn from a coarse mask against
+the label: positives on labelled water, negatives on land, and the labelled water bodies that get
+at least one positive point. Its fractions are None when their denominator is 0 (no positive, no
+negative, no body big enough); sets of images are pooled by summing the counts
+(:func:`pool_prompt_quality`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 METRICS = ("iou", "f1", "precision", "recall")
 
@@ -81,7 +89,8 @@ def summarize(rows: Sequence[dict[str, object]]) -> dict[str, object]:
 
     Returns:
         ``{"n": ..., "iou_mean": ..., "iou_median": ..., ..., "pooled": {"iou": ..., ...}}``; the
-        means and medians are None for an empty set.
+        means and medians are None for an empty set. When rows carry a ``prompts`` record
+        (:func:`prompt_quality`), ``"prompts"`` holds them pooled (:func:`pool_prompt_quality`).
     """
     summary: dict[str, object] = {"n": len(rows)}
     for metric in METRICS:
@@ -92,7 +101,105 @@ def summarize(rows: Sequence[dict[str, object]]) -> dict[str, object]:
     for r in rows:
         pooled = pooled + Confusion(int(r["tp"]), int(r["fp"]), int(r["fn"]), int(r["tn"]))  # type: ignore[arg-type]
     summary["pooled"] = pooled.scores()
+    quality = [r["prompts"] for r in rows if r.get("prompts")]
+    if quality:  # rows with a prompt_quality() record (evaluate's point prompts)
+        summary["prompts"] = pool_prompt_quality(quality)  # type: ignore[arg-type]
     return summary
 
 
-__all__ = ["Confusion", "confusion", "image_row", "summarize", "METRICS"]
+#: Water bodies (8-connected label components) of more than this many pixels should each get a positive point.
+MIN_BODY_PX = 1000
+
+#: The counts of :func:`prompt_quality` (summed by :func:`pool_prompt_quality`).
+PROMPT_COUNTS = ("positives", "positives_on_water", "negatives", "negatives_on_land", "bodies", "bodies_prompted",
+                 "points_ignored")  # fmt: skip
+
+
+class PointPrompt(Protocol):
+    """What :func:`prompt_quality` reads of a prompt (:class:`~samgeo_pipeline.prompts.ComponentPrompt`)."""
+
+    points_xy: np.ndarray
+    labels: np.ndarray
+
+
+def prompt_quality(
+    prompts: Iterable[PointPrompt], label: np.ndarray, min_body_px: int = MIN_BODY_PX, valid: np.ndarray | None = None
+) -> dict[str, Any]:
+    """How well point prompts sit on the labelled water.
+
+    Args:
+        prompts: prompts in the frame of ``label``, e.g. :class:`~samgeo_pipeline.prompts.ComponentPrompt`;
+            ``points_xy`` is ``(n, 2)`` **(x, y) = (col, row)** pixel coordinates (rounded to the
+            nearest pixel), ``labels`` is ``(n,)``: 1 positive, 0 negative (other labels, e.g. SAM's
+            padding, are ignored). Box prompts carry no points and count nothing.
+        label: ``bool (rows, cols)``, True = water.
+        min_body_px: a water body (8-connected component of ``label``) counts when it has **more**
+            than this many pixels.
+        valid: ``bool (rows, cols)`` pixels whose label is known (None: all). Points off the image or
+            on invalid pixels count neither way (``points_ignored``); bodies are taken in
+            ``label & valid``.
+
+    Returns:
+        The counts ``positives``, ``positives_on_water``, ``negatives``, ``negatives_on_land``,
+        ``bodies`` (water bodies > ``min_body_px``), ``bodies_prompted`` (of them, those holding at
+        least one positive point), ``points_ignored``; the fractions ``positives_on_water_fraction``,
+        ``negatives_on_land_fraction``, ``bodies_prompted_fraction`` (None when the denominator is
+        0); and ``min_body_px``.
+    """
+    label = np.asarray(label, bool)
+    known = np.ones(label.shape, bool) if valid is None else np.asarray(valid, bool)
+    water = label & known
+    bodies, n = ndimage.label(water, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(bodies.ravel(), minlength=n + 1)
+    big = sizes > min_body_px
+    big[0] = False
+    prompted = np.zeros(n + 1, bool)
+    counts = dict.fromkeys(PROMPT_COUNTS, 0)
+    height, width = label.shape
+    for prompt in prompts:
+        xy = np.asarray(prompt.points_xy, np.float64).reshape(-1, 2)
+        kinds = np.asarray(prompt.labels).reshape(-1)
+        cols, rows = np.rint(xy[:, 0]).astype(np.int64), np.rint(xy[:, 1]).astype(np.int64)
+        for row, col, kind in zip(rows, cols, kinds):
+            if kind not in (0, 1):
+                continue
+            if not (0 <= row < height and 0 <= col < width) or not known[row, col]:
+                counts["points_ignored"] += 1
+            elif kind == 1:
+                counts["positives"] += 1
+                counts["positives_on_water"] += int(label[row, col])
+                prompted[bodies[row, col]] = True
+            else:
+                counts["negatives"] += 1
+                counts["negatives_on_land"] += int(not label[row, col])
+    counts["bodies"] = int(big.sum())
+    counts["bodies_prompted"] = int((big & prompted).sum())
+    return _prompt_fractions(counts, min_body_px)
+
+
+def pool_prompt_quality(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`prompt_quality` of a set of images: counts summed, fractions of the sums."""
+    counts = dict.fromkeys(PROMPT_COUNTS, 0)
+    min_body_px = None
+    for item in items:
+        for key in PROMPT_COUNTS:
+            counts[key] += int(item[key])
+        min_body_px = item.get("min_body_px", min_body_px)
+    return _prompt_fractions(counts, min_body_px)
+
+
+def _prompt_fractions(counts: dict[str, int], min_body_px: int | None) -> dict[str, Any]:
+    def frac(num: str, den: str) -> float | None:
+        return counts[num] / counts[den] if counts[den] else None
+
+    return {
+        **counts,
+        "positives_on_water_fraction": frac("positives_on_water", "positives"),
+        "negatives_on_land_fraction": frac("negatives_on_land", "negatives"),
+        "bodies_prompted_fraction": frac("bodies_prompted", "bodies"),
+        "min_body_px": min_body_px,
+    }
+
+
+__all__ = ["Confusion", "confusion", "image_row", "summarize", "METRICS", "prompt_quality", "pool_prompt_quality",
+           "MIN_BODY_PX"]  # fmt: skip
