@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
@@ -15,8 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 from samgeo_pipeline import __version__
-from samgeo_pipeline.cli import output_dirs
 from samgeo_pipeline.config import SegmentConfig, load_config_file
+from samgeo_pipeline.paths import output_dirs
 
 #: Environment variable with the base URL that artifact links start with.
 BASE_URL_ENV = "SAMGEO_OUTPUT_BASE_URL"
@@ -63,24 +64,28 @@ def url_path(spec: str) -> PurePosixPath:
 
 
 def image_output_dirs(inputs: Sequence[str], root: Path, relative_to: str | None = None) -> list[Path]:
-    """One output folder per input below ``root``.
+    """One output folder per input below ``root`` (named by :func:`samgeo_pipeline.paths.output_dirs`).
 
-    Without ``relative_to``: the input's stem (plus a path hash when two inputs share a stem), as
-    the CLI does. With it (the watch flow passes the watched root): the input's folder relative to
-    ``relative_to``, then its stem, so equal names in different sub-folders do not collide.
+    Without ``relative_to``: the input's name (plus a path hash when two inputs of the run share
+    it), as the CLI does. With it (the watch flow passes the watched root): the input's folder
+    relative to ``relative_to``, then its name, so equal names in different sub-folders do not
+    collide. The name is the stem, plus the suffix when it is not ``.tif`` (``x.tiff`` ->
+    ``x_tiff``): the watch flow starts one run per file, so ``x.tif`` and ``x.tiff`` must differ by
+    name alone. Paths are normalised first (``a/../../b`` cannot climb out of ``relative_to``; an
+    input outside it goes to the root's level) and every folder name is made safe, so each folder
+    lies below ``root``.
     """
-    if relative_to is None:
-        return output_dirs([Path(str(url_path(s))) for s in inputs], root)
-    base = url_path(relative_to)
-    dirs = []
-    for spec in inputs:
-        path = url_path(spec)
-        try:
-            rel_parent = path.parent.relative_to(base)
-        except ValueError:
-            rel_parent = PurePosixPath()
-        dirs.append(root.joinpath(*rel_parent.parts, path.stem))
-    return dirs
+    paths = [PurePosixPath(posixpath.normpath(str(url_path(s)))) for s in inputs]
+    subfolders: list[tuple[str, ...]] | None = None
+    if relative_to is not None:
+        base = PurePosixPath(posixpath.normpath(str(url_path(relative_to))))
+        subfolders = []
+        for path in paths:
+            try:
+                subfolders.append(path.parent.relative_to(base).parts)
+            except ValueError:
+                subfolders.append(())
+    return output_dirs([Path(str(p)) for p in paths], root, subfolders, suffix_in_name=True)
 
 
 def base_url(explicit: str | None = None) -> str:

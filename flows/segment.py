@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from flows.common import (  # noqa: E402
     run_markdown,
     segment_cache_key,
 )
-from flows.stages import PREDICTORS, expand_specs, fetch_to, prepare, summarize  # noqa: E402
+from flows.stages import PREDICTORS, expand_specs, fetch_to, prepare, remove_staged, summarize  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
@@ -115,9 +114,11 @@ def fetch_input(url: str, staging: str) -> str:
 
 @task(name="prepare-image", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io,
       task_run_name=_named("prepare", "path"))
-def prepare_image(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
+def prepare_image(
+    path: str, out_dir: str, config: SegmentConfig, root: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     """Task wrapper of :func:`prepare`."""
-    return prepare(path, out_dir, config)
+    return prepare(path, out_dir, config, root, source)
 
 
 @task(
@@ -148,8 +149,8 @@ def segment_image(
     if not config.overwrite:
         previous = find_reusable(out_dir, prepared["sha256"], config)
         if previous is not None:
-            logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared["input"])
-            return summarize(previous, "skipped", out_dir)
+            logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
+            return summarize(previous, "skipped", out_dir, prepared.get("source"))
     if gpu_limit:
         with concurrency(gpu_limit, occupy=1):
             result = _segment(prepared, config, segment_raster, logger)
@@ -157,12 +158,13 @@ def segment_image(
         result = _segment(prepared, config, segment_raster, logger)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
-    return summarize(result.manifest, result.status, out_dir)
+    return summarize(result.manifest, result.status, out_dir, prepared.get("source"))
 
 
 def _segment(prepared: dict[str, Any], config: SegmentConfig, segment_raster, logger):
-    predictor, source = PREDICTORS.get(_current_run_id(), config, logger.info)
-    return segment_raster(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, source)
+    predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
+    return segment_raster(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
+                          source=prepared.get("source"))
 
 
 # --------------------------------------------------------------------------- flow
@@ -215,9 +217,13 @@ def _dask_runner(address: str, cluster_kwargs: dict[str, Any] | None):
 
 
 @flow(name="segment-prepare", log_prints=True)
-def prepare_stage(paths: list[str], out_dirs: list[str], config: SegmentConfig) -> list[dict[str, Any]]:
+def prepare_stage(
+    paths: list[str], out_dirs: list[str], config: SegmentConfig, root: str | None = None,
+    sources: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """CPU stage of many images on the subflow's task runner (Dask); failures come back as ``{"error": ...}``."""
-    futures = [prepare_image.submit(p, d, config) for p, d in zip(paths, out_dirs, strict=True)]
+    sources = sources or list(paths)
+    futures = [prepare_image.submit(p, d, config, root, s) for p, d, s in zip(paths, out_dirs, sources, strict=True)]
     wait(futures)
     out = []
     for path, fut in zip(paths, futures, strict=True):
@@ -281,6 +287,31 @@ def segment_flow(
 
     staging = root / ".samgeo-staging"
     fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
+    try:
+        summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs)
+    finally:
+        _remove_staged_copies(fetched, staging)
+    create_markdown_artifact(run_markdown(summaries, root, base), key="segment-run-summary",
+                             description=f"segment run: {len(summaries)} image(s)")
+    failed = [s for s in summaries if s["status"] == "failed"]
+    if failed:
+        reasons = "\n".join(f"- {s['error']}" for s in failed)
+        raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
+    return summaries
+
+
+def _process(
+    specs: list[str],
+    fetched: list[Any],
+    out_dirs: list[str],
+    root: Path,
+    base: str,
+    config: SegmentConfig,
+    gpu_limit: str | None,
+    dask_address: str | None,
+    dask_cluster_kwargs: dict[str, Any] | None,
+) -> list[dict[str, Any]]:
+    """Prepare and segment every image (local paths or fetch futures); one summary per image, with artifacts."""
     failures: dict[int, str] = {}
     if dask_address:
         wait([f for f in fetched if not isinstance(f, str)])
@@ -293,7 +324,7 @@ def segment_flow(
         runner = _dask_runner(dask_address, dask_cluster_kwargs)
         ok = [i for i in range(len(specs)) if i not in failures]
         prepared_list = prepare_stage.with_options(task_runner=runner)(
-            [local[i] for i in ok], [out_dirs[i] for i in ok], config
+            [local[i] for i in ok], [out_dirs[i] for i in ok], config, str(root), [specs[i] for i in ok]
         )
         prepared: dict[int, Any] = {}
         for i, value in zip(ok, prepared_list, strict=True):
@@ -302,7 +333,10 @@ def segment_flow(
             else:
                 prepared[i] = value
     else:
-        prepared = {i: prepare_image.submit(f, d, config) for i, (f, d) in enumerate(zip(fetched, out_dirs, strict=True))}
+        prepared = {
+            i: prepare_image.submit(f, d, config, str(root), specs[i])
+            for i, (f, d) in enumerate(zip(fetched, out_dirs, strict=True))
+        }
     segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i]) for i, p in prepared.items()}
     try:
         wait(list(segmented.values()) + [p for p in prepared.values() if not isinstance(p, dict)])
@@ -315,15 +349,21 @@ def segment_flow(
         summary["links"] = output_links(Path(summary["out_dir"]), root, base) if summary["status"] != "failed" else {}
         summaries.append(summary)
         _image_artifacts(summary)
-        if is_remote(spec) and summary["status"] != "failed":
-            shutil.rmtree(Path(summary["input"]).parent, ignore_errors=True)  # the staged copy
-    create_markdown_artifact(run_markdown(summaries, root, base), key="segment-run-summary",
-                             description=f"segment run: {len(summaries)} image(s)")
-    failed = [s for s in summaries if s["status"] == "failed"]
-    if failed:
-        reasons = "\n".join(f"- {s['error']}" for s in failed)
-        raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
     return summaries
+
+
+def _remove_staged_copies(fetched: list[Any], staging: Path) -> None:
+    """Remove the folder each of this run's fetches created, whatever became of its image.
+
+    Only the paths the fetch tasks returned are removed (:func:`flows.stages.remove_staged`), never
+    a path read from a summary or a manifest.
+    """
+    futures = [f for f in fetched if not isinstance(f, str)]
+    wait(futures)
+    for future in futures:
+        value = future.state.result(raise_on_failure=False) if future.state.is_completed() else None
+        if isinstance(value, str):
+            remove_staged(value, staging)
 
 
 def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, failures: dict[int, str]) -> dict[str, Any]:
@@ -339,6 +379,7 @@ def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, fai
         failed["error"] = _reason(spec, state.result(raise_on_failure=False))
         return failed
     summary = dict(state.result())
+    summary["input"] = spec  # this run's input (a reused or cached result may name another run's)
     if state.name == "Cached":
         summary["status"] = "cached"
     return summary

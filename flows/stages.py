@@ -8,6 +8,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,9 @@ from typing import Any
 from flows.common import is_remote, local_path
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.limits import check_size
 from samgeo_pipeline.manifest import file_sha256, find_reusable
+from samgeo_pipeline.paths import check_inside, safe_name
 from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 
 
@@ -45,35 +49,64 @@ def expand_specs(specs: list[str]) -> list[str]:
 
 
 def fetch_to(url: str, staging: Path) -> Path:
-    """Copy a remote raster to ``staging/<hash of url>/<name>`` (atomically) and return the local path.
+    """Copy a remote raster into a new folder ``staging/<hash of url>-<random>/`` and return the copy.
 
-    A copy of the same size already there is reused.
+    The folder is created by this call, for this call: the caller removes it with
+    :func:`remove_staged` once the image is done (whatever its outcome); a failed copy removes it
+    here. The file keeps the URL's file name, made safe (:func:`samgeo_pipeline.paths.safe_name`).
     """
     from fsspec.core import url_to_fs
 
     fs, path = url_to_fs(url)
-    target = staging / hashlib.sha1(url.encode()).hexdigest()[:16] / Path(path).name
-    size = fs.size(path)
-    if target.is_file() and target.stat().st_size == size:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    fs.get_file(path, str(part))
-    os.replace(part, target)
+    staging.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=hashlib.sha1(url.encode()).hexdigest()[:16] + "-", dir=staging))
+    try:
+        target = check_inside(folder / safe_name(Path(path).name or "input"), folder)
+        part = target.with_name(target.name + ".part")
+        fs.get_file(path, str(part))
+        os.replace(part, target)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return target
 
 
-def prepare(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
-    """CPU stage of one image: check it opens with the requested bands, hash it, look for reusable outputs.
+def remove_staged(staged: str | Path, staging: Path) -> None:
+    """Remove the folder :func:`fetch_to` created for the copy ``staged``, and nothing else.
+
+    Only a folder directly inside ``staging`` is removed: a path from anywhere else (a manifest, a
+    summary) is left alone.
+    """
+    folder = Path(staged).parent
+    if folder.parent.resolve() == Path(staging).resolve() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def prepare(
+    path: str, out_dir: str, config: SegmentConfig, root: str | None = None, source: str | None = None
+) -> dict[str, Any]:
+    """CPU stage of one image: check it opens with the requested bands and is within the size limits,
+    hash it, look for reusable outputs.
+
+    Args:
+        path: the local file (a staged copy for a remote input).
+        out_dir: its output folder; checked to resolve inside ``root`` when given.
+        source: the input as the user named it (the URL of a staged copy); default ``path``.
 
     Raises:
         InputError, RasterReadError: the file is not a usable raster.
+        SizeLimitError: over a size limit (:func:`samgeo_pipeline.limits.check_size`).
+        UnsafePathError: ``out_dir`` resolves outside ``root``.
     """
+    if root is not None:
+        check_inside(Path(out_dir), Path(root))
     info = inspect_raster(path, config.bands, config.nodata)
+    check_size(info, config)
     checksum = file_sha256(Path(path))
     reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
     return {
         "input": str(path),
+        "source": source or str(path),
         "out_dir": str(out_dir),
         "sha256": checksum,
         "bytes": Path(path).stat().st_size,
@@ -84,10 +117,14 @@ def prepare(path: str, out_dir: str, config: SegmentConfig) -> dict[str, Any]:
     }
 
 
-def summarize(manifest: dict[str, Any], status: str, out_dir: Path) -> dict[str, Any]:
-    """JSON-able summary of one image from its manifest (paths as strings; no arrays)."""
+def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str | None = None) -> dict[str, Any]:
+    """JSON-able summary of one image from its manifest (paths as strings; no arrays).
+
+    ``source``: this run's input (a reused manifest names the run that made it); default: the
+    manifest's.
+    """
     return {
-        "input": manifest["input"]["path"],
+        "input": source or manifest["input"].get("source") or manifest["input"]["path"],
         "out_dir": str(out_dir),
         "sha256": manifest["input"]["sha256"],
         "status": status,

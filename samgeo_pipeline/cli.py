@@ -7,7 +7,6 @@ the command line win over the file, which wins over the defaults of :class:`Segm
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import sys
 import warnings
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
+from samgeo_pipeline.paths import output_dirs
 
 _NO_FLAG = {"progress"}
 
@@ -72,15 +72,6 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
     return config.merged(flags)
 
 
-def output_dirs(inputs: Sequence[Path], root: Path) -> list[Path]:
-    """One output folder per input: its stem, with a path hash when two inputs share a stem."""
-    stems = [p.stem for p in inputs]
-    return [
-        root / (p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{hashlib.sha1(str(p).encode()).hexdigest()[:8]}")
-        for p in inputs
-    ]
-
-
 def run_segment(args: argparse.Namespace) -> int:
     """The ``segment`` command; returns the exit code (1 when any input failed)."""
     from rich.console import Console
@@ -96,7 +87,7 @@ def run_segment(args: argparse.Namespace) -> int:
         style = "red" if message.startswith("error:") else None
         console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
 
-    results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log)
+    results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
     return 0 if all(r.status in ("done", "skipped") for r in results) else 1
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import OutputConflictError
 from samgeo_pipeline.writers import atomic_path
 
 if TYPE_CHECKING:
@@ -68,6 +69,41 @@ def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[s
     return manifest if same else None
 
 
+def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
+    """Refuse to replace the finished outputs of another input (called unless ``overwrite``).
+
+    ``out_dir`` belongs to another input when its ``manifest.json`` names another source (the input
+    as the user named it; the file path in manifests without one) *and* other bytes: two runs
+    whose inputs share a name (``A/scene.tif``, ``B/scene.tif``) must not silently overwrite each
+    other. The same source with changed bytes is a re-run (processed again), and the same bytes
+    under another name make the same outputs (reused or redone, never lost). A folder without a
+    finished manifest holds no finished outputs and may be written.
+
+    Raises:
+        OutputConflictError: the folder holds another input's outputs; the message says to pass
+            another output root or ``--overwrite``.
+    """
+    try:
+        previous = json.loads((out_dir / "manifest.json").read_text()).get("input", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    owner = previous.get("source") or previous.get("path")
+    if not owner or previous.get("sha256") == checksum or _same_source(owner, source):
+        return
+    raise OutputConflictError(
+        f"{source}: {out_dir} holds the outputs of another input ({owner}); "
+        "write to another output root (--out) or pass --overwrite to replace them"
+    )
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if "://" in a or "://" in b:
+        return False
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def build_manifest(
     info: RasterInfo,
     checksum: str,
@@ -79,8 +115,9 @@ def build_manifest(
     result: SegmentResult,
     outputs: list[Path],
     run_warnings: list[str],
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one finished run (JSON-able)."""
+    """The manifest of one finished run (JSON-able); ``source``: the input as the user named it."""
     tiles = result.tiles
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -89,6 +126,7 @@ def build_manifest(
         "error": result.error,
         "input": {
             "path": str(info.path),
+            "source": source if source is not None else str(info.path),
             "sha256": checksum,
             "bytes": info.path.stat().st_size,
             "width": info.width,

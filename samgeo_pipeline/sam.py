@@ -64,12 +64,14 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     """Load a ``SamModel`` from a local ``save_pretrained`` directory or a hub id.
 
     A hub id is looked up in the local cache first; only if absent (and ``HF_HUB_OFFLINE`` is not
-    set) is it downloaded.
+    set) is it downloaded. Only ``model.safetensors`` weights are read: pickle files
+    (``pytorch_model.bin``) can run code when loaded and are refused.
 
     Raises:
         ModelUnavailableError: the directory is not a SAM model, or the weights are neither cached
             nor reachable. The message says how to pass a local model or ``--model none``.
     """
+    from safetensors import SafetensorError
     from transformers import SamModel
 
     path = Path(model).expanduser()
@@ -80,12 +82,19 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
                 "SamModel.from_pretrained(...).save_pretrained(DIR) on a machine with internet access"
             )
         origin = "fine-tuned checkpoint" if (path / CHECKPOINT_META).is_file() else "local directory"
+        if not any(path.glob("*.safetensors")):
+            raise ModelUnavailableError(
+                f"{path}: no model.safetensors (pickle weights such as pytorch_model.bin are not loaded: they can "
+                "run code); convert them where you trust the file with SamModel.from_pretrained(DIR).save_pretrained(DIR)"
+            )
         try:
-            return SamModel.from_pretrained(path).eval(), ModelSource(str(path), origin)  # type: ignore[arg-type]
-        except (OSError, ValueError, KeyError) as exc:
+            loaded = SamModel.from_pretrained(path, use_safetensors=True)
+            return loaded.eval(), ModelSource(str(path), origin)  # type: ignore[arg-type]
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
             raise ModelUnavailableError(f"{path}: cannot load SAM weights ({_first_line(exc)})") from None
     try:
-        return SamModel.from_pretrained(model, local_files_only=True).eval(), ModelSource(model, "hub cache")
+        cached = SamModel.from_pretrained(model, local_files_only=True, use_safetensors=True)
+        return cached.eval(), ModelSource(model, "hub cache")
     except (OSError, ValueError):
         pass
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
@@ -98,7 +107,7 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     if offline:
         raise ModelUnavailableError(hint)
     try:
-        return SamModel.from_pretrained(model).eval(), ModelSource(model, "hub download")
+        return SamModel.from_pretrained(model, use_safetensors=True).eval(), ModelSource(model, "hub download")
     except Exception as exc:  # noqa: BLE001 - hub/network errors come in many types
         raise ModelUnavailableError(f"{hint} ({_first_line(exc)})") from None
 

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from samgeo_pipeline.errors import OutputWriteError
 from samgeo_pipeline.raster import RasterInfo
 
 MASK_NODATA = 255
@@ -50,6 +51,9 @@ class WindowedRasterWriter:
         final: final path of the COG.
         dtype: ``uint8`` (mask) or ``float32`` (probability).
         nodata: nodata value of the output.
+
+    Raises:
+        OutputWriteError: the work file cannot be created (nothing is left behind).
     """
 
     def __init__(self, info: RasterInfo, final: Path, dtype: str, nodata: float) -> None:
@@ -76,9 +80,18 @@ class WindowedRasterWriter:
             "compress": None,
             "BIGTIFF": "IF_SAFER",
         }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            self._ds = rasterio.open(self.work, "w", **profile)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._ds = rasterio.open(self.work, "w", **profile)
+        except BaseException as exc:
+            self.work.unlink(missing_ok=True)
+            if isinstance(exc, (RasterioError, OSError)):
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise OutputWriteError(
+                    f"{final}: cannot create the work file ({reason}); check the free space and permissions there"
+                ) from None
+            raise
 
     def write(self, array: np.ndarray, window: Window) -> None:
         """Write ``array`` (``(rows, cols)``, the output dtype) at ``window`` (source pixels)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,12 @@ class EmbeddingCache:
         if self.mode == "memory":
             found = self._memory.get(key)
         elif self.mode == "disk" and self._path(key).is_file():
-            found = torch.load(self._path(key), map_location=self.device, weights_only=True)
+            try:  # tensors only (weights_only): a file holding anything else is a miss, recomputed
+                found = torch.load(self._path(key), map_location=self.device, weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+                found = None
+            if not isinstance(found, torch.Tensor):
+                found = None
         else:
             found = None
         if found is None:

@@ -15,6 +15,7 @@ gradient-scaler and RNG states, so ``--resume`` continues exactly where the run 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 import time
@@ -24,13 +25,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from samgeo_pipeline.errors import ConfigError
+from samgeo_pipeline.errors import CheckpointError, ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.sam import CHECKPOINT_META
 
 TRAINING_STATE = "training_state.pt"
 FORMAT = "samgeo-pipeline fine-tuned SAM"
 FORMAT_VERSION = 1
+
+
+def _numpy_rng_globals() -> list[Any]:
+    """What the NumPy RNG state (``np.random.get_state()``: a uint32 array) needs from the unpickler."""
+    multiarray = getattr(np, "_core", None) or np.core  # NumPy 2 / 1
+    return [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
 
 
 def build_meta(
@@ -157,7 +164,43 @@ def load_training_state(out: Path, config: FinetuneConfig) -> dict[str, Any]:
     if diff:
         listed = "; ".join(f"{k}: run {b!r}, now {a!r}" for k, (a, b) in sorted(diff.items()))
         raise ConfigError(f"--resume: options differ from the run in {out} ({listed}); pass the run's options")
-    return torch.load(last / TRAINING_STATE, map_location="cpu", weights_only=False)
+    return load_state_file(last / TRAINING_STATE)
+
+
+def load_state_file(path: Path) -> dict[str, Any]:
+    """Load a ``training_state.pt`` without running code from it.
+
+    ``torch.load(weights_only=True)`` builds tensors, containers and plain values only; the one
+    extra allowed is what the NumPy RNG state needs (:func:`_numpy_rng_globals`). A pickle that
+    names anything else (``os.system``, ...) is refused before it can run.
+
+    Raises:
+        CheckpointError: the file holds something else, or is corrupt; one line.
+    """
+    try:
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, AttributeError, TypeError) as exc:
+        reason = _unsafe_reason(exc)
+        raise CheckpointError(
+            f"{path}: not a training state that can be loaded safely ({reason}); "
+            "start a new run (another --out, without --resume) unless you wrote this file"
+        ) from None
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "epoch", "rng"} <= state.keys():
+        raise CheckpointError(f"{path}: not a training state of samgeo-pipeline; start a new run without --resume")
+    return state
+
+
+def _unsafe_reason(exc: BaseException) -> str:
+    """The useful line of a torch.load error (weights-only errors name the refused global)."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"(Unsupported global: GLOBAL [^\s]+|got <[^>]+>|Unsupported operand[^\n]*)", text)
+    if found:
+        return found.group(1)
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _json_default(value: Any) -> Any:
@@ -178,5 +221,6 @@ __all__ = [
     "read_meta",
     "stored_config",
     "load_training_state",
+    "load_state_file",
     "TRAINING_STATE",
 ]

@@ -66,6 +66,43 @@ class TestPlainFunctions:
         links = common.output_links(root / "a b", root, common.base_url("https://h.example/data"))
         assert links == {"mask.tif": "https://h.example/data/a%20b/mask.tif"}
 
+    def test_output_dirs_cannot_escape_and_suffixes_differ(self, tmp_path: Path) -> None:
+        """Issue 11: ``..`` in a URL wrote outside the output root; ``x.tif`` and ``x.tiff`` shared a folder."""
+        from samgeo_pipeline.paths import check_inside
+
+        root = tmp_path / "out"
+        escaping = common.image_output_dirs(["memory://incoming/../../../esc/y.tif"], root, "memory://incoming")
+        assert escaping == [root / "y"]
+        dots = common.image_output_dirs(["/in/...tif", "/in/..tif", "/in/a/../../../y.tif"], root, "/in")
+        assert dots == [root / "__", root / "_", root / "y"] and all(check_inside(d, root) for d in dots)
+        # the watch flow starts one run per file: the name alone must tell them apart
+        one_run = [common.image_output_dirs([f"/in/x{s}"], root, "/in")[0] for s in (".tif", ".tiff", ".TIF")]
+        assert one_run == [root / "x", root / "x_tiff", root / "x"]
+        assert len(set(common.image_output_dirs(["/in/x.tif", "/in/x.tiff", "/in/x.vrt"], root))) == 3
+
+    def test_a_staged_copy_is_the_only_thing_removed(self, tmp_path: Path) -> None:
+        """Issue 11: the clean-up removed the folder a reused manifest named (the user's own files)."""
+        import fsspec
+
+        fsspec.filesystem("memory").pipe("/issue11-stage/x.tif", b"raster bytes")
+        staging = tmp_path / "out" / ".samgeo-staging"
+        first = seg.fetch_to("memory://issue11-stage/x.tif", staging)
+        second = seg.fetch_to("memory://issue11-stage/x.tif", staging)
+        assert first.read_bytes() == b"raster bytes" and first.parent != second.parent  # one folder per fetch
+        victim = tmp_path / "victim" / "in"
+        victim.mkdir(parents=True)
+        (victim / "x.tif").write_bytes(b"user's")
+        (victim / "KEEP_ME.txt").write_text("keep")
+        from flows.stages import remove_staged
+
+        remove_staged(victim / "x.tif", staging)  # a path from a manifest or a summary: ignored
+        assert sorted(p.name for p in victim.iterdir()) == ["KEEP_ME.txt", "x.tif"]
+        remove_staged(first, staging)
+        assert not first.parent.exists() and second.is_file()
+        with pytest.raises(FileNotFoundError):
+            seg.fetch_to("memory://issue11-stage/missing.tif", staging)
+        assert sorted(p.name for p in staging.iterdir()) == [second.parent.name]  # a failed fetch cleans up
+
     def test_base_url_default_and_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(common.BASE_URL_ENV, raising=False)
         assert common.base_url() == "http://127.0.0.1:8000/"
@@ -231,6 +268,45 @@ class TestSegmentFlow:
         assert result[0]["links"]["mask.tif"] == "https://dl.example/seg/remote/mask.tif"
         assert (out / "remote" / "water.gpkg").is_file()
         assert not any((out / ".samgeo-staging").iterdir())  # the staged copy is removed
+
+    def test_remote_rerun_of_local_bytes_deletes_nothing_of_the_user(self, tmp_path: Path) -> None:
+        """Issue 11: a local run, then the same bytes from a URL into the same root: the reuse's
+        summary named the first run's input, and the clean-up removed ``victim/in/`` with it."""
+        import fsspec
+
+        victim = tmp_path / "victim" / "in"
+        victim.mkdir(parents=True)
+        local = write_demo_scene(victim / "x.tif", 200, 300, seed=4)
+        (victim / "KEEP_ME.txt").write_text("the user's own file")
+        out = tmp_path / "out"
+        assert seg.segment_flow([str(local)], str(out), OPTIONS)[0]["status"] == "done"
+        fs = fsspec.filesystem("memory")
+        fs.pipe("/issue11-bucket/x.tif", local.read_bytes())
+        again = seg.segment_flow(["memory://issue11-bucket/x.tif"], str(out), OPTIONS)
+        assert again[0]["status"] == "skipped" and again[0]["input"] == "memory:///issue11-bucket/x.tif"
+        assert sorted(p.name for p in victim.iterdir()) == ["KEEP_ME.txt", "x.tif"]
+        assert not any((out / ".samgeo-staging").iterdir())  # this run's staged copy is gone
+        # other bytes under the same name: refused (the first run's outputs stay), staged copy removed too
+        fs.pipe("/issue11-bucket/x.tif", write_demo_scene(tmp_path / "other.tif", 200, 300, seed=5).read_bytes())
+        state = seg.segment_flow(["memory://issue11-bucket/x.tif"], str(out), OPTIONS, return_state=True)
+        assert state.is_failed() and "holds the outputs of another input" in state.message
+        assert json.loads((out / "x" / "manifest.json").read_text())["input"]["source"] == str(local)
+        assert sorted(p.name for p in victim.iterdir()) == ["KEEP_ME.txt", "x.tif"]
+        assert not any((out / ".samgeo-staging").iterdir())
+
+    def test_dot_dot_in_a_url_stays_inside_the_output_root(self, tmp_path: Path) -> None:
+        import fsspec
+
+        scene = write_demo_scene(tmp_path / "scene.tif", 200, 300, seed=6)
+        fsspec.filesystem("memory").pipe("/incoming/../../../esc/y.tif", scene.read_bytes())
+        out = tmp_path / "a" / "b" / "out"
+        out.mkdir(parents=True)
+        before = sorted(p.name for p in tmp_path.iterdir())
+        result = seg.segment_flow(["memory://incoming/../../../esc/y.tif"], str(out), OPTIONS,
+                                  relative_to="memory://incoming")  # fmt: skip
+        assert result[0]["status"] == "done" and result[0]["out_dir"] == str(out / "y")
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["out"]
 
     def test_sam_model_loaded_once_per_run(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
         import samgeo_pipeline.runner as runner
