@@ -1,61 +1,431 @@
-"""Coarse water mask of a tile: spectral index or HSV threshold, small components removed.
+"""Coarse water mask: a per-image rule fitted once on the decimated read, applied to every tile.
 
-The coarse mask is what ``--model none`` writes and where SAM's prompts come from. Its only
-context-dependent step (dropping components below ``min_area``) gives the same result whatever the
-tiling as long as ``min_area <= halo + 1``: a component that reaches from a tile's core to the edge
-of the read window already has more than ``halo`` pixels inside the window.
+The coarse mask is what ``--model none`` writes and where SAM's prompts come from. The rule's
+parameters are whole-image statistics (no per-tile thresholds, so no seams); applying it to a
+tile costs a few array comparisons, box filters for RGB, and one connected-component labelling.
+
+Methods, picked from the mapped bands (``--index auto``: mndwi > ndwi > rgb):
+
+- ``mndwi`` (SWIR mapped): MNDWI = (green - swir) / (green + swir) above the threshold (default
+  :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
+  pixels with an index below threshold - :data:`LAND_MARGIN`). Clouds and bright soils, whose
+  index can come close to the threshold, are brighter than land in NIR/SWIR; turbid water is not.
+- ``ndwi`` (NIR, no SWIR): NDWI above the threshold, NIR darker than land, and darker than the
+  split of NIR where its histogram has a valley (:func:`bimodal_split`).
+  Uncalibrated NIR (NAIP) makes the sign of NDWI unreliable on bare soil; water's NIR darkness is
+  not.
+- ``rgb`` (no NIR, no SWIR): water is dark and smooth. Seeds: smooth pixels (local standard
+  deviation over ``texture_window`` px below :data:`SMOOTH_STD`) in the darkest mode of the
+  smooth pixels' grey levels (:func:`darkest_mode_edge`). Their 8-connected components grow over
+  pixels darker than the image's Otsu split of grey levels (at most :data:`MAX_WATER_GREY` of its
+  range) and not rough (5x5 standard deviation below :data:`ROUGH_STD`), then over such dark
+  pixels within 2 px (the shore, where the 5x5 window also sees land). RGB lacks water's
+  spectral signature: dark smooth vegetation and haze pass; the run warns, and NIR or SWIR, when
+  the sensor has them, do much better.
+
+Before any ratio, the image's dark floor (the lowest 0.1th percentile over the mapped bands,
+never below 0) is subtracted from every band: an additive offset (haze, a DN offset) pulls
+normalised differences toward 0.
+
+Components (8-connected) smaller than ``min_area`` pixels are dropped. This step, and the RGB
+growth from seeds, look at the tile's read window only: the result does not depend on the tiling
+for components that the halo contains whole (always for ``min_area <= halo + 1``).
+
+Arrays: ``data`` is ``float32 (bands, rows, cols)`` in file units, bands in ``rule.band_names``
+order; masks are ``bool (rows, cols)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
 import cv2
 import numpy as np
+from skimage.filters import threshold_otsu
 
-from samgeo_pipeline.radiometry import ImageStats, water_index_above
+from samgeo_pipeline.errors import InputError
+
+Method = Literal["ndwi", "mndwi", "rgb"]
+
+#: Index threshold of each spectral method when ``--threshold`` is not given.
+DEFAULT_THRESHOLDS: dict[str, float] = {"mndwi": -0.1, "ndwi": 0.0}
+#: Pixels with an index below threshold - LAND_MARGIN are the image's land reference; for
+#: prompts, they are the only candidates of negative points.
+LAND_MARGIN = 0.1
+#: Index above threshold + SURE_MARGIN: candidates of positive points.
+SURE_MARGIN = 0.1
+#: Otsu splits are used only at a histogram valley this deep (see :func:`bimodal_split`).
+VALLEY_DEPTH = 0.5
+#: RGB: local standard deviation (grey level scaled to the image's 2-98 % range) of smooth pixels.
+SMOOTH_STD = 0.03
+#: RGB: a dark pixel rougher than SMOOTH_STD joins a seeded component below this 5x5 deviation.
+ROUGH_STD = 0.08
+#: RGB: a histogram peak at least this share of the highest is a mode (:func:`darkest_mode_edge`).
+MAJOR_PEAK = 0.2
+#: RGB: a mode ends where its density falls below this share of its peak.
+MODE_TAIL = 0.1
+#: RGB: water is never brighter than this fraction of the image's grey range.
+MAX_WATER_GREY = 0.5
+#: Spectral images whose separability is below this get a warning.
+WARN_SEPARABILITY = 0.5
+#: RGB images with more water than this (decimated read) get a stronger warning.
+RGB_SUSPECT_FRACTION = 0.4
+#: Below this water fraction (decimated read), an image has no water and no separability.
+MIN_WATER_FRACTION = 1e-3
+_LAND_MIN_PIXELS = 100
+_ROUGH_WINDOW = 5
 
 
-def coarse_water_mask(
+@dataclass(frozen=True)
+class CoarseRule:
+    """The coarse-mask parameters of one image (file units, after subtracting ``offset``).
+
+    Attributes:
+        method: ``ndwi``, ``mndwi`` or ``rgb``.
+        band_names: bands of the ``data`` arrays the rule is applied to.
+        offset: dark floor subtracted from every band before ratios and comparisons.
+        threshold: index threshold (water where index > threshold); None for rgb.
+        nir_max, swir_max: water is darker than these; None: no such test.
+        grey_low, grey_high: rgb: grey levels mapped to 0 and 1.
+        grey_max: rgb: water is darker than this (scaled grey): the image's Otsu split of grey
+            levels, at most :data:`MAX_WATER_GREY`.
+        grey_seed: rgb: seeds are darker than this: the top of the darkest mode of the smooth
+            pixels (:func:`darkest_mode_edge`), at most ``grey_max``.
+        texture_window: rgb: side of the smoothness window, in working pixels.
+        separability: how well the index (rgb: grey level) separates the image's water from
+            the rest, in [0, 1] (between-class over total variance); None without water.
+        water_fraction: fraction of valid pixels the rule calls water on the decimated read.
+    """
+
+    method: Method
+    band_names: tuple[str, ...]
+    offset: float = 0.0
+    threshold: float | None = None
+    nir_max: float | None = None
+    swir_max: float | None = None
+    grey_low: float = 0.0
+    grey_high: float = 1.0
+    grey_max: float | None = None
+    grey_seed: float | None = None
+    texture_window: int = 13
+    separability: float | None = None
+    water_fraction: float = 0.0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form for the manifest."""
+        out = asdict(self)
+        out["band_names"] = list(self.band_names)
+        return out
+
+
+@dataclass(frozen=True)
+class CoarseMask:
+    """The coarse mask of a tile and the pools prompts are drawn from (all ``bool (rows, cols)``).
+
+    Attributes:
+        water: the coarse water mask (False on invalid pixels).
+        sure_water: part of ``water`` far from the decision boundary (positive points); None
+            when not asked for.
+        sure_land: valid pixels far from it on the land side (negative points); None when not
+            asked for.
+    """
+
+    water: np.ndarray
+    sure_water: np.ndarray | None
+    sure_land: np.ndarray | None
+
+
+def resolve_method(requested: str, band_names: tuple[str, ...] | list[str]) -> Method:
+    """The method for ``requested`` (``auto``: mndwi > ndwi > rgb by the mapped bands).
+
+    Raises:
+        InputError: the method needs a band that is not mapped.
+    """
+    names = set(band_names)
+    needs = {"mndwi": {"green", "swir"}, "ndwi": {"green", "nir"}, "rgb": {"red", "green", "blue"}}
+    if requested == "auto":
+        for candidate in ("mndwi", "ndwi", "rgb"):
+            if needs[candidate] <= names:
+                return candidate  # type: ignore[return-value]
+        raise InputError(
+            f"no water index possible with bands {sorted(names)}: map green+nir, green+swir or red+green+blue"
+        )
+    missing = needs[requested] - names
+    if missing:
+        raise InputError(f"index {requested} needs band(s) {sorted(missing)}; map them with --bands")
+    return requested  # type: ignore[return-value]
+
+
+def fit_rule(
     data: np.ndarray,
     valid: np.ndarray,
-    rgb: np.ndarray | None,
-    stats: ImageStats,
-    min_area: int,
-    hsv_lower: tuple[int, int, int],
-    hsv_upper: tuple[int, int, int],
-) -> np.ndarray:
-    """Water where the index exceeds the image's threshold (or the colour is in the HSV range).
+    band_names: tuple[str, ...],
+    requested: str = "auto",
+    threshold: float | None = None,
+    texture_window: int = 13,
+    min_area: int = 1,
+    offset: float | None = None,
+) -> CoarseRule:
+    """Fit the image's rule on its decimated read (``data``, ``valid``: the whole image).
 
     Args:
-        data: ``float32 (bands, rows, cols)`` in file units, bands in ``stats.band_names`` order.
-        valid: ``bool (rows, cols)``, True where every band holds data.
-        rgb: ``uint8 (rows, cols, 3)``, the normalised composite (used for HSV only; may be None otherwise).
-        stats: whole-image statistics (index and threshold).
-        min_area: components (8-connected) smaller than this many pixels are dropped.
-        hsv_lower, hsv_upper: inclusive HSV bounds, OpenCV scale (H 0-179, S and V 0-255).
+        data, valid: the image (decimated), see the module docstring.
+        band_names: names of the bands of ``data``.
+        requested: ``auto``, ``ndwi``, ``mndwi`` or ``rgb``.
+        threshold: fixed index threshold; None: :data:`DEFAULT_THRESHOLDS`.
+        texture_window: rgb smoothness window (working pixels).
+        min_area: as in :func:`apply_rule`, for the water fraction and separability.
+        offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
 
-    Returns:
-        ``bool (rows, cols)``; always False on invalid pixels.
+    Raises:
+        InputError: the method needs a band that is not mapped.
     """
-    if stats.index == "hsv":
-        if rgb is None:
-            raise ValueError("the HSV coarse mask needs the tile's composite (rgb)")
-        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)
-        water = cv2.inRange(hsv, np.array(hsv_lower, np.uint8), np.array(hsv_upper, np.uint8)) > 0
+    method = resolve_method(requested, band_names)
+    offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
+    base = CoarseRule(method, tuple(band_names), offset, texture_window=texture_window)
+    if method == "rgb":
+        rule = _fit_rgb(data, valid, base)
     else:
-        water = water_index_above(data, stats.band_names, stats.index, stats.threshold)
-    water &= valid
-    if min_area > 1 and water.any():
-        water = drop_small_components(water, min_area)
-    return water
+        rule = _fit_spectral(data, valid, base, DEFAULT_THRESHOLDS[method] if threshold is None else threshold)
+    water = apply_rule(data, valid, rule, min_area, pools=False).water
+    fraction = float(water[valid].mean())
+    separability = None
+    if MIN_WATER_FRACTION <= fraction <= 1 - MIN_WATER_FRACTION:
+        feature = _grey(data, rule) if method == "rgb" else _index(data, rule)
+        separability = _separability(feature[valid], water[valid])
+    return replace(rule, separability=separability, water_fraction=fraction)
 
 
-def drop_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """``mask`` (``bool (rows, cols)``) without its 8-connected components of fewer than ``min_area`` pixels.
+def rule_warnings(rule: CoarseRule, where: str) -> list[str]:
+    """One-line warnings a user should see about an image's coarse mask (empty when it is sound)."""
+    messages = []
+    if rule.method == "rgb":
+        share = (
+            f" ({100 * rule.water_fraction:.0f} % of it marked water: likely dark fields, forest or haze)"
+            if rule.water_fraction > RGB_SUSPECT_FRACTION
+            else ""
+        )
+        messages.append(
+            f"{where}: RGB only, so water is found by darkness and smoothness, not by its spectrum{share}; "
+            "shadows and dark smooth fields can pass: check quicklook.png, or map NIR/SWIR with --bands"
+        )
+    elif rule.separability is not None and rule.separability < WARN_SEPARABILITY:
+        messages.append(
+            f"{where}: water and land are poorly separated by {rule.method.upper()} (separability "
+            f"{rule.separability:.2f} < {WARN_SEPARABILITY}); the coarse mask may be wrong: check quicklook.png"
+        )
+    return messages
 
-    Same result as ``skimage.morphology.remove_small_objects(mask, max_size=min_area - 1,
-    connectivity=2)``, with OpenCV's labelling (several times faster on noisy masks).
+
+def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: int, pools: bool = True) -> CoarseMask:
+    """The coarse mask of a tile (or of any array of the image) under the image's rule.
+
+    Args:
+        data, valid: the tile, see the module docstring.
+        rule: the image's rule (:func:`fit_rule`).
+        min_area: components (8-connected) with fewer pixels are dropped.
+        pools: also compute the prompt pools (else ``sure_water`` and ``sure_land`` are None).
     """
-    count, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    keep = np.bincount(labels.ravel(), minlength=count) >= min_area
+    if rule.method == "rgb":
+        grey = _grey(data, rule)
+        dark = (grey < rule.grey_max) & valid
+        smooth = _local_std(grey, rule.texture_window) < SMOOTH_STD
+        rough_ok = _local_std(grey, _ROUGH_WINDOW) < ROUGH_STD
+        seeds = dark & smooth & (grey < rule.grey_seed)
+        water = keep_components(dark & rough_ok, seeds, min_area)
+        water |= _grow(water, _ROUGH_WINDOW // 2) & dark  # the shore, where the window sees land too
+        if not pools:
+            return CoarseMask(water, None, None)
+        sure_land = valid & ~water & ((grey >= rule.grey_max + SURE_MARGIN) | ~rough_ok)
+        return CoarseMask(water, water & seeds, sure_land)
+    other = "swir" if rule.method == "mndwi" else "nir"
+    green, second = _band(data, rule, "green"), _band(data, rule, other)
+    candidates = valid & index_above(green, second, rule.threshold)
+    for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
+        if limit is not None:
+            candidates &= (second if band == other else _band(data, rule, band)) < limit
+    water = keep_components(candidates, candidates, min_area)
+    if not pools:
+        return CoarseMask(water, None, None)
+    sure_water = water & index_above(green, second, rule.threshold + SURE_MARGIN)
+    sure_land = valid & ~water & ~index_above(green, second, rule.threshold - LAND_MARGIN)
+    return CoarseMask(water, sure_water, sure_land)
+
+
+def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
+    """``normalized_difference(a, b) > threshold`` without a division (this runs on every tile).
+
+    For ``-1 < threshold < 1``: (a - b) / (a + b) > t is (a - b) > t (a + b) where a + b > 0, the
+    reverse where a + b < 0 (negative reflectances), and 0 > t where a + b = 0 (the index is 0).
+    Other thresholds fall back to :func:`normalized_difference`.
+    """
+    if not -1.0 < threshold < 1.0:
+        return normalized_difference(a, b) > threshold
+    total = a + b
+    diff = a - b
+    scaled = total * np.float32(threshold)
+    above = diff > scaled
+    if (total <= 0).any():  # rare
+        negative = total < 0
+        above[negative] = diff[negative] < scaled[negative]
+        above[total == 0] = threshold < 0
+    return above
+
+
+def keep_components(candidates: np.ndarray, seeds: np.ndarray, min_area: int) -> np.ndarray:
+    """The 8-connected components of ``candidates`` that hold a seed pixel and ``min_area`` pixels.
+
+    One OpenCV labelling pass (several times faster than scikit-image's on noisy masks).
+    """
+    if not candidates.any():
+        return candidates
+    count, labels = cv2.connectedComponents(candidates.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+    keep = np.bincount(labels.ravel(), minlength=count) >= max(1, min_area)
+    if seeds is not candidates:
+        keep &= np.bincount(labels[seeds & candidates], minlength=count) > 0
     keep[0] = False
     return np.take(keep, labels)
+
+
+#: Percentile of each band whose lowest value over the bands is the image's dark floor.
+FLOOR_PERCENTILE = 0.1
+
+
+def dark_floor(data: np.ndarray, valid: np.ndarray) -> float:
+    """The image's additive offset: the lowest :data:`FLOOR_PERCENTILE` over its bands, never below 0."""
+    pixels = data[:, valid]
+    if pixels.size == 0:
+        return 0.0
+    return max(0.0, float(np.percentile(pixels, FLOOR_PERCENTILE, axis=1).min()))
+
+
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` as float32 in [-1, 1]; 0 where the sum is 0."""
+    total = a + b
+    result = np.zeros(total.shape, np.float32)
+    np.divide(a - b, total, out=result, where=total != 0)
+    return np.clip(result, -1.0, 1.0, out=result)
+
+
+def _fit_spectral(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, threshold: float) -> CoarseRule:
+    index = _index(data, rule)
+    land = valid & (index < threshold - LAND_MARGIN)
+    limits: dict[str, float | None] = {"nir": None, "swir": None}
+    for band in limits:
+        if band in rule.band_names and land.sum() >= _LAND_MIN_PIXELS:
+            limits[band] = float(np.median(_band(data, rule, band)[land]))
+    if rule.method == "ndwi":
+        split = bimodal_split(_band(data, rule, "nir")[valid])
+        if split is not None:
+            limits["nir"] = split if limits["nir"] is None else min(limits["nir"], split)
+    return replace(rule, threshold=float(threshold), nir_max=limits["nir"], swir_max=limits["swir"])
+
+
+def _fit_rgb(data: np.ndarray, valid: np.ndarray, rule: CoarseRule) -> CoarseRule:
+    grey = _grey(data, rule)  # identity scaling: the mean of red, green and blue
+    low, high = np.percentile(grey[valid], (2.0, 98.0))
+    rule = replace(rule, grey_low=float(low), grey_high=float(max(high, low + 1e-6)))
+    grey = _grey(data, rule)
+    grey_max = min(float(threshold_otsu(grey[valid])), MAX_WATER_GREY)  # darker than the dark/bright split
+    smooth = valid & (_local_std(grey, rule.texture_window) < SMOOTH_STD)
+    edge = darkest_mode_edge(grey[smooth])
+    grey_seed = grey_max if edge is None else min(edge, grey_max)
+    return replace(rule, grey_max=grey_max, grey_seed=float(grey_seed))
+
+
+def darkest_mode_edge(values: np.ndarray, bins: int = 32) -> float | None:
+    """The upper edge of the darkest major mode of ``values`` (None for fewer than 100 values).
+
+    On the smoothed histogram: from the first bin that reaches :data:`MAJOR_PEAK` of the highest,
+    climb to the top of that mode, then walk down while the density keeps falling (5 % of slack
+    for histogram noise), and stop at a valley or where it drops below :data:`MODE_TAIL` of the
+    top. Water is the darkest smooth surface of an RGB image: this is the top of its grey levels,
+    whether water fills most of the image or a tenth of it.
+    """
+    if values.size < _LAND_MIN_PIXELS:
+        return None
+    low, high = np.percentile(values, (0.5, 99.5))
+    if not high > low:
+        return float(high)
+    hist, edges = np.histogram(np.clip(values, low, high), bins=bins, range=(float(low), float(high)))
+    smooth = np.convolve(hist, np.array([1, 2, 3, 2, 1]) / 9, mode="same")
+    k = int(np.argmax(smooth >= MAJOR_PEAK * smooth.max()))
+    while k + 1 < bins and smooth[k + 1] >= smooth[k]:
+        k += 1
+    floor = MODE_TAIL * smooth[k]
+    while k + 1 < bins and floor < smooth[k + 1] <= 1.05 * smooth[k]:
+        k += 1
+    return float(edges[k + 1])
+
+
+def _band(data: np.ndarray, rule: CoarseRule, name: str) -> np.ndarray:
+    band = data[rule.band_names.index(name)]
+    return band - np.float32(rule.offset) if rule.offset else band
+
+
+def _index(data: np.ndarray, rule: CoarseRule) -> np.ndarray:
+    other = "swir" if rule.method == "mndwi" else "nir"
+    return normalized_difference(_band(data, rule, "green"), _band(data, rule, other))
+
+
+def _grey(data: np.ndarray, rule: CoarseRule) -> np.ndarray:
+    names = rule.band_names
+    total = data[names.index("red")] + data[names.index("green")] + data[names.index("blue")]
+    return ((total / 3.0 - rule.grey_low) / (rule.grey_high - rule.grey_low)).astype(np.float32, copy=False)
+
+
+def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` dilated by ``radius`` pixels (square)."""
+    size = 2 * radius + 1
+    return cv2.dilate(mask.view(np.uint8), np.ones((size, size), np.uint8)).view(bool)
+
+
+def _local_std(grey: np.ndarray, window: int) -> np.ndarray:
+    """Standard deviation of ``grey`` over a ``window`` x ``window`` box (edges reflected)."""
+    mean = cv2.blur(grey, (window, window))
+    mean_sq = cv2.blur(grey * grey, (window, window))
+    return np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+
+
+def bimodal_split(values: np.ndarray, bins: int = 64) -> float | None:
+    """Otsu's split of ``values`` when their histogram has a valley there, else None.
+
+    Otsu always returns a split, even of a single mode (a unimodal Gaussian splits at its mean
+    with a between-class share of variance of 2/pi ~ 0.64), so the split is used only when the
+    smoothed histogram at the split is below :data:`VALLEY_DEPTH` times the lower of the two
+    modes' peaks. Where the best split is an empty gap, its middle is returned (skimage's Otsu
+    returns its first bin, right at the edge of the lower mode).
+    """
+    if values.size < _LAND_MIN_PIXELS:
+        return None
+    low, high = np.percentile(values, (0.1, 99.9))
+    if not high > low:
+        return None
+    hist, edges = np.histogram(np.clip(values, low, high), bins=bins, range=(float(low), float(high)))
+    centres = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(hist)[:-1].astype(np.float64)
+    above = hist.sum() - below
+    sum_below = np.cumsum(hist * centres)[:-1]
+    mean_below = sum_below / np.maximum(below, 1)
+    mean_above = (float((hist * centres).sum()) - sum_below) / np.maximum(above, 1)
+    between = below * above * (mean_below - mean_above) ** 2
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    k = int(best[0] + best[-1]) // 2  # split between bins k and k + 1
+    smooth = np.convolve(hist, np.ones(3) / 3, mode="same")
+    valley = smooth[best[0] : best[-1] + 2].min()
+    if valley > VALLEY_DEPTH * min(smooth[: k + 1].max(), smooth[k + 1 :].max()):
+        return None
+    return float(edges[k + 1])
+
+
+def _separability(values: np.ndarray, upper: np.ndarray) -> float:
+    """Between-class variance of the partition ``upper`` / ``~upper`` over the total variance."""
+    share = float(upper.mean())
+    variance = float(values.var())
+    if share in (0.0, 1.0) or variance <= 0:
+        return 0.0
+    gap = float(values[upper].mean() - values[~upper].mean())
+    return share * (1 - share) * gap * gap / variance
+
+

@@ -17,15 +17,19 @@ import yaml
 
 from samgeo_pipeline.errors import ConfigError
 
-IndexName = Literal["auto", "ndwi", "mndwi", "hsv"]
+IndexName = Literal["auto", "ndwi", "mndwi", "rgb"]
 PromptKind = Literal["points", "box"]
 PointMerge = Literal["joint", "mean", "best"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
+#: Largest ``tile_size``: a tile is held as float32 per band, several at once (prefetch + batch).
+MAX_TILE_SIZE = 8192
 
 #: Options that change how fast a run goes but not what it writes; left out of the parameter hash.
-_RUNTIME_ONLY = frozenset({"overwrite", "batch_size", "prefetch", "read_workers", "progress"})
+_RUNTIME_ONLY = frozenset(
+    {"overwrite", "batch_size", "prefetch", "read_workers", "progress", "max_pixels", "max_tiles"}
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,10 @@ class SegmentConfig:
     """Context read around each tile's core; only the core is written."""
     gsd: float | None = None
     """Target ground sample distance in CRS units per pixel (``None``: native resolution)."""
+    max_pixels: float = 2.5e9
+    """Refuse an input whose grid (source, or working with --gsd) has more pixels than this (50k x 50k passes)."""
+    max_tiles: int = 1_000_000
+    """Refuse an input that needs more tiles than this."""
     # --- radiometry and coarse mask ---
     percentiles: tuple[float, float] = (2.0, 98.0)
     """Per-band percentiles (whole image, nodata excluded) mapped to 0 and 255 for SAM."""
@@ -55,15 +63,11 @@ class SegmentConfig:
     stats_size: int = 2048
     """Longest side of the decimated read used for whole-image statistics."""
     index: IndexName = "auto"
-    """Water index: auto = MNDWI when SWIR is mapped, else NDWI when NIR is, else HSV."""
+    """Coarse-mask method: auto = mndwi when SWIR is mapped, else ndwi when NIR is, else rgb (dark and smooth)."""
     threshold: float | None = None
-    """Fixed index threshold; ``None``: Otsu on the whole-image histogram, clipped to ``otsu_range``."""
-    otsu_range: tuple[float, float] = (0.0, 0.5)
-    """Clip for the Otsu threshold, so a scene without water (land vs cloud) is not called water."""
-    hsv_lower: tuple[int, int, int] = (85, 40, 20)
-    """Lower HSV bound (OpenCV scale: H 0-179, S and V 0-255) for RGB-only inputs (a rough fallback: map NIR or SWIR when you have them)."""
-    hsv_upper: tuple[int, int, int] = (130, 255, 255)
-    """Upper HSV bound for RGB-only inputs."""
+    """Fixed index threshold (water where index > threshold); ``None``: -0.1 for MNDWI, 0.0 for NDWI."""
+    texture_window: int = 13
+    """RGB method: side in working pixels of the window where water must be smooth."""
     min_area: int = 64
     """Connected water components smaller than this many pixels are dropped (keep <= halo)."""
     # --- prompts ---
@@ -111,6 +115,16 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         if self.tile_size < 32:
             raise ConfigError(f"tile_size={self.tile_size}: must be at least 32 pixels")
+        if self.tile_size > MAX_TILE_SIZE:
+            raise ConfigError(
+                f"tile_size={self.tile_size}: must be at most {MAX_TILE_SIZE} pixels (SAM sees 1024; use --gsd for context)"
+            )
+        if not (len(self.percentiles) == 2 and 0 <= self.percentiles[0] < self.percentiles[1] <= 100):
+            raise ConfigError(
+                f"percentiles={','.join(map(str, self.percentiles))}: give two values low,high with 0 <= low < high <= 100"
+            )
+        if not self.max_pixels > 0 or self.max_tiles < 1:
+            raise ConfigError(f"max_pixels={self.max_pixels}, max_tiles={self.max_tiles}: must be > 0 and >= 1")
         if not 0 <= self.halo < self.tile_size // 2:
             raise ConfigError(f"halo={self.halo}: must be >= 0 and below half the tile_size ({self.tile_size})")
         if self.gsd is not None and self.gsd <= 0:
@@ -125,6 +139,8 @@ class SegmentConfig:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.batch_size < 1 or self.prefetch < 1 or self.read_workers < 0:
             raise ConfigError("batch_size and prefetch must be >= 1, read_workers >= 0")
+        if self.texture_window < 3 or self.texture_window % 2 == 0:
+            raise ConfigError(f"texture_window={self.texture_window}: must be an odd number of pixels >= 3")
         if self.composite != "auto":
             parse_composite(self.composite)
 

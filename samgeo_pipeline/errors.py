@@ -28,9 +28,33 @@ class ModelUnavailableError(SamgeoPipelineError, OSError):
     """SAM weights could not be loaded (offline without a cache, bad directory, ...)."""
 
 
+class SizeLimitError(InputError):
+    """An input exceeds a size limit (pixels, tiles, or the free disk its work files need)."""
+
+
+class UnsafePathError(SamgeoPipelineError, ValueError):
+    """An output path would resolve outside its output root."""
+
+
+class OutputConflictError(SamgeoPipelineError, FileExistsError):
+    """An output folder holds the finished outputs of another input."""
+
+
+class OutputWriteError(SamgeoPipelineError, OSError):
+    """An output file could not be created (disk full, permissions, ...)."""
+
+
+class CheckpointError(SamgeoPipelineError, ValueError):
+    """A checkpoint file cannot be loaded safely (not plain tensors and values, corrupt, ...)."""
+
+
 class SamgeoPipelineWarning(UserWarning):
     """Root of the pipeline's warnings."""
 
 
 class NotGeoreferencedWarning(SamgeoPipelineWarning):
     """The input has no CRS or no geotransform: outputs are in pixel coordinates."""
+
+
+class CoarseMaskWarning(SamgeoPipelineWarning):
+    """The coarse water mask of an image is doubtful (RGB only, or water and land poorly separated)."""

@@ -31,16 +31,17 @@ from rasterio.errors import RasterioError
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from samgeo_pipeline.coarse import coarse_water_mask
+from samgeo_pipeline.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import NotGeoreferencedWarning, RasterReadError, SamgeoPipelineError
-from samgeo_pipeline.manifest import build_manifest, file_sha256, find_reusable, write_manifest
+from samgeo_pipeline.errors import CoarseMaskWarning, NotGeoreferencedWarning, RasterReadError, SamgeoPipelineError
+from samgeo_pipeline.limits import check_free_disk, check_size
+from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, stats_from_array, to_rgb8
 from samgeo_pipeline.raster import RasterInfo, decimated_shape, gdal_env, inspect_raster, read_decimated
 from samgeo_pipeline.sam import ModelSource, SamPredictor
-from samgeo_pipeline.tiling import Tile, TileGrid, core_of, make_grid, read_tile
+from samgeo_pipeline.tiling import Tile, TileGrid, core_of, read_tile
 from samgeo_pipeline.vectorize import write_polygons
 from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
 
@@ -81,7 +82,7 @@ class PreparedTile:
 
     tile: Tile
     rgb: np.ndarray | None
-    """``uint8 (rows, cols, 3)`` normalised composite; None with ``--model none`` and a spectral index."""
+    """``uint8 (rows, cols, 3)`` normalised composite; None with ``--model none``."""
     valid: np.ndarray
     """``bool (rows, cols)``."""
     coarse: np.ndarray
@@ -94,14 +95,13 @@ def prepare_tile(
 ) -> PreparedTile:
     """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
     data, valid = read_tile(ds, info, tile)
-    # The composite is SAM's input; without SAM only the HSV coarse mask needs it.
-    rgb = to_rgb8(data, valid, stats) if config.uses_sam or stats.index == "hsv" else None
-    coarse = coarse_water_mask(data, valid, rgb, stats, config.min_area, config.hsv_lower, config.hsv_upper)
+    rgb = to_rgb8(data, valid, stats) if config.uses_sam else None  # SAM's input
+    coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=config.uses_sam)
     prompts: list[ComponentPrompt] = []
-    if config.uses_sam and coarse.any():
+    if config.uses_sam and coarse.water.any():
         rng = np.random.default_rng([config.seed, tile.row, tile.col])
-        prompts = prompts_for(coarse, valid, config, rng)
-    return PreparedTile(tile, rgb, valid, coarse, prompts)
+        prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land)
+    return PreparedTile(tile, rgb, valid, coarse.water, prompts)
 
 
 @functools.cache
@@ -171,11 +171,15 @@ class _TileSink:
         self.info = info
         self.config = config
         self.mask = WindowedRasterWriter(info, out_dir / "mask.tif", "uint8", MASK_NODATA)
-        self.prob = (
-            WindowedRasterWriter(info, out_dir / "probability.tif", "float32", float("nan"))
-            if config.probability
-            else None
-        )
+        try:
+            self.prob = (
+                WindowedRasterWriter(info, out_dir / "probability.tif", "float32", float("nan"))
+                if config.probability
+                else None
+            )
+        except BaseException:
+            self.mask.abort()  # no work file is left behind
+            raise
         self.counts = TileCounts()
         self.water_pixels = 0
         self.valid_pixels = 0
@@ -251,6 +255,7 @@ def segment_raster(
     config: SegmentConfig,
     predictor: SamPredictor | None = None,
     model_source: ModelSource | None = None,
+    source: str | None = None,
 ) -> SegmentResult:
     """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
 
@@ -261,13 +266,17 @@ def segment_raster(
             percentiles and band mapping apply (:meth:`SegmentConfig.with_checkpoint`).
         predictor: loaded SAM, or None when ``config.model`` is ``none``.
         model_source: where the weights came from (manifest).
+        source: the input as the user named it (a URL for a staged remote copy); default: ``path``
+            resolved. The manifest records it; outputs of another source with other bytes are not
+            replaced without ``overwrite`` (:func:`~samgeo_pipeline.manifest.check_folder_owner`).
 
     Returns:
         The result. Errors a user can cause raise :class:`SamgeoPipelineError` (one-line message);
-        no partial output is left under a final name.
+        no partial output is left under a final name. Inputs over the size limits are refused
+        before any read (:mod:`samgeo_pipeline.limits`).
     """
     with gdal_env():
-        return _segment_raster(path, out_dir, config, predictor, model_source)
+        return _segment_raster(path, out_dir, config, predictor, model_source, source)
 
 
 def _segment_raster(
@@ -276,6 +285,7 @@ def _segment_raster(
     config: SegmentConfig,
     predictor: SamPredictor | None,
     model_source: ModelSource | None,
+    source: str | None = None,
 ) -> SegmentResult:
     """:func:`segment_raster` inside its GDAL environment."""
     if config.uses_sam and predictor is None:
@@ -290,12 +300,16 @@ def _segment_raster(
     run_warnings = [str(w.message) for w in caught if issubclass(w.category, NotGeoreferencedWarning)]
     for message in run_warnings:
         warnings.warn(message, NotGeoreferencedWarning, stacklevel=2)
+    grid = check_size(info, config)  # before any read: a header can claim any size
+    source = source if source is not None else str(Path(path).resolve())
     checksum = file_sha256(path)
     seconds["inspect"] = time.perf_counter() - t0
     if not config.overwrite:
         previous = find_reusable(out_dir, checksum, config)
         if previous is not None:
             return SegmentResult(path, out_dir, "skipped", manifest=previous)
+        check_folder_owner(out_dir, source, checksum)
+    check_free_disk(info, config, out_dir)
 
     t = time.perf_counter()
     try:
@@ -311,8 +325,10 @@ def _segment_raster(
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
     seconds["stats"] = time.perf_counter() - t
     release_free_memory()
+    for message in rule_warnings(stats.coarse, str(path)):
+        warnings.warn(message, CoarseMaskWarning, stacklevel=2)
+        run_warnings.append(message)
 
-    grid = make_grid(info, config)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)  # outputs below are about to change
     if not config.probability:  # a probability raster from an earlier run would no longer match
@@ -373,7 +389,7 @@ def _segment_raster(
     )
     seconds["total"] = time.perf_counter() - t0
     result.manifest = build_manifest(
-        info, checksum, config, model_source, predictor, stats, grid, result, outputs, run_warnings
+        info, checksum, config, model_source, predictor, stats, grid, result, outputs, run_warnings, source
     )
     write_manifest(out_dir / "manifest.json", result.manifest)
     return result

@@ -5,6 +5,10 @@ Coordinates: points are ``(x, y)`` = ``(col, row)`` in the tile's pixel frame (f
 Sampling follows the seed workflow: erode the component N = int(count**0.6 / 35) times with a 3x3
 square (negatives: background, count**0.6 / 50), then pick points uniformly at random, blanking a
 disc of radius d = 2.75 * sqrt(count) / n (negatives 2 * sqrt(count) / n) around each pick.
+Optional pools narrow the candidates: positives from the eroded component within ``sure_water``,
+negatives from the eroded background within ``sure_land`` (the coarse mask's confident parts,
+:class:`~samgeo_pipeline.coarse.CoarseMask`), each falling back to the whole eroded region when
+the pool leaves no candidate.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ def component_prompts(
     box_jitter: int,
     max_components: int,
     rng: np.random.Generator,
+    sure_water: np.ndarray | None = None,
+    sure_land: np.ndarray | None = None,
 ) -> list[ComponentPrompt]:
     """Prompts for the ``max_components`` largest 8-connected components of ``coarse``.
 
@@ -106,6 +112,7 @@ def component_prompts(
         box_jitter: each box coordinate moves by an integer in ``[-box_jitter, box_jitter]``.
         max_components: keep the K largest components.
         rng: random generator.
+        sure_water, sure_land: ``bool (rows, cols)`` pools of positive / negative points, or None.
 
     Returns:
         One :class:`ComponentPrompt` per kept component, largest first.
@@ -139,11 +146,11 @@ def component_prompts(
         else:
             component = labels[sl] == k + 1
             depth = erosion if erosion is not None else erosion_iterations(area, 35)
-            cand = erode(component, depth)
+            cand = _within(erode(component, depth), None if sure_water is None else sure_water[sl])
             pos = sample_points(cand, n_points, 2.75 * np.sqrt(area) / n_points, rng) + [x0, y0]
             points, point_labels = pos, np.ones(len(pos), np.int64)
             if n_negatives > 0:
-                neg = _negatives(coarse, valid, sl, n_negatives, erosion, rng)
+                neg = _negatives(coarse, valid, sl, n_negatives, erosion, rng, sure_land)
                 points = np.concatenate([points, neg]).astype(np.float32)
                 point_labels = np.concatenate([point_labels, np.zeros(len(neg), np.int64)])
         prompts.append(ComponentPrompt(points.astype(np.float32), point_labels, box, area))
@@ -161,7 +168,14 @@ class PromptOptions(Protocol):
     max_components: int
 
 
-def prompts_for(mask: np.ndarray, valid: np.ndarray, options: PromptOptions, rng: np.random.Generator) -> list[ComponentPrompt]:
+def prompts_for(
+    mask: np.ndarray,
+    valid: np.ndarray,
+    options: PromptOptions,
+    rng: np.random.Generator,
+    sure_water: np.ndarray | None = None,
+    sure_land: np.ndarray | None = None,
+) -> list[ComponentPrompt]:
     """:func:`component_prompts` with the options of a config object."""
     return component_prompts(
         mask,
@@ -173,6 +187,8 @@ def prompts_for(mask: np.ndarray, valid: np.ndarray, options: PromptOptions, rng
         box_jitter=options.box_jitter,
         max_components=options.max_components,
         rng=rng,
+        sure_water=sure_water,
+        sure_land=sure_land,
     )
 
 
@@ -183,6 +199,7 @@ def _negatives(
     n: int,
     erosion: int | None,
     rng: np.random.Generator,
+    sure_land: np.ndarray | None = None,
 ) -> np.ndarray:
     """Negative points from the eroded background around one component (its box grown by half)."""
     height, width = coarse.shape
@@ -195,5 +212,13 @@ def _negatives(
     if count == 0:
         return np.zeros((0, 2), np.float32)
     depth = erosion if erosion is not None else erosion_iterations(count, 50)
-    cand = erode(background, depth)
+    cand = _within(erode(background, depth), None if sure_land is None else sure_land[y0:y1, x0:x1])
     return sample_points(cand, n, 2.0 * np.sqrt(count) / n, rng) + np.array([x0, y0], np.float32)
+
+
+def _within(candidates: np.ndarray, pool: np.ndarray | None) -> np.ndarray:
+    """``candidates`` inside ``pool``, or ``candidates`` when there is no pool or nothing is inside it."""
+    if pool is None:
+        return candidates
+    inside = candidates & pool
+    return inside if inside.any() else candidates

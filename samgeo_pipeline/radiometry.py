@@ -1,25 +1,22 @@
-"""Whole-image, nodata-aware radiometry: one normalisation and one index threshold per image.
+"""Whole-image, nodata-aware radiometry: one normalisation and one coarse-mask rule per image.
 
 Statistics come from a decimated read (longest side ``stats_size``), so every tile of an image is
-normalised the same way (no per-tile stretch, no seams) and the water-index threshold is fixed
-for the whole image.
+normalised the same way (no per-tile stretch, no seams) and the coarse mask's rule
+(:mod:`samgeo_pipeline.coarse`) is fixed for the whole image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from skimage.filters import threshold_otsu
 
+from samgeo_pipeline.coarse import FLOOR_PERCENTILE, CoarseRule, fit_rule
 from samgeo_pipeline.config import SegmentConfig, parse_composite
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_decimated
-
-ResolvedIndex = Literal["ndwi", "mndwi", "hsv"]
 
 #: Composites tried in order for SAM's three channels: true colour, then false colours.
 COMPOSITES: tuple[tuple[str, str, str], ...] = (
@@ -37,8 +34,7 @@ class ImageStats:
     Attributes:
         band_names: mapped band names, the order of ``low`` and ``high``.
         low, high: per-band values mapped to 0 and 1 (the configured percentiles).
-        index: the water index used.
-        threshold: index threshold (water where index > threshold); None for HSV.
+        coarse: the coarse-mask rule fitted on this image (method, thresholds, separability).
         valid_fraction: fraction of valid pixels in the decimated read.
         composite: the three band names shown to SAM (R, G, B order).
     """
@@ -46,8 +42,7 @@ class ImageStats:
     band_names: tuple[str, ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
-    index: ResolvedIndex
-    threshold: float | None
+    coarse: CoarseRule
     valid_fraction: float
     composite: tuple[str, str, str]
 
@@ -57,32 +52,11 @@ class ImageStats:
             "band_names": list(self.band_names),
             "low": list(self.low),
             "high": list(self.high),
-            "index": self.index,
-            "threshold": self.threshold,
+            "index": self.coarse.method,
+            "coarse": self.coarse.to_dict(),
             "valid_fraction": self.valid_fraction,
             "composite": list(self.composite),
         }
-
-
-def resolve_index(requested: str, band_names: tuple[str, ...] | list[str]) -> ResolvedIndex:
-    """Pick the water index from what is mapped (auto: MNDWI > NDWI > HSV).
-
-    Raises:
-        InputError: the requested index needs a band that is not mapped.
-    """
-    names = set(band_names)
-    needs = {"ndwi": {"green", "nir"}, "mndwi": {"green", "swir"}, "hsv": {"red", "green", "blue"}}
-    if requested == "auto":
-        for candidate in ("mndwi", "ndwi", "hsv"):
-            if needs[candidate] <= names:
-                return candidate  # type: ignore[return-value]
-        raise InputError(
-            f"no water index possible with bands {sorted(names)}: map green+nir, green+swir or red+green+blue"
-        )
-    missing = needs[requested] - names
-    if missing:
-        raise InputError(f"index {requested} needs band(s) {sorted(missing)}; map them with --bands")
-    return requested  # type: ignore[return-value]
 
 
 def choose_composite(band_names: tuple[str, ...] | list[str]) -> tuple[str, str, str]:
@@ -93,54 +67,6 @@ def choose_composite(band_names: tuple[str, ...] | list[str]) -> tuple[str, str,
             return composite
     ordered = list(band_names) * 3
     return ordered[0], ordered[1], ordered[2]
-
-
-def water_index(data: np.ndarray, band_names: tuple[str, ...] | list[str], index: ResolvedIndex) -> np.ndarray:
-    """Normalised-difference index of ``data`` (``float32 (bands, rows, cols)``), float32 in [-1, 1].
-
-    NDWI = (green - nir) / (green + nir); MNDWI = (green - swir) / (green + swir). Where the sum is 0
-    the index is 0.
-    """
-    names = list(band_names)
-    other = "nir" if index == "ndwi" else "swir"
-    green = data[names.index("green")]
-    second = data[names.index(other)]
-    total = green + second
-    # In place (this runs on every tile): NaN -> 0; +-inf and anything outside [-1, 1] -> +-1.
-    result = np.zeros(total.shape, np.result_type(total.dtype, np.float32))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        np.divide(green - second, total, out=result, where=total != 0)
-    np.copyto(result, 0.0, where=np.isnan(result))
-    return np.clip(result, -1.0, 1.0, out=result).astype(np.float32, copy=False)
-
-
-def water_index_above(
-    data: np.ndarray, band_names: tuple[str, ...] | list[str], index: ResolvedIndex, threshold: float
-) -> np.ndarray:
-    """``water_index(data, ...) > threshold`` without forming the index (this runs on every tile).
-
-    For ``-1 < threshold < 1``, (g - o) / (g + o) > t is (g - o) > t (g + o) where g + o > 0, the
-    reverse where g + o < 0, and 0 > t where g + o = 0 (the index is 0 there). Other thresholds
-    fall back to :func:`water_index`.
-
-    Returns:
-        ``bool (rows, cols)``.
-    """
-    if not -1.0 < threshold < 1.0:
-        return water_index(data, band_names, index) > threshold
-    names = list(band_names)
-    green = data[names.index("green")]
-    other = data[names.index("nir" if index == "ndwi" else "swir")]
-    total = green + other
-    diff = green - other
-    scaled = total * np.float32(threshold)
-    water = diff > scaled
-    not_positive = total <= 0
-    if not_positive.any():  # negative reflectances or zero sums: rare
-        negative = total < 0
-        water[negative] = diff[negative] < scaled[negative]
-        water[total == 0] = threshold < 0
-    return water
 
 
 def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentConfig) -> ImageStats:
@@ -163,7 +89,7 @@ def stats_from_array(
         data: ``float32 (bands, rows, cols)`` in file units, bands in ``band_names`` order.
         valid: ``bool (rows, cols)``.
         band_names: names of the bands of ``data``.
-        config: percentiles, index, threshold and composite options.
+        config: percentiles, coarse-mask and composite options.
         where: the image's name for messages.
 
     Raises:
@@ -173,23 +99,15 @@ def stats_from_array(
         raise InputError(f"{where}: every pixel is nodata; nothing to segment")
     names = tuple(band_names)
     pixels = data[:, valid]
-    low, high = np.percentile(pixels, config.percentiles, axis=1)  # one partition for both
+    floor, low, high = np.percentile(pixels, (FLOOR_PERCENTILE, *config.percentiles), axis=1)  # one partition
     high = np.where(high > low, high, low + 1)
-    index = resolve_index(config.index, names)
-    threshold: float | None = None
-    if index != "hsv":
-        if config.threshold is not None:
-            threshold = float(config.threshold)
-        else:
-            values = water_index(data, names, index)[valid]
-            otsu = float(threshold_otsu(values)) if np.ptp(values) > 0 else float(values[0])
-            threshold = float(np.clip(otsu, *config.otsu_range))
     return ImageStats(
         band_names=names,
         low=tuple(float(v) for v in low),
         high=tuple(float(v) for v in high),
-        index=index,
-        threshold=threshold,
+        coarse=fit_rule(
+            data, valid, names, config.index, config.threshold, config.texture_window, config.min_area, floor.min()
+        ),
         valid_fraction=float(valid.mean()),
         composite=resolve_composite(config.composite, names, where),
     )

@@ -2,7 +2,8 @@
 
 Frames: rasterio windows are in *source pixels* (row, col of the input). Arrays returned here are
 ``float32`` of shape ``(bands, rows, cols)`` in the file's units, plus a ``bool`` validity mask of
-shape ``(rows, cols)`` (True = every mapped band holds data).
+shape ``(rows, cols)`` (True = some mapped band holds data, GDAL's per-band nodata rule; see
+:func:`nodata_valid`).
 """
 
 from __future__ import annotations
@@ -175,23 +176,39 @@ def read_bands(
         native = ds.read(
             info.band_indexes, window=window, out_shape=(len(info.band_indexes), *shape), resampling=resampling
         )
-        # Validity on the native dtype (4x less memory traffic than on float32 for uint8 inputs).
-        valid = np.ones(shape, dtype=bool)
-        if info.nodata is not None:
-            if np.isnan(info.nodata):
-                valid &= ~np.isnan(native).any(axis=0)
-            elif _representable(info.nodata, native.dtype):  # else no pixel can equal it
-                for band in native:
-                    valid &= band != native.dtype.type(info.nodata)
-        elif info.has_mask:
+        valid = nodata_valid(native, info.nodata)
+        if info.nodata is None and info.has_mask:
             mask = ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest)
             valid &= mask > 0
-        if native.dtype.kind == "f":
-            valid &= np.isfinite(native).all(axis=0)
         data = native.astype(np.float32, copy=False)
+        if native.dtype.kind == "f":  # a band without data where others have it: 0, not NaN/inf
+            data = np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     except RasterioError as exc:
         raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({_first_line(exc)})") from None
     return data, valid
+
+
+def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
+    """``bool (rows, cols)``: False only where EVERY band is nodata (GDAL's per-band rule).
+
+    A pixel with data in some band is valid: in NAIP (nodata 0) deep water often has NIR = 0
+    while red, green and blue hold data, and it is exactly that water that must not become a hole.
+    Float bands: NaN/inf count as nodata of that band. Computed on the native dtype (4x less
+    memory traffic than on float32 for uint8 inputs).
+
+    Args:
+        native: ``(bands, rows, cols)`` as read, any dtype.
+        nodata: the nodata value, or None.
+    """
+    missing = None
+    if native.dtype.kind == "f":
+        missing = ~np.isfinite(native)
+    if nodata is not None and not np.isnan(nodata) and _representable(nodata, native.dtype):
+        equal = native == native.dtype.type(nodata)
+        missing = equal if missing is None else missing | equal
+    if missing is None:
+        return np.ones(native.shape[1:], dtype=bool)
+    return ~missing.all(axis=0)
 
 
 def _representable(value: float, dtype: np.dtype) -> bool:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 from rasterio.errors import RasterioError
+from shapely.errors import ShapelyError
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
+from samgeo_pipeline.paths import check_inside
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
 from samgeo_pipeline.sam import (
     ModelSource,
@@ -18,6 +21,27 @@ from samgeo_pipeline.sam import (
     resolve_device,
     resolve_dtype,
 )
+
+try:  # GDAL errors rasterio does not wrap in a RasterioError (private module: guarded)
+    from rasterio._err import CPLE_BaseError
+except ImportError:  # pragma: no cover
+    CPLE_BaseError = RasterioError
+
+#: What one bad input file can make the stages raise (GDAL/rasterio, pyogrio's RuntimeErrors,
+#: OpenCV, GEOS, NumPy/torch value and type errors, disk errors). A batch reports the file and goes
+#: on. Not caught: MemoryError, KeyboardInterrupt, SystemExit (they stop the batch).
+BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    RasterioError, CPLE_BaseError, OSError, ValueError, RuntimeError, LookupError, TypeError, ArithmeticError,
+    cv2.error, ShapelyError,
+)  # fmt: skip
+
+
+def describe_error(path: Path, exc: BaseException) -> str:
+    """One line naming ``path`` and the reason (a :class:`SamgeoPipelineError`'s message already names it)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, SamgeoPipelineError):
+        return text or f"{path}: {type(exc).__name__}"
+    return f"{path}: {type(exc).__name__}: {text}"
 
 
 def load_predictor(config: SegmentConfig) -> tuple[SamPredictor | None, ModelSource | None]:
@@ -47,8 +71,13 @@ def segment_many(
     out_dirs: Sequence[Path],
     config: SegmentConfig,
     log: Callable[[str], None] = print,
+    root: Path | None = None,
 ) -> list[SegmentResult]:
     """Segment each input into its folder; a failed input is reported and the others go on.
+
+    Args:
+        root: the output root; when given, each folder is checked to resolve inside it first
+            (:func:`~samgeo_pipeline.paths.check_inside`).
 
     Raises:
         ModelUnavailableError: the model cannot be loaded (nothing is processed).
@@ -58,11 +87,11 @@ def segment_many(
     results = []
     for path, out_dir in zip(inputs, out_dirs):
         try:
+            if root is not None:
+                check_inside(out_dir, root)
             result = segment_raster(path, out_dir, config, predictor, source)
-        except SamgeoPipelineError as exc:
-            result = SegmentResult(path, out_dir, "failed", str(exc).splitlines()[0])
-        except (RasterioError, OSError, ValueError) as exc:
-            result = SegmentResult(path, out_dir, "failed", f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        except (SamgeoPipelineError, *BAD_INPUT_ERRORS) as exc:
+            result = SegmentResult(path, out_dir, "failed", describe_error(path, exc))
         if result.status == "failed" or result.error:
             log(f"error: {result.error}")
         elif result.status == "skipped":
@@ -71,13 +100,23 @@ def segment_many(
     return results
 
 
+def coarse_label(manifest: dict | None) -> str:
+    """The coarse-mask method and its separability (``ndwi 0.85``), ``-`` when unknown."""
+    coarse = ((manifest or {}).get("radiometry") or {}).get("coarse")
+    if not coarse:
+        return "-"
+    separability = coarse.get("separability")
+    return coarse["method"] + (f" {separability:.2f}" if separability is not None else "")
+
+
 def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
-    """A rich table: one row per input with status, tiles, water and seconds."""
+    """A rich table: one row per input with status, tiles, coarse-mask method and separability, water, seconds."""
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="samgeo-pipeline segment")
-    for column in ("input", "status", "tiles sam/coarse/skip/fail", "water %", "polygons", "area km²", "seconds"):
+    columns = ("input", "status", "tiles sam/coarse/skip/fail", "coarse", "water %", "polygons", "area km²", "seconds")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for r in results:
         if r.status == "skipped" and r.manifest:
@@ -94,6 +133,7 @@ def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
             escape(r.input.name),
             r.status,  # the reason is on its own line above the table
             counts,
+            coarse_label(r.manifest),
             f"{100 * water:.2f}" if water is not None else "-",
             str(polygons) if polygons is not None else "-",
             f"{area / 1e6:.3f}" if area is not None else "-",

@@ -1,4 +1,4 @@
-"""Coarse water mask: index threshold or HSV range, nodata, small components removed."""
+"""Coarse water mask: method choice, per-image rule fitting, per-tile application, prompt pools."""
 
 from __future__ import annotations
 
@@ -6,129 +6,275 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from samgeo_pipeline.coarse import coarse_water_mask
-from samgeo_pipeline.radiometry import ImageStats
+from samgeo_pipeline.coarse import (
+    CoarseRule,
+    apply_rule,
+    fit_rule,
+    index_above,
+    keep_components,
+    normalized_difference,
+    resolve_method,
+    rule_warnings,
+)
+from samgeo_pipeline.errors import InputError
 
-HSV = ((85, 40, 20), (130, 255, 200))
+MS = ("blue", "green", "red", "nir", "swir")
+RGBN = ("red", "green", "blue", "nir")
+RGB = ("red", "green", "blue")
+
+# Reflectance-like spectra (x 10000) of blue, green, red, NIR, SWIR.
+SPECTRA = {
+    "water": (500, 700, 500, 300, 100),
+    "turbid": (700, 1000, 900, 900, 350),  # NIR as high as green; SWIR still low
+    "vegetation": (300, 600, 400, 3500, 1800),
+    "soil": (900, 1200, 1500, 2200, 3000),
+    "cloud": (5000, 5100, 5200, 5400, 4200),  # MNDWI ~ +0.1: passes the index alone
+    "snow": (8000, 8200, 8000, 7000, 600),  # MNDWI ~ +0.86
+}
 
 
-def stats(index: str = "ndwi", threshold: float | None = 0.0) -> ImageStats:
-    return ImageStats(
-        band_names=("green", "nir"),
-        low=(0.0, 0.0),
-        high=(255.0, 255.0),
-        index=index,  # type: ignore[arg-type]
-        threshold=threshold,
-        valid_fraction=1.0,
-        composite=("green", "nir", "green"),
+def scene(layout: dict[str, tuple[slice, slice]], shape=(120, 120), base="vegetation", names=MS) -> np.ndarray:
+    """``float32 (bands, rows, cols)``: ``base`` everywhere, other surfaces in their slices, mild noise."""
+    order = [MS.index(n) for n in names]
+    data = np.empty((len(names), *shape), np.float32)
+    data[:] = np.array(SPECTRA[base], np.float32)[order, None, None]
+    for surface, (rows, cols) in layout.items():
+        data[:, rows, cols] = np.array(SPECTRA[surface], np.float32)[order, None, None]
+    noise = np.random.default_rng(0).normal(0, 15, data.shape).astype(np.float32)
+    return data + noise
+
+
+def coarse(data: np.ndarray, names=MS, valid=None, min_area: int = 1, **fit) -> np.ndarray:
+    valid = np.ones(data.shape[1:], bool) if valid is None else valid
+    rule = fit_rule(data, valid, names, **fit)
+    return apply_rule(data, valid, rule, min_area).water
+
+
+LAKE = (slice(20, 70), slice(20, 70))
+
+
+class TestResolveMethod:
+    @pytest.mark.parametrize(
+        ("names", "expected"),
+        [(MS, "mndwi"), (("green", "swir"), "mndwi"), (RGBN, "ndwi"), (("green", "nir"), "ndwi"), (RGB, "rgb")],
     )
+    def test_auto(self, names: tuple[str, ...], expected: str) -> None:
+        assert resolve_method("auto", names) == expected
+
+    def test_auto_impossible(self) -> None:
+        with pytest.raises(InputError, match=r"no water index possible with bands \['nir', 'red'\]"):
+            resolve_method("auto", ["red", "nir"])
+
+    def test_explicit_and_missing(self) -> None:
+        assert resolve_method("ndwi", MS) == "ndwi" and resolve_method("rgb", RGBN) == "rgb"
+        with pytest.raises(InputError, match=r"index mndwi needs band\(s\) \['swir'\]"):
+            resolve_method("mndwi", RGBN)
 
 
-def bands_of(water: np.ndarray) -> np.ndarray:
-    """``float32 (2, rows, cols)`` green, NIR: NDWI +0.5 on water, -0.5 elsewhere."""
-    green = np.where(water, 90.0, 30.0)
-    nir = np.where(water, 30.0, 90.0)
-    return np.stack([green, nir]).astype(np.float32)
+class TestSpectral:
+    def test_lake_in_vegetation(self) -> None:
+        data = scene({"water": LAKE})
+        expected = np.zeros((120, 120), bool)
+        expected[LAKE] = True
+        np.testing.assert_array_equal(coarse(data), expected)
+        np.testing.assert_array_equal(coarse(data[[1, 3]], ("green", "nir")), expected)  # NDWI
 
+    def test_turbid_water_is_water(self) -> None:
+        data = scene({"water": LAKE, "turbid": (slice(80, 110), slice(20, 100))})
+        result = coarse(data)
+        assert result[LAKE].all() and result[80:110, 20:100].all() and result.sum() == 2500 + 2400
 
-def mask(water: np.ndarray, valid: np.ndarray | None = None, min_area: int = 1, **kw: object) -> np.ndarray:
-    valid = np.ones(water.shape, bool) if valid is None else valid
-    rgb = np.zeros((*water.shape, 3), np.uint8)
-    return coarse_water_mask(bands_of(water), valid, rgb, kw.get("st", stats()), min_area, *HSV)  # type: ignore[arg-type]
+    @pytest.mark.parametrize("bright", ["cloud", "snow"])
+    def test_clouds_and_snow_are_not_water(self, bright: str) -> None:
+        """Both pass MNDWI alone (cloud ~ +0.1, snow ~ +0.86); their NIR is brighter than land's."""
+        data = scene({"water": LAKE, bright: (slice(80, 115), slice(10, 110))})
+        green, swir = data[1, 90, 50], data[4, 90, 50]
+        assert (green - swir) / (green + swir) > -0.1  # the index alone would call it water
+        result = coarse(data)
+        assert result[LAKE].all() and not result[80:115].any()
 
+    def test_bright_bare_field_with_positive_ndwi_is_not_water(self) -> None:
+        """Uncalibrated NIR (NAIP): a bare field whose green exceeds its NIR has NDWI > 0, but its
+        NIR is several times water's; the NIR split rejects it, even where such fields cover
+        much of the scene."""
+        data = scene({"water": LAKE}, names=RGBN)
+        field = (slice(75, 120), slice(0, 120))
+        data[:, field[0], field[1]] = np.array([2600, 2700, 2300, 2500], np.float32)[:, None, None]
+        result = coarse(data, RGBN)
+        assert result[LAKE].all() and not result[75:120].any()
 
-class TestIndex:
-    def test_threshold(self) -> None:
-        water = np.zeros((20, 20), bool)
-        water[5:15, 5:15] = True
-        result = mask(water)
-        assert result.dtype == bool and result.shape == (20, 20)
-        np.testing.assert_array_equal(result, water)
+    def test_additive_offset_and_scale_do_not_change_the_mask(self) -> None:
+        """DN offsets (haze, L1 products) pull ratios toward 0; the dark floor is subtracted."""
+        data = scene({"water": LAKE, "turbid": (slice(80, 110), slice(20, 100))})
+        reference = coarse(data)
+        np.testing.assert_array_equal(coarse(data + 6000.0), reference)
+        np.testing.assert_array_equal(coarse(data * 3.0 + 900.0), reference)
 
-    def test_strictly_above_threshold(self) -> None:
-        water = np.zeros((10, 10), bool)
-        water[2:8, 2:8] = True
-        assert not mask(water, st=stats(threshold=0.5)).any()  # index == 0.5 is not > 0.5
-        assert mask(water, st=stats(threshold=0.49)).sum() == 36
+    def test_fixed_threshold(self) -> None:
+        data = scene({"turbid": LAKE})  # MNDWI ~ 0.77 once the dark floor (~ 255) is subtracted
+        assert coarse(data)[LAKE].all()
+        assert not coarse(data, threshold=0.9)[LAKE].any()
+
+    def test_fixed_threshold_is_used(self) -> None:
+        data = scene({"water": LAKE})
+        valid = np.ones((120, 120), bool)
+        rule = fit_rule(data, valid, MS, threshold=0.95)  # water: ~0.87 after the dark floor
+        assert rule.threshold == 0.95 and apply_rule(data, valid, rule, 1).water[LAKE].mean() < 0.2
 
     def test_invalid_pixels_are_never_water(self) -> None:
-        water = np.ones((10, 10), bool)
-        valid = np.ones((10, 10), bool)
-        valid[:, :3] = False
-        result = mask(water, valid)
-        assert not result[:, :3].any() and result[:, 3:].all()
+        data = scene({"water": LAKE})
+        valid = np.ones((120, 120), bool)
+        valid[:, :40] = False
+        result = coarse(data, valid=valid)
+        assert not result[:, :40].any() and result[20:70, 40:70].all()
+
+    def test_scene_without_water(self) -> None:
+        data = scene({"soil": (slice(0, 60), slice(0, 120))})
+        rule = fit_rule(data, np.ones((120, 120), bool), MS)
+        assert rule.water_fraction == 0.0 and rule.separability is None
+        assert not apply_rule(data, np.ones((120, 120), bool), rule, 1).water.any()
 
 
-class TestMinArea:
-    def test_small_components_dropped(self) -> None:
+class TestRgb:
+    def rgb_scene(self) -> np.ndarray:
+        """A dark smooth lake, a dark textured forest, a bright smooth road, on mid-grey grass."""
+        rng = np.random.default_rng(1)
+        grey = np.full((160, 160), 150.0, np.float32) + rng.normal(0, 12, (160, 160))
+        grey[20:80, 20:80] = 60 + rng.normal(0, 1.5, (60, 60))  # lake
+        grey[100:150, 10:80] = 60 + rng.normal(0, 45, (50, 70))  # forest: as dark, rough
+        grey[90:100, :] = 230 + rng.normal(0, 1.5, (10, 160))  # road
+        return np.stack([grey * 1.05, grey, grey * 0.8]).astype(np.float32)
+
+    def test_dark_smooth_water_only(self) -> None:
+        result = coarse(self.rgb_scene(), RGB, min_area=64)
+        lake = np.zeros((160, 160), bool)
+        lake[20:80, 20:80] = True
+        assert result[lake].mean() > 0.97
+        assert result[~lake].mean() < 0.01
+
+    def test_pools(self) -> None:
+        data = self.rgb_scene()
+        valid = np.ones((160, 160), bool)
+        mask = apply_rule(data, valid, fit_rule(data, valid, RGB), 64)
+        assert mask.sure_water[30:70, 30:70].mean() > 0.8 and not (mask.sure_water & ~mask.water).any()
+        assert mask.sure_land[90:100].all() and not (mask.sure_land & mask.water).any()  # the bright road
+
+
+class TestPools:
+    def test_sure_water_and_sure_land(self) -> None:
+        data = scene({"water": LAKE, "turbid": (slice(80, 110), slice(20, 100))})
+        valid = np.ones((120, 120), bool)
+        mask = apply_rule(data, valid, fit_rule(data, valid, MS), 1)
+        assert mask.sure_water[LAKE].all()
+        assert not (mask.sure_water & ~mask.water).any() and not (mask.sure_land & mask.water).any()
+        assert mask.sure_land[0:15].all()  # vegetation, far below the threshold
+
+    def test_no_pools_when_not_asked(self) -> None:
+        data = scene({"water": LAKE})
+        valid = np.ones((120, 120), bool)
+        mask = apply_rule(data, valid, fit_rule(data, valid, MS), 1, pools=False)
+        assert mask.sure_water is None and mask.sure_land is None and mask.water[LAKE].all()
+
+
+class TestComponents:
+    def test_min_area(self) -> None:
         water = np.zeros((40, 40), bool)
         water[2:5, 2:5] = True  # 9 px
         water[20:30, 20:30] = True  # 100 px
-        water[10, 30] = True  # 1 px
-        result = mask(water, min_area=10)
-        labels, count = ndimage.label(result)
-        assert count == 1 and result.sum() == 100
-        assert mask(water, min_area=9).sum() == 109  # exactly min_area is kept
+        water[10, 30] = True
+        assert keep_components(water, water, 10).sum() == 100
+        assert keep_components(water, water, 9).sum() == 109  # exactly min_area is kept
+        assert keep_components(water, water, 1).sum() == 110
 
     def test_eight_connectivity(self) -> None:
         water = np.zeros((20, 20), bool)
-        idx = np.arange(10)
-        water[idx, idx] = True  # a diagonal line: one 8-connected component of 10 px
-        assert mask(water, min_area=10).sum() == 10
+        water[np.arange(10), np.arange(10)] = True  # a diagonal: one 8-connected component
+        assert keep_components(water, water, 10).sum() == 10
 
-    def test_min_area_one_keeps_everything(self) -> None:
-        water = np.zeros((10, 10), bool)
-        water[3, 3] = True
-        assert mask(water, min_area=1).sum() == 1
+    def test_seeds(self) -> None:
+        water = np.zeros((30, 30), bool)
+        water[2:10, 2:10] = True
+        water[15:25, 15:25] = True
+        seeds = np.zeros_like(water)
+        seeds[20, 20] = True
+        np.testing.assert_array_equal(keep_components(water, seeds, 1), water & (np.arange(30) >= 15)[:, None])
 
+    def test_matches_skimage(self) -> None:
+        from skimage.morphology import remove_small_objects
 
-class TestHsv:
-    def test_blue_is_water(self) -> None:
-        rgb = np.zeros((4, 4, 3), np.uint8)
-        rgb[:2] = (20, 60, 120)  # blue water: H ~ 108 (OpenCV), S 212, V 120
-        rgb[2:] = (60, 120, 30)  # green vegetation: H ~ 50
-        result = coarse_water_mask(
-            np.zeros((2, 4, 4), np.float32), np.ones((4, 4), bool), rgb, stats("hsv", None), 1, *HSV
-        )
-        assert result[:2].all() and not result[2:].any()
-
-    @pytest.mark.parametrize(
-        "colour",
-        [(200, 200, 210), (250, 250, 255), (5, 5, 10), (200, 60, 40)],
-        ids=["grey-cloud", "white", "black", "red-roof"],
-    )
-    def test_not_water(self, colour: tuple[int, int, int]) -> None:
-        rgb = np.zeros((2, 2, 3), np.uint8)
-        rgb[:] = colour
-        result = coarse_water_mask(
-            np.zeros((2, 2, 2), np.float32), np.ones((2, 2), bool), rgb, stats("hsv", None), 1, *HSV
-        )
-        assert not result.any()
+        mask = np.random.default_rng(3).random((300, 400)) < 0.3
+        for min_area in (2, 5, 64):
+            expected = remove_small_objects(mask, max_size=min_area - 1, connectivity=2)
+            np.testing.assert_array_equal(keep_components(mask.copy(), mask, min_area), expected)
 
 
 def test_independent_of_window_when_min_area_le_halo_plus_one() -> None:
-    """The module's claim: cutting a core out of a window with a halo >= min_area - 1 gives the
-    same result as the whole image, whatever the components look like."""
+    """A core cut out of a window with a halo >= min_area - 1 matches the whole image."""
     rng = np.random.default_rng(3)
-    water = ndimage.binary_opening(rng.random((120, 120)) < 0.45)
+    blobs = ndimage.binary_opening(rng.random((120, 120)) < 0.45)
+    data = scene({})
+    data[:, blobs] = np.array(SPECTRA["water"], np.float32)[:, None]
+    valid = np.ones((120, 120), bool)
+    rule = fit_rule(data, valid, MS)
     min_area, halo, core = 12, 11, 30
-    whole = mask(water, min_area=min_area)
+    whole = apply_rule(data, valid, rule, min_area).water
     for r0 in range(0, 120, core):
         for c0 in range(0, 120, core):
             ra, ca = max(0, r0 - halo), max(0, c0 - halo)
-            window = mask(water[ra : r0 + core + halo, ca : c0 + core + halo], min_area=min_area)
+            part = (slice(ra, r0 + core + halo), slice(ca, c0 + core + halo))
+            window = apply_rule(data[:, part[0], part[1]], valid[part], rule, min_area).water
             np.testing.assert_array_equal(
                 window[r0 - ra : r0 - ra + core, c0 - ca : c0 - ca + core], whole[r0 : r0 + core, c0 : c0 + core]
             )
 
 
-def test_drop_small_components_matches_skimage():
-    from skimage.morphology import remove_small_objects
+@pytest.mark.parametrize("threshold", [-0.6, -0.05, 0.0, 0.12, 0.5, 0.95, 1.0, -1.5])
+def test_index_above_equals_index_comparison(threshold: float) -> None:
+    rng = np.random.default_rng(7)
+    data = rng.integers(-500, 4000, (2, 200, 300)).astype(np.float32)  # negative reflectances too
+    data[:, :10, :10] = 0  # zero sums
+    data[1, 10:20, :10] = -data[0, 10:20, :10]
+    index = normalized_difference(data[0], data[1])
+    differ = index_above(data[0], data[1], threshold) != (index > threshold)
+    assert np.all(np.abs(index[differ] - threshold) < 1e-6)  # only exact ties may differ
 
-    from samgeo_pipeline.coarse import drop_small_components
 
-    rng = np.random.default_rng(3)
-    mask = rng.random((300, 400)) < 0.3
-    for min_area in (2, 5, 64):
-        expected = remove_small_objects(mask, max_size=min_area - 1, connectivity=2)
-        np.testing.assert_array_equal(drop_small_components(mask.copy(), min_area), expected)
+def test_normalized_difference() -> None:
+    a = np.array([[3.0, 1.0, 0.0, 5.0]], np.float32)
+    b = np.array([[1.0, 1.0, 0.0, -4.0]], np.float32)
+    np.testing.assert_allclose(normalized_difference(a, b), [[0.5, 0.0, 0.0, 1.0]])  # 0 sum -> 0; 9 -> 1
+
+
+class TestWarnings:
+    def test_rgb_always_warns(self) -> None:
+        (message,) = rule_warnings(CoarseRule("rgb", RGB, water_fraction=0.1), "a.tif")
+        assert message.startswith("a.tif: RGB only") and "quicklook.png" in message and "marked" not in message
+        (message,) = rule_warnings(CoarseRule("rgb", RGB, water_fraction=0.6), "a.tif")
+        assert "(60 % of it marked water: likely dark fields, forest or haze)" in message
+
+    def test_low_separability_warns(self) -> None:
+        assert rule_warnings(CoarseRule("ndwi", RGBN, threshold=0.0, separability=0.9), "a.tif") == []
+        assert rule_warnings(CoarseRule("ndwi", RGBN, threshold=0.0, separability=None), "a.tif") == []
+        (message,) = rule_warnings(CoarseRule("mndwi", MS, threshold=-0.1, separability=0.2), "a.tif")
+        assert "poorly separated by MNDWI (separability 0.20 < 0.5)" in message
+
+    def test_separability_of_a_clear_scene_is_high(self) -> None:
+        data = scene({"water": LAKE})
+        rule = fit_rule(data, np.ones((120, 120), bool), MS)
+        assert rule.separability > 0.9 and rule.water_fraction == pytest.approx(2500 / 14400)
+
+
+class TestBimodalSplit:
+    def test_one_mode_has_no_split(self) -> None:
+        from samgeo_pipeline.coarse import bimodal_split
+
+        values = np.random.default_rng(0).normal(0, 1, 20000)
+        assert bimodal_split(values) is None  # Otsu alone would split it at ~0
+
+    def test_two_modes_split_in_the_gap(self) -> None:
+        from samgeo_pipeline.coarse import bimodal_split
+
+        rng = np.random.default_rng(0)
+        values = np.concatenate([rng.normal(0, 1, 3000), rng.normal(12, 1, 17000)])
+        split = bimodal_split(values)
+        assert split is not None and 4 < split < 8  # the middle of the gap, not the edge of a mode

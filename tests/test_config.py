@@ -42,7 +42,7 @@ class TestValidation:
             ({"points": 0}, r"prompt=points needs points >= 1"),
             ({"negatives": -1}, r"points and negatives must be >= 0"),
             ({"max_components": 0}, r"max_components >= 1"),
-            ({"index": "ndvi"}, r"index='ndvi': choose one of auto, ndwi, mndwi, hsv"),
+            ({"index": "ndvi"}, r"index='ndvi': choose one of auto, ndwi, mndwi, rgb"),
             ({"prompt": "mask"}, r"prompt='mask': choose one of points, box"),
             ({"point_merge": "max"}, r"point_merge='max': choose one of joint, mean, best"),
             ({"precision": "fp8"}, r"precision='fp8'"),
@@ -63,6 +63,25 @@ class TestValidation:
     def test_box_prompt_allows_zero_points(self) -> None:
         assert SegmentConfig(prompt="box", points=0).points == 0
 
+    @pytest.mark.parametrize("value", ["2,98,50", "98,2", "50,50", "-1,99", "2,101", "2"])
+    def test_percentiles_must_be_low_then_high(self, value: str) -> None:
+        """Issue 11: ``"2,98,50"`` passed validation and then failed every input; ``"98,2"`` was accepted."""
+        with pytest.raises(ConfigError, match=r"percentiles=.*: give two values low,high with 0 <= low < high <= 100"):
+            SegmentConfig().merged({"percentiles": value})
+        assert SegmentConfig().merged({"percentiles": "0,100"}).percentiles == (0.0, 100.0)
+
+    def test_size_limits(self) -> None:
+        """Issue 11: --tile-size 100000 ended in a 112 GiB allocation; the limits are options."""
+        with pytest.raises(ConfigError, match=r"tile_size=100000: must be at most 8192"):
+            SegmentConfig().merged({"tile_size": "100000"})
+        assert SegmentConfig(tile_size=8192).tile_size == 8192
+        assert SegmentConfig().max_pixels >= 50_000 * 50_000
+        raised = SegmentConfig().merged({"max_pixels": "1e11", "max_tiles": "5000000"})
+        assert (raised.max_pixels, raised.max_tiles) == (1e11, 5_000_000)
+        assert raised.params_hash() == SegmentConfig().params_hash()  # limits do not change outputs
+        with pytest.raises(ConfigError, match=r"max_pixels=0.0"):
+            SegmentConfig(max_pixels=0.0)
+
 
 class TestMerged:
     def test_strings_are_coerced(self) -> None:
@@ -74,7 +93,7 @@ class TestMerged:
                 "nodata": "-9999",
                 "threshold": "0.1",
                 "percentiles": "1,99",
-                "hsv_lower": "80,30,10",
+                "texture_window": "15",
                 "probability": "yes",
                 "overwrite": "false",
                 "erosion": "3",
@@ -85,15 +104,14 @@ class TestMerged:
         assert config.tile_size == 512 and config.halo == 64
         assert config.gsd == 0.5 and config.nodata == -9999.0 and config.threshold == 0.1
         assert config.percentiles == (1.0, 99.0)
-        assert config.hsv_lower == (80, 30, 10)
+        assert config.texture_window == 15
         assert config.probability is True and config.overwrite is False
         assert config.erosion == 3 and config.simplify == 1.5
         assert config.model == "none"
 
     def test_yaml_types_are_coerced(self) -> None:
-        config = SegmentConfig().merged({"percentiles": [5, 95], "otsu_range": (0, 0.3), "min_area": 10.0})
-        assert config.percentiles == (5.0, 95.0)
-        assert config.otsu_range == (0.0, 0.3)
+        config = SegmentConfig().merged({"percentiles": [5, 95], "index": "rgb", "min_area": 10.0})
+        assert config.percentiles == (5.0, 95.0) and config.index == "rgb"
         assert config.min_area == 10 and isinstance(config.min_area, int)
 
     def test_none_values_are_ignored(self) -> None:

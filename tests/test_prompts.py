@@ -150,3 +150,30 @@ class TestHelpers:
         candidates[5, 5] = True
         assert sample_points(candidates, 3, 1.0, np.random.default_rng(0)).shape == (1, 2)
         assert sample_points(np.zeros((4, 4), bool), 3, 1.0, np.random.default_rng(0)).shape == (0, 2)
+
+
+class TestPools:
+    """Points drawn from the coarse mask's confident parts (CoarseMask.sure_water / sure_land)."""
+
+    def test_positives_only_in_sure_water(self, coarse: np.ndarray) -> None:
+        sure = np.zeros_like(coarse)
+        sure[40:60, 40:60] = True  # the lake's centre only
+        for seed in range(5):
+            lake = prompts(coarse, seed, sure_water=sure)[0]
+            cols, rows = lake.points_xy.T.astype(int)
+            assert sure[rows, cols].all()
+
+    def test_fallback_to_the_component_when_the_pool_misses_it(self, coarse: np.ndarray) -> None:
+        sure = np.zeros_like(coarse)  # no sure water anywhere: sample as without a pool
+        with_pool = prompts(coarse, 3, sure_water=sure)
+        without = prompts(coarse, 3)
+        for a, b in zip(with_pool, without):
+            np.testing.assert_array_equal(a.points_xy, b.points_xy)
+
+    def test_negatives_only_in_sure_land(self, coarse: np.ndarray) -> None:
+        land = np.zeros_like(coarse)
+        land[:, :15] = True  # confident land: a strip west of the lake
+        for seed in range(5):
+            lake = prompts(coarse, seed, n_negatives=3, sure_land=land)[0]
+            negatives = lake.points_xy[lake.labels == 0].astype(int)
+            assert len(negatives) and land[negatives[:, 1], negatives[:, 0]].all()

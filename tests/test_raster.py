@@ -157,15 +157,20 @@ class TestReadBands:
         np.testing.assert_array_equal(data[0, 1], 20 + np.arange(2, 12) % 10)
         np.testing.assert_array_equal(data[1, 1], 40 + np.arange(2, 12) % 10)
 
-    def test_nodata_in_any_mapped_band(self, tmp_path: Path) -> None:
+    def test_nodata_in_one_band_is_data(self, tmp_path: Path) -> None:
+        """GDAL's per-band rule: deep water in NAIP has NIR = 0 (the nodata value) while R, G, B
+        hold data; only a pixel where every mapped band is nodata is nodata."""
         data = np.full((4, 8, 8), 7, np.uint8)
-        data[3, 2, 5] = 0  # NIR only
+        data[3, 2, 5] = 0  # NIR only: data
+        data[:, 4, 4] = 0  # every band: nodata
+        data[:3, 6, 6] = 0  # R, G, B nodata, NIR 7: data
         path = write_raster(tmp_path / "x.tif", data)
         with rasterio.open(path) as ds:
-            _, valid = read_bands(ds, inspect_raster(path), Window(0, 0, 8, 8))
+            values, valid = read_bands(ds, inspect_raster(path), Window(0, 0, 8, 8))
             _, valid_rgb = read_bands(ds, inspect_raster(path, "rgb"), Window(0, 0, 8, 8))
-        assert valid.sum() == 63 and not valid[2, 5]
-        assert valid_rgb.all()  # NIR is not mapped
+        assert valid.sum() == 63 and not valid[4, 4] and valid[2, 5] and valid[6, 6]
+        assert values[3, 2, 5] == 0.0  # the value itself is kept
+        assert valid_rgb.sum() == 62 and not valid_rgb[6, 6]  # NIR is not mapped: R, G, B all nodata
 
     def test_mask_band_when_no_nodata(self, tmp_path: Path) -> None:
         data = np.full((4, 8, 8), 50, np.uint8)
@@ -195,13 +200,17 @@ class TestReadBands:
         assert valid.all()
 
     def test_float_nan_and_inf(self, tmp_path: Path) -> None:
+        """NaN / inf in one band: the pixel keeps its other bands (that band reads 0); NaN in every
+        band: nodata."""
         data = np.ones((4, 4, 4), np.float32)
         data[0, 0, 0] = np.nan
         data[1, 1, 1] = np.inf
+        data[:, 3, 3] = np.nan
         path = write_raster(tmp_path / "f.tif", data, nodata=float("nan"))
         with rasterio.open(path) as ds:
-            _, valid = read_bands(ds, inspect_raster(path), Window(0, 0, 4, 4))
-        assert valid.sum() == 14 and not valid[0, 0] and not valid[1, 1]
+            values, valid = read_bands(ds, inspect_raster(path), Window(0, 0, 4, 4))
+        assert valid.sum() == 15 and not valid[3, 3] and valid[0, 0] and valid[1, 1]
+        assert values[0, 0, 0] == 0.0 and values[1, 1, 1] == 0.0 and np.isfinite(values).all()
 
     def test_out_shape(self, rgbn: Path) -> None:
         info = inspect_raster(rgbn)

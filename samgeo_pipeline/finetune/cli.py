@@ -20,7 +20,7 @@ from samgeo_pipeline.finetune.config import FinetuneConfig, field_docs, load_fin
 EVALUATE_OPTIONS = (
     "data", "labels", "val_data", "val_labels", "val_fraction", "train_split", "val_split", "image_column",
     "label_column", "images_dir", "labels_dir", "label_ignore", "max_images", "bands", "nodata", "percentiles",
-    "composite", "stats_size", "index", "threshold", "otsu_range", "hsv_lower", "hsv_upper", "min_area",
+    "composite", "stats_size", "index", "threshold", "texture_window", "min_area",
     "tile_size", "halo", "gsd", "points", "negatives", "erosion", "box_jitter", "max_components",
     "point_merge", "seed", "device", "precision",
 )  # fmt: skip

@@ -34,7 +34,7 @@ CacheDtype = Literal["auto", "fp32", "fp16", "bf16"]
 #: Options shared with :class:`SegmentConfig` (same names, same meaning).
 SHARED_WITH_SEGMENT = (
     "bands", "nodata", "tile_size", "halo", "gsd", "percentiles", "composite", "stats_size", "index",
-    "threshold", "otsu_range", "hsv_lower", "hsv_upper", "min_area", "prompt", "points", "negatives",
+    "threshold", "texture_window", "min_area", "prompt", "points", "negatives",
     "erosion", "box_jitter", "max_components", "point_merge", "seed", "model", "device", "precision",
 )  # fmt: skip
 
@@ -100,15 +100,11 @@ class FinetuneConfig:
     stats_size: int = _SEGMENT_DEFAULTS.stats_size
     """Longest side of the decimated read for image statistics."""
     index: IndexName = _SEGMENT_DEFAULTS.index
-    """Water index of the coarse mask (auto, ndwi, mndwi, hsv)."""
+    """Coarse-mask method (auto, ndwi, mndwi, rgb), as ``segment --index``."""
     threshold: float | None = _SEGMENT_DEFAULTS.threshold
-    """Fixed index threshold of the coarse mask; None: Otsu."""
-    otsu_range: tuple[float, float] = _SEGMENT_DEFAULTS.otsu_range
-    """Clip for the Otsu threshold."""
-    hsv_lower: tuple[int, int, int] = _SEGMENT_DEFAULTS.hsv_lower
-    """Lower HSV bound of the coarse mask for RGB-only inputs."""
-    hsv_upper: tuple[int, int, int] = _SEGMENT_DEFAULTS.hsv_upper
-    """Upper HSV bound of the coarse mask for RGB-only inputs."""
+    """Fixed index threshold of the coarse mask; None: the method's default."""
+    texture_window: int = _SEGMENT_DEFAULTS.texture_window
+    """RGB coarse mask: side in pixels of the window where water must be smooth."""
     min_area: int = _SEGMENT_DEFAULTS.min_area
     """Coarse-mask components smaller than this are dropped."""
     # --- tiling of orthoimages ---

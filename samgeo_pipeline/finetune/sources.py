@@ -5,7 +5,7 @@ image (a chip file, a dataset row, or a whole orthoimage) gets its per-image per
 water-index threshold (:func:`~samgeo_pipeline.radiometry.stats_from_array` /
 :func:`~samgeo_pipeline.radiometry.compute_stats`), then the composite SAM sees
 (:func:`~samgeo_pipeline.radiometry.to_rgb8`) and the coarse mask
-(:func:`~samgeo_pipeline.coarse.coarse_water_mask`). Sources load lazily and open files per call,
+(:func:`~samgeo_pipeline.coarse.apply_rule`). Sources load lazily and open files per call,
 so they can be used from data-loader worker processes.
 """
 
@@ -24,7 +24,7 @@ from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarnin
 from rasterio.windows import Window
 
 from samgeo_pipeline.bands import parse_bands
-from samgeo_pipeline.coarse import coarse_water_mask
+from samgeo_pipeline.coarse import apply_rule
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ConfigError, InputError, NotGeoreferencedWarning
 from samgeo_pipeline.finetune.config import FinetuneConfig
@@ -135,7 +135,7 @@ def make_sample(
     if stats is None:
         stats = stats_from_array(data, valid, band_names, config, name)
     rgb = to_rgb8(data, valid, stats)
-    coarse = coarse_water_mask(data, valid, rgb, stats, config.min_area, config.hsv_lower, config.hsv_upper)
+    coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=False).water
     return Sample(name, rgb, water & valid, valid, coarse)
 
 
