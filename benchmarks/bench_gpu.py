@@ -75,7 +75,8 @@ def load_encoder_model(model_dir: Path, args: argparse.Namespace) -> torch.nn.Mo
     """The SAM model on ``args.device`` with the options of ``args`` applied."""
     from transformers import SamModel
 
-    model = SamModel.from_pretrained(model_dir, attn_implementation=args.attn).to(args.device).eval()
+    model = SamModel.from_pretrained(model_dir, attn_implementation=args.attn, use_safetensors=True)
+    model = model.to(args.device).eval()
     if args.bf16_weights:
         model = model.to(torch.bfloat16)
     if args.channels_last:
