@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig, load_config_file
+from samgeo_pipeline.manifest import model_fingerprint
 from samgeo_pipeline.paths import output_dirs
 
 #: Environment variable with the base URL that artifact links start with.
@@ -105,23 +106,9 @@ def output_links(out_dir: Path, root: Path, base: str) -> dict[str, str]:
     return {name: output_url(out_dir / name, root, base) for name in LINKED_OUTPUTS if (out_dir / name).is_file()}
 
 
-def model_fingerprint(model: str) -> str:
-    """What identifies the weights: the hub id, ``none``, or a local folder with its files' sizes and times."""
-    if model.lower() == "none":
-        return "none"
-    path = Path(model).expanduser()
-    if not path.exists():
-        return model
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        stat = f.stat()
-        digest.update(f"{f.relative_to(path) if f != path else f.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return f"{path.resolve()}@{digest.hexdigest()[:16]}"
-
-
 def segment_cache_key(checksum: str, config: SegmentConfig, out_dir: Path) -> str:
-    """Cache key of one image's segment task: input bytes, parameters, model, output folder, version."""
+    """Cache key of one image's segment task: input bytes, parameters, model weights
+    (:func:`~samgeo_pipeline.manifest.model_fingerprint`, as the reuse check), output folder, version."""
     parts = [checksum, config.params_hash(), model_fingerprint(config.model), str(Path(out_dir).resolve()), __version__]
     return "samgeo-segment-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 

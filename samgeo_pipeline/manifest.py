@@ -1,11 +1,14 @@
 """``manifest.json``: everything needed to know how an output was made, and to skip re-runs.
 
-A run is reused when the manifest names the same input checksum, parameter hash and model, and
-every listed output still exists.
+A run is reused only when the manifest names the same input checksum, parameter hash, package
+version and model fingerprint (:func:`model_fingerprint`: the bytes of a local model's weights, so
+retraining into the same folder is never mistaken for the old model), and every listed output
+still exists. The Prefect flow's cache key uses the same fingerprint.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -39,6 +42,50 @@ def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
+#: Files of a local model folder whose bytes identify the model (weights, configs, checkpoint meta).
+_MODEL_FILES = ("*.safetensors", "*.json")
+
+
+def model_fingerprint(model: str) -> str:
+    """What identifies the weights ``model`` names (``--model``), for reuse and the flow's cache.
+
+    ``none`` for the coarse mask alone; for a local folder (or file) the SHA-256 of the bytes of
+    its ``*.safetensors`` and ``*.json`` files, names included; for a hub id the id and, when the
+    Hugging Face cache holds it, the cached snapshot's revision (else the id alone).
+    """
+    if model.lower() == "none":
+        return "none"
+    path = Path(model).expanduser()
+    if path.exists():
+        files = [path] if path.is_file() else sorted(f for g in _MODEL_FILES for f in path.glob(g) if f.is_file())
+        digest = hashlib.sha256()
+        for f in files:
+            stat = f.stat()
+            digest.update(f"{f.name}:{_file_digest(f.resolve(), stat.st_size, stat.st_mtime_ns)}\n".encode())
+        return f"sha256:{digest.hexdigest()}"
+    return f"{model}@{_hub_revision(model) or 'unknown revision'}"
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """``file_sha256`` memoized per (path, size, mtime): a batch hashes a model's weights once."""
+    return file_sha256(path)
+
+
+def _hub_revision(repo_id: str) -> str | None:
+    """The revision of the cached snapshot of ``repo_id``'s weights, or None (not cached, not a repo id)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, "model.safetensors")
+    except (ValueError, OSError, ImportError):
+        return None
+    if not isinstance(found, str):
+        return None
+    parts = Path(found).parts
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape the outputs, plus GDAL and Python."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -54,19 +101,31 @@ def package_versions() -> dict[str, str | None]:
 
 
 def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[str, Any] | None:
-    """The previous manifest if it was made from the same bytes, parameters and model, else None."""
+    """The previous manifest if it was made from the same bytes, parameters, package version and
+    model weights (:func:`model_fingerprint`) and all its outputs exist, else None."""
     path = out_dir / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(manifest, dict):
+        return None
     same = (
         manifest.get("input", {}).get("sha256") == checksum
         and manifest.get("params_hash") == config.params_hash()
         and manifest.get("status") == "done"
+        and manifest.get("versions", {}).get("samgeo-pipeline") == _own_version()
+        and manifest.get("model", {}).get("fingerprint") == model_fingerprint(config.model)
         and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
     )
     return manifest if same else None
+
+
+def _own_version() -> str | None:
+    try:
+        return metadata.version("samgeo-pipeline")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
@@ -142,6 +201,7 @@ def build_manifest(
         "params_hash": config.params_hash(),
         "model": {
             "id": config.model if config.uses_sam else "none",
+            "fingerprint": model_fingerprint(config.model),
             "origin": model_source.origin if model_source else "coarse mask only (--model none)",
             "device": str(predictor.device) if predictor else None,
             "autocast": str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,

@@ -370,6 +370,30 @@ class TestRerun:
         write_demo_scene(scene, 200, 300, seed=1)  # same name, other bytes
         assert run(scene, out).status == "done"
 
+    def test_retrained_model_in_the_same_folder_reprocesses(self, scene: Path, tmp_path: Path) -> None:
+        """Retraining into the same folder (``runs/x/best``) changes the weights, not the path:
+        the re-run must redo the image, not keep outputs of the old model."""
+        from samgeo_pipeline.runner import load_predictor
+        from tests.tiny_sam import save_tiny_sam
+
+        model = save_tiny_sam(tmp_path / "best", seed=0)
+        config = SegmentConfig(model=str(model), tile_size=256, halo=32, progress=False, device="cpu")
+        out = tmp_path / "out"
+        assert segment_raster(scene, out, config, *load_predictor(config)).status == "done"
+        assert segment_raster(scene, out, config, *load_predictor(config)).status == "skipped"
+        save_tiny_sam(model, seed=1)  # retrained: other weights, same folder
+        result = segment_raster(scene, out, config, *load_predictor(config))
+        assert result.status == "done"
+        assert result.manifest["model"]["fingerprint"].startswith("sha256:")
+
+    def test_outputs_of_another_package_version_reprocess(self, scene: Path, tmp_path: Path) -> None:
+        out = tmp_path / "out"
+        run(scene, out)
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["versions"]["samgeo-pipeline"] = "0.0.1"
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        assert run(scene, out).status == "done"
+
     def test_missing_output_reprocess(self, scene: Path, tmp_path: Path) -> None:
         out = tmp_path / "out"
         run(scene, out)
@@ -407,3 +431,25 @@ class TestRerun:
         with pytest.raises(RuntimeError, match="reader died"):
             run(scene, tmp_path / "out")
         assert list((tmp_path / "out").iterdir()) == []
+
+
+class TestModelFingerprint:
+    def test_bytes_not_path_identify_a_local_model(self, tmp_path: Path) -> None:
+        import shutil
+
+        from samgeo_pipeline.manifest import model_fingerprint
+        from tests.tiny_sam import save_tiny_sam
+
+        first = save_tiny_sam(tmp_path / "a", seed=0)
+        copy = Path(shutil.copytree(first, tmp_path / "b"))
+        assert model_fingerprint(str(first)) == model_fingerprint(str(copy))  # same weights elsewhere
+        save_tiny_sam(copy, seed=1)
+        assert model_fingerprint(str(first)) != model_fingerprint(str(copy))
+        assert model_fingerprint("none") == "none"
+
+    def test_hub_id_without_cache(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        from samgeo_pipeline.manifest import model_fingerprint
+
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+        assert model_fingerprint("someone/sam-nowhere") == "someone/sam-nowhere@unknown revision"
