@@ -1,0 +1,282 @@
+"""Parity of the project's SAM path with Meta's ``segment_anything`` ``SamPredictor``.
+
+Both run the same small random-weight SAM (built with segment_anything's classes, converted to a
+transformers ``SamModel`` with the key mapping of transformers' ``convert_sam_to_hf.py``; see
+``tests/sam_reference.py``) on the same tiles and prompts. The reference is
+``SamPredictor.set_image(tile)`` + ``predict(point_coords, point_labels, box,
+multimask_output=False)``, one call per component, masks united; the project is
+:meth:`samgeo_pipeline.sam.SamPredictor.embed` + ``predict_logits`` (and ``predict_masks``, the
+pipeline's batched entry point) with ``point_merge="joint"``. Masks are compared as
+``logits > 0`` by IoU (>= 0.999).
+
+Two differences are known (project issue 9) and marked ``xfail(strict=True)`` with the IoU measured
+here (CPU, torch 2.13, Pillow 13), so that the mark turns into a failure once they are fixed:
+
+* resize: tiles whose longest side is not SAM's 1024 are resized by the project in float with one
+  rounding (``F.interpolate(antialias=True).round()``); the reference resizes the uint8 image with
+  PIL (``Image.resize(..., BILINEAR)``), which runs a horizontal then a vertical pass with 22-bit
+  fixed-point weights and rounds to uint8 after each pass (round half up). 15-27 % of the resized
+  values of these tiles differ, by one grey level at most.
+* padding: components with different point counts are padded with the "not a point" label
+  (``PAD_LABEL``) and decoded in one call; the padded token still takes part in the decoder's
+  attention. The reference has no padding (one call per component).
+
+The controls pass: the same tiles given the reference's resized pixels (coordinate scaling and mask
+upsampling of resized tiles agree), components with equal point counts decoded together, and
+components with different counts decoded one by one.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.sam import SamPredictor
+from tests.sam_reference import IMAGE_SIZE, build_reference_sam, convert_to_hf, import_segment_anything
+
+try:
+    segment_anything = import_segment_anything()
+except ImportError as exc:  # the `test` extra installs it: pip install -e ".[test]"
+    pytest.skip(f"segment_anything is not importable ({exc})", allow_module_level=True)
+
+MIN_IOU = 0.999
+SEED = 2  # reference masks cover 47-92 % of a tile, with long boundaries: IoU is sensitive here
+
+#: name -> (rows, cols). SAM sees the longest side at 1024 px, zero-padded bottom/right.
+TILES = {
+    "1024x1024": (1024, 1024),  # no resize, no padding
+    "800x1024": (800, 1024),  # padding only
+    "512x512": (512, 512),  # upscaling
+    "1536x1536": (1536, 1536),  # downscaling
+    "400x600": (400, 600),  # upscaling and padding
+}
+RESIZED = {name for name, shape in TILES.items() if max(shape) != IMAGE_SIZE}
+
+
+def _points(rows: int, cols: int, fractions, labels) -> ComponentPrompt:
+    xy = np.round(np.asarray(fractions, np.float64) * [cols, rows]).astype(np.float32)
+    return ComponentPrompt(xy, np.asarray(labels, np.int64), None, 100)
+
+
+def make_prompts(name: str, rows: int, cols: int) -> list[ComponentPrompt]:
+    """The prompts of a case, in tile pixels ``(col, row)`` (integers, as the coarse-mask sampler gives)."""
+    if name == "one_point":
+        return [_points(rows, cols, [(0.40, 0.45)], [1])]
+    if name == "joint_points":
+        return [_points(rows, cols, [(0.40, 0.45), (0.30, 0.40), (0.55, 0.50)], [1, 1, 0])]
+    if name == "box":
+        box = np.round(np.array([0.12, 0.25, 0.68, 0.65]) * [cols, rows, cols, rows]).astype(np.float32)
+        return [ComponentPrompt(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), box, 100)]
+    if name == "two_components":  # 4 and 2 points: the 2-point component is padded
+        return [
+            _points(rows, cols, [(0.40, 0.45), (0.30, 0.40), (0.55, 0.50), (0.45, 0.55)], [1, 1, 1, 0]),
+            _points(rows, cols, [(0.20, 0.80), (0.50, 0.82)], [1, 1]),
+        ]
+    if name == "two_components_same_count":  # 3 and 3 points: one call, no padding
+        return [
+            _points(rows, cols, [(0.40, 0.45), (0.30, 0.40), (0.55, 0.50)], [1, 1, 0]),
+            _points(rows, cols, [(0.20, 0.80), (0.50, 0.82), (0.35, 0.70)], [1, 1, 0]),
+        ]
+    raise KeyError(name)
+
+
+PROMPTS = ("one_point", "joint_points", "box", "two_components", "two_components_same_count")
+PADDED = {"two_components"}
+
+#: IoU measured for the cases with a known difference (project's own resize / padding).
+MEASURED = {
+    ("1024x1024", "two_components"): 0.9792,
+    ("800x1024", "two_components"): 0.9713,
+    ("512x512", "one_point"): 0.9906,
+    ("512x512", "joint_points"): 0.9899,
+    ("512x512", "box"): 0.9945,
+    ("512x512", "two_components"): 0.9732,
+    ("512x512", "two_components_same_count"): 0.9962,
+    ("1536x1536", "one_point"): 0.9955,
+    ("1536x1536", "joint_points"): 0.9958,
+    ("1536x1536", "box"): 0.9968,
+    ("1536x1536", "two_components"): 0.9778,
+    ("1536x1536", "two_components_same_count"): 0.9987,
+    ("400x600", "one_point"): 0.9968,
+    ("400x600", "joint_points"): 0.9977,
+    ("400x600", "box"): 0.9965,
+    ("400x600", "two_components"): 0.9821,
+    ("400x600", "two_components_same_count"): 0.9978,
+}
+
+
+def make_tile(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """A synthetic ``uint8 (rows, cols, 3)`` scene: smooth land, a dark lake and river, sensor noise."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    low = cv2.resize(rng.normal(0, 1, (8, 8, 3)).astype(np.float32), (cols, rows), interpolation=cv2.INTER_CUBIC)
+    image = 120 + 25 * low
+    yy, xx = np.mgrid[0:rows, 0:cols] / max(rows, cols)
+    water = (((yy - 0.45) / 0.2) ** 2 + ((xx - 0.4) / 0.28) ** 2 < 1) | (
+        np.abs(yy - (0.8 + 0.08 * np.sin(xx * 9))) < 0.03
+    )
+    image[water] = [40, 60, 80] + 6 * low[water]
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+class Parity:
+    """Both predictors on one model, with per-tile caches (the reference holds one image at a time)."""
+
+    def __init__(self) -> None:
+        with torch.random.fork_rng():  # SamModel's own init draws from the global generator
+            sam = build_reference_sam(SEED)
+            model = convert_to_hf(sam)
+        self.reference = segment_anything.SamPredictor(sam)
+        self.project = SamPredictor(model, torch.device("cpu"))
+
+    @functools.cache
+    def tile(self, name: str) -> np.ndarray:
+        return make_tile(*TILES[name])
+
+    @functools.cache
+    def reference_run(self, name: str) -> tuple[torch.Tensor, dict[str, list[np.ndarray]], np.ndarray, tuple]:
+        """``(features, {prompt: [mask per component]}, resized uint8 pixels, resized size)`` of the reference."""
+        tile = self.tile(name)
+        self.reference.set_image(tile)
+        masks = {}
+        for prompt in PROMPTS:
+            masks[prompt] = []
+            for p in make_prompts(prompt, *tile.shape[:2]):
+                if p.box_xyxy is not None:
+                    m, _, _ = self.reference.predict(box=p.box_xyxy, multimask_output=False)
+                else:
+                    m, _, _ = self.reference.predict(point_coords=p.points_xy, point_labels=p.labels,
+                                                     multimask_output=False)
+                masks[prompt].append(m[0])
+        pixels = self.reference.transform.apply_image(tile)
+        return self.reference.features.clone(), masks, pixels, tuple(self.reference.input_size)
+
+    def reference_mask(self, name: str, prompt: str) -> np.ndarray:
+        return np.logical_or.reduce(self.reference_run(name)[1][prompt])
+
+    @functools.cache
+    def embed(self, name: str, pixels: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The project's embedding of a tile: its own preprocessing (``own``) or the reference's
+        resized uint8 pixels (``reference``: the same pixels in, nothing left to resize)."""
+        image = self.tile(name) if pixels == "own" else self.reference_run(name)[2]
+        return self.project.embed(image[None])
+
+    def project_mask(self, name: str, prompts: list[ComponentPrompt], pixels: str = "own",
+                     api: str = "predict_logits") -> np.ndarray:
+        embedding, resized = self.embed(name, pixels)
+        shape = TILES[name]
+        if api == "predict_masks":
+            return self.project.predict_masks(embedding, [prompts], shape, resized, "joint")[0]
+        return self.project.predict_logits(embedding, prompts, shape, resized, "joint") > 0
+
+
+@pytest.fixture(scope="module")
+def parity() -> Parity:
+    return Parity()
+
+
+def _known(tile: str, prompt: str | None = None) -> list[str]:
+    reasons = []
+    if tile in RESIZED:
+        reasons.append(
+            "resize: the project resizes in float with one rounding, the reference resizes uint8 with PIL "
+            "(two passes, rounding after each)"
+        )
+    if prompt in PADDED:
+        reasons.append("padding: the 2-point component is padded with PAD_LABEL tokens that take part in attention")
+    return reasons
+
+
+def _case(tile: str, prompt: str, api: str | None = None):
+    values = (tile, prompt) if api is None else (tile, prompt, api)
+    reasons = _known(tile, prompt)
+    if not reasons:
+        return pytest.param(*values, id="-".join(values))
+    reason = "; ".join(reasons) + f" (measured IoU {MEASURED[(tile, prompt)]:.4f})"
+    mark = pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
+    return pytest.param(*values, id="-".join(values), marks=mark)
+
+
+@pytest.mark.parametrize(
+    "tile",
+    [
+        pytest.param(
+            name,
+            id=name,
+            marks=[
+                pytest.mark.xfail(
+                    strict=True, raises=AssertionError, reason=_known(name)[0] + " (embeddings differ by up to 0.17)"
+                )
+            ]
+            if name in RESIZED
+            else [],
+        )
+        for name in TILES
+    ],
+)
+def test_image_embeddings_match(parity, tile):
+    features = parity.reference_run(tile)[0]
+    ours, resized = parity.embed(tile, "own")
+    assert tuple(resized) == parity.reference_run(tile)[3]
+    torch.testing.assert_close(ours, features, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("tile", list(TILES))
+def test_image_embeddings_match_with_the_same_pixels(parity, tile):
+    """The reference's resized uint8 pixels in: encoders agree for every tile size."""
+    features = parity.reference_run(tile)[0]
+    ours, resized = parity.embed(tile, "reference")
+    assert tuple(resized) == parity.reference_run(tile)[3]
+    torch.testing.assert_close(ours, features, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("tile", "prompt", "api"),
+    [_case(t, p, api) for t in TILES for p in PROMPTS for api in ("predict_logits", "predict_masks")],
+)
+def test_masks_match(parity, tile, prompt, api):
+    if not hasattr(parity.project, api):
+        pytest.skip(f"SamPredictor has no {api}")
+    expected = parity.reference_mask(tile, prompt)
+    ours = parity.project_mask(tile, make_prompts(prompt, *TILES[tile]), api=api)
+    assert ours.shape == expected.shape == TILES[tile]
+    assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
+
+
+@pytest.mark.parametrize(
+    ("tile", "prompt"), [(t, p) for t in TILES if t in RESIZED for p in PROMPTS if p not in PADDED]
+)
+def test_masks_match_with_the_same_pixels(parity, tile, prompt):
+    """Resized tiles given the reference's resized pixels: prompt scaling and mask upsampling agree."""
+    expected = parity.reference_mask(tile, prompt)
+    ours = parity.project_mask(tile, make_prompts(prompt, *TILES[tile]), pixels="reference")
+    assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
+
+
+@pytest.mark.parametrize("tile", list(TILES))
+def test_components_decoded_one_by_one_match(parity, tile):
+    """The 4- and 2-point components decoded separately (no padding) agree with the reference."""
+    pixels = "reference" if tile in RESIZED else "own"
+    components = make_prompts("two_components", *TILES[tile])
+    for component, expected in zip(components, parity.reference_run(tile)[1]["two_components"]):
+        ours = parity.project_mask(tile, [component], pixels=pixels)
+        assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
+
+
+@pytest.mark.parametrize("tile", list(TILES))
+def test_reference_masks_are_informative(parity, tile):
+    """Guard of the comparison's sensitivity: no mask is (almost) empty or (almost) the whole tile."""
+    for prompt in PROMPTS:
+        fraction = parity.reference_mask(tile, prompt).mean()
+        assert 0.05 < fraction < 0.95, (prompt, fraction)
