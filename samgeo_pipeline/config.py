@@ -101,7 +101,8 @@ class SegmentConfig:
     prefetch: int = 8
     """Tiles read ahead of the model by the reader threads."""
     read_workers: int = 0
-    """Threads reading and preparing tiles (0: min(4, CPU count))."""
+    """Threads reading and preparing tiles, and reading the statistics (0: one per CPU the process may
+    use, at most 32). ``prefetch`` is raised to at least this."""
     # --- outputs ---
     probability: bool = False
     """Also write ``probability.tif`` (float32 0-1, SAM's sigmoid; the coarse mask for --model none)."""

@@ -38,10 +38,18 @@ from samgeo_pipeline.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
-from samgeo_pipeline.radiometry import ImageStats, stats_from_array, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, decimated_shape, gdal_env, inspect_raster, read_decimated
+from samgeo_pipeline.radiometry import ImageStats, source_dtype, stats_from_array, to_rgb8
+from samgeo_pipeline.raster import (
+    RasterInfo,
+    as_float32,
+    decimated_shape,
+    gdal_env,
+    inspect_raster,
+    read_decimated,
+    read_native,
+)
 from samgeo_pipeline.sam import ModelSource, SamPredictor
-from samgeo_pipeline.tiling import Tile, TileGrid, core_of, read_tile
+from samgeo_pipeline.tiling import Tile, TileGrid, core_of, inside_part
 from samgeo_pipeline.vectorize import write_polygons
 from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
 
@@ -94,14 +102,38 @@ def prepare_tile(
     ds: rasterio.DatasetReader, info: RasterInfo, stats: ImageStats, tile: Tile, config: SegmentConfig
 ) -> PreparedTile:
     """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
-    data, valid = read_tile(ds, info, tile)
-    rgb = to_rgb8(data, valid, stats) if config.uses_sam else None  # SAM's input
+    native, valid = read_tile_native(ds, info, tile)
+    data = as_float32(native)
+    rgb = to_rgb8(data, valid, stats, native) if config.uses_sam else None  # SAM's input
+    del native
     coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=config.uses_sam)
     prompts: list[ComponentPrompt] = []
     if config.uses_sam and coarse.water.any():
         rng = np.random.default_rng([config.seed, tile.row, tile.col])
         prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land)
     return PreparedTile(tile, rgb, valid, coarse.water, prompts)
+
+
+def read_tile_native(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~samgeo_pipeline.tiling.read_tile` in the file's dtype (``as_float32`` of it is ``read_tile``'s data).
+
+    Returns:
+        ``(native, valid)``: ``(bands, tile_size, tile_size)`` in the file's dtype (zeros outside
+        the raster) and ``bool (tile_size, tile_size)``.
+    """
+    size = tile.grid.tile_size
+    inside = inside_part(tile, info.height, info.width)
+    if inside is None:
+        return np.zeros((len(info.band_indexes), size, size), info.dtype), np.zeros((size, size), bool)
+    window, (rows, cols) = inside
+    part, part_valid = read_native(ds, info, window, (rows.stop - rows.start, cols.stop - cols.start))
+    if part.shape[1:] == (size, size):  # the whole tile lies inside the raster: no padding to add
+        return part, part_valid
+    native = np.zeros((len(part), size, size), part.dtype)
+    valid = np.zeros((size, size), bool)
+    native[:, rows, cols] = part
+    valid[rows, cols] = part_valid
+    return native, valid
 
 
 @functools.cache
@@ -124,32 +156,48 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def _prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
-    """Prepare tiles on ``config.read_workers`` threads, up to ``config.prefetch`` ahead, in grid order.
+def read_workers(config: SegmentConfig) -> int:
+    """Reader threads: ``config.read_workers``, or (0) one per CPU this process may use, at most 32."""
+    if config.read_workers:
+        return config.read_workers
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(32, cpus))
 
-    Each thread reads through its own dataset handle; GDAL decoding and most NumPy/OpenCV work
-    release the GIL, so tiles are prepared in parallel while the consumer runs SAM or writes.
+
+def _prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
+    """Prepare tiles on :func:`read_workers` threads, up to ``config.prefetch`` ahead (at least one
+    per thread), in grid order.
+
+    GDAL decoding and most NumPy/OpenCV work release the GIL, so tiles are prepared in parallel
+    while the consumer runs SAM or writes. Reads go through one dataset handle per vertical strip
+    of the grid (as many strips as threads, at most one per column), one read at a time per handle:
+    neighbouring tiles share blocks, which a handle then finds in GDAL's block cache (a handle per
+    thread decoded most blocks 2-3 times over).
     """
-    local = threading.local()
-    handles: list[rasterio.DatasetReader] = []
-    lock = threading.Lock()
+    workers = read_workers(config)
+    strips = max(1, min(workers, grid.cols))
+    handles: list[_SharedDataset | None] = [None] * strips
+    opening = threading.Lock()
 
     def prepare(tile: Tile) -> PreparedTile:
-        ds = getattr(local, "ds", None)
-        if ds is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-                ds = local.ds = rasterio.open(info.path)
-            with lock:
-                handles.append(ds)
-        return prepare_tile(ds, info, stats, tile, config)
+        strip = tile.col * strips // grid.cols
+        with opening:
+            ds = handles[strip]
+            if ds is None:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+                    ds = handles[strip] = _SharedDataset(rasterio.open(info.path))
+        return prepare_tile(ds, info, stats, tile, config)  # type: ignore[arg-type]
 
-    workers = config.read_workers or min(4, os.cpu_count() or 1)
+    workers = read_workers(config)
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="samgeo-reader")
     pending: deque[Future[PreparedTile]] = deque()
     tiles = iter(grid)
     try:
-        for tile in itertools.islice(tiles, config.prefetch):
+        for tile in itertools.islice(tiles, max(config.prefetch, workers)):
             pending.append(pool.submit(prepare, tile))
         while pending:
             prepared = pending.popleft().result()
@@ -161,7 +209,31 @@ def _prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config:
             future.cancel()
         pool.shutdown(wait=True)
         for ds in handles:
-            ds.close()
+            if ds is not None:
+                ds.close()
+
+
+class _SharedDataset:
+    """A dataset handle shared by reader threads: one ``read`` / ``read_masks`` at a time (a GDAL
+    handle must not be used by two threads at once); other attributes are the dataset's."""
+
+    def __init__(self, ds: rasterio.DatasetReader) -> None:
+        self._ds = ds
+        self._lock = threading.Lock()
+
+    def read(self, *args: object, **kwargs: object) -> np.ndarray:
+        with self._lock:
+            return self._ds.read(*args, **kwargs)
+
+    def read_masks(self, *args: object, **kwargs: object) -> np.ndarray:
+        with self._lock:
+            return self._ds.read_masks(*args, **kwargs)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ds, name)
 
 
 class _TileSink:
@@ -184,31 +256,46 @@ class _TileSink:
         self.water_pixels = 0
         self.valid_pixels = 0
 
-    def write(self, prepared: PreparedTile, logits: np.ndarray | None, failed: bool = False) -> None:
-        """Write a tile's core. ``logits`` are SAM's (None: use the coarse mask)."""
-        tile, info = prepared.tile, self.info
-        if logits is None:
+    def write(self, prepared: PreparedTile, sam: np.ndarray | None, failed: bool = False) -> None:
+        """Write a tile's core.
+
+        Args:
+            prepared: the tile.
+            sam: SAM's answer for the tile in working pixels: a ``bool`` water mask, or ``float32``
+                logits (water where > 0; needed for ``probability.tif``); None: use the coarse mask.
+            failed: SAM failed on this tile: its core is written as nodata.
+        """
+        tile, info, grid = prepared.tile, self.info, prepared.tile.grid
+        if sam is None:
             water = prepared.coarse
         else:
-            water = logits > 0
+            water = sam if sam.dtype == bool else sam > 0
             if self.config.restrict_dilation > 0:
                 allowed = ndimage.binary_dilation(prepared.coarse, iterations=self.config.restrict_dilation)
-                water &= allowed
+                water = water & allowed
         valid = prepared.valid
-        out = np.where(valid, water.astype(np.uint8), MASK_NODATA).astype(np.uint8)
-        if failed:
-            out[:] = MASK_NODATA
         core = tile.core_window(info.height, info.width)
-        out_core = core_of(tile, out, info.height, info.width)
+        if grid.read_size == grid.tile_size:  # working pixels are source pixels: cut the core first
+            rows = slice(grid.halo, grid.halo + int(core.height))
+            cols = slice(grid.halo, grid.halo + int(core.width))
+            water, valid = water[rows, cols], valid[rows, cols]
+        else:
+            water = core_of(tile, water.view(np.uint8), info.height, info.width).view(bool)
+            valid = core_of(tile, valid.view(np.uint8), info.height, info.width).view(bool)
+        if failed:
+            out_core = np.full(valid.shape, MASK_NODATA, np.uint8)
+        else:
+            out_core = np.where(valid, water.view(np.uint8), np.uint8(MASK_NODATA))
+            n_valid = int(np.count_nonzero(valid))
+            self.valid_pixels += n_valid
+            self.water_pixels += int(np.count_nonzero(out_core == 1)) if n_valid else 0
         self.mask.write(out_core, core)
-        self.water_pixels += int((out_core == 1).sum())
-        self.valid_pixels += int((out_core != MASK_NODATA).sum())
         if self.prob is not None:
-            if logits is None:
-                prob = prepared.coarse.astype(np.float32)
+            if sam is None or sam.dtype == bool:
+                prob = (prepared.coarse if sam is None else sam).astype(np.float32)
             else:
-                prob = (1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))).astype(np.float32)
-            prob[~valid | failed] = np.nan
+                prob = (1.0 / (1.0 + np.exp(-np.clip(sam, -50, 50)))).astype(np.float32)
+            prob[~prepared.valid | failed] = np.nan
             self.prob.write(core_of(tile, prob, info.height, info.width, nearest=False), core)
 
     def finish(self) -> list[Path]:
@@ -226,13 +313,16 @@ class _TileSink:
 def _run_sam_batch(
     predictor: SamPredictor, batch: list[PreparedTile], sink: _TileSink, config: SegmentConfig
 ) -> None:
-    """Encode a batch of tiles, decode each tile's prompts, write; retry tile by tile on failure."""
+    """Encode a batch of tiles, decode all their prompts at once, write; retry tile by tile on failure.
+
+    The predictor returns water masks (``bool``), or logits when ``probability.tif`` is written.
+    """
     try:
-        embeddings, resized = predictor.embed(np.stack([p.rgb for p in batch]))
-        results = [
-            predictor.predict_logits(embeddings[i : i + 1], p.prompts, p.rgb.shape[:2], resized, config.point_merge)
-            for i, p in enumerate(batch)
-        ]
+        embeddings, resized = predictor.embed([p.rgb for p in batch])
+        results = predictor.predict_masks(
+            embeddings, [p.prompts for p in batch], batch[0].rgb.shape[:2], resized, config.point_merge,
+            logits=config.probability,
+        )
     except (RuntimeError, torch.cuda.OutOfMemoryError):
         if len(batch) > 1:
             if torch.cuda.is_available():
@@ -244,8 +334,8 @@ def _run_sam_batch(
         sink.counts.failed_tiles.append(f"{batch[0].tile.row},{batch[0].tile.col}")
         sink.write(batch[0], None, failed=True)
         return
-    for p, logits in zip(batch, results):
-        sink.write(p, logits)
+    for p, result in zip(batch, results):
+        sink.write(p, result)
         sink.counts.sam += 1
 
 
@@ -317,8 +407,9 @@ def _segment_raster(
             warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
             with rasterio.open(path) as ds:
                 shape = decimated_shape(info.height, info.width, config.stats_size)
-                data, valid = read_decimated(ds, info, shape, Resampling.nearest)
-        stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path))
+                data, valid = read_decimated(ds, info, shape, Resampling.nearest, workers=read_workers(config))
+                dtype = source_dtype(ds, info)
+        stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path), dtype)
         preview = preview_rgb(data, valid, stats)  # the quicklook's image, from the same read
         del data, valid
     except RasterioError as exc:

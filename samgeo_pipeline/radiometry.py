@@ -7,8 +7,10 @@ normalised the same way (no per-tile stretch, no seams) and the coarse mask's ru
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
@@ -77,11 +79,22 @@ def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentC
     """
     shape = decimated_shape(info.height, info.width, config.stats_size)
     data, valid = read_decimated(ds, info, shape, Resampling.nearest)
-    return stats_from_array(data, valid, tuple(info.band_names), config, str(info.path))
+    return stats_from_array(data, valid, tuple(info.band_names), config, str(info.path), source_dtype(ds, info))
+
+
+def source_dtype(ds: rasterio.DatasetReader, info: RasterInfo) -> str | None:
+    """The dtype of every mapped band of ``ds`` (for :func:`stats_from_array`), or None when they differ."""
+    dtypes = {ds.dtypes[i - 1] for i in info.band_indexes}
+    return dtypes.pop() if len(dtypes) == 1 else None
 
 
 def stats_from_array(
-    data: np.ndarray, valid: np.ndarray, band_names: tuple[str, ...], config: SegmentConfig, where: str = "image"
+    data: np.ndarray,
+    valid: np.ndarray,
+    band_names: tuple[str, ...],
+    config: SegmentConfig,
+    where: str = "image",
+    source_dtype: str | None = None,
 ) -> ImageStats:
     """Statistics of an image held in memory (what :func:`compute_stats` does after its read).
 
@@ -91,6 +104,9 @@ def stats_from_array(
         band_names: names of the bands of ``data``.
         config: percentiles, coarse-mask and composite options.
         where: the image's name for messages.
+        source_dtype: the dtype every band of ``data`` was read in, when ``data`` is its float32
+            copy: integers of at most 16 bits then give the percentiles from value counts
+            (:func:`band_percentiles`).
 
     Raises:
         InputError: no valid pixel, or the composite needs an unmapped band.
@@ -98,8 +114,7 @@ def stats_from_array(
     if not valid.any():
         raise InputError(f"{where}: every pixel is nodata; nothing to segment")
     names = tuple(band_names)
-    pixels = data[:, valid]
-    floor, low, high = np.percentile(pixels, (FLOOR_PERCENTILE, *config.percentiles), axis=1)  # one partition
+    floor, low, high = band_percentiles(data, valid, (FLOOR_PERCENTILE, *config.percentiles), source_dtype)
     high = np.where(high > low, high, low + 1)
     return ImageStats(
         band_names=names,
@@ -111,6 +126,53 @@ def stats_from_array(
         valid_fraction=float(valid.mean()),
         composite=resolve_composite(config.composite, names, where),
     )
+
+
+def band_percentiles(
+    data: np.ndarray, valid: np.ndarray, percentiles: tuple[float, ...], source_dtype: str | None = None
+) -> np.ndarray:
+    """``np.percentile(data[:, valid], percentiles, axis=1)``: ``float64 (len(percentiles), bands)``.
+
+    When ``data`` is the float32 copy of integers of at most 16 bits (``source_dtype``), the sorted
+    values NumPy would interpolate between are read off each band's value counts and interpolated
+    with NumPy's own arithmetic (its ``linear`` method): the same numbers without sorting and
+    copying every pixel (~20x faster on a 2048² read).
+    """
+    if source_dtype not in _LUT_VIEWS or data.dtype != np.float32:
+        return np.percentile(data[:, valid], percentiles, axis=1)  # one partition
+    n = int(np.count_nonzero(valid))
+    q = np.true_divide(percentiles, 100)
+    virtual = (n - 1) * q
+    previous = np.floor(virtual)
+    following = previous + 1
+    previous[virtual >= n - 1] = following[virtual >= n - 1] = n - 1
+    previous[virtual < 0] = following[virtual < 0] = 0
+    previous, following = previous.astype(np.intp), following.astype(np.intp)
+    gamma = (virtual - np.where(virtual >= n - 1, -1, previous))[:, None]  # as NumPy's, whose last index is -1
+    counts = _value_counts(data, valid, source_dtype, n)
+    low = np.iinfo(source_dtype).min
+    a = np.stack([np.searchsorted(c, previous, side="right") for c in counts], axis=1).astype(np.float32) + low
+    b = np.stack([np.searchsorted(c, following, side="right") for c in counts], axis=1).astype(np.float32) + low
+    diff = b - a  # NumPy's _lerp
+    result = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype)
+    return result
+
+
+def _value_counts(data: np.ndarray, valid: np.ndarray, source_dtype: str, n: int) -> list[np.ndarray]:
+    """Per band, the cumulative counts of each value of ``source_dtype`` over the valid pixels."""
+    limits = np.iinfo(source_dtype)
+    if limits.bits == 8 and n < 2**24:  # OpenCV's histogram counts in float32: exact below 2**24
+        mask = valid.view(np.uint8)
+        cumulative = []
+        for band in data:
+            codes = (band - np.float32(limits.min)).astype(np.uint8)
+            hist = cv2.calcHist([codes], [0], mask, [256], [0, 256]).ravel()
+            cumulative.append(np.cumsum(hist.astype(np.int64)))
+        return cumulative
+    size = int(limits.max) - int(limits.min) + 1
+    return [np.cumsum(np.bincount((band[valid] - np.float32(limits.min)).astype(np.intp), minlength=size))
+            for band in data]
 
 
 def resolve_composite(requested: str, band_names: tuple[str, ...] | list[str], where: str = "image") -> tuple[str, str, str]:
@@ -131,22 +193,60 @@ def resolve_composite(requested: str, band_names: tuple[str, ...] | list[str], w
     return composite
 
 
-def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats) -> np.ndarray:
+def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats, native: np.ndarray | None = None) -> np.ndarray:
     """SAM's input for a tile: the composite bands stretched by the image's percentiles.
 
     Args:
         data: ``float32 (bands, rows, cols)`` in file units, bands in ``stats.band_names`` order.
         valid: ``bool (rows, cols)``; invalid pixels become 0.
         stats: the image's statistics.
+        native: optionally the same bands in the file's dtype (``data`` is their float32 copy).
+            Integers of at most 16 bits are then stretched through a lookup table of the same
+            float32 arithmetic: the same bytes, several times faster.
 
     Returns:
         ``uint8 (rows, cols, 3)`` RGB.
     """
     names = list(stats.band_names)
+    indexes = [names.index(name) for name in stats.composite]
+    if native is not None and native.dtype.name in _LUT_VIEWS:
+        view = _LUT_VIEWS[native.dtype.name]
+        channels = [_lut_apply(_stretch_lut(stats.low[i], stats.high[i], native.dtype.name), native[i].view(view))
+                    for i in indexes]
+        if not valid.all():
+            keep = np.negative(valid.view(np.uint8))  # 255 where valid, 0 elsewhere
+            for channel in channels:
+                np.bitwise_and(channel, keep, out=channel)
+        return cv2.merge(channels)
     rgb = np.empty((*data.shape[1:], 3), dtype=np.uint8)
-    for channel, name in enumerate(stats.composite):
-        i = names.index(name)
-        scaled = (data[i] - stats.low[i]) / (stats.high[i] - stats.low[i])
-        rgb[..., channel] = np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    for channel, i in enumerate(indexes):
+        rgb[..., channel] = _stretch(data[i], stats.low[i], stats.high[i])
     rgb[~valid] = 0
     return rgb
+
+
+def _stretch(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``float32`` values mapped to ``uint8``: ``low`` -> 0, ``high`` -> 255, rounded, clipped."""
+    scaled = (values - low) / (high - low)
+    return np.clip(scaled * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+#: dtypes stretched by a lookup table, and the unsigned view their values index it with.
+_LUT_VIEWS = {"uint8": np.uint8, "int8": np.uint8, "uint16": np.uint16, "int16": np.uint16}
+
+
+@functools.lru_cache(maxsize=32)
+def _stretch_lut(low: float, high: float, dtype: str) -> np.ndarray:
+    """:func:`_stretch` of every value of ``dtype``, indexed by the value's unsigned view."""
+    limits = np.iinfo(dtype)
+    lut = _stretch(np.arange(limits.min, limits.max + 1, dtype=np.float32), low, high)
+    lut = np.roll(lut, limits.min)  # signed types: negative values sit in the upper half of the view
+    lut.flags.writeable = False
+    return lut
+
+
+def _lut_apply(lut: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """``lut[band]`` as a new contiguous ``uint8`` array (OpenCV for 8-bit bands)."""
+    if band.dtype == np.uint8:
+        return cv2.LUT(np.ascontiguousarray(band), lut)
+    return np.take(lut, band)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import threading
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,6 +173,28 @@ def read_bands(
     Raises:
         RasterReadError: the file cannot be read there (corrupt or truncated).
     """
+    native, valid = read_native(ds, info, window, out_shape, resampling)
+    return as_float32(native), valid
+
+
+def read_native(
+    ds: rasterio.DatasetReader,
+    info: RasterInfo,
+    window: Window,
+    out_shape: tuple[int, int] | None = None,
+    resampling: Resampling = Resampling.bilinear,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_bands` without the conversion: the mapped bands in the file's own dtype.
+
+    ``as_float32(native)`` is :func:`read_bands`'s ``data``. Integer data of at most 16 bits can
+    then be stretched by a lookup table (:func:`samgeo_pipeline.radiometry.to_rgb8`).
+
+    Returns:
+        ``(native, valid)``: ``(bands, rows, cols)`` in the file's dtype and ``bool (rows, cols)``.
+
+    Raises:
+        RasterReadError: the file cannot be read there (corrupt or truncated).
+    """
     shape = out_shape or (int(window.height), int(window.width))
     try:
         native = ds.read(
@@ -180,12 +204,20 @@ def read_bands(
         if info.nodata is None and info.has_mask:
             mask = ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest)
             valid &= mask > 0
-        data = native.astype(np.float32, copy=False)
-        if native.dtype.kind == "f":  # a band without data where others have it: 0, not NaN/inf
-            data = np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     except RasterioError as exc:
         raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({_first_line(exc)})") from None
-    return data, valid
+    return native, valid
+
+
+def as_float32(native: np.ndarray) -> np.ndarray:
+    """Bands as read, as ``float32``; NaN/inf become 0 (a float band without data where others have it).
+
+    A float32 ``native`` is converted in place and returned (no copy), so it must not be used after.
+    """
+    data = native.astype(np.float32, copy=False)
+    if native.dtype.kind == "f":
+        data = np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return data
 
 
 def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -200,10 +232,21 @@ def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
         native: ``(bands, rows, cols)`` as read, any dtype.
         nodata: the nodata value, or None.
     """
+    usable = nodata is not None and not np.isnan(nodata) and _representable(nodata, native.dtype)
+    if native.dtype.kind in "iub" and native.ndim == 3 and len(native) > 0:
+        # Integers: valid = some band differs from nodata, one band at a time (no (bands, rows,
+        # cols) temporary; the same result as the general path below).
+        if not usable:
+            return np.ones(native.shape[1:], dtype=bool)
+        value = native.dtype.type(nodata)
+        valid = native[0] != value
+        for band in native[1:]:
+            valid |= band != value
+        return valid
     missing = None
     if native.dtype.kind == "f":
         missing = ~np.isfinite(native)
-    if nodata is not None and not np.isnan(nodata) and _representable(nodata, native.dtype):
+    if usable:
         equal = native == native.dtype.type(nodata)
         missing = equal if missing is None else missing | equal
     if missing is None:
@@ -227,6 +270,7 @@ def read_decimated(
     shape: tuple[int, int],
     resampling: Resampling,
     chunk: int = 2048,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The whole raster's mapped bands resampled to ``shape``, read by chunks.
 
@@ -236,6 +280,12 @@ def read_decimated(
     raster (it does not under :func:`gdal_env`). Source windows are fractional where ``shape`` does
     not divide the raster evenly, which GDAL resamples exactly as in the single read.
 
+    Args:
+        ds: open dataset of ``info.path``.
+        info, shape, resampling, chunk: see above.
+        workers: threads reading chunks, each through its own handle on ``info.path`` (GDAL decodes
+            without the GIL); 1: every chunk through ``ds``. The result does not depend on it.
+
     Returns:
         ``(data, valid)``: ``float32 (bands, rows, cols)`` and ``bool (rows, cols)``, ``(rows, cols) = shape``.
     """
@@ -244,12 +294,41 @@ def read_decimated(
     step_r, step_c = max(1, int(chunk / fy)), max(1, int(chunk / fx))
     data = np.empty((len(info.band_indexes), rows, cols), np.float32)
     valid = np.empty((rows, cols), bool)
-    for r0 in range(0, rows, step_r):
-        r1 = min(rows, r0 + step_r)
-        for c0 in range(0, cols, step_c):
-            c1 = min(cols, c0 + step_c)
-            window = Window(c0 * fx, r0 * fy, (c1 - c0) * fx, (r1 - r0) * fy)
-            data[:, r0:r1, c0:c1], valid[r0:r1, c0:c1] = read_bands(ds, info, window, (r1 - r0, c1 - c0), resampling)
+    chunks = [
+        (r0, min(rows, r0 + step_r), c0, min(cols, c0 + step_c))
+        for r0 in range(0, rows, step_r)
+        for c0 in range(0, cols, step_c)
+    ]
+
+    def read(handle: rasterio.DatasetReader, r0: int, r1: int, c0: int, c1: int) -> None:
+        window = Window(c0 * fx, r0 * fy, (c1 - c0) * fx, (r1 - r0) * fy)
+        data[:, r0:r1, c0:c1], valid[r0:r1, c0:c1] = read_bands(handle, info, window, (r1 - r0, c1 - c0), resampling)
+
+    if workers <= 1 or len(chunks) <= 1:
+        for bounds in chunks:
+            read(ds, *bounds)
+        return data, valid
+    local = threading.local()
+    handles: list[rasterio.DatasetReader] = []
+    lock = threading.Lock()
+
+    def read_here(bounds: tuple[int, int, int, int]) -> None:
+        handle = getattr(local, "ds", None)
+        if handle is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
+                handle = local.ds = rasterio.open(info.path)
+            with lock:
+                handles.append(handle)
+        read(handle, *bounds)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(workers, len(chunks)), thread_name_prefix="samgeo-stats") as pool:
+            for future in [pool.submit(read_here, bounds) for bounds in chunks]:
+                future.result()
+    finally:
+        for handle in handles:
+            handle.close()
     return data, valid
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -182,6 +183,10 @@ class SamPredictor:
     device: torch.device
     autocast_dtype: torch.dtype | None = None
     preprocessing: dict | None = None
+    _staging: torch.Tensor | None = field(default=None, init=False, repr=False)
+    """CUDA: pinned host buffer the tiles of a batch are copied into (reused, see :meth:`_to_device`)."""
+    _staged: torch.cuda.Event | None = field(default=None, init=False, repr=False)
+    """CUDA: recorded after the last copy out of ``_staging``."""
 
     def __post_init__(self) -> None:
         self.model.to(self.device).eval()
@@ -193,21 +198,107 @@ class SamPredictor:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @torch.inference_mode()
-    def embed(self, tiles: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    def embed(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image embeddings of a batch of tiles.
 
+        The ``uint8`` tiles go to the device as they are (on CUDA in one copy from pinned memory);
+        resizing and normalisation run there (:func:`preprocess_torch`).
+
         Args:
-            tiles: ``uint8 (batch, rows, cols, 3)`` RGB.
+            tiles: ``uint8 (batch, rows, cols, 3)`` RGB, or a sequence of ``uint8 (rows, cols, 3)``
+                tiles of one size.
 
         Returns:
             ``(embeddings, resized)``: ``(batch, 256, e, e)`` on the device (e = image_size / 16) and
             the resized tile size inside SAM's padded input.
         """
-        images = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device, non_blocking=True)
+        images = self._to_device(tiles)
         pixel_values, resized = preprocess_torch(images, self.image_size)
         with self._autocast():
             embeddings = self.model.get_image_embeddings(pixel_values)
         return embeddings, resized
+
+    def _to_device(self, tiles: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
+        """``uint8 (batch, rows, cols, 3)`` on the device.
+
+        On CUDA each tile is copied once, into a pinned buffer that is reused from batch to batch,
+        and the batch goes to the GPU in one asynchronous copy; elsewhere the tiles are stacked.
+        """
+        if self.device.type != "cuda":
+            batch = tiles if isinstance(tiles, np.ndarray) else np.stack(tiles)
+            return torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+        shape = (len(tiles), *tiles[0].shape)
+        if self._staging is None or self._staging.shape[1:] != shape[1:] or len(self._staging) < shape[0]:
+            self._staging = torch.empty(shape, dtype=torch.uint8).pin_memory()
+            self._staged = None
+        if self._staged is not None:
+            self._staged.synchronize()  # the previous batch has left the buffer
+        host = self._staging.numpy()
+        for i, tile in enumerate(tiles):
+            host[i] = tile
+        images = self._staging[: shape[0]].to(self.device, non_blocking=True)
+        self._staged = torch.cuda.Event()
+        self._staged.record()
+        return images
+
+    @torch.inference_mode()
+    def predict_masks(
+        self,
+        embeddings: torch.Tensor,
+        prompts: Sequence[list[ComponentPrompt]],
+        tile_shape: tuple[int, int],
+        resized: tuple[int, int],
+        merge: str = "joint",
+        logits: bool = False,
+    ) -> list[np.ndarray]:
+        """Water of every tile of an encoder batch, with one decoder call for all of them.
+
+        Tiles whose prompts have the same number of points (or are boxes) are decoded together:
+        each tile's prompts are padded to the batch's largest count by repeating its first prompt
+        (the decoder treats prompts independently; the repeats are dropped). Points are never
+        padded across tiles, since padding points change SAM's answer. Upsampling to the tile, the
+        union over prompts and the threshold run on the device; only the result comes back, in one
+        copy for the batch. Each tile's logits are :meth:`predict_logits`'s up to float rounding
+        of the batched decoder (equal for a batch of one).
+
+        Args:
+            embeddings: ``(batch, 256, e, e)`` from :meth:`embed`.
+            prompts: for each tile of the batch, its component prompts (tile pixels).
+            tile_shape, resized, merge: as in :meth:`predict_logits`.
+            logits: return the logits (``float32``) instead of the water mask.
+
+        Returns:
+            One ``bool (rows, cols)`` water mask (logits > 0) per tile, or ``float32 (rows, cols)``
+            logits when ``logits`` is set.
+        """
+        arrays = [self._prompt_arrays(p, merge) for p in prompts]
+        by_shape: dict[tuple, list[int]] = {}
+        for i, (tensors, _) in enumerate(arrays):
+            key = tuple((name, value.shape[2:]) for name, value in sorted(tensors.items()))
+            by_shape.setdefault(key, []).append(i)
+        results: list[torch.Tensor | None] = [None] * len(prompts)
+        for members in by_shape.values():
+            rows = max(next(iter(arrays[i][0].values())).shape[1] for i in members)
+            names = sorted(arrays[members[0]][0])
+            kwargs = {
+                name: torch.from_numpy(np.concatenate([_repeat_rows(arrays[i][0][name], rows) for i in members])).to(
+                    self.device, non_blocking=True
+                )
+                for name in names
+            }
+            self._scale_coords(kwargs, tile_shape, resized)
+            index = torch.tensor(members, device=embeddings.device)
+            group_embeddings = embeddings if members == list(range(len(embeddings))) else embeddings[index]
+            with self._autocast():
+                out = self.model(image_embeddings=group_embeddings, multimask_output=False, **kwargs)
+            for k, i in enumerate(members):
+                tensors, groups = arrays[i]
+                n = next(iter(tensors.values())).shape[1]
+                results[i] = self._merged_logits(out.pred_masks[k, :n, 0], out.iou_scores[k, :n, 0], groups, merge,
+                                                  tile_shape, resized)
+        stacked = torch.stack(results)  # type: ignore[arg-type]
+        host = stacked.float().cpu().numpy() if logits else (stacked > 0).cpu().numpy()
+        return list(host)
 
     @torch.inference_mode()
     def predict_logits(
@@ -231,19 +322,36 @@ class SamPredictor:
         Returns:
             ``float32 (rows, cols)`` logits; water where > 0.
         """
+        kwargs, groups = self._prompt_tensors(prompts, merge)
+        self._scale_coords(kwargs, tile_shape, resized)
+        with self._autocast():
+            out = self.model(image_embeddings=embedding, multimask_output=False, **kwargs)
+        logits = self._merged_logits(out.pred_masks[0, :, 0], out.iou_scores[0, :, 0], groups, merge, tile_shape, resized)
+        return logits.cpu().numpy()
+
+    def _scale_coords(self, kwargs: dict[str, torch.Tensor], tile_shape: tuple[int, int], resized: tuple[int, int]) -> None:
+        """Prompt coordinates from tile pixels to SAM's resized input, in place of ``kwargs``' tensors."""
         scale = torch.tensor(
             [resized[1] / tile_shape[1], resized[0] / tile_shape[0]], device=self.device, dtype=torch.float32
         )
-        kwargs, groups = self._prompt_tensors(prompts, merge)
         for key in ("input_points", "input_boxes"):
             if key in kwargs:
                 coords = kwargs[key]
                 kwargs[key] = (coords.view(*coords.shape[:-1], -1, 2) * scale).view(coords.shape)
-        with self._autocast():
-            out = self.model(image_embeddings=embedding, multimask_output=False, **kwargs)
-        low_res = out.pred_masks[0, :, 0].float()  # (prompts, 256, 256)
+
+    def _merged_logits(
+        self,
+        pred_masks: torch.Tensor,
+        iou_scores: torch.Tensor,
+        groups: list[list[int]] | None,
+        merge: str,
+        tile_shape: tuple[int, int],
+        resized: tuple[int, int],
+    ) -> torch.Tensor:
+        """One tile's ``(prompts, 256, 256)`` low-res masks -> its ``(rows, cols)`` logits (max over components)."""
+        low_res = pred_masks.float()  # (prompts, 256, 256)
         if groups is not None:
-            iou = out.iou_scores[0, :, 0].float()
+            iou = iou_scores.float()
             merged = []
             for index in groups:
                 if merge == "best":
@@ -252,15 +360,23 @@ class SamPredictor:
                     merged.append(low_res[index].mean(0))
             low_res = torch.stack(merged)
         logits = self._upsample(low_res, tile_shape, resized)
-        return logits.max(0).values.cpu().numpy()
+        return logits.max(0).values
 
     def _prompt_tensors(
         self, prompts: list[ComponentPrompt], merge: str
     ) -> tuple[dict[str, torch.Tensor], list[list[int]] | None]:
-        """Batched prompt tensors; for mean/best, also which rows belong to each component."""
+        """Batched prompt tensors on the device; for mean/best, also which rows belong to each component."""
+        arrays, groups = self._prompt_arrays(prompts, merge)
+        return {name: torch.from_numpy(value).to(self.device) for name, value in arrays.items()}, groups
+
+    @staticmethod
+    def _prompt_arrays(
+        prompts: list[ComponentPrompt], merge: str
+    ) -> tuple[dict[str, np.ndarray], list[list[int]] | None]:
+        """:meth:`_prompt_tensors` as NumPy arrays (``(1, rows, ...)``)."""
         if prompts[0].box_xyxy is not None:
             boxes = np.stack([p.box_xyxy for p in prompts])[None]
-            return {"input_boxes": torch.from_numpy(boxes).to(self.device)}, None
+            return {"input_boxes": boxes}, None
         if merge == "joint":
             rows = [(p.points_xy, p.labels) for p in prompts]
             groups = None
@@ -280,11 +396,7 @@ class SamPredictor:
         for i, (xy, lab) in enumerate(rows):
             points[0, i, : len(xy)] = xy
             labels[0, i, : len(lab)] = lab
-        tensors = {
-            "input_points": torch.from_numpy(points).to(self.device),
-            "input_labels": torch.from_numpy(labels).to(self.device),
-        }
-        return tensors, groups
+        return {"input_points": points, "input_labels": labels}, groups
 
     def _upsample(self, low_res: torch.Tensor, tile_shape: tuple[int, int], resized: tuple[int, int]) -> torch.Tensor:
         """``(n, 256, 256)`` low-res logits -> ``(n, rows, cols)`` in the tile frame."""
@@ -292,3 +404,10 @@ class SamPredictor:
         x = x[..., : resized[0], : resized[1]]
         x = F.interpolate(x, size=tile_shape, mode="bilinear", align_corners=False)
         return x[:, 0]
+
+
+def _repeat_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    """``(1, n, ...)`` prompt array padded to ``(1, rows, ...)`` with copies of its first row."""
+    if array.shape[1] == rows:
+        return array
+    return np.concatenate([array, np.repeat(array[:, :1], rows - array.shape[1], axis=1)], axis=1)

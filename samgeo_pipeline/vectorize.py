@@ -1,18 +1,47 @@
-"""Water polygons from ``mask.tif``, vectorised by windows and dissolved across window borders.
+"""Water polygons from ``mask.tif``: one valid Polygon per 4-connected water region, by windows.
 
-Shapes are traced in *pixel coordinates* (integer vertex positions, exact), so pieces of one lake
-from neighbouring windows share identical edges and dissolve cleanly; the affine transform to map
-coordinates is applied once at the end. Attributes ``area_m2`` and ``perimeter_m`` are true metres:
-geodesic for geographic CRSs, scaled by the CRS's linear unit otherwise; unknown (NaN) without CRS.
+**The rule.** Every 4-connected region of water pixels (value 1; pixels sharing an edge) is one
+feature, a valid ``Polygon`` with its holes; the feature count is the mask's number of 4-connected
+water components. Two water pixels that touch only at a corner belong to different features (whose
+boundaries share that one point), inside a window or across a window border alike. 4-connectivity
+is what makes every feature a valid Polygon: an 8-connected region whose pixels meet at a corner has
+no valid Polygon (its ring would touch itself; GDAL's 8-connected tracing returns exactly such
+invalid rings) and would need a MultiPolygon. It is also the default of ``gdal_polygonize``, QGIS
+and ``rasterio.features.shapes``. The coarse mask drops small components by 8-connectivity, so a
+component it keeps can be several polygons here.
+
+**Independent of the windows.** The mask is read window by window (never whole). Per window:
+4-connected labels (OpenCV), the shapes of those labels traced by ``rasterio.features.shapes`` in
+*pixel coordinates* (integer corners, exact), and a union-find over the label pairs that face each
+other across a window border (the same 4-connectivity) links the pieces of one region. A piece that
+touches no window border is final at once. The pieces of a region that crosses borders wait
+(compactly, as int32 vertices) until no window still to read can reach the region, and then only
+they are dissolved: their outer rings, densified to unit steps on the window borders so that shared
+edges match vertex for vertex, are merged with ``shapely.coverage_union_all``; their holes (which
+never touch a window border) are put back unchanged; vertices left collinear are dropped. So the
+result is the same set of polygons, vertex for vertex up to ring order and start, for any window
+size. The cost is linear in pixels and vertices. Memory: one window, the pieces waiting for a
+neighbour (a band along the front of windows read so far) and one batch of final polygons; the
+merge of the largest region that crosses windows adds GEOS's working set for its outer rings
+(~350 bytes a vertex).
+
+Features are written to the GeoPackage in batches as they are final. Coordinates are mapped to the
+CRS by the mask's affine transform (exact pixel corners). Attributes ``area_m2`` and
+``perimeter_m`` are true metres: geodesic for geographic CRSs, scaled by the CRS's linear unit
+otherwise; unknown (NaN) without CRS.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 
+import cv2
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 import shapely
 from pyproj import CRS as ProjCRS
@@ -21,62 +50,330 @@ from rasterio import features
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
-from shapely.geometry import shape
+from shapely.errors import GEOSException
 
+from samgeo_pipeline.raster import gdal_env
 from samgeo_pipeline.writers import atomic_path
 
 LAYER = "water"
+CONNECTIVITY = 4
+"""Pixel connectivity of one polygon: 4 (edge neighbours); see the module docstring."""
+WINDOW_SIZE = 4096
+"""Side of the mask windows read, labelled and traced at once."""
+FLUSH_VERTICES = 2_000_000
+"""Final polygons are written to the GeoPackage once they hold this many vertices."""
 
 
-def mask_polygons(mask_path: Path, window_size: int = 4096) -> tuple[list[shapely.Polygon], Affine, object]:
-    """Water polygons of a mask GeoTIFF (value 1), in pixel coordinates, dissolved across windows.
+class _UnionFind:
+    """Disjoint sets of global label ids (ints); only ids that face a window border enter it."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while x != root:  # path compression
+            parent[x], x = root, parent.get(x, x)
+        return root
+
+    def union_pairs(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Join ``a[i]`` with ``b[i]`` for each i (global ids, both > 0)."""
+        if not len(a):
+            return
+        pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+        for x, y in pairs.tolist():
+            rx, ry = self.find(x), self.find(y)
+            if rx != ry:
+                self.parent[max(rx, ry)] = min(rx, ry)
+
+
+def _from_shapes(
+    pairs: Iterator[tuple[dict, float]], chunk_vertices: int = 500_000
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Polygons from ``features.shapes`` output, in chunks built by vectorised calls.
+
+    GeoJSON rings are lists of tuples (~100 bytes a vertex): every ``chunk_vertices`` vertices they
+    become one array and one ``shapely.from_ragged_array`` call, so that they never pile up.
+
+    Yields:
+        ``(polygons, values, coords, ring_offsets, polygon_offsets)``: the chunk's polygons, their
+        pixel values and the ragged arrays they were built from.
+    """
+    ring_sizes: list[int] = []
+    ring_counts: list[int] = []
+    values: list[float] = []
+    coords: list[tuple[float, float]] = []
+
+    def chunk() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        flat = np.fromiter(chain.from_iterable(coords), dtype=np.float64, count=2 * len(coords)).reshape(-1, 2)
+        ring_offsets = np.concatenate([[0], np.cumsum(ring_sizes)])
+        polygon_offsets = np.concatenate([[0], np.cumsum(ring_counts)])
+        polygons = shapely.from_ragged_array(shapely.GeometryType.POLYGON, flat, (ring_offsets, polygon_offsets))
+        result = polygons, np.asarray(values, dtype=np.int64), flat, ring_offsets, polygon_offsets
+        for parts in (ring_sizes, ring_counts, values, coords):
+            parts.clear()
+        return result
+
+    for geom, value in pairs:
+        rings = geom["coordinates"]
+        ring_counts.append(len(rings))
+        values.append(value)
+        for ring in rings:
+            ring_sizes.append(len(ring))
+            coords.extend(ring)
+        if len(coords) >= chunk_vertices:
+            yield chunk()
+    if values:
+        yield chunk()
+
+
+def _drop_collinear(coords: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Remove the vertices where a closed ring goes straight on (and repeated points).
+
+    Args:
+        coords: ``(n, 2)`` vertices of consecutive closed rings (each ring ends with its first point).
+        sizes: vertices per ring, closing point included.
+
+    Returns:
+        ``(coords, sizes)`` of the same rings without those vertices, each ring closed again.
+    """
+    ends = np.cumsum(sizes)
+    closing = np.zeros(len(coords), bool)
+    closing[ends - 1] = True
+    points = coords[~closing]
+    open_sizes = sizes - 1
+    stop = np.cumsum(open_sizes)
+    start = stop - open_sizes
+    index = np.arange(len(points))
+    prev = index - 1
+    prev[start] = stop - 1
+    nxt = index + 1
+    nxt[stop - 1] = start
+    d_in = points - points[prev]
+    d_out = points[nxt] - points
+    keep = d_in[:, 0] * d_out[:, 1] - d_in[:, 1] * d_out[:, 0] != 0
+    ring_of = np.repeat(np.arange(len(sizes)), open_sizes)
+    kept_sizes = np.bincount(ring_of[keep], minlength=len(sizes))
+    kept = points[keep]
+    new_sizes = kept_sizes + 1
+    new_ends = np.cumsum(new_sizes)
+    first_kept = np.cumsum(kept_sizes) - kept_sizes
+    rank = np.arange(len(kept)) - np.repeat(first_kept, kept_sizes)
+    out = np.empty((int(new_ends[-1]), 2), dtype=coords.dtype)
+    out[np.repeat(new_ends - new_sizes, kept_sizes) + rank] = kept
+    out[new_ends - 1] = kept[first_kept]
+    return out, new_sizes
+
+
+def _densify_on_lines(
+    coords: np.ndarray, sizes: np.ndarray, xs: np.ndarray, ys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the ring segments that lie on a line ``x in xs`` or ``y in ys`` into unit steps.
+
+    Args:
+        coords: ``(n, 2)`` integer-valued vertices of consecutive closed rings.
+        sizes: vertices per ring, closing point included.
+        xs, ys: the window borders (pixel columns and rows).
+
+    Returns:
+        ``(coords, sizes)`` of the same rings with a vertex at every pixel corner along those lines.
+    """
+    a, b = coords[:-1], coords[1:]
+    on_line = ((a[:, 0] == b[:, 0]) & np.isin(a[:, 0], xs)) | ((a[:, 1] == b[:, 1]) & np.isin(a[:, 1], ys))
+    ends = np.cumsum(sizes)
+    on_line[ends[:-1] - 1] = False  # the jump from one ring's closing point to the next ring
+    steps = np.ones(len(a), np.int64)
+    steps[on_line] = np.abs(b[on_line] - a[on_line]).sum(axis=1).astype(np.int64)
+    segment = np.repeat(np.arange(len(a)), steps)
+    k = np.arange(len(segment)) - np.repeat(np.cumsum(steps) - steps, steps)
+    delta = (b - a) / steps[:, None]
+    out = np.concatenate([a[segment] + delta[segment] * k[:, None], coords[-1:]])
+    new_ends = np.concatenate([[0], np.cumsum(steps)])[ends - 1] + 1
+    return out, np.diff(np.concatenate([[0], new_ends]))
+
+
+def _polygon(coords: np.ndarray, sizes: np.ndarray) -> shapely.Polygon:
+    """One polygon from its rings' vertices (shell first) and the ring sizes (closing points included)."""
+    ring_offsets = np.concatenate([[0], np.cumsum(sizes)])
+    polygon_offsets = np.array([0, len(sizes)])
+    (polygon,) = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (ring_offsets, polygon_offsets))
+    return polygon
+
+
+_Piece = tuple[np.ndarray, np.ndarray]
+"""A polygon waiting for its neighbours, compactly: ``int32 (n, 2)`` pixel-corner vertices of its
+rings (shell first) and the ring sizes. 8 bytes a vertex instead of GEOS's 24."""
+
+
+def _dissolve(pieces: list[_Piece], xs: np.ndarray, ys: np.ndarray) -> list[shapely.Polygon]:
+    """The polygon of one 4-connected region from its pieces in several windows (pixel coordinates).
+
+    The pieces' outer rings form a coverage: disjoint interiors, shared edges only on the window
+    borders ``xs`` / ``ys``, where they match vertex for vertex once densified to unit steps. Their
+    holes lie inside one window each (land touching a window border is outside that window's piece)
+    and are kept as they are.
+    """
+    if len(pieces) == 1:
+        coords, sizes = pieces[0]
+        return [_polygon(coords.astype(np.float64), sizes)]
+    shell_coords = np.concatenate([c[: s[0]] for c, s in pieces]).astype(np.float64)
+    shell_sizes = np.array([s[0] for _, s in pieces])
+    coords, sizes = _densify_on_lines(shell_coords, shell_sizes, xs, ys)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    shells = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (offsets, np.arange(len(sizes) + 1)))
+    try:
+        merged = shapely.coverage_union_all(shells)
+    except GEOSException:  # not expected; overlay is slower but needs no matching vertices
+        merged = shapely.union_all(shells)
+    if merged.geom_type != "Polygon":  # not expected for one 4-connected region: stay valid
+        whole = [_polygon(c.astype(np.float64), s) for c, s in pieces]
+        return list(shapely.get_parts(shapely.union_all(whole)))
+    rings = shapely.get_rings(merged)
+    coords, sizes = _drop_collinear(shapely.get_coordinates(rings), shapely.get_num_coordinates(rings))
+    holes = [(c[s[0] :], s[1:]) for c, s in pieces if len(s) > 1]
+    if holes:
+        coords = np.concatenate([coords, *(c.astype(np.float64) for c, _ in holes)])
+        sizes = np.concatenate([sizes, *(s for _, s in holes)])
+    return [_polygon(coords, sizes)]
+
+
+def polygon_batches(ds: rasterio.io.DatasetReader, window_size: int = WINDOW_SIZE) -> Iterator[np.ndarray]:
+    """Water polygons of an open mask dataset (value 1), in pixel coordinates, each region once.
+
+    Args:
+        ds: single-band uint8 mask (1 water), read by windows of ``window_size``².
+        window_size: side of the windows.
+
+    Yields:
+        Arrays of ``shapely.Polygon`` with ``(col, row)`` pixel-corner coordinates, as they become
+        final: one polygon per 4-connected water region, whatever the window size.
+    """
+    if window_size < 2:
+        raise ValueError(f"window_size must be at least 2, got {window_size}")
+    height, width = ds.height, ds.width
+    cut_cols = np.arange(window_size, width, window_size, dtype=np.float64)
+    cut_rows = np.arange(window_size, height, window_size, dtype=np.float64)
+    links = _UnionFind()
+    pending: dict[int, _Piece] = {}  # global id -> piece touching a window border
+    bottom = np.zeros(width, np.int64)  # global ids along the last row of the previous window row
+    next_id = 1
+    for r0 in range(0, height, window_size):
+        h = min(window_size, height - r0)
+        last_row = r0 + h >= height
+        left = np.zeros(h, np.int64)  # global ids along the last column of the window to the left
+        for c0 in range(0, width, window_size):
+            w = min(window_size, width - c0)
+            last_col = c0 + w >= width
+            water = ds.read(1, window=Window(c0, r0, w, h)) == 1
+            count, labels = cv2.connectedComponents(water.view(np.uint8), connectivity=CONNECTIVITY, ltype=cv2.CV_32S)
+            base = next_id - 1  # global id = base + local label
+            next_id += count - 1
+            on_border = np.zeros(count, bool)  # local labels that touch a border to another window
+            if c0 > 0:  # link across the border with the window to the left
+                edge = _global_ids(labels[:, 0], base)
+                both = (left > 0) & (edge > 0)
+                links.union_pairs(left[both], edge[both])
+                on_border[labels[:, 0]] = True
+            if r0 > 0:  # and with the window above
+                edge = _global_ids(labels[0], base)
+                above = bottom[c0 : c0 + w]
+                both = (above > 0) & (edge > 0)
+                links.union_pairs(above[both], edge[both])
+                on_border[labels[0]] = True
+            if not last_col:
+                left = _global_ids(labels[:, -1], base)
+                on_border[labels[:, -1]] = True
+            if not last_row:
+                bottom[c0 : c0 + w] = _global_ids(labels[-1], base)
+                on_border[labels[-1]] = True
+            else:
+                bottom[c0 : c0 + w] = 0
+            on_border[0] = False
+            if count > 1:
+                # Trace only the water's bounding box: GDAL's cost grows with the pixels scanned.
+                rows, cols = np.flatnonzero(water.any(axis=1)), np.flatnonzero(water.any(axis=0))
+                box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+                shapes = features.shapes(
+                    labels[box], mask=water[box], connectivity=CONNECTIVITY,
+                    transform=Affine.translation(c0 + int(cols[0]), r0 + int(rows[0])),
+                )  # fmt: skip
+                for polygons, values, coords, ring_offsets, polygon_offsets in _from_shapes(shapes):
+                    waiting = on_border[values]
+                    if not waiting.all():
+                        yield polygons[~waiting]
+                    vertices = coords.astype(np.int32)  # pixel corners: integers
+                    ring_sizes = np.diff(ring_offsets).astype(np.int32)
+                    for k in np.flatnonzero(waiting).tolist():
+                        r_a, r_b = polygon_offsets[k], polygon_offsets[k + 1]  # its rings
+                        piece = vertices[ring_offsets[r_a] : ring_offsets[r_b]].copy(), ring_sizes[r_a:r_b].copy()
+                        pending[base + int(values[k])] = piece
+                    del polygons, coords, vertices
+            del water, labels
+            # Regions that no later window can reach are final: dissolve each one's pieces. The
+            # front: the last row of every window above a window not read yet, and this window's
+            # last column (the next window's left neighbour).
+            if pending:
+                front = np.concatenate([bottom[bottom > 0], left[left > 0] if not last_col else []])
+                still_open = {links.find(g) for g in np.unique(front).tolist()}
+                yield from _final(pending, links, still_open, cut_cols, cut_rows)
+    yield from _final(pending, links, set(), cut_cols, cut_rows)  # nothing is left open here
+
+
+def _global_ids(local: np.ndarray, base: int) -> np.ndarray:
+    """Global ids (``base`` + local label) of a row or column of labels; 0 stays 0 (not water)."""
+    return np.where(local > 0, local.astype(np.int64) + base, 0)
+
+
+def _final(
+    pending: dict[int, _Piece], links: _UnionFind, still_open: set[int], xs: np.ndarray, ys: np.ndarray
+) -> Iterator[np.ndarray]:
+    """Take the pieces of the regions whose root is not ``still_open`` out of ``pending``; dissolve them."""
+    groups: dict[int, list[_Piece]] = {}
+    for gid in list(pending):
+        root = links.find(gid)
+        if root not in still_open:
+            groups.setdefault(root, []).append(pending.pop(gid))
+    if groups:
+        yield np.asarray([p for pieces in groups.values() for p in _dissolve(pieces, xs, ys)], dtype=object)
+
+
+def _open(mask_path: Path) -> rasterio.io.DatasetReader:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return rasterio.open(mask_path)
+
+
+def mask_polygons(mask_path: Path, window_size: int = WINDOW_SIZE) -> tuple[list[shapely.Polygon], Affine, object]:
+    """Water polygons of a mask GeoTIFF (value 1), in pixel coordinates (all in memory; see the rule).
 
     Args:
         mask_path: single-band uint8 mask (1 water).
-        window_size: side of the windows read at once.
+        window_size: side of the windows read at once (the result does not depend on it).
 
     Returns:
-        ``(polygons, transform, crs)``: polygons with ``(col, row)`` pixel-corner coordinates, the
-        mask's transform and CRS.
+        ``(polygons, transform, crs)``: one polygon per 4-connected water region with ``(col, row)``
+        pixel-corner coordinates, the mask's transform and CRS.
     """
-    inner: list[shapely.Polygon] = []
-    border: list[shapely.Polygon] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        ds = rasterio.open(mask_path)
-    with ds:
-        height, width = ds.height, ds.width
-        for r0 in range(0, height, window_size):
-            for c0 in range(0, width, window_size):
-                win = Window(c0, r0, min(window_size, width - c0), min(window_size, height - r0))
-                block = ds.read(1, window=win)
-                water = block == 1
-                if not water.any():
-                    continue
-                r1, c1 = r0 + int(win.height), c0 + int(win.width)
-                # Polygonize only the water's bounding box: GDAL's cost grows with the pixels scanned.
-                rows, cols = np.flatnonzero(water.any(axis=1)), np.flatnonzero(water.any(axis=0))
-                box = water[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-                for geom, _ in features.shapes(
-                    box.view(np.uint8), mask=box, connectivity=8, transform=Affine.translation(c0 + cols[0], r0 + rows[0])
-                ):
-                    poly = shape(geom)
-                    x0, y0, x1, y1 = poly.bounds
-                    touches = (x0 == c0 > 0) or (y0 == r0 > 0) or (x1 == c1 < width) or (y1 == r1 < height)
-                    (border if touches else inner).append(poly)
-        transform, crs = ds.transform, ds.crs
-    if border:
-        merged = shapely.union_all(border)
-        inner.extend(shapely.get_parts(merged).tolist())
-    return inner, transform, crs
+    with gdal_env(), _open(mask_path) as ds:
+        polygons = [p for batch in polygon_batches(ds, window_size) for p in batch.tolist()]
+        return polygons, ds.transform, ds.crs
 
 
-def to_map(polygons: list[shapely.Polygon], transform: Affine) -> np.ndarray:
+def to_map(polygons: list[shapely.Polygon] | np.ndarray, transform: Affine) -> np.ndarray:
     """Apply the affine ``transform`` to pixel-coordinate polygons; returns an array of geometries."""
     a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
-    matrix = np.array([[a, b], [d, e]])
-    offset = np.array([c, f])
-    return shapely.transform(np.asarray(polygons, dtype=object), lambda xy: xy @ matrix.T + offset)
+
+    def apply(xy: np.ndarray) -> np.ndarray:
+        x, y = xy[:, 0], xy[:, 1]
+        out = np.empty_like(xy)
+        out[:, 0] = a * x + c if b == 0 else a * x + b * y + c
+        out[:, 1] = e * y + f if d == 0 else d * x + e * y + f
+        return out
+
+    return shapely.transform(np.asarray(polygons, dtype=object), apply)
 
 
 def area_perimeter_m(geoms: np.ndarray, crs: object) -> tuple[np.ndarray, np.ndarray]:
@@ -93,25 +390,58 @@ def area_perimeter_m(geoms: np.ndarray, crs: object) -> tuple[np.ndarray, np.nda
     return shapely.area(geoms) * unit**2, shapely.length(geoms) * unit
 
 
-def write_polygons(mask_path: Path, gpkg_path: Path, simplify: float = 0.0) -> tuple[int, float | None]:
-    """Vectorise ``mask_path`` into layer ``water`` of ``gpkg_path`` (input CRS).
+def _write_batch(
+    path: Path, polygons: list[np.ndarray], transform: Affine, crs: object, simplify: float, append: bool
+) -> tuple[int, float]:
+    """Map, simplify, measure and write (or append) one batch of pixel-coordinate polygons."""
+    geoms = to_map(np.concatenate(polygons) if polygons else np.empty(0, dtype=object), transform)
+    if simplify > 0 and len(geoms):
+        geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
+    area, perimeter = area_perimeter_m(geoms, crs)
+    frame = gpd.GeoDataFrame(
+        {"area_m2": area.astype(float), "perimeter_m": perimeter.astype(float)},
+        geometry=gpd.GeoSeries(geoms, crs=crs),
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="'crs' was not provided")  # pixel coordinates
+        pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GPKG", geometry_type="Polygon", append=append)
+    return len(frame), float(area.sum())
+
+
+def write_polygons(
+    mask_path: Path, gpkg_path: Path, simplify: float = 0.0, window_size: int = WINDOW_SIZE
+) -> tuple[int, float | None]:
+    """Vectorise ``mask_path`` into layer ``water`` of ``gpkg_path`` (input CRS), by windows.
+
+    One valid Polygon per 4-connected water region (see the module docstring), written in batches
+    as the regions become final, so memory does not grow with the number of polygons.
+
+    Args:
+        mask_path: ``mask.tif`` (uint8: 1 water, 0 not water, 255 nodata).
+        gpkg_path: output GeoPackage.
+        simplify: Douglas-Peucker tolerance in CRS units (topology-preserving, per polygon); 0: none.
+        window_size: side of the windows read at once (the result does not depend on it).
 
     Returns:
         ``(polygon count, total area in m²)``; the area is None without a CRS.
 
     An all-dry mask gives a valid, empty layer. Written to a temporary name and renamed.
     """
-    polygons, transform, crs = mask_polygons(mask_path)
-    geoms = to_map(polygons, transform)
-    if simplify > 0 and len(geoms):
-        geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
-    area, perimeter = area_perimeter_m(geoms, crs)
-    frame = gpd.GeoDataFrame(
-        {"area_m2": area.astype(float), "perimeter_m": perimeter.astype(float)},
-        geometry=gpd.GeoSeries(list(geoms), crs=crs),
-    )
-    with atomic_path(gpkg_path) as tmp:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="'crs' was not provided")  # pixel coordinates
-            frame.to_file(tmp, layer=LAYER, driver="GPKG", engine="pyogrio", geometry_type="Polygon")
-    return len(frame), (float(area.sum()) if crs is not None else None)
+    count, total = 0, 0.0
+    # Every block of the mask is read once: GDAL's block cache is capped (unless set by the caller).
+    with gdal_env(), _open(mask_path) as ds, atomic_path(Path(gpkg_path)) as tmp:
+        transform, crs = ds.transform, ds.crs
+        batch: list[np.ndarray] = []
+        vertices = 0
+        written = False
+        for polygons in polygon_batches(ds, window_size):
+            batch.append(polygons)
+            vertices += int(shapely.get_num_coordinates(polygons).sum())
+            if vertices >= FLUSH_VERTICES:
+                n, area = _write_batch(tmp, batch, transform, crs, simplify, append=written)
+                count, total, written = count + n, total + area, True
+                batch, vertices = [], 0
+        if batch or not written:  # an all-dry mask still gets its (empty) layer
+            n, area = _write_batch(tmp, batch, transform, crs, simplify, append=written)
+            count, total = count + n, total + area
+    return count, (total if crs is not None else None)

@@ -7,12 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.enums import Resampling
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.coarse import CoarseRule
-from samgeo_pipeline.radiometry import ImageStats, choose_composite, compute_stats, to_rgb8
-from samgeo_pipeline.raster import inspect_raster
+from samgeo_pipeline.radiometry import (
+    ImageStats,
+    band_percentiles,
+    choose_composite,
+    compute_stats,
+    stats_from_array,
+    to_rgb8,
+)
+from samgeo_pipeline.raster import inspect_raster, nodata_valid, read_decimated
 from tests.scenes import disc, rgbn_scene, write_raster
 
 
@@ -113,3 +121,97 @@ class TestComposite:
         np.testing.assert_array_equal(rgb[0, :, 0], [0, 128, 255, 0])  # invalid -> 0
         np.testing.assert_array_equal(rgb[0, :, 1], [0, 0, 0, 0])
         np.testing.assert_array_equal(rgb[0, :, 2], [0, 255, 255, 0])
+
+
+def _stats(band_names: tuple[str, ...], low: tuple[float, ...], high: tuple[float, ...],
+           composite: tuple[str, str, str]) -> ImageStats:
+    return ImageStats(band_names, low, high, CoarseRule("ndwi", band_names, threshold=0.0), 1.0, composite)
+
+
+class TestFastPaths:
+    """The speed-ups of issue 8 give exactly what the plain NumPy code gave."""
+
+    @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+    def test_rgb8_lookup_table_equals_float_path(self, dtype: str) -> None:
+        rng = np.random.default_rng(3)
+        limits = np.iinfo(dtype)
+        native = rng.integers(limits.min, limits.max, (4, 37, 53), dtype=dtype, endpoint=True)
+        native[:, 0, :4] = [[limits.min], [limits.max], [0], [1]]  # the extremes pass through the table
+        valid = rng.random((37, 53)) > 0.2
+        span = float(limits.max) - float(limits.min)
+        low = tuple(float(limits.min) + span * f for f in (0.1, 0.03, 0.25, 0.0))
+        high = tuple(lo + span * f for lo, f in zip(low, (0.5, 0.9, 0.33, 1e-4)))  # incl. a very steep one
+        stats = _stats(("blue", "nir", "green", "red"), low, high, ("nir", "red", "blue"))
+        data = native.astype(np.float32)
+        expected = to_rgb8(data, valid, stats)
+        np.testing.assert_array_equal(to_rgb8(data, valid, stats, native), expected)
+        np.testing.assert_array_equal(to_rgb8(data, np.ones_like(valid), stats, native),
+                                      to_rgb8(data, np.ones_like(valid), stats))
+
+    def test_rgb8_float_native_uses_float_path(self) -> None:
+        data = np.linspace(-5, 300, 4 * 6 * 7, dtype=np.float32).reshape(4, 6, 7)
+        valid = np.ones((6, 7), bool)
+        valid[2] = False
+        stats = _stats(("red", "green", "blue", "nir"), (0.0,) * 4, (255.0,) * 4, ("red", "green", "blue"))
+        np.testing.assert_array_equal(to_rgb8(data, valid, stats, data), to_rgb8(data, valid, stats))
+
+    @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+    def test_percentiles_from_value_counts_equal_numpy(self, dtype: str) -> None:
+        rng = np.random.default_rng(4)
+        limits = np.iinfo(dtype)
+        for trial in range(60):
+            shape = (int(rng.integers(1, 5)), int(rng.integers(1, 40)), int(rng.integers(1, 40)))
+            top = int(rng.choice([limits.max, limits.min + 3, limits.min + 40]))
+            data = rng.integers(limits.min, top, shape, endpoint=True).astype(np.float32)
+            valid = rng.random(shape[1:]) < rng.choice([1.0, 0.5, 0.02])
+            valid.flat[trial % valid.size] = True
+            qs = (0.1, float(rng.uniform(0, 50)), float(rng.uniform(50, 100)), 0.0, 100.0)
+            expected = np.percentile(data[:, valid], qs, axis=1)
+            got = band_percentiles(data, valid, qs, dtype)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+
+    def test_percentiles_large_read(self) -> None:
+        rng = np.random.default_rng(5)
+        data = rng.normal(100, 30, (3, 700, 900)).clip(0, 255).astype(np.uint8).astype(np.float32)
+        valid = rng.random((700, 900)) > 0.1
+        qs = (0.1, 2.0, 98.0)
+        np.testing.assert_array_equal(band_percentiles(data, valid, qs, "uint8"),
+                                      np.percentile(data[:, valid], qs, axis=1))
+
+    @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+    def test_stats_with_source_dtype_unchanged(self, dtype: str, lake_scene: Path) -> None:
+        with rasterio.open(lake_scene) as ds:
+            native = ds.read()
+        data = native.astype(dtype).astype(np.float32) * (3 if dtype == "uint16" else 1)
+        valid = native.any(axis=0)
+        config = SegmentConfig(model="none")
+        names = ("red", "green", "blue", "nir")
+        assert stats_from_array(data, valid, names, config, source_dtype=dtype) == stats_from_array(
+            data, valid, names, config
+        )
+
+    @pytest.mark.parametrize("nodata", [0, 7, None, 300, -1.0, 2.5])
+    def test_nodata_valid_integer_path(self, nodata: float | None) -> None:
+        rng = np.random.default_rng(6)
+        native = rng.integers(0, 9, (3, 20, 30), dtype=np.uint8)
+        native[:, :5] = 7
+        native[:, 5:9] = 0
+        expected = np.ones((20, 30), bool)
+        usable = nodata is not None and float(nodata).is_integer() and 0 <= nodata <= 255
+        if usable:
+            expected = ~(native == np.uint8(nodata)).all(axis=0)
+        np.testing.assert_array_equal(nodata_valid(native, nodata), expected)
+
+    def test_threaded_decimated_read_equals_serial(self, tmp_path: Path) -> None:
+        rng = np.random.default_rng(7)
+        image = rng.integers(0, 255, (4, 300, 410), dtype=np.uint8)
+        image[:, :, :13] = 0
+        path = write_raster(tmp_path / "noise.tif", image)
+        info = inspect_raster(path)
+        with rasterio.open(path) as ds:
+            for resampling in (Resampling.nearest, Resampling.average):
+                serial = read_decimated(ds, info, (97, 133), resampling, chunk=64)
+                threaded = read_decimated(ds, info, (97, 133), resampling, chunk=64, workers=3)
+                np.testing.assert_array_equal(threaded[0], serial[0])
+                np.testing.assert_array_equal(threaded[1], serial[1])

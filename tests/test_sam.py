@@ -188,17 +188,17 @@ class TestSegmentWithSam:
 def test_failed_tile_is_reported_and_written_as_nodata(tiny_model_dir, scene, tmp_path, monkeypatch):
     config = sam_config(tiny_model_dir, batch_size=2)
     predictor, source = load_predictor(config)
-    original = SamPredictor.predict_logits
+    original = SamPredictor.predict_masks
     fail_always = {"first": None}
 
-    def flaky_tile(self, embedding, prompts, tile_shape, resized, merge="joint"):
+    def flaky_tile(self, embeddings, prompts, tile_shape, resized, merge="joint", logits=False):
         if fail_always["first"] is None:
-            fail_always["first"] = prompts[0].area
-        if prompts[0].area == fail_always["first"]:
+            fail_always["first"] = prompts[0][0].area
+        if any(tile[0].area == fail_always["first"] for tile in prompts):  # the batch holds the bad tile
             raise RuntimeError("CUDA out of memory (simulated)")
-        return original(self, embedding, prompts, tile_shape, resized, merge)
+        return original(self, embeddings, prompts, tile_shape, resized, merge, logits)
 
-    monkeypatch.setattr(SamPredictor, "predict_logits", flaky_tile)
+    monkeypatch.setattr(SamPredictor, "predict_masks", flaky_tile)
     result = segment_raster(scene, tmp_path / "out", config, predictor, source)
     assert result.status == "partial"
     assert result.tiles.failed >= 1 and len(result.tiles.failed_tiles) == result.tiles.failed
@@ -226,3 +226,48 @@ def test_sam_path_on_real_naip(tiny_model_dir, tmp_path):
         assert set(np.unique(out.read(1))) <= {0, 1, 255}
     assert result.manifest["model"]["id"] == str(tiny_model_dir)
     assert (tmp_path / "out" / "water.gpkg").is_file() and (tmp_path / "out" / "quicklook.png").is_file()
+
+
+class TestBatchedDecoder:
+    """Issue 8: one decoder call per encoder batch gives each tile's own logits."""
+
+    @staticmethod
+    def prompts(kind: str, rng: np.random.Generator, components: int, positives: int, negatives: int) -> list:
+        from samgeo_pipeline.prompts import ComponentPrompt
+
+        out = []
+        for _ in range(components):
+            if kind == "box":
+                x0, y0 = rng.uniform(0, 120, 2)
+                box = np.array([x0, y0, x0 + rng.uniform(10, 70), y0 + rng.uniform(10, 70)], np.float32)
+                out.append(ComponentPrompt(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), box, 100))
+            else:
+                xy = rng.uniform(0, 199, (positives + negatives, 2)).astype(np.float32)
+                labels = np.r_[np.ones(positives, np.int64), np.zeros(negatives, np.int64)]
+                out.append(ComponentPrompt(xy, labels, None, 100))
+        return out
+
+    @pytest.mark.parametrize(("merge", "kind"), [("joint", "points"), ("mean", "points"), ("best", "points"),
+                                                 ("joint", "box")])
+    def test_predict_masks_equals_per_tile_logits(self, tiny_model_dir, merge, kind):
+        model, _ = load_sam_model(str(tiny_model_dir))
+        predictor = SamPredictor(model, torch.device("cpu"))
+        rng = np.random.default_rng(1)
+        tiles = rng.integers(0, 256, (4, 200, 200, 3), dtype=np.uint8)
+        # different prompt counts per tile, and (points) different points per prompt
+        shapes = [(1, 3, 2), (3, 3, 2), (2, 2, 0), (2, 3, 2)]
+        prompts = [self.prompts(kind, rng, *shape) for shape in shapes]
+        embeddings, resized = predictor.embed(list(tiles))
+        stacked, _ = predictor.embed(tiles)
+        torch.testing.assert_close(embeddings, stacked, rtol=0, atol=0)
+        shape = (200, 200)
+        expected = [predictor.predict_logits(embeddings[i : i + 1], p, shape, resized, merge) for i, p in enumerate(prompts)]
+        logits = predictor.predict_masks(embeddings, prompts, shape, resized, merge, logits=True)
+        masks = predictor.predict_masks(embeddings, prompts, shape, resized, merge)
+        for got, mask, want in zip(logits, masks, expected):
+            assert got.dtype == np.float32 and got.shape == shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+            assert mask.dtype == bool and mask.shape == shape
+            np.testing.assert_array_equal(mask, got > 0)
+        single = predictor.predict_masks(embeddings[1:2], prompts[1:2], shape, resized, merge, logits=True)
+        np.testing.assert_array_equal(single[0], expected[1])  # a batch of one: the very same numbers
