@@ -241,15 +241,16 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
         return CoarseMask(water, water & seeds, sure_land)
     other = "swir" if rule.method == "mndwi" else "nir"
     green, second = _band(data, rule, "green"), _band(data, rule, other)
-    candidates = valid & index_above(green, second, rule.threshold)
+    total, diff = green + second, green - second  # once per tile, for all three comparisons
+    candidates = valid & _sums_above(total, diff, rule.threshold)
     for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
         if limit is not None:
             candidates &= (second if band == other else _band(data, rule, band)) < limit
     water = keep_components(candidates, candidates, min_area)
     if not pools:
         return CoarseMask(water, None, None)
-    sure_water = water & index_above(green, second, rule.threshold + SURE_MARGIN)
-    sure_land = valid & ~water & ~index_above(green, second, rule.threshold - LAND_MARGIN)
+    sure_water = water & _sums_above(total, diff, rule.threshold + SURE_MARGIN)
+    sure_land = valid & ~water & ~_sums_above(total, diff, rule.threshold - LAND_MARGIN)
     return CoarseMask(water, sure_water, sure_land)
 
 
@@ -260,10 +261,13 @@ def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
     reverse where a + b < 0 (negative reflectances), and 0 > t where a + b = 0 (the index is 0).
     Other thresholds fall back to :func:`normalized_difference`.
     """
+    return _sums_above(a + b, a - b, threshold)
+
+
+def _sums_above(total: np.ndarray, diff: np.ndarray, threshold: float) -> np.ndarray:
+    """:func:`index_above` from ``total = a + b`` and ``diff = a - b``."""
     if not -1.0 < threshold < 1.0:
-        return normalized_difference(a, b) > threshold
-    total = a + b
-    diff = a - b
+        return _ratio(total, diff) > threshold
     scaled = total * np.float32(threshold)
     above = diff > scaled
     if (total <= 0).any():  # rare
@@ -302,9 +306,12 @@ def dark_floor(data: np.ndarray, valid: np.ndarray) -> float:
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)`` as float32 in [-1, 1]; 0 where the sum is 0."""
-    total = a + b
+    return _ratio(a + b, a - b)
+
+
+def _ratio(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
     result = np.zeros(total.shape, np.float32)
-    np.divide(a - b, total, out=result, where=total != 0)
+    np.divide(diff, total, out=result, where=total != 0)
     return np.clip(result, -1.0, 1.0, out=result)
 
 
