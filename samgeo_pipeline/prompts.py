@@ -1,7 +1,7 @@
 """Automatic SAM prompts from a coarse mask: per connected component, points or a box.
 
 Coordinates: points are ``(x, y)`` = ``(col, row)`` in the tile's pixel frame (float32); boxes are
-``xyxy`` in the same frame. Labels: 1 positive, 0 negative, -10 padding ("not a point" for SAM).
+``xyxy`` in the same frame. Labels: 1 positive, 0 negative.
 Sampling follows the seed workflow: erode the component N = int(count**0.6 / 35) times with a 3x3
 square (negatives: background, count**0.6 / 50), then pick points uniformly at random, blanking a
 disc of radius d = 2.75 * sqrt(count) / n (negatives 2 * sqrt(count) / n) around each pick.
@@ -20,7 +20,6 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-PAD_LABEL = -10
 _KERNEL = np.ones((3, 3), np.uint8)
 
 

@@ -1,10 +1,12 @@
-"""SAM through Hugging Face transformers: loading, torch preprocessing, batched encoder, prompted decoder.
+"""SAM through Hugging Face transformers: loading, preprocessing, batched encoder, prompted decoder.
 
-NumPy-facing entry points (:meth:`SamPredictor.embed`, :meth:`SamPredictor.predict_logits`) wrap
-batched torch code. Frames: a tile is ``uint8 (rows, cols, 3)`` RGB; SAM sees it resized so its
-longest side is ``image_size`` (1024 for released models), normalised with ImageNet mean/std and
-padded bottom/right to ``image_size``². Prompt coordinates are given in tile pixels ``(col, row)``
-and scaled here. Output logits are ``float32 (rows, cols)`` in the tile frame (water where > 0).
+NumPy-facing entry points (:meth:`SamPredictor.embed`, :meth:`SamPredictor.predict_masks`) wrap
+batched torch code. Frames (:mod:`samgeo_pipeline.sam_geometry`, the one place for SAM's
+geometry): a tile is ``uint8 (rows, cols, 3)`` RGB; SAM sees it resized as uint8 so its longest
+side is ``image_size`` (1024 for released models), normalised with ImageNet mean/std and padded
+bottom/right to ``image_size``². Prompt coordinates are given in tile pixels ``(col, row)``;
+prompts are decoded by :mod:`samgeo_pipeline.sam_decode` (never padded). Output logits are
+``float32 (rows, cols)`` in the tile frame (water where > 0).
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from samgeo_pipeline.errors import ModelUnavailableError
-from samgeo_pipeline.prompts import PAD_LABEL, ComponentPrompt
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.sam_attention import chunk_global_attention
+from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, RowBatch, component_logits, prompt_rows
+from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
 
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
@@ -142,28 +143,23 @@ def _first_line(exc: BaseException) -> str:
 
 
 def preprocess_torch(images: torch.Tensor, image_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """SAM preprocessing with torch ops, equal to ``SamProcessor`` for one tile size.
+    """SAM's ``pixel_values`` of a batch of same-size tiles, equal to ``SamImageProcessor``'s.
 
     Args:
-        images: ``uint8 (batch, rows, cols, 3)`` RGB, all the same size, on any device.
+        images: ``uint8 (batch, rows, cols, 3)`` RGB, on any device. Tiles that need resizing are
+            resized on the CPU (:func:`~samgeo_pipeline.sam_geometry.resize_tile`), the others stay
+            where they are.
         image_size: SAM's input side (``config.vision_config.image_size``).
 
     Returns:
         ``(pixel_values, (new_rows, new_cols))``: ``float32 (batch, 3, image_size, image_size)``
-        normalised and zero-padded bottom/right, and the size of the resized image inside it.
+        normalised and zero-padded bottom/right, and the size of the resized tile inside it.
     """
-    rows, cols = images.shape[1:3]
-    scale = image_size / max(rows, cols)
-    new_rows, new_cols = int(rows * scale + 0.5), int(cols * scale + 0.5)
-    x = images.permute(0, 3, 1, 2).float()
-    if (new_rows, new_cols) != (rows, cols):
-        x = F.interpolate(x, size=(new_rows, new_cols), mode="bilinear", align_corners=False, antialias=True)
-        x = x.round().clamp(0, 255)  # the processor resizes uint8 images
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1) * 255.0
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1) * 255.0
-    x = (x - mean) / std
-    x = F.pad(x, (0, image_size - new_cols, 0, image_size - new_rows))
-    return x, (new_rows, new_cols)
+    resized = resized_shape(tuple(images.shape[1:3]), image_size)
+    if resized != tuple(images.shape[1:3]):
+        host = images.cpu().numpy()
+        images = torch.from_numpy(np.stack([resize_tile(tile, image_size) for tile in host])).to(images.device)
+    return normalize_and_pad(images, image_size), resized
 
 
 @dataclass
@@ -177,12 +173,16 @@ class SamPredictor:
         preprocessing: a fine-tuned checkpoint's input preprocessing (composite, percentiles, bands;
             see :func:`read_checkpoint_preprocessing`), applied by the segment pipeline; None for
             released models.
+        attention_rows: when set, the encoder's global-attention layers attend this many token rows
+            at a time (:func:`~samgeo_pipeline.sam_attention.chunk_global_attention`: less memory,
+            the same embeddings); None keeps transformers' dense layers.
     """
 
     model: torch.nn.Module
     device: torch.device
     autocast_dtype: torch.dtype | None = None
     preprocessing: dict | None = None
+    attention_rows: int | None = None
     _staging: torch.Tensor | None = field(default=None, init=False, repr=False)
     """CUDA: pinned host buffer the tiles of a batch are copied into (reused, see :meth:`_to_device`)."""
     _staged: torch.cuda.Event | None = field(default=None, init=False, repr=False)
@@ -190,6 +190,8 @@ class SamPredictor:
 
     def __post_init__(self) -> None:
         self.model.to(self.device).eval()
+        if self.attention_rows is not None:
+            chunk_global_attention(self.model, self.attention_rows)
         self.image_size = int(self.model.config.vision_config.image_size)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -201,8 +203,9 @@ class SamPredictor:
     def embed(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image embeddings of a batch of tiles.
 
-        The ``uint8`` tiles go to the device as they are (on CUDA in one copy from pinned memory);
-        resizing and normalisation run there (:func:`preprocess_torch`).
+        Tiles whose longest side is not ``image_size`` are resized on the CPU as uint8
+        (:func:`~samgeo_pipeline.sam_geometry.resize_tile`); the ``uint8`` tiles then go to the
+        device (on CUDA in one copy from pinned memory), where they are normalised and padded.
 
         Args:
             tiles: ``uint8 (batch, rows, cols, 3)`` RGB, or a sequence of ``uint8 (rows, cols, 3)``
@@ -212,8 +215,9 @@ class SamPredictor:
             ``(embeddings, resized)``: ``(batch, 256, e, e)`` on the device (e = image_size / 16) and
             the resized tile size inside SAM's padded input.
         """
-        images = self._to_device(tiles)
-        pixel_values, resized = preprocess_torch(images, self.image_size)
+        if resized_shape(tiles[0].shape[:2], self.image_size) != tuple(tiles[0].shape[:2]):
+            tiles = [resize_tile(tile, self.image_size) for tile in tiles]
+        pixel_values, resized = preprocess_torch(self._to_device(tiles), self.image_size)
         with self._autocast():
             embeddings = self.model.get_image_embeddings(pixel_values)
         return embeddings, resized
@@ -251,56 +255,35 @@ class SamPredictor:
         merge: str = "joint",
         logits: bool = False,
     ) -> list[np.ndarray]:
-        """Water of every tile of an encoder batch, with one decoder call for all of them.
+        """Water of every tile of an encoder batch: the union of its components' masks.
 
-        Tiles whose prompts have the same number of points (or are boxes) are decoded together:
-        each tile's prompts are padded to the batch's largest count by repeating its first prompt
-        (the decoder treats prompts independently; the repeats are dropped). Points are never
-        padded across tiles, since padding points change SAM's answer. Upsampling to the tile, the
-        union over prompts and the threshold run on the device; only the result comes back, in one
-        copy for the batch. Each tile's logits are :meth:`predict_logits`'s up to float rounding
-        of the batched decoder (equal for a batch of one).
+        The prompts of all tiles are decoded together, one decoder call per prompt shape
+        (:mod:`samgeo_pipeline.sam_decode`: never padded, so each tile's logits are those of its
+        prompts decoded alone, up to float rounding of the batched call). Upsampling to the tile,
+        the union (max) over components and the threshold run on the device; only the result comes
+        back, in one copy for the batch.
 
         Args:
             embeddings: ``(batch, 256, e, e)`` from :meth:`embed`.
-            prompts: for each tile of the batch, its component prompts (tile pixels).
-            tile_shape, resized, merge: as in :meth:`predict_logits`.
+            prompts: for each tile of the batch, one prompt per component (points or box, tile pixels).
+            tile_shape: ``(rows, cols)`` of the tiles.
+            resized: the resized size returned by :meth:`embed`.
+            merge: ``joint`` (a component's points form one prompt), ``mean`` (one prompt per
+                positive point with the component's negatives, logits averaged) or ``best`` (the
+                one with the highest predicted IoU).
             logits: return the logits (``float32``) instead of the water mask.
 
         Returns:
             One ``bool (rows, cols)`` water mask (logits > 0) per tile, or ``float32 (rows, cols)``
-            logits when ``logits`` is set.
+            logits when ``logits`` is set (``NO_MASK_LOGIT`` for a tile without prompts).
         """
-        arrays = [self._prompt_arrays(p, merge) for p in prompts]
-        by_shape: dict[tuple, list[int]] = {}
-        for i, (tensors, _) in enumerate(arrays):
-            key = tuple((name, value.shape[2:]) for name, value in sorted(tensors.items()))
-            by_shape.setdefault(key, []).append(i)
-        results: list[torch.Tensor | None] = [None] * len(prompts)
-        for members in by_shape.values():
-            rows = max(next(iter(arrays[i][0].values())).shape[1] for i in members)
-            names = sorted(arrays[members[0]][0])
-            kwargs = {
-                name: torch.from_numpy(np.concatenate([_repeat_rows(arrays[i][0][name], rows) for i in members])).to(
-                    self.device, non_blocking=True
-                )
-                for name in names
-            }
-            self._scale_coords(kwargs, tile_shape, resized)
-            index = torch.tensor(members, device=embeddings.device)
-            group_embeddings = embeddings if members == list(range(len(embeddings))) else embeddings[index]
-            with self._autocast():
-                out = self.model(image_embeddings=group_embeddings, multimask_output=False, **kwargs)
-            for k, i in enumerate(members):
-                tensors, groups = arrays[i]
-                n = next(iter(tensors.values())).shape[1]
-                results[i] = self._merged_logits(out.pred_masks[k, :n, 0], out.iou_scores[k, :n, 0], groups, merge,
-                                                  tile_shape, resized)
-        stacked = torch.stack(results)  # type: ignore[arg-type]
-        host = stacked.float().cpu().numpy() if logits else (stacked > 0).cpu().numpy()
+        rows = RowBatch.build([prompt_rows(p, merge, tile_shape, resized) for p in prompts]).to(self.device)
+        with self._autocast():
+            components = component_logits(self.model, embeddings, rows, merge)
+        stacked = torch.stack([self._union(c, tile_shape, resized) for c in components])
+        host = stacked.cpu().numpy() if logits else (stacked > 0).cpu().numpy()
         return list(host)
 
-    @torch.inference_mode()
     def predict_logits(
         self,
         embedding: torch.Tensor,
@@ -309,105 +292,11 @@ class SamPredictor:
         resized: tuple[int, int],
         merge: str = "joint",
     ) -> np.ndarray:
-        """Water logits of one tile: the union (max) of the masks of its component prompts.
+        """``float32 (rows, cols)`` water logits of one tile (``embedding`` ``(1, 256, e, e)``); see :meth:`predict_masks`."""
+        return self.predict_masks(embedding, [prompts], tile_shape, resized, merge, logits=True)[0]
 
-        Args:
-            embedding: ``(1, 256, e, e)`` from :meth:`embed`.
-            prompts: one prompt per component (points or box), coordinates in tile pixels.
-            tile_shape: ``(rows, cols)`` of the tile.
-            resized: the resized size returned by :meth:`embed`.
-            merge: ``joint`` (a component's points form one prompt), ``mean`` (one prompt per
-                positive point, logits averaged) or ``best`` (highest predicted IoU).
-
-        Returns:
-            ``float32 (rows, cols)`` logits; water where > 0.
-        """
-        kwargs, groups = self._prompt_tensors(prompts, merge)
-        self._scale_coords(kwargs, tile_shape, resized)
-        with self._autocast():
-            out = self.model(image_embeddings=embedding, multimask_output=False, **kwargs)
-        logits = self._merged_logits(out.pred_masks[0, :, 0], out.iou_scores[0, :, 0], groups, merge, tile_shape, resized)
-        return logits.cpu().numpy()
-
-    def _scale_coords(self, kwargs: dict[str, torch.Tensor], tile_shape: tuple[int, int], resized: tuple[int, int]) -> None:
-        """Prompt coordinates from tile pixels to SAM's resized input, in place of ``kwargs``' tensors."""
-        scale = torch.tensor(
-            [resized[1] / tile_shape[1], resized[0] / tile_shape[0]], device=self.device, dtype=torch.float32
-        )
-        for key in ("input_points", "input_boxes"):
-            if key in kwargs:
-                coords = kwargs[key]
-                kwargs[key] = (coords.view(*coords.shape[:-1], -1, 2) * scale).view(coords.shape)
-
-    def _merged_logits(
-        self,
-        pred_masks: torch.Tensor,
-        iou_scores: torch.Tensor,
-        groups: list[list[int]] | None,
-        merge: str,
-        tile_shape: tuple[int, int],
-        resized: tuple[int, int],
-    ) -> torch.Tensor:
-        """One tile's ``(prompts, 256, 256)`` low-res masks -> its ``(rows, cols)`` logits (max over components)."""
-        low_res = pred_masks.float()  # (prompts, 256, 256)
-        if groups is not None:
-            iou = iou_scores.float()
-            merged = []
-            for index in groups:
-                if merge == "best":
-                    merged.append(low_res[index[int(torch.argmax(iou[index]))]])
-                else:
-                    merged.append(low_res[index].mean(0))
-            low_res = torch.stack(merged)
-        logits = self._upsample(low_res, tile_shape, resized)
-        return logits.max(0).values
-
-    def _prompt_tensors(
-        self, prompts: list[ComponentPrompt], merge: str
-    ) -> tuple[dict[str, torch.Tensor], list[list[int]] | None]:
-        """Batched prompt tensors on the device; for mean/best, also which rows belong to each component."""
-        arrays, groups = self._prompt_arrays(prompts, merge)
-        return {name: torch.from_numpy(value).to(self.device) for name, value in arrays.items()}, groups
-
-    @staticmethod
-    def _prompt_arrays(
-        prompts: list[ComponentPrompt], merge: str
-    ) -> tuple[dict[str, np.ndarray], list[list[int]] | None]:
-        """:meth:`_prompt_tensors` as NumPy arrays (``(1, rows, ...)``)."""
-        if prompts[0].box_xyxy is not None:
-            boxes = np.stack([p.box_xyxy for p in prompts])[None]
-            return {"input_boxes": boxes}, None
-        if merge == "joint":
-            rows = [(p.points_xy, p.labels) for p in prompts]
-            groups = None
-        else:
-            rows, groups = [], []
-            for p in prompts:
-                positive, negative = p.labels == 1, p.labels == 0
-                start = len(rows)
-                for point in p.points_xy[positive]:
-                    rows.append(
-                        (np.concatenate([point[None], p.points_xy[negative]]), np.r_[1, p.labels[negative]])
-                    )
-                groups.append(list(range(start, len(rows))))
-        width = max(len(r[0]) for r in rows)
-        points = np.zeros((1, len(rows), width, 2), np.float32)
-        labels = np.full((1, len(rows), width), PAD_LABEL, np.int64)
-        for i, (xy, lab) in enumerate(rows):
-            points[0, i, : len(xy)] = xy
-            labels[0, i, : len(lab)] = lab
-        return {"input_points": points, "input_labels": labels}, groups
-
-    def _upsample(self, low_res: torch.Tensor, tile_shape: tuple[int, int], resized: tuple[int, int]) -> torch.Tensor:
-        """``(n, 256, 256)`` low-res logits -> ``(n, rows, cols)`` in the tile frame."""
-        x = F.interpolate(low_res[:, None], size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        x = x[..., : resized[0], : resized[1]]
-        x = F.interpolate(x, size=tile_shape, mode="bilinear", align_corners=False)
-        return x[:, 0]
-
-
-def _repeat_rows(array: np.ndarray, rows: int) -> np.ndarray:
-    """``(1, n, ...)`` prompt array padded to ``(1, rows, ...)`` with copies of its first row."""
-    if array.shape[1] == rows:
-        return array
-    return np.concatenate([array, np.repeat(array[:, :1], rows - array.shape[1], axis=1)], axis=1)
+    def _union(self, components: torch.Tensor, tile_shape: tuple[int, int], resized: tuple[int, int]) -> torch.Tensor:
+        """``(k, m, m)`` component logits of a tile -> ``float32 (rows, cols)``: their maximum in the tile frame."""
+        if len(components) == 0:
+            return torch.full(tile_shape, NO_MASK_LOGIT, device=components.device)
+        return upsample_masks(components, tile_shape, resized, self.image_size).max(0).values

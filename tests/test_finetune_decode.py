@@ -5,22 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import SamModel
 
-from samgeo_pipeline.finetune.decode import decode_components, merge_components, native_prediction, upsample_logits
-from samgeo_pipeline.finetune.samples import collate, lowres_target, prompt_rows, resized_shape
+from samgeo_pipeline.finetune.decode import decode_components, merge_components, native_prediction
+from samgeo_pipeline.finetune.samples import collate, lowres_target
 from samgeo_pipeline.prompts import component_prompts
 from samgeo_pipeline.sam import SamPredictor
+from samgeo_pipeline.sam_decode import prompt_rows
+from samgeo_pipeline.sam_geometry import resized_shape, upsample_masks
 from tests.finetune_data import disc, rgbn
-from tests.tiny_sam import tiny_sam_config
+from tests.tiny_sam import tiny_sam
 
 IMAGE_SIZE = 128
 
 
 @pytest.fixture(scope="module")
 def predictor() -> SamPredictor:
-    torch.manual_seed(0)
-    return SamPredictor(SamModel(tiny_sam_config(IMAGE_SIZE)), torch.device("cpu"))
+    return SamPredictor(tiny_sam(IMAGE_SIZE), torch.device("cpu"))
 
 
 def scene(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,10 +31,9 @@ def scene(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def item(prompts, merge: str, shape: tuple[int, int], position: int = 0) -> dict:
     resized = resized_shape(shape, IMAGE_SIZE)
-    points, labels, boxes, groups = prompt_rows(prompts, merge, (resized[1] / shape[1], resized[0] / shape[0]))
     target, weight = lowres_target(np.zeros(shape, bool), np.ones(shape, bool), resized, IMAGE_SIZE, IMAGE_SIZE // 4)
-    return {"position": position, "points": points, "labels": labels, "boxes": boxes, "groups": groups,
-            "target": target, "weight": weight, "shape": shape, "resized": resized}  # fmt: skip
+    return {"position": position, "rows": prompt_rows(prompts, merge, shape, resized), "target": target,
+            "weight": weight, "shape": shape, "resized": resized}  # fmt: skip
 
 
 @pytest.mark.parametrize(("kind", "merge"), [("points", "joint"), ("points", "mean"), ("points", "best"), ("box", "joint")])
@@ -56,7 +55,7 @@ def test_matches_predictor(predictor: SamPredictor, kind: str, merge: str) -> No
         components, present = decode_components(predictor.model, torch.cat(embeddings), batch, merge)
     assert present.sum(1).tolist() == [1, 2]
     for b, shape in enumerate(shapes):
-        logits = upsample_logits(components[b][present[b]], shape, batch.resized[b], IMAGE_SIZE).max(0).values
+        logits = upsample_masks(components[b][present[b]], shape, batch.resized[b], IMAGE_SIZE).max(0).values
         np.testing.assert_allclose(logits.numpy(), expected[b], atol=1e-4)
         pred = native_prediction(components[b], present[b], shape, batch.resized[b], IMAGE_SIZE)
         assert (pred.numpy() != (expected[b] > 0)).sum() <= 2  # ties at 0 aside
@@ -65,7 +64,7 @@ def test_matches_predictor(predictor: SamPredictor, kind: str, merge: str) -> No
 def test_gradients_reach_the_decoder_only(predictor: SamPredictor) -> None:
     from samgeo_pipeline.finetune.train import freeze_for_finetuning
 
-    model = SamModel(tiny_sam_config(IMAGE_SIZE))
+    model = tiny_sam(IMAGE_SIZE)
     trainable = freeze_for_finetuning(model, train_prompt_encoder=False)
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     assert names and all(n.startswith("mask_decoder.") for n in names)

@@ -116,3 +116,24 @@ def test_evaluate_reproduces_training_validation(chips: Path, tiny_model: Path, 
     assert summary["n"] == trained["n"]
     for key in ("iou_mean", "iou_median", "f1_mean", "precision_mean", "recall_mean"):
         assert summary[key] == pytest.approx(trained[key], abs=1e-9), key
+
+
+@pytest.mark.parametrize("split", ["train", "all"])
+def test_evaluate_other_splits(chips: Path, split: str) -> None:
+    """--split train scores the training part, --split all both parts (train first), each image once."""
+    config = FinetuneConfig(data=str(chips), bands="naip", val_fraction=0.5, device="cpu")
+    result = evaluate(config, ["none"], None, split, log=None)
+    train, val = open_datasets(config)
+    assert val is not None and set(train.names).isdisjoint(val.names)
+    expected = train.names if split == "train" else train.names + val.names
+    assert [r["name"] for r in result.images if r["method"] == COARSE] == expected
+    assert result.methods[COARSE]["n"] == len(expected)
+
+
+def test_evaluate_val_split_needs_a_validation_part(chips: Path) -> None:
+    from samgeo_pipeline.errors import ConfigError
+
+    config = FinetuneConfig(data=str(chips), bands="naip", val_fraction=0.0, device="cpu")
+    with pytest.raises(ConfigError, match="--split val"):
+        evaluate(config, ["none"], None, "val", log=None)
+    assert evaluate(config, ["none"], None, "all", log=None).methods[COARSE]["n"] == len(open_datasets(config)[0])

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from transformers import SamModel
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.finetune.config import FinetuneConfig
@@ -18,21 +17,15 @@ from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.runner import load_predictor
 from samgeo_pipeline.sam import SamPredictor
 from tests.finetune_data import CELLULA
-from tests.tiny_sam import tiny_sam_config
+from tests.tiny_sam import save_tiny_sam
 
 pytestmark = pytest.mark.skipif(not CELLULA.is_dir(), reason="../shared/data/cellula_water absent")
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny SAM whose random encoder gives informative features (SamConfig's default vision
-    initializer_range, 1e-10, makes embeddings ~0, leaving the decoder nothing to learn from)."""
-    config = tiny_sam_config(128)
-    config.vision_config.initializer_range = 0.02
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny128"
-    SamModel(config).save_pretrained(path)
-    return path
+    """A tiny SAM whose random encoder gives informative features (tests/tiny_sam.py)."""
+    return save_tiny_sam(tmp_path_factory.mktemp("model") / "tiny128", image_size=128)
 
 
 def cellula_config(model: Path, out: Path, **options: object) -> FinetuneConfig:

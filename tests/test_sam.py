@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from transformers import SamImageProcessor
 
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ModelUnavailableError
 from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.raster import inspect_raster
 from samgeo_pipeline.runner import describe_model, load_predictor
-from samgeo_pipeline.sam import SamPredictor, load_sam_model, preprocess_torch
+from samgeo_pipeline.sam import SamPredictor, load_sam_model, preprocess_torch, resolve_dtype
+from samgeo_pipeline.tiling import make_grid
 from tests.tiny_sam import save_tiny_sam
 
 IMAGE_SIZE = 256
@@ -43,23 +44,7 @@ def read_mask(path):
 
 
 class TestPreprocessing:
-    @pytest.mark.parametrize("tile", [IMAGE_SIZE, 200, 384])
-    def test_matches_sam_processor(self, tile):
-        rng = np.random.default_rng(tile)
-        images = rng.integers(0, 256, (2, tile, tile, 3), dtype=np.uint8)
-        processor = SamImageProcessor(
-            size={"longest_edge": IMAGE_SIZE}, pad_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-        )
-        expected = processor(images=list(images), return_tensors="pt")
-        ours, resized = preprocess_torch(torch.from_numpy(images), IMAGE_SIZE)
-        assert ours.shape == expected["pixel_values"].shape == (2, 3, IMAGE_SIZE, IMAGE_SIZE)
-        assert list(resized) == expected["reshaped_input_sizes"][0].tolist()
-        diff = (ours - expected["pixel_values"]).abs()
-        if tile == IMAGE_SIZE:
-            assert float(diff.max()) < 1e-5
-        else:  # resampling kernels differ slightly between PIL and torch
-            assert float(diff.mean()) < 0.02
-            assert float(diff.max()) < 0.6
+    """Exact pixel values at other tile sizes: tests/test_sam_pixels.py (TestGeometry)."""
 
     def test_pads_bottom_right_with_zeros(self):
         images = torch.full((1, 128, 64, 3), 255, dtype=torch.uint8)
@@ -118,7 +103,7 @@ class TestSegmentWithSam:
         assert np.all(mask[nodata] == 255)
         assert set(np.unique(mask[~nodata])) <= {0, 1}
         tiles = result.tiles
-        assert tiles.total == 4 * 5  # 600/192 -> 4 rows, 800/192 -> 5 cols
+        assert tiles.total == len(make_grid(inspect_raster(scene), config))
         assert tiles.sam > 0 and tiles.skipped > 0
         assert tiles.sam + tiles.skipped + tiles.failed == tiles.total
         assert result.manifest["model"]["origin"] == "local directory"
@@ -205,8 +190,9 @@ def test_failed_tile_is_reported_and_written_as_nodata(tiny_model_dir, scene, tm
     assert "SAM failed" in result.error
     assert result.manifest["tiles"]["failed"] == result.tiles.failed
     mask = read_mask(tmp_path / "out" / "mask.tif")
-    row, col = map(int, result.tiles.failed_tiles[0].split(","))
-    core = mask[row * 192 : (row + 1) * 192, col * 192 : (col + 1) * 192]
+    failed = result.tiles.failed_tiles[0]
+    tile = next(t for t in make_grid(inspect_raster(scene), config) if (t.row, t.col) == (failed["row"], failed["col"]))
+    core = mask[tile.core_window(*mask.shape).toslices()]
     assert np.all(core == 255)
 
 
@@ -271,3 +257,70 @@ class TestBatchedDecoder:
             np.testing.assert_array_equal(mask, got > 0)
         single = predictor.predict_masks(embeddings[1:2], prompts[1:2], shape, resized, merge, logits=True)
         np.testing.assert_array_equal(single[0], expected[1])  # a batch of one: the very same numbers
+
+
+class TestPrecision:
+    """resolve_dtype's choice of autocast dtype, and the predictor under autocast."""
+
+    @pytest.mark.parametrize(("device", "precision", "bf16", "expected"), [
+        ("cpu", "auto", True, None), ("mps", "auto", True, None), ("cuda", "auto", True, torch.bfloat16),
+        ("cuda", "auto", False, torch.float16), ("cuda", "fp32", True, None), ("cpu", "bf16", False, torch.bfloat16),
+        ("cuda", "bf16", False, torch.bfloat16), ("cpu", "fp16", True, torch.float16), ("cuda", "fp16", True, torch.float16),
+    ])  # fmt: skip
+    def test_resolve_dtype(self, monkeypatch, device, precision, bf16, expected):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+        assert resolve_dtype(torch.device(device), precision) == expected
+
+    def test_bf16_autocast_runs_and_stays_close(self, tiny_model_dir):
+        """The autocast path (bf16, here on the CPU): float32 logits close to fp32's, masks mostly equal."""
+        from tests.test_sam_pixels import lakes, points
+
+        model, _ = load_sam_model(str(tiny_model_dir))
+        rgb = lakes(IMAGE_SIZE, IMAGE_SIZE)[0]
+        prompts = [[points([(64, 128), (50, 120)], [1, 1]), points([(192, 128)], [1])]]
+        out = {}
+        for dtype in (None, torch.bfloat16):
+            predictor = SamPredictor(model, torch.device("cpu"), dtype)
+            embeddings, resized = predictor.embed([rgb])
+            assert embeddings.dtype == (dtype or torch.float32)
+            out[dtype] = predictor.predict_masks(embeddings, prompts, rgb.shape[:2], resized, logits=True)[0]
+        assert out[torch.bfloat16].dtype == np.float32
+        assert np.abs(out[torch.bfloat16] - out[None]).mean() < 0.15 * np.abs(out[None]).mean()  # bf16: 8-bit mantissa
+        assert ((out[torch.bfloat16] > 0) == (out[None] > 0)).mean() > 0.97
+
+
+@pytest.mark.parametrize("tile_size", [160, 384])
+def test_prompts_sit_on_their_tiles_water(tiny_model_dir, scene, tmp_path, monkeypatch, tile_size):
+    """Tiles smaller / larger than the model's input (resized to it): the pixels SAM gets for a tile
+    and the prompts given with them belong together (positives on the tile's water, darker red
+    than its negatives on land), and the tile's result is the predictor's for it alone."""
+    config = sam_config(tiny_model_dir, tile_size=tile_size, halo=16, negatives=2, probability=True)
+    predictor, source = load_predictor(config)
+    calls: list[tuple[list[np.ndarray], list, list[np.ndarray]]] = []
+    embed, predict = SamPredictor.embed, SamPredictor.predict_masks
+
+    def spy_embed(self, tiles):
+        calls.append(([np.array(t) for t in tiles], [], []))
+        return embed(self, tiles)
+
+    def spy_predict(self, embeddings, prompts, *args, **kwargs):
+        out = predict(self, embeddings, prompts, *args, **kwargs)
+        calls[-1][1].extend(prompts)
+        calls[-1][2].extend(out)
+        return out
+
+    monkeypatch.setattr(SamPredictor, "embed", spy_embed)
+    monkeypatch.setattr(SamPredictor, "predict_masks", spy_predict)
+    result = segment_raster(scene, tmp_path / "out", config, predictor, source)
+    monkeypatch.undo()
+    assert result.status == "done" and result.tiles.sam == sum(len(c[1]) for c in calls) > 1
+    for rgbs, prompts, outputs in calls:
+        for rgb, tile_prompts, output in zip(rgbs, prompts, outputs):
+            assert rgb.shape[:2] == output.shape == (tile_size, tile_size)
+            xy = np.concatenate([p.points_xy for p in tile_prompts]).astype(int)
+            labels = np.concatenate([p.labels for p in tile_prompts])
+            red = rgb[xy[:, 1], xy[:, 0], 0].astype(float)
+            assert (labels == 0).any() and red[labels == 1].max() < red[labels == 0].min()
+            embedding, resized = predictor.embed([rgb])
+            alone = predictor.predict_masks(embedding, [tile_prompts], rgb.shape[:2], resized, logits=True)[0]
+            np.testing.assert_allclose(output, alone, rtol=0, atol=1e-5)

@@ -9,21 +9,10 @@ multimask_output=False)``, one call per component, masks united; the project is
 pipeline's batched entry point) with ``point_merge="joint"``. Masks are compared as
 ``logits > 0`` by IoU (>= 0.999).
 
-Two differences are known (project issue 9) and marked ``xfail(strict=True)`` with the IoU measured
-here (CPU, torch 2.13, Pillow 13), so that the mark turns into a failure once they are fixed:
-
-* resize: tiles whose longest side is not SAM's 1024 are resized by the project in float with one
-  rounding (``F.interpolate(antialias=True).round()``); the reference resizes the uint8 image with
-  PIL (``Image.resize(..., BILINEAR)``), which runs a horizontal then a vertical pass with 22-bit
-  fixed-point weights and rounds to uint8 after each pass (round half up). 15-27 % of the resized
-  values of these tiles differ, by one grey level at most.
-* padding: components with different point counts are padded with the "not a point" label
-  (``PAD_LABEL``) and decoded in one call; the padded token still takes part in the decoder's
-  attention. The reference has no padding (one call per component).
-
-The controls pass: the same tiles given the reference's resized pixels (coordinate scaling and mask
-upsampling of resized tiles agree), components with equal point counts decoded together, and
-components with different counts decoded one by one.
+The project's path has no known difference left (project issue 9): tiles are resized as uint8 with
+PIL exactly as the reference resizes them, and prompts are never padded (rows of different point
+counts go to different decoder calls). ``mean``/``best`` merges are compared with the reference's
+rows decoded one by one (logits averaged / the row of highest predicted IoU).
 """
 
 from __future__ import annotations
@@ -36,6 +25,7 @@ import torch
 
 from samgeo_pipeline.prompts import ComponentPrompt
 from samgeo_pipeline.sam import SamPredictor
+from samgeo_pipeline.sam_geometry import resize_tile, resized_shape
 from tests.sam_reference import IMAGE_SIZE, build_reference_sam, convert_to_hf, import_segment_anything
 
 try:
@@ -54,7 +44,6 @@ TILES = {
     "1536x1536": (1536, 1536),  # downscaling
     "400x600": (400, 600),  # upscaling and padding
 }
-RESIZED = {name for name, shape in TILES.items() if max(shape) != IMAGE_SIZE}
 
 
 def _points(rows: int, cols: int, fractions, labels) -> ComponentPrompt:
@@ -85,28 +74,14 @@ def make_prompts(name: str, rows: int, cols: int) -> list[ComponentPrompt]:
 
 
 PROMPTS = ("one_point", "joint_points", "box", "two_components", "two_components_same_count")
-PADDED = {"two_components"}
 
-#: IoU measured for the cases with a known difference (project's own resize / padding).
-MEASURED = {
-    ("1024x1024", "two_components"): 0.9792,
-    ("800x1024", "two_components"): 0.9713,
-    ("512x512", "one_point"): 0.9906,
-    ("512x512", "joint_points"): 0.9899,
-    ("512x512", "box"): 0.9945,
-    ("512x512", "two_components"): 0.9732,
-    ("512x512", "two_components_same_count"): 0.9962,
-    ("1536x1536", "one_point"): 0.9955,
-    ("1536x1536", "joint_points"): 0.9958,
-    ("1536x1536", "box"): 0.9968,
-    ("1536x1536", "two_components"): 0.9778,
-    ("1536x1536", "two_components_same_count"): 0.9987,
-    ("400x600", "one_point"): 0.9968,
-    ("400x600", "joint_points"): 0.9977,
-    ("400x600", "box"): 0.9965,
-    ("400x600", "two_components"): 0.9821,
-    ("400x600", "two_components_same_count"): 0.9978,
-}
+
+def merge_prompts(rows: int, cols: int) -> list[ComponentPrompt]:
+    """Two components with 2 positives each and 2 / 1 negatives: mean/best rows of 3 and 2 points."""
+    return [
+        _points(rows, cols, [(0.40, 0.45), (0.30, 0.40), (0.55, 0.50), (0.45, 0.60)], [1, 1, 0, 0]),
+        _points(rows, cols, [(0.20, 0.80), (0.50, 0.82), (0.35, 0.70)], [1, 1, 0]),
+    ]
 
 
 def make_tile(rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -166,15 +141,12 @@ class Parity:
         return np.logical_or.reduce(self.reference_run(name)[1][prompt])
 
     @functools.cache
-    def embed(self, name: str, pixels: str) -> tuple[torch.Tensor, tuple[int, int]]:
-        """The project's embedding of a tile: its own preprocessing (``own``) or the reference's
-        resized uint8 pixels (``reference``: the same pixels in, nothing left to resize)."""
-        image = self.tile(name) if pixels == "own" else self.reference_run(name)[2]
-        return self.project.embed(image[None])
+    def embed(self, name: str) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The project's embedding of a tile (its own preprocessing)."""
+        return self.project.embed(self.tile(name)[None])
 
-    def project_mask(self, name: str, prompts: list[ComponentPrompt], pixels: str = "own",
-                     api: str = "predict_logits") -> np.ndarray:
-        embedding, resized = self.embed(name, pixels)
+    def project_mask(self, name: str, prompts: list[ComponentPrompt], api: str = "predict_logits") -> np.ndarray:
+        embedding, resized = self.embed(name)
         shape = TILES[name]
         if api == "predict_masks":
             return self.project.predict_masks(embedding, [prompts], shape, resized, "joint")[0]
@@ -186,92 +158,69 @@ def parity() -> Parity:
     return Parity()
 
 
-def _known(tile: str, prompt: str | None = None) -> list[str]:
-    reasons = []
-    if tile in RESIZED:
-        reasons.append(
-            "resize: the project resizes in float with one rounding, the reference resizes uint8 with PIL "
-            "(two passes, rounding after each)"
-        )
-    if prompt in PADDED:
-        reasons.append("padding: the 2-point component is padded with PAD_LABEL tokens that take part in attention")
-    return reasons
-
-
-def _case(tile: str, prompt: str, api: str | None = None):
-    values = (tile, prompt) if api is None else (tile, prompt, api)
-    reasons = _known(tile, prompt)
-    if not reasons:
-        return pytest.param(*values, id="-".join(values))
-    reason = "; ".join(reasons) + f" (measured IoU {MEASURED[(tile, prompt)]:.4f})"
-    mark = pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)
-    return pytest.param(*values, id="-".join(values), marks=mark)
-
-
-@pytest.mark.parametrize(
-    "tile",
-    [
-        pytest.param(
-            name,
-            id=name,
-            marks=[
-                pytest.mark.xfail(
-                    strict=True, raises=AssertionError, reason=_known(name)[0] + " (embeddings differ by up to 0.17)"
-                )
-            ]
-            if name in RESIZED
-            else [],
-        )
-        for name in TILES
-    ],
-)
-def test_image_embeddings_match(parity, tile):
-    features = parity.reference_run(tile)[0]
-    ours, resized = parity.embed(tile, "own")
-    assert tuple(resized) == parity.reference_run(tile)[3]
-    torch.testing.assert_close(ours, features, atol=1e-4, rtol=1e-4)
+@pytest.mark.parametrize("tile", list(TILES))
+def test_resized_pixels_match(parity, tile):
+    """The project's uint8 resize gives the reference's pixels exactly (and its size)."""
+    pixels, size = parity.reference_run(tile)[2:]
+    ours = resize_tile(parity.tile(tile), IMAGE_SIZE)
+    assert ours.shape[:2] == size == resized_shape(TILES[tile], IMAGE_SIZE)
+    np.testing.assert_array_equal(ours, pixels)
 
 
 @pytest.mark.parametrize("tile", list(TILES))
-def test_image_embeddings_match_with_the_same_pixels(parity, tile):
-    """The reference's resized uint8 pixels in: encoders agree for every tile size."""
+def test_image_embeddings_match(parity, tile):
     features = parity.reference_run(tile)[0]
-    ours, resized = parity.embed(tile, "reference")
+    ours, resized = parity.embed(tile)
     assert tuple(resized) == parity.reference_run(tile)[3]
     torch.testing.assert_close(ours, features, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize(
     ("tile", "prompt", "api"),
-    [_case(t, p, api) for t in TILES for p in PROMPTS for api in ("predict_logits", "predict_masks")],
+    [(t, p, api) for t in TILES for p in PROMPTS for api in ("predict_logits", "predict_masks")],
 )
 def test_masks_match(parity, tile, prompt, api):
-    if not hasattr(parity.project, api):
-        pytest.skip(f"SamPredictor has no {api}")
     expected = parity.reference_mask(tile, prompt)
     ours = parity.project_mask(tile, make_prompts(prompt, *TILES[tile]), api=api)
     assert ours.shape == expected.shape == TILES[tile]
     assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
 
 
-@pytest.mark.parametrize(
-    ("tile", "prompt"), [(t, p) for t in TILES if t in RESIZED for p in PROMPTS if p not in PADDED]
-)
-def test_masks_match_with_the_same_pixels(parity, tile, prompt):
-    """Resized tiles given the reference's resized pixels: prompt scaling and mask upsampling agree."""
-    expected = parity.reference_mask(tile, prompt)
-    ours = parity.project_mask(tile, make_prompts(prompt, *TILES[tile]), pixels="reference")
-    assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
-
-
 @pytest.mark.parametrize("tile", list(TILES))
 def test_components_decoded_one_by_one_match(parity, tile):
-    """The 4- and 2-point components decoded separately (no padding) agree with the reference."""
-    pixels = "reference" if tile in RESIZED else "own"
+    """Each component of the 4- and 2-point case alone agrees with the reference's mask of it."""
     components = make_prompts("two_components", *TILES[tile])
     for component, expected in zip(components, parity.reference_run(tile)[1]["two_components"]):
-        ours = parity.project_mask(tile, [component], pixels=pixels)
+        ours = parity.project_mask(tile, [component])
         assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
+
+
+@pytest.mark.parametrize("merge", ["mean", "best"])
+@pytest.mark.parametrize("tile", ["1024x1024", "400x600"])
+def test_point_merges_match(parity, tile, merge):
+    """mean / best with components whose rows have 3 and 2 points (different negative counts)."""
+    shape = TILES[tile]
+    parity.reference.set_image(parity.tile(tile))
+    expected = []
+    for p in merge_prompts(*shape):
+        negatives = p.points_xy[p.labels == 0]
+        rows = []
+        for xy in p.points_xy[p.labels == 1]:
+            coords = np.concatenate([xy[None], negatives])
+            labels = np.r_[1, np.zeros(len(negatives), np.int64)]
+            logits, score, _ = parity.reference.predict(point_coords=coords, point_labels=labels,
+                                                        multimask_output=False, return_logits=True)
+            rows.append((logits[0], float(score[0])))
+        if merge == "mean":
+            expected.append(np.mean([r[0] for r in rows], axis=0))
+        else:
+            expected.append(max(rows, key=lambda r: r[1])[0])
+    expected = np.max(expected, axis=0)  # logits of the union of the components
+    assert 0.05 < (expected > 0).mean() < 0.95
+    embedding, resized = parity.embed(tile)
+    ours = parity.project.predict_masks(embedding, [merge_prompts(*shape)], shape, resized, merge, logits=True)[0]
+    assert iou(ours > 0, expected > 0) >= MIN_IOU, f"IoU {iou(ours > 0, expected > 0):.5f}"
+    assert np.abs(ours - expected).mean() < 1e-3 * np.abs(expected).mean()
 
 
 @pytest.mark.parametrize("tile", list(TILES))

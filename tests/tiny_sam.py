@@ -1,4 +1,13 @@
-"""A tiny random-weight SAM for tests: same architecture as ViT-B SAM, a few thousand times smaller."""
+"""A tiny random-weight SAM for tests: same architecture as ViT-B SAM, a few thousand times smaller.
+
+Its encoder works and its masks are decided: transformers' default init (vision
+``initializer_range`` 1e-10, other weights N(0, 0.02²)) gives image embeddings of ~1e-10 and mask
+logits of ~1e-4, so the masks would depend on rounding and the prompts alone. Here every weight is
+drawn at a trained model's scale instead, from a seeded generator (the same seed gives the same
+weights): linear and convolution weights variance-preserving (N(0, 1/fan_in)), embeddings and
+prompt tokens N(0, 1), biases and the absolute / relative position tables (which transformers
+zero-initialises) N(0, 0.1²); LayerNorms keep 1 / 0.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,8 @@ from pathlib import Path
 
 import torch
 from transformers import SamConfig, SamModel
+
+SMALL_STD = 0.1
 
 
 def tiny_sam_config(image_size: int = 256) -> SamConfig:
@@ -33,8 +44,37 @@ def tiny_sam_config(image_size: int = 256) -> SamConfig:
     )
 
 
+def tiny_sam(image_size: int = 256, seed: int = 0) -> SamModel:
+    """A tiny SAM in eval mode with seeded weights at a trained model's scale (see the module doc).
+
+    The global torch generator is left as it was.
+    """
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = SamModel(tiny_sam_config(image_size))
+        with torch.no_grad():
+            for module in model.modules():
+                _draw(module)
+            for name, tensor in model.vision_encoder.named_parameters():
+                if name == "pos_embed" or "rel_pos" in name:
+                    tensor.normal_(0.0, SMALL_STD)
+    return model.eval()
+
+
+def _draw(module: torch.nn.Module) -> None:
+    """Redraw one module's own weights (see the module doc)."""
+    if isinstance(module, torch.nn.Embedding):
+        module.weight.normal_(0.0, 1.0)
+    elif isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+        weight = module.weight
+        # ConvTranspose2d stores (in, out, k, k); with stride = kernel each output sees `in` inputs
+        fan_in = weight.shape[0] if isinstance(module, torch.nn.ConvTranspose2d) else weight[0].numel()
+        weight.normal_(0.0, fan_in**-0.5)
+        if module.bias is not None:
+            module.bias.normal_(0.0, SMALL_STD)
+
+
 def save_tiny_sam(path: Path, image_size: int = 256, seed: int = 0) -> Path:
-    """Build a tiny SAM with seeded random weights and ``save_pretrained`` it to ``path``."""
-    torch.manual_seed(seed)
-    SamModel(tiny_sam_config(image_size)).save_pretrained(path)
+    """:func:`tiny_sam` saved with ``save_pretrained`` to ``path``."""
+    tiny_sam(image_size, seed).save_pretrained(path)
     return path

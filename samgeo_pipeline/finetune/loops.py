@@ -145,7 +145,7 @@ def batch_embeddings(run: Run, split: str, batch: PromptBatch) -> torch.Tensor:
     encoder runs on ``batch.rgb``; with it on, a missing entry is read, embedded and stored.
     """
     prepared = run.prepared[split]
-    has = (batch.groups >= 0).any(1).tolist()
+    has = batch.has_prompts
     if not run.cache.enabled:
         assert batch.rgb is not None
         chosen = [i for i, h in enumerate(has) if h]

@@ -13,7 +13,7 @@ so its longest side is ``image_size`` and padded bottom/right; SAM's mask frame 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -22,7 +22,9 @@ from torch.utils.data import Dataset
 
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sources import Sample, SampleSource
-from samgeo_pipeline.prompts import PAD_LABEL, ComponentPrompt, prompts_for
+from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
+from samgeo_pipeline.sam_decode import RowBatch, prompt_rows
+from samgeo_pipeline.sam_geometry import resized_shape
 
 
 def pack(mask: np.ndarray) -> np.ndarray:
@@ -33,12 +35,6 @@ def pack(mask: np.ndarray) -> np.ndarray:
 def unpack(packed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Inverse of :func:`pack`: ``bool`` of ``shape``."""
     return np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
-
-
-def resized_shape(shape: tuple[int, int], image_size: int) -> tuple[int, int]:
-    """Size of an image of ``shape`` inside SAM's input, as :func:`~samgeo_pipeline.sam.preprocess_torch` resizes it."""
-    scale = image_size / max(shape)
-    return int(shape[0] * scale + 0.5), int(shape[1] * scale + 0.5)
 
 
 @dataclass
@@ -122,46 +118,6 @@ def sample_prompts(prepared: PreparedSample, config: FinetuneConfig, rng: np.ran
     return prompts_for(mask, unpack(prepared.valid, prepared.shape), config, rng)
 
 
-def prompt_rows(
-    prompts: list[ComponentPrompt], merge: str, scale_xy: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Prompt rows for SAM's decoder, as :class:`~samgeo_pipeline.sam.SamPredictor` builds them.
-
-    Args:
-        prompts: one prompt per component, in the image frame.
-        merge: ``joint`` (one row per component), ``mean``/``best`` (one row per positive point with
-            the component's negatives); boxes always give one row per component.
-        scale_xy: image frame -> SAM input frame factors ``(x, y)``.
-
-    Returns:
-        ``(points, labels, boxes, groups)``: ``float32 (P, N, 2)``, ``int64 (P, N)`` (padding -10),
-        ``float32 (P, 4)`` xyxy or None, and ``int64 (P,)`` the component of each row. Coordinates
-        are in SAM's input frame.
-    """
-    scale = np.asarray(scale_xy, np.float32)
-    if prompts and prompts[0].box_xyxy is not None:
-        boxes = np.stack([p.box_xyxy for p in prompts]).astype(np.float32) * np.tile(scale, 2)
-        return np.zeros((len(prompts), 0, 2), np.float32), np.zeros((len(prompts), 0), np.int64), boxes, np.arange(len(prompts))
-    rows: list[tuple[np.ndarray, np.ndarray]] = []
-    groups: list[int] = []
-    for k, p in enumerate(prompts):
-        if merge == "joint":
-            rows.append((p.points_xy, p.labels))
-            groups.append(k)
-            continue
-        positive, negative = p.labels == 1, p.labels == 0
-        for point in p.points_xy[positive]:
-            rows.append((np.concatenate([point[None], p.points_xy[negative]]), np.r_[1, p.labels[negative]]))
-            groups.append(k)
-    width = max((len(r[0]) for r in rows), default=0)
-    points = np.zeros((len(rows), width, 2), np.float32)
-    labels = np.full((len(rows), width), PAD_LABEL, np.int64)
-    for i, (xy, lab) in enumerate(rows):
-        points[i, : len(xy)] = xy * scale
-        labels[i, : len(lab)] = lab
-    return points, labels, None, np.asarray(groups, np.int64)
-
-
 class PromptDataset(Dataset):
     """Items of one epoch: a sample's prompts (drawn anew each epoch), targets, and optionally its image.
 
@@ -202,14 +158,9 @@ class PromptDataset(Dataset):
         epoch = epoch if self.split_id == 0 else 0
         rng = np.random.default_rng([self.config.seed, self.split_id, epoch, position])
         prompts = sample_prompts(ps, self.config, rng)
-        scale = (ps.resized[1] / ps.shape[1], ps.resized[0] / ps.shape[0])
-        points, labels, boxes, groups = prompt_rows(prompts, self.config.point_merge, scale)
         item = {
             "position": position,
-            "points": points,
-            "labels": labels,
-            "boxes": boxes,
-            "groups": groups,
+            "rows": prompt_rows(prompts, self.config.point_merge, ps.shape, ps.resized),
             "target": ps.target,
             "weight": ps.weight,
             "shape": ps.shape,
@@ -225,13 +176,11 @@ class PromptDataset(Dataset):
 
 @dataclass
 class PromptBatch:
-    """A collated batch: prompt rows padded to ``P`` rows of ``N`` points.
+    """A collated batch.
 
     Attributes:
         positions: sample positions in the split.
-        points: ``float32 (B, P, N, 2)`` or None for boxes; labels ``int64 (B, P, N)`` (-10 padding).
-        boxes: ``float32 (B, P, 4)`` xyxy or None.
-        groups: ``int64 (B, P)`` component of each row, -1 for padding rows.
+        rows: the samples' decoder rows (:class:`~samgeo_pipeline.sam_decode.RowBatch`), unpadded.
         target, weight: ``float32 (B, 1, m, m)``.
         shapes, resized: per-sample image and input-frame sizes.
         rgb: per-sample ``uint8 (rows, cols, 3)`` images, or None.
@@ -239,10 +188,7 @@ class PromptBatch:
     """
 
     positions: list[int]
-    points: torch.Tensor | None
-    labels: torch.Tensor | None
-    boxes: torch.Tensor | None
-    groups: torch.Tensor
+    rows: RowBatch
     target: torch.Tensor
     weight: torch.Tensor
     shapes: list[tuple[int, int]]
@@ -251,44 +197,22 @@ class PromptBatch:
     label: list[np.ndarray] | None = None
     valid: list[np.ndarray] | None = None
 
+    @property
+    def has_prompts(self) -> list[bool]:
+        """Whether each sample has a prompt (a component to decode)."""
+        return [count > 0 for count in self.rows.counts]
+
     def to(self, device: torch.device) -> PromptBatch:
         """The tensors moved to ``device``."""
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return PromptBatch(
-            self.positions, move(self.points), move(self.labels), move(self.boxes), move(self.groups),
-            move(self.target), move(self.weight), self.shapes, self.resized, self.rgb, self.label, self.valid,
-        )  # fmt: skip
+        return replace(self, rows=self.rows.to(device), target=self.target.to(device, non_blocking=True),
+                       weight=self.weight.to(device, non_blocking=True))  # fmt: skip
 
 
 def collate(items: list[dict]) -> PromptBatch:
-    """Pad and stack :class:`PromptDataset` items into a :class:`PromptBatch`."""
-    n_rows = max(1, max(len(it["groups"]) for it in items))
-    is_box = any(it["boxes"] is not None for it in items)
-    batch = len(items)
-    groups = torch.full((batch, n_rows), -1, dtype=torch.int64)
-    points = labels = boxes = None
-    if is_box:
-        boxes = torch.zeros((batch, n_rows, 4), dtype=torch.float32)
-        boxes[..., 2:] = 1.0
-    else:
-        n_points = max(1, max(it["points"].shape[1] for it in items))
-        points = torch.zeros((batch, n_rows, n_points, 2), dtype=torch.float32)
-        labels = torch.full((batch, n_rows, n_points), PAD_LABEL, dtype=torch.int64)
-    for b, it in enumerate(items):
-        p = len(it["groups"])
-        groups[b, :p] = torch.from_numpy(it["groups"])
-        if is_box and it["boxes"] is not None:
-            boxes[b, :p] = torch.from_numpy(it["boxes"])  # type: ignore[index]
-        elif not is_box:
-            n = it["points"].shape[1]
-            points[b, :p, :n] = torch.from_numpy(it["points"])  # type: ignore[index]
-            labels[b, :p, :n] = torch.from_numpy(it["labels"])  # type: ignore[index]
+    """:class:`PromptDataset` items -> a :class:`PromptBatch` (rows grouped by shape, never padded)."""
     return PromptBatch(
         positions=[it["position"] for it in items],
-        points=points,
-        labels=labels,
-        boxes=boxes,
-        groups=groups,
+        rows=RowBatch.build([it["rows"] for it in items]),
         target=torch.from_numpy(np.stack([it["target"] for it in items]))[:, None],
         weight=torch.from_numpy(np.stack([it["weight"] for it in items]))[:, None],
         shapes=[it["shape"] for it in items],
@@ -306,9 +230,7 @@ __all__ = [
     "collate",
     "prepare_sample",
     "sample_prompts",
-    "prompt_rows",
     "lowres_target",
     "pack",
     "unpack",
-    "resized_shape",
 ]
