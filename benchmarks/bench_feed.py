@@ -57,6 +57,7 @@ REPO = BENCH_DIR.parent
 TARGET_CORE_MS = 35.0
 GPU_TILES_PER_S = 450.0
 CORES = (8, 16, 32)
+SAM_INPUT_SIDE = 1024
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,23 +194,47 @@ class StageClock:
         self.undo.clear()
 
 
-def install_clocks(pipeline: Any) -> StageClock:
-    """Wrap the stage functions the pipeline calls (whichever of them this library version has)."""
+def stage_modules() -> list[Any]:
+    """The library modules that call the stages: ``pipeline``, and ``reader`` / ``sink`` where the
+    library has split them out of it."""
+    import importlib
+
+    import samgeo_pipeline
+
+    package = Path(samgeo_pipeline.__file__).parent  # (an editable install could find another copy's)
+    names = [name for name in ("pipeline", "reader", "sink") if (package / f"{name}.py").is_file()]
+    return [importlib.import_module(f"samgeo_pipeline.{name}") for name in names]
+
+
+def find(name: str, *names: str) -> Any:
+    """The first of ``name``, ``names`` that a stage module has (None if none has)."""
+    for module in stage_modules():
+        for candidate in (name, *names):
+            if hasattr(module, candidate):
+                return getattr(module, candidate)
+    return None
+
+
+def install_clocks() -> StageClock:
+    """Wrap the stage functions the library calls (whichever of them this library version has,
+    in whichever module calls them)."""
     clock = StageClock()
-    for name in ("read_decimated", "stats_from_array", "preview_rgb"):
-        clock.wrap(pipeline, name, span="statistics")
-    for name in ("file_sha256", "inspect_raster"):
-        clock.wrap(pipeline, name, span="inspect + checksum")
-    clock.wrap(pipeline._TileSink, "finish", span="COG")
-    clock.wrap(pipeline, "write_polygons", span="polygons")
-    clock.wrap(pipeline, "write_quicklook", span="quicklook")
-    # parts of the tile stage, per thread
-    for name in ("read_tile", "read_tile_native", "as_float32"):
-        clock.wrap(pipeline, name, part="read")
-    clock.wrap(pipeline, "to_rgb8", part="composite")
-    clock.wrap(pipeline, "apply_rule", part="coarse mask")
-    clock.wrap(pipeline, "prompts_for", part="prompts")
-    clock.wrap(pipeline._TileSink, "write", part="write cores")
+    for module in stage_modules():
+        for name in ("read_decimated", "stats_from_array", "preview_rgb"):
+            clock.wrap(module, name, span="statistics")
+        for name in ("file_sha256", "inspect_raster"):
+            clock.wrap(module, name, span="inspect + checksum")
+        clock.wrap(module, "write_polygons", span="polygons")
+        clock.wrap(module, "write_quicklook", span="quicklook")
+        # parts of the tile stage, per thread
+        for name in ("read_tile", "read_tile_native", "as_float32"):
+            clock.wrap(module, name, part="read")
+        clock.wrap(module, "to_rgb8", part="composite")
+        clock.wrap(module, "apply_rule", part="coarse mask")
+        clock.wrap(module, "prompts_for", part="prompts")
+    sink = find("_TileSink", "TileSink")
+    clock.wrap(sink, "finish", span="COG")
+    clock.wrap(sink, "write", part="write cores")
     return clock
 
 
@@ -221,18 +246,18 @@ def build_stub(path: Path, config: Any) -> tuple[StubPredictor, int]:
     """The stand-in, with every SAM tile's coarse mask registered under its prompts."""
     import rasterio
 
-    from samgeo_pipeline import pipeline
     from samgeo_pipeline.radiometry import compute_stats
     from samgeo_pipeline.raster import gdal_env, inspect_raster
     from samgeo_pipeline.tiling import make_grid
 
     stub = StubPredictor(config.tile_size)
+    prepare_tile = find("prepare_tile")
     info = inspect_raster(path, config.bands, config.nodata)
     n = 0
     with gdal_env(), rasterio.open(path) as ds:
         stats = compute_stats(ds, info, config)
         for tile in make_grid(info, config):
-            prepared = pipeline.prepare_tile(ds, info, stats, tile, config)
+            prepared = prepare_tile(ds, info, stats, tile, config)
             if prepared.prompts and prepared.valid.any():
                 stub.register(prepared.prompts, prepared.coarse)
                 n += 1
@@ -242,7 +267,7 @@ def build_stub(path: Path, config: Any) -> tuple[StubPredictor, int]:
 def run_once(path: Path, out: Path, config: Any, predictor: Any, clocks: bool) -> dict[str, Any]:
     from samgeo_pipeline import pipeline
 
-    clock = install_clocks(pipeline) if clocks else None
+    clock = install_clocks() if clocks else None
     shutil.rmtree(out, ignore_errors=True)
     try:
         c0, t0 = process_cpu(), time.perf_counter()
@@ -279,6 +304,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(BENCH_DIR))
     from _common import cached_scene
     from bench_throughput import bare_read_seconds
+    from bench_tiling import model_px_per_image_px
 
     compress = None if args.compress == "none" else args.compress
     path = cached_scene(f"scene_{args.size}_{args.compress}.tif", args.size, args.size, compress=compress)
@@ -289,7 +315,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     grid = make_grid(info, base)
     work = Path(tempfile.mkdtemp(prefix="samgeo-bench-feed-"))
     out: dict[str, Any] = {"library": str(Path(samgeo_pipeline.__file__).resolve().parent), "scene": str(path),
-                           "size": args.size, "registered": n_sam, "cpus": os.cpu_count()}
+                           "size": args.size, "registered": n_sam, "cpus": os.cpu_count(),
+                           "image_px": info.height * info.width,
+                           "model_px_per_image_px": model_px_per_image_px(grid, info.height, info.width)}
     try:
         with gdal_env():
             bare_read_seconds(info, grid)  # page cache warm-up
@@ -318,6 +346,9 @@ def summarise(m: dict[str, Any]) -> dict[str, Any]:
     sam = runs[0]["sam"]
     best = min(runs, key=lambda r: r["cpu"])
     s: dict[str, Any] = {"sam": sam, "tiles": runs[0]["tiles"], "library": m["library"]}
+    s["image_mp"] = m["image_px"] / 1e6
+    s["model_mp_per_image_mp"] = m["model_px_per_image_px"]  # every tile sent to SAM
+    s["sam_mp_per_image_mp"] = sam * SAM_INPUT_SIDE**2 / m["image_px"]  # the tiles actually sent
     s["core_ms"] = 1e3 * best["cpu"] / sam
     s["wall"] = min(r["wall"] for r in runs)
     stages: dict[str, float] = {}
@@ -367,22 +398,25 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
 
     rows = []
     rows.append(["SAM tiles / tiles", *[f"{s['sam']} / {s['tiles']}" for s in summaries]])
+    rows.append(["SAM input MP per image MP, SAM tiles / all tiles",
+                 *[f"{s['sam_mp_per_image_mp']:.2f} / {s['model_mp_per_image_mp']:.2f}" for s in summaries]])
     rows.append(["whole run, CPU core-ms per SAM tile", *[fmt(s["core_ms"]) for s in summaries]])
     keys = [k for k in STAGE_ORDER if any(k in s["stages_ms"] for s in summaries)]
     keys += sorted({k for s in summaries for k in s["stages_ms"]} - set(keys))
     for k in keys:
         rows.append([f"  {k}", *[fmt(s["stages_ms"].get(k)) for s in summaries]])
     for cores in CORES:
-        rows.append([f"SAM tiles/s {cores} cores would feed", *[fmt(cores * 1e3 / s["core_ms"], ".0f")
-                                                                for s in summaries]])
+        rows.append([f"SAM tiles/s (image MPix/s) {cores} cores would feed",
+                     *[f"{cores * 1e3 / s['core_ms']:.0f} ({cores * 1e3 / s['core_ms'] * s['image_mp'] / s['sam']:.0f})"
+                       for s in summaries]])
     workers = sorted({k for s in summaries for k in s if k.startswith("workers_")}, key=lambda k: int(k[8:]))
     for k in workers:
         n = k[8:]
         rows.append([f"{n} worker(s): whole run s / tile stage s",
                      *[f"{s[k]['wall']:.2f} / {s[k]['tiles_wall']:.2f}" if k in s else "–" for s in summaries]])
-        rows.append([f"{n} worker(s): SAM tiles/s, tile stage / whole run",
-                     *[f"{s['sam'] / s[k]['tiles_wall']:.0f} / {s['sam'] / s[k]['wall']:.0f}" if k in s else "–"
-                       for s in summaries]])
+        rows.append([f"{n} worker(s): SAM tiles/s, tile stage / whole run (whole run image MPix/s)",
+                     *[f"{s['sam'] / s[k]['tiles_wall']:.0f} / {s['sam'] / s[k]['wall']:.0f} "
+                       f"({s['image_mp'] / s[k]['wall']:.1f})" if k in s else "–" for s in summaries]])
     if len(workers) >= 2:
         a, b = workers[0], workers[-1]
         rows.append([f"speed-up {b[8:]} vs {a[8:]} workers, tile stage / whole run",
