@@ -13,7 +13,7 @@ from, so it bounds the whole pipeline. This script runs the real pipeline
 - prompt quality of each labelled case (:func:`samgeo_pipeline.finetune.metrics.prompt_quality`):
   the points the pipeline would give SAM (default prompt options plus ``--negatives`` negatives),
   drawn with :func:`samgeo_pipeline.prompts.prompts_for` from the coarse mask of each tile with
-  the tile's generator, exactly as :func:`samgeo_pipeline.pipeline.prepare_tile` draws them (it is
+  the tile's generator, exactly as :func:`samgeo_pipeline.reader.prepare_tile` draws them (it is
   called when its API allows, and its coarse mask checked against ``mask.tif``; otherwise the
   tiles are cut from ``mask.tif``, which gives the same tiles). Point coordinates are
   ``(x, y) = (col, row)``; tile points are moved to the image frame by the tile's read window.
@@ -212,7 +212,7 @@ def prompts_from_mask(mask: np.ndarray, config: SegmentConfig) -> list[Component
         valid[ra - r0 : rb - r0, ca - c0 : cb - c0] = part != MASK_NODATA
         if not coarse.any():
             continue
-        rng = np.random.default_rng([config.seed, tr, tc])  # pipeline.prepare_tile's generator
+        rng = np.random.default_rng([config.seed, tr, tc])  # reader.prepare_tile's generator
         out.extend(shifted(p, c0, r0) for p in prompts_for(coarse, valid, config, rng))
     return out
 
@@ -222,7 +222,7 @@ def prompts_by_prepare_tile(path: Path, config: SegmentConfig) -> tuple[list[Com
 
     Uses the pipeline's internals (may raise if their API changed; the caller falls back).
     """
-    from samgeo_pipeline.pipeline import prepare_tile
+    from samgeo_pipeline.reader import prepare_tile
     from samgeo_pipeline.radiometry import compute_stats
     from samgeo_pipeline.raster import inspect_raster
     from samgeo_pipeline.tiling import core_of, make_grid

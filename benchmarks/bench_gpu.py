@@ -41,7 +41,7 @@ import rasterio
 import torch
 
 from _common import cached_scene
-from samgeo_pipeline import pipeline
+from samgeo_pipeline import pipeline, reader
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.radiometry import compute_stats
 from samgeo_pipeline.raster import inspect_raster
@@ -138,14 +138,14 @@ def pipeline_tiles_per_s(
         stats = compute_stats(ds, info, config)
     grid = make_grid(info, config)
     t = time.perf_counter()
-    for _ in pipeline._prepared_tiles(info, stats, grid, config):
+    for _ in reader.prepared_tiles(info, stats, grid, config):
         pass
-    reader = len(grid) / (time.perf_counter() - t)
+    reader_rate = len(grid) / (time.perf_counter() - t)
     predictor.embed(np.zeros((batch, config.tile_size, config.tile_size, 3), np.uint8))  # kernel warm-up
     synchronize(device)
     result = pipeline.segment_raster(raster, work / "run", config, predictor, source)
     out = {"tiles": float(result.tiles.sam), "sam_tiles_per_s": result.tiles.sam / result.seconds["tiles"],
-           "reader_tiles_per_s": reader}
+           "reader_tiles_per_s": reader_rate}
     out.update({f"s_{k}": v for k, v in result.seconds.items()})
     return out
 

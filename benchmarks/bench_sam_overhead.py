@@ -41,7 +41,7 @@ import rasterio
 import torch
 
 from _common import CACHE_DIR, cached_scene, fmt_table
-from samgeo_pipeline import pipeline
+from samgeo_pipeline import pipeline, reader
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.radiometry import compute_stats
 from samgeo_pipeline.raster import inspect_raster
@@ -79,7 +79,7 @@ def prepared_pixel_values(path: Path, config: SegmentConfig, image_size: int) ->
     with rasterio.open(path) as ds:
         stats = compute_stats(ds, info, config)
         for tile in make_grid(info, config):
-            prepared = pipeline.prepare_tile(ds, info, stats, tile, config)
+            prepared = reader.prepare_tile(ds, info, stats, tile, config)
             rgbs.append(prepared.rgb)
             with_prompts += bool(prepared.prompts)
     pixel_values, _ = preprocess_torch(torch.from_numpy(np.stack(rgbs)), image_size)

@@ -32,7 +32,7 @@ import rasterio
 from rasterio.windows import Window
 
 from _common import cached_scene, fmt_table
-from samgeo_pipeline import pipeline
+from samgeo_pipeline import pipeline, reader, sink
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.tiling import TileGrid, make_grid
@@ -66,13 +66,13 @@ def profile_tile_stage(path: Path, config: SegmentConfig, top: int) -> None:
     out = Path(tempfile.mkdtemp(prefix="samgeo-bench-prof-"))
     with gdal_env(), rasterio.open(path) as ds:
         stats = compute_stats(ds, info, config)
-        sink = pipeline._TileSink(info, config, out)
+        tile_sink = sink.TileSink(info, config, out)
         profiler = cProfile.Profile()
         profiler.enable()
         for tile in make_grid(info, config):
-            sink.write(pipeline.prepare_tile(ds, info, stats, tile, config), None)
+            tile_sink.write(reader.prepare_tile(ds, info, stats, tile, config), None)
         profiler.disable()
-        sink.abort()
+        tile_sink.abort()
     shutil.rmtree(out, ignore_errors=True)
     print(f"\ncProfile of the tile stage (sequential, one thread), top {top} by own time:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)

@@ -73,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    """The ``segment`` command; returns the exit code (1 when any input failed)."""
+    """The ``segment`` command; returns the exit code: 0 when every input is done or skipped, 1 when
+    any failed or is ``partial`` (tiles SAM could not segment, listed in its manifest)."""
     from rich.console import Console
 
     from samgeo_pipeline.raster import expand_inputs

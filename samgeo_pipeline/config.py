@@ -1,7 +1,8 @@
 """The one typed configuration of the segment pipeline, layered: defaults < YAML file < CLI flags.
 
 Every default lives here, once. :class:`SegmentConfig` is frozen; derive variants with
-:func:`dataclasses.replace` or :meth:`SegmentConfig.merged`.
+:func:`dataclasses.replace` or :meth:`SegmentConfig.merged`. The options fine-tuning shares with
+segmentation are declared once, in :class:`ImageOptions`, which both configs extend.
 """
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ MAX_TILE_SIZE = 8192
 
 #: Options that change how fast a run goes but not what it writes; left out of the parameter hash.
 _RUNTIME_ONLY = frozenset(
-    {"overwrite", "batch_size", "prefetch", "read_workers", "progress", "max_pixels", "max_tiles"}
+    {"overwrite", "batch_size", "prefetch", "read_workers", "progress", "max_pixels", "max_tiles", "attention_rows"}
 )
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
-    """Every option of ``samgeo-pipeline segment``.
+class ImageOptions:
+    """The options segmentation and fine-tuning share: how an image becomes SAM's input and prompts.
 
-    Sizes in pixels are in the *working grid*: the input grid, or the ``gsd`` grid when set.
+    :class:`SegmentConfig` and :class:`~samgeo_pipeline.finetune.config.FinetuneConfig` both
+    extend it, so every shared option is declared (and validated) once, with the same name, meaning
+    and default. Sizes in pixels are in the *working grid*: the input grid, or the ``gsd`` grid when set.
     """
 
     # --- input ---
@@ -51,10 +54,6 @@ class SegmentConfig:
     """Context read around each tile's core; only the core is written."""
     gsd: float | None = None
     """Target ground sample distance in CRS units per pixel (``None``: native resolution)."""
-    max_pixels: float = 2.5e9
-    """Refuse an input whose grid (source, or working with --gsd) has more pixels than this (50k x 50k passes)."""
-    max_tiles: int = 1_000_000
-    """Refuse an input that needs more tiles than this."""
     # --- radiometry and coarse mask ---
     percentiles: tuple[float, float] = (2.0, 98.0)
     """Per-band percentiles (whole image, nodata excluded) mapped to 0 and 255 for SAM."""
@@ -85,10 +84,9 @@ class SegmentConfig:
     """Prompts per tile: the largest K connected components of the coarse mask."""
     point_merge: PointMerge = "joint"
     """joint: a component's points are one prompt; mean/best: one prompt per point, merged."""
-    restrict_dilation: int = 0
-    """If > 0, SAM's mask is limited to the coarse mask dilated by this many pixels."""
     seed: int = 0
-    """Seed of the prompt sampling; results are deterministic for a given seed."""
+    """Seed of the prompt sampling (fine-tuning: also of shuffling and the validation split); results
+    are deterministic for a given seed."""
     # --- model ---
     model: str = DEFAULT_MODEL
     """Hub id, local ``save_pretrained`` directory, fine-tuned checkpoint, or ``none``."""
@@ -96,22 +94,8 @@ class SegmentConfig:
     """auto (cuda, mps, cpu), or a torch device string."""
     precision: Precision = "auto"
     """auto: bf16 autocast on CUDA when supported (else fp16), fp32 elsewhere."""
-    batch_size: int = 4
-    """Tiles per encoder batch."""
-    prefetch: int = 8
-    """Tiles read ahead of the model by the reader threads."""
-    read_workers: int = 0
-    """Threads reading and preparing tiles, and reading the statistics (0: one per CPU the process may
-    use, at most 32). ``prefetch`` is raised to at least this."""
-    # --- outputs ---
-    probability: bool = False
-    """Also write ``probability.tif`` (float32 0-1, SAM's sigmoid; the coarse mask for --model none)."""
-    simplify: float = 0.0
-    """Polygon simplification tolerance in CRS units (0: none)."""
-    overwrite: bool = False
-    """Process inputs whose outputs already exist with the same parameters."""
     progress: bool = True
-    """Show a progress bar per image."""
+    """Show progress bars."""
 
     def __post_init__(self) -> None:
         if self.tile_size < 32:
@@ -124,8 +108,6 @@ class SegmentConfig:
             raise ConfigError(
                 f"percentiles={','.join(map(str, self.percentiles))}: give two values low,high with 0 <= low < high <= 100"
             )
-        if not self.max_pixels > 0 or self.max_tiles < 1:
-            raise ConfigError(f"max_pixels={self.max_pixels}, max_tiles={self.max_tiles}: must be > 0 and >= 1")
         if not 0 <= self.halo < self.tile_size // 2:
             raise ConfigError(f"halo={self.halo}: must be >= 0 and below half the tile_size ({self.tile_size})")
         if self.gsd is not None and self.gsd <= 0:
@@ -138,12 +120,47 @@ class SegmentConfig:
             allowed = _literal_values(name)
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        if self.batch_size < 1 or self.prefetch < 1 or self.read_workers < 0:
-            raise ConfigError("batch_size and prefetch must be >= 1, read_workers >= 0")
         if self.texture_window < 3 or self.texture_window % 2 == 0:
             raise ConfigError(f"texture_window={self.texture_window}: must be an odd number of pixels >= 3")
         if self.composite != "auto":
             parse_composite(self.composite)
+
+
+@dataclass(frozen=True)
+class SegmentConfig(ImageOptions):
+    """Every option of ``samgeo-pipeline segment``: the shared :class:`ImageOptions` and these."""
+
+    max_pixels: float = 2.5e9
+    """Refuse an input whose grid (source, or working with --gsd) has more pixels than this (50k x 50k passes)."""
+    max_tiles: int = 1_000_000
+    """Refuse an input that needs more tiles than this."""
+    restrict_dilation: int = 0
+    """If > 0, SAM's mask is limited to the coarse mask dilated by this many pixels."""
+    batch_size: int = 4
+    """Tiles per encoder batch."""
+    attention_rows: int = 0
+    """If > 0, the encoder's global attention runs this many token rows at a time instead of one dense
+    (batch, heads, 4096, 4096) score tensor: the same embeddings, ~4x less peak memory at 8
+    (benchmarks/bench_encoder_memory.py); 0: dense."""
+    prefetch: int = 8
+    """Tiles read ahead of the model by the reader threads."""
+    read_workers: int = 0
+    """Threads reading and preparing tiles, and reading the statistics (0: one per CPU the process may
+    use, at most 32). ``prefetch`` is raised to at least this."""
+    # --- outputs ---
+    probability: bool = False
+    """Also write ``probability.tif`` (float32 0-1, SAM's sigmoid; the coarse mask for --model none)."""
+    simplify: float = 0.0
+    """Polygon simplification tolerance in CRS units (0: none)."""
+    overwrite: bool = False
+    """Process inputs whose outputs already exist with the same parameters."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.max_pixels > 0 or self.max_tiles < 1:
+            raise ConfigError(f"max_pixels={self.max_pixels}, max_tiles={self.max_tiles}: must be > 0 and >= 1")
+        if self.batch_size < 1 or self.prefetch < 1 or self.read_workers < 0 or self.attention_rows < 0:
+            raise ConfigError("batch_size and prefetch must be >= 1, read_workers and attention_rows >= 0")
 
     @property
     def core_size(self) -> int:
@@ -276,18 +293,28 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def config_field_docs() -> dict[str, str]:
-    """Option name -> one-line help, read from the attribute docstrings above (for the CLI)."""
+def field_docs(cls: type) -> dict[str, str]:
+    """Option name -> one-line help, from the attribute docstrings of a config dataclass and its bases
+    (a subclass's text wins), for the command lines."""
     import ast
     import inspect
+    import textwrap
 
-    tree = ast.parse(inspect.getsource(SegmentConfig))
     docs: dict[str, str] = {}
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = str(nxt.value.value)  # type: ignore[union-attr]
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+                docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
     return docs
 
 
-__all__ = ["SegmentConfig", "DEFAULT_MODEL", "load_config_file", "config_field_docs", "parse_composite"]
+def config_field_docs() -> dict[str, str]:
+    """:func:`field_docs` of :class:`SegmentConfig` (the ``segment`` flags)."""
+    return field_docs(SegmentConfig)
+
+
+__all__ = ["ImageOptions", "SegmentConfig", "DEFAULT_MODEL", "load_config_file", "config_field_docs", "field_docs",
+           "parse_composite"]

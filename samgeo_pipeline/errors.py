@@ -58,3 +58,23 @@ class NotGeoreferencedWarning(SamgeoPipelineWarning):
 
 class CoarseMaskWarning(SamgeoPipelineWarning):
     """The coarse water mask of an image is doubtful (RGB only, or water and land poorly separated)."""
+
+
+class SamInferenceError(SamgeoPipelineError, RuntimeError):
+    """SAM failed on a tile for a reason other than memory (the image fails; the message names the tile)."""
+
+
+def ignore_rasterio_georeference_warnings() -> None:
+    """Filter rasterio's ``NotGeoreferencedWarning`` process-wide (modules that open rasters call it
+    once, at import).
+
+    rasterio warns each time a file without a geotransform is opened or written; the pipeline says
+    it once per image itself (:class:`NotGeoreferencedWarning`, recorded in the manifest). One
+    filter set once replaces ``warnings.catch_warnings()`` blocks, which change process-wide state
+    and are not thread-safe when images run concurrently.
+    """
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
+
+    warnings.filterwarnings("ignore", category=RioNotGeoreferencedWarning)

@@ -17,12 +17,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import OutputConflictError
-from samgeo_pipeline.writers import atomic_path
+from samgeo_pipeline.results import SegmentResult
 
 if TYPE_CHECKING:
-    from samgeo_pipeline.pipeline import SegmentResult
     from samgeo_pipeline.radiometry import ImageStats
     from samgeo_pipeline.raster import RasterInfo
     from samgeo_pipeline.sam import ModelSource, SamPredictor
@@ -175,8 +175,11 @@ def build_manifest(
     outputs: list[Path],
     run_warnings: list[str],
     source: str | None = None,
+    bands_source: str | None = None,
 ) -> dict[str, Any]:
-    """The manifest of one finished run (JSON-able); ``source``: the input as the user named it."""
+    """The manifest of one finished run (JSON-able); ``source``: the input as the user named it;
+    ``bands_source``: how the band mapping was chosen when a caller chose it (a watch rule), else
+    the mapping's own source (``given``, ``descriptions`` or ``guessed``)."""
     tiles = result.tiles
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -196,6 +199,7 @@ def build_manifest(
             "transform": list(info.transform)[:6],
             "nodata": info.nodata,
             "band_map": info.bands.as_dict(),
+            "band_map_source": bands_source or info.bands.source,
         },
         "parameters": config.to_dict(),
         "params_hash": config.params_hash(),
@@ -214,6 +218,7 @@ def build_manifest(
             "source_px_per_working_px": grid.scale,
             "rows": grid.rows,
             "cols": grid.cols,
+            "model_px_per_image_px": round(grid.model_pixels_per_image_pixel(), 3),
         },
         "tiles": {
             "total": tiles.total,
@@ -237,6 +242,5 @@ def build_manifest(
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
     """Write ``manifest.json`` atomically (last, so its presence means the run finished)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    write_text_atomic(path, json.dumps(manifest, indent=2, default=str))
     return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import cv2
@@ -10,11 +9,11 @@ import numpy as np
 import rasterio
 from PIL import Image
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
 
+from samgeo_pipeline.atomic import atomic_path
 from samgeo_pipeline.radiometry import ImageStats, to_rgb8
 from samgeo_pipeline.raster import decimated_shape
-from samgeo_pipeline.writers import MASK_NODATA, atomic_path
+from samgeo_pipeline.writers import MASK_NODATA  # also filters rasterio's georeferencing noise
 
 OUTLINE_RGB = (255, 40, 200)
 
@@ -45,10 +44,8 @@ def write_quicklook(preview: np.ndarray, mask_path: Path, png_path: Path) -> Pat
     by the preview's size, whatever the raster size.
     """
     shape = preview.shape[:2]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(mask_path) as ms:
-            mask = ms.read(1, out_shape=shape, resampling=Resampling.nearest)
+    with rasterio.open(mask_path) as ms:
+        mask = ms.read(1, out_shape=shape, resampling=Resampling.nearest)
     rgb = np.ascontiguousarray(preview.copy())
     rgb[mask == MASK_NODATA] = (48, 48, 48)
     contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)

@@ -22,13 +22,14 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.bands import BandMap, parse_bands
-from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterReadError
+from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterReadError, ignore_rasterio_georeference_warnings
+
+ignore_rasterio_georeference_warnings()
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 
@@ -113,29 +114,27 @@ def inspect_raster(path: str | os.PathLike[str], bands: str = "auto", nodata: fl
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                band_map = parse_bands(bands, ds.count)
-                band_map.check(ds.count, path)
-                file_nodata = ds.nodata
-                flags = ds.mask_flag_enums[0] if ds.count else []
-                # GDAL flags the 4th band of a 4-band uint8 GeoTIFF as alpha by default; when that
-                # band is mapped (NAIP's NIR), it is data, not a validity mask.
-                alphas = {i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha}
-                mapped_alpha = MaskFlags.alpha in flags and bool(alphas & set(band_map.as_dict().values()))
-                info = RasterInfo(
-                    path=path,
-                    width=ds.width,
-                    height=ds.height,
-                    count=ds.count,
-                    dtype=ds.dtypes[0],
-                    crs=ds.crs,
-                    transform=ds.transform,
-                    nodata=nodata if nodata is not None else file_nodata,
-                    bands=band_map,
-                    has_mask=(MaskFlags.per_dataset in flags or MaskFlags.alpha in flags) and not mapped_alpha,
-                )
+        with rasterio.open(path) as ds:
+            band_map = parse_bands(bands, ds.count, ds.descriptions, path)
+            band_map.check(ds.count, path)
+            file_nodata = ds.nodata
+            flags = ds.mask_flag_enums[0] if ds.count else []
+            # GDAL flags the 4th band of a 4-band uint8 GeoTIFF as alpha by default; when that
+            # band is mapped (NAIP's NIR), it is data, not a validity mask.
+            alphas = {i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha}
+            mapped_alpha = MaskFlags.alpha in flags and bool(alphas & set(band_map.as_dict().values()))
+            info = RasterInfo(
+                path=path,
+                width=ds.width,
+                height=ds.height,
+                count=ds.count,
+                dtype=ds.dtypes[0],
+                crs=ds.crs,
+                transform=ds.transform,
+                nodata=nodata if nodata is not None else file_nodata,
+                bands=band_map,
+                has_mask=(MaskFlags.per_dataset in flags or MaskFlags.alpha in flags) and not mapped_alpha,
+            )
     except InputError as exc:
         if str(exc).startswith(str(path)):
             raise
@@ -315,9 +314,7 @@ def read_decimated(
     def read_here(bounds: tuple[int, int, int, int]) -> None:
         handle = getattr(local, "ds", None)
         if handle is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-                handle = local.ds = rasterio.open(info.path)
+            handle = local.ds = rasterio.open(info.path)
             with lock:
                 handles.append(handle)
         read(handle, *bounds)

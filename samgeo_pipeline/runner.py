@@ -12,7 +12,8 @@ from shapely.errors import ShapelyError
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.paths import check_inside
-from samgeo_pipeline.pipeline import SegmentResult, segment_raster
+from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.sam import (
     ModelSource,
     SamPredictor,
@@ -55,7 +56,11 @@ def load_predictor(config: SegmentConfig) -> tuple[SamPredictor | None, ModelSou
     model, source = load_sam_model(config.model)
     device = resolve_device(config.device)
     preprocessing = read_checkpoint_preprocessing(config.model)
-    return SamPredictor(model, device, resolve_dtype(device, config.precision), preprocessing), source
+    predictor = SamPredictor(
+        model, device, resolve_dtype(device, config.precision), preprocessing,
+        attention_rows=config.attention_rows or None,
+    )
+    return predictor, source
 
 
 def describe_model(config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None) -> str:

@@ -47,13 +47,16 @@ import shapely
 from pyproj import CRS as ProjCRS
 from pyproj import Geod
 from rasterio import features
-from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.errors import GEOSException
 
+from samgeo_pipeline.atomic import atomic_path
 from samgeo_pipeline.raster import gdal_env
-from samgeo_pipeline.writers import atomic_path
+
+# pyogrio warns when a layer without a CRS (pixel coordinates) is written; the pipeline says that
+# once per image itself. Filtered once at import: catch_warnings() is not thread-safe.
+warnings.filterwarnings("ignore", message="'crs' was not provided")
 
 LAYER = "water"
 CONNECTIVITY = 4
@@ -340,12 +343,6 @@ def _final(
         yield np.asarray([p for pieces in groups.values() for p in _dissolve(pieces, xs, ys)], dtype=object)
 
 
-def _open(mask_path: Path) -> rasterio.io.DatasetReader:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        return rasterio.open(mask_path)
-
-
 def mask_polygons(mask_path: Path, window_size: int = WINDOW_SIZE) -> tuple[list[shapely.Polygon], Affine, object]:
     """Water polygons of a mask GeoTIFF (value 1), in pixel coordinates (all in memory; see the rule).
 
@@ -357,7 +354,7 @@ def mask_polygons(mask_path: Path, window_size: int = WINDOW_SIZE) -> tuple[list
         ``(polygons, transform, crs)``: one polygon per 4-connected water region with ``(col, row)``
         pixel-corner coordinates, the mask's transform and CRS.
     """
-    with gdal_env(), _open(mask_path) as ds:
+    with gdal_env(), rasterio.open(mask_path) as ds:
         polygons = [p for batch in polygon_batches(ds, window_size) for p in batch.tolist()]
         return polygons, ds.transform, ds.crs
 
@@ -402,9 +399,7 @@ def _write_batch(
         {"area_m2": area.astype(float), "perimeter_m": perimeter.astype(float)},
         geometry=gpd.GeoSeries(geoms, crs=crs),
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="'crs' was not provided")  # pixel coordinates
-        pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GPKG", geometry_type="Polygon", append=append)
+    pyogrio.write_dataframe(frame, path, layer=LAYER, driver="GPKG", geometry_type="Polygon", append=append)
     return len(frame), float(area.sum())
 
 
@@ -429,7 +424,7 @@ def write_polygons(
     """
     count, total = 0, 0.0
     # Every block of the mask is read once: GDAL's block cache is capped (unless set by the caller).
-    with gdal_env(), _open(mask_path) as ds, atomic_path(Path(gpkg_path)) as tmp:
+    with gdal_env(), rasterio.open(mask_path) as ds, atomic_path(Path(gpkg_path)) as tmp:
         transform, crs = ds.transform, ds.crs
         batch: list[np.ndarray] = []
         vertices = 0

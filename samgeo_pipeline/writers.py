@@ -1,46 +1,31 @@
 """Raster outputs written by windows to a temporary file, finished as a COG and renamed.
 
 A crash never leaves a half-written file under its final name: every output is built as
-``.NAME.partial-*`` in the destination folder and moved into place with :func:`os.replace`.
+``.NAME.partial-*`` in the destination folder and moved into place
+(:func:`samgeo_pipeline.atomic.atomic_path`).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from samgeo_pipeline.errors import OutputWriteError
+from samgeo_pipeline.atomic import atomic_path
+from samgeo_pipeline.errors import OutputWriteError, ignore_rasterio_georeference_warnings
 from samgeo_pipeline.raster import RasterInfo
+
+ignore_rasterio_georeference_warnings()  # outputs of inputs without georeferencing have none either
 
 MASK_NODATA = 255
 """Value of ``mask.tif`` where the input has no data (1 water, 0 not water)."""
-
-
-@contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """A temporary path beside ``final``; renamed to ``final`` when the block succeeds, else removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.stem}.partial-", suffix=final.suffix, dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.unlink()
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class WindowedRasterWriter:
@@ -81,9 +66,7 @@ class WindowedRasterWriter:
             "BIGTIFF": "IF_SAFER",
         }
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._ds = rasterio.open(self.work, "w", **profile)
+            self._ds = rasterio.open(self.work, "w", **profile)
         except BaseException as exc:
             self.work.unlink(missing_ok=True)
             if isinstance(exc, (RasterioError, OSError)):
@@ -100,20 +83,18 @@ class WindowedRasterWriter:
     def finish(self, overview_resampling: str = "nearest") -> Path:
         """Close, convert to a Cloud-Optimized GeoTIFF with overviews and move it to its final name."""
         self._ds.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with atomic_path(self.final) as tmp:
-                rasterio.shutil.copy(
-                    self.work,
-                    tmp,
-                    driver="COG",
-                    COMPRESS="DEFLATE",
-                    BLOCKSIZE=512,
-                    OVERVIEWS="AUTO",
-                    OVERVIEW_RESAMPLING=overview_resampling.upper(),
-                    BIGTIFF="IF_SAFER",
-                    NUM_THREADS="ALL_CPUS",
-                )
+        with atomic_path(self.final) as tmp:
+            rasterio.shutil.copy(
+                self.work,
+                tmp,
+                driver="COG",
+                COMPRESS="DEFLATE",
+                BLOCKSIZE=512,
+                OVERVIEWS="AUTO",
+                OVERVIEW_RESAMPLING=overview_resampling.upper(),
+                BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
+            )
         self.work.unlink(missing_ok=True)
         return self.final
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 
 from samgeo_pipeline.cli import build_parser, config_from_args, main, output_dirs
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
@@ -129,6 +130,25 @@ class TestSegment:
         assert main(["demo", str(tmp_path)]) == 0
         assert (tmp_path / "demo_scene.tif").is_file()
         assert str(tmp_path / "demo_scene.tif") in capsys.readouterr().out
+
+
+    def test_ctrl_c_exits_130(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+        import samgeo_pipeline.runner as runner
+
+        def interrupted(*args: object, **kwargs: object) -> None:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(runner, "segment_raster", interrupted)
+        assert segment(scene, "--out", tmp_path / "out") == 130
+        err = capsys.readouterr().err
+        assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err
+
+    def test_quicklook_of_a_wide_raster_is_shrunk(self, tmp_path: Path) -> None:
+        path = write_demo_scene(tmp_path / "wide.tif", 64, 1500)
+        assert segment(path, "--out", tmp_path / "out") == 0
+        with Image.open(tmp_path / "out" / "wide" / "quicklook.png") as png:
+            assert png.size == (1024, round(64 * 1024 / 1500))  # longest side 1024, the aspect kept
 
 
 class TestConfigLayering:

@@ -41,6 +41,21 @@ class TestFinetuneConfig:
         assert isinstance(seg, SegmentConfig)
         assert (seg.bands, seg.composite, seg.points, seg.tile_size) == ("landsat8", "nir,swir,green", 5, 256)
 
+    def test_shared_options_are_declared_once(self) -> None:
+        import dataclasses
+
+        from samgeo_pipeline.config import ImageOptions, field_docs
+        from samgeo_pipeline.finetune.config import SHARED_WITH_SEGMENT
+
+        assert issubclass(FinetuneConfig, ImageOptions) and issubclass(SegmentConfig, ImageOptions)
+        assert set(SHARED_WITH_SEGMENT) == {f.name for f in dataclasses.fields(ImageOptions)} - {"progress"}
+        segment, finetune = SegmentConfig(), FinetuneConfig()
+        assert {n for n in SHARED_WITH_SEGMENT if getattr(segment, n) != getattr(finetune, n)} == {"halo", "box_jitter"}
+        docs = field_docs(FinetuneConfig)  # the help of every flag, inherited ones included
+        assert set(docs) == {f.name for f in dataclasses.fields(FinetuneConfig)}
+        assert docs["halo"].startswith("Context kept around each chip")
+        assert docs["min_area"] == field_docs(SegmentConfig)["min_area"]
+
     def test_yaml(self, tmp_path: Path) -> None:
         path = tmp_path / "ft.yaml"
         path.write_text("data: chips\nepochs: 3\ncomposite: [nir, swir, green]\nbands: {red: 4, green: 3, nir: 5}\n")

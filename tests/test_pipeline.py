@@ -21,6 +21,8 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
+from samgeo_pipeline.raster import inspect_raster
+from samgeo_pipeline.tiling import make_grid
 from samgeo_pipeline.vectorize import mask_polygons
 from tests.scenes import (
     DEMO_SHAPE,
@@ -139,15 +141,17 @@ class TestProjected:
         assert manifest["input"]["bytes"] == demo_utm.stat().st_size
         assert manifest["input"]["crs"] == "EPSG:32633"
         assert manifest["input"]["band_map"] == {"red": 1, "green": 2, "blue": 3, "nir": 4}
+        assert manifest["input"]["band_map_source"] == "descriptions"  # the demo names its bands
         assert (manifest["input"]["width"], manifest["input"]["height"]) == (800, 600)
         assert manifest["parameters"] == config.to_dict()
         assert manifest["params_hash"] == config.params_hash()
         assert manifest["model"]["id"] == "none"
         assert manifest["radiometry"]["index"] == "ndwi"
-        # 600x800 with 128-pixel cores: 5 x 7 tiles, all coarse-only.
-        assert (manifest["grid"]["rows"], manifest["grid"]["cols"]) == (5, 7)
+        grid = make_grid(inspect_raster(demo_utm), config)  # every tile coarse-only
+        assert (manifest["grid"]["rows"], manifest["grid"]["cols"]) == (grid.rows, grid.cols) and len(grid) > 1
+        assert manifest["grid"]["model_px_per_image_px"] == round(len(grid) * 1024**2 / (800 * 600), 3)
         assert manifest["tiles"] == {
-            "total": 35, "sam": 0, "coarse_only": 35, "skipped": 0, "failed": 0, "failed_tiles": []
+            "total": len(grid), "sam": 0, "coarse_only": len(grid), "skipped": 0, "failed": 0, "failed_tiles": []
         }
         assert set(manifest["seconds"]) == STAGES
         assert all(v >= 0 for v in manifest["seconds"].values())
@@ -210,10 +214,12 @@ class TestGeographic:
 
 class TestTiling:
     def test_lake_across_four_tiles_is_one_polygon(self, tmp_path: Path) -> None:
-        lake = disc((256, 256), (128, 128), 50)  # centred on the corner of four 128-px cores
+        lake = disc((300, 300), (150, 150), 60)
         path = write_raster(tmp_path / "lake.tif", rgbn_scene(lake))
         result = run(path, tmp_path / "out", tile_size=256, halo=64)
-        assert result.manifest["tiles"]["total"] == 4
+        grid = make_grid(inspect_raster(path), SegmentConfig(tile_size=256, halo=64))
+        cores = [t.core_window(300, 300).toslices() for t in grid]
+        assert sum(lake[core].any() for core in cores) == 4  # the lake lies across the cores of four tiles
         mask = read_mask(tmp_path / "out")
         np.testing.assert_array_equal(mask == 1, lake)
         frame = water_frame(tmp_path / "out")
@@ -402,9 +408,9 @@ class TestRerun:
         assert (out / "water.gpkg").is_file()
 
     def test_crash_leaves_no_half_file(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.reader as reader
 
-        real = pipeline.prepare_tile
+        real = reader.prepare_tile
 
         def failing(ds, info, stats, tile, config):  # noqa: ANN001, ANN202
             if (tile.row, tile.col) == (1, 1):
@@ -413,7 +419,7 @@ class TestRerun:
 
         out = tmp_path / "out"
         run(scene, out)  # a finished earlier run
-        monkeypatch.setattr(pipeline, "prepare_tile", failing)
+        monkeypatch.setattr(reader, "prepare_tile", failing)
         with pytest.raises(RuntimeError, match="disk on fire"):
             run(scene, out, tile_size=96, halo=16, overwrite=True)
         assert not leftovers(out)
@@ -422,12 +428,12 @@ class TestRerun:
         assert run(scene, out).status == "done"  # so the next run redoes them
 
     def test_crash_on_first_run_leaves_no_mask(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.reader as reader
 
         def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             raise RuntimeError("reader died")
 
-        monkeypatch.setattr(pipeline, "prepare_tile", failing)
+        monkeypatch.setattr(reader, "prepare_tile", failing)
         with pytest.raises(RuntimeError, match="reader died"):
             run(scene, tmp_path / "out")
         assert list((tmp_path / "out").iterdir()) == []
@@ -477,7 +483,7 @@ class TestFeedSpeedups:
 
     @pytest.mark.parametrize("kind", ["uint8", "uint16", "float32-nan", "alpha-mask"])
     def test_prepare_tile_equals_plain_path(self, kind: str, tmp_path: Path) -> None:
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.reader as reader
         from samgeo_pipeline.radiometry import compute_stats
         from samgeo_pipeline.raster import inspect_raster
         from samgeo_pipeline.tiling import make_grid
@@ -510,10 +516,11 @@ class TestFeedSpeedups:
         with rasterio.open(path) as ds:
             stats = compute_stats(ds, info, config)
             tiles = list(make_grid(info, config))
-            assert any(t.read_window.col_off + t.grid.read_size > info.width for t in tiles)  # edge tiles
+            assert any(t.core_window(info.height, info.width).col_off + t.core_window(info.height, info.width).width
+                       == info.width for t in tiles)  # edge tiles too
             n_prompts = 0
             for tile in tiles:
-                got = pipeline.prepare_tile(ds, info, stats, tile, config)
+                got = reader.prepare_tile(ds, info, stats, tile, config)
                 rgb, valid, coarse, prompts = self.reference_prepare(ds, info, stats, tile, config)
                 np.testing.assert_array_equal(got.rgb, rgb)
                 np.testing.assert_array_equal(got.valid, valid)
@@ -545,8 +552,61 @@ class TestFeedSpeedups:
     def test_default_read_workers(self) -> None:
         import os
 
-        from samgeo_pipeline.pipeline import read_workers
+        from samgeo_pipeline.reader import read_workers
 
         assert read_workers(SegmentConfig(read_workers=3)) == 3
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         assert read_workers(SegmentConfig()) == max(1, min(32, cpus or 1))
+
+
+class TestWarningsPerImage:
+    @pytest.mark.filterwarnings("ignore")  # shown by the CLI; here each image's own list is checked
+    def test_concurrent_images_keep_their_own_warnings(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        import threading
+        import time
+
+        import samgeo_pipeline.pipeline as pipeline
+
+        real_inspect = pipeline.inspect_raster
+
+        def slow_inspect(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - both images inspect at once
+            time.sleep(0.2)
+            return real_inspect(*args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "inspect_raster", slow_inspect)
+        plain = write_demo_scene(tmp_path / "plain.tif", 120, 160, crs=None)
+        rgb = write_raster(tmp_path / "rgb.tif", rgbn_scene(disc((120, 160), (60, 80), 30))[:3], crs=None, transform=None)
+        start = threading.Barrier(2)
+        manifests: dict[str, list[dict]] = {"plain": [], "rgb": []}
+
+        def segment(name: str, path: Path) -> None:
+            for i in range(3):
+                start.wait()
+                result = run(path, tmp_path / f"{name}{i}", bands="rgb" if name == "rgb" else "auto")
+                manifests[name].append(result.manifest)
+
+        threads = [threading.Thread(target=segment, args=item) for item in (("plain", plain), ("rgb", rgb))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for name, path in (("plain", plain), ("rgb", rgb)):
+            assert len(manifests[name]) == 3
+            for manifest in manifests[name]:
+                no_crs = f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown"
+                assert manifest["warnings"][0] == no_crs
+                assert all(w.startswith(f"{path}: ") for w in manifest["warnings"])
+                assert len(manifest["warnings"]) == (2 if name == "rgb" else 1)  # + the RGB-only coarse mask
+
+
+def test_manifest_says_how_the_bands_were_chosen(tmp_path: Path) -> None:
+    """A mapping guessed from the band count is recorded as such; a caller's reason (the watch
+    flow's rule) replaces it; an explicit mapping is ``given``."""
+    path = write_raster(tmp_path / "plain.tif", np.random.default_rng(0).integers(50, 3000, (4, 64, 64)).astype(np.uint16))  # no descriptions
+    guessed = run(path, tmp_path / "guessed", model="none", tile_size=64, halo=8)
+    assert guessed.manifest["input"]["band_map_source"] == "guessed"
+    given = run(path, tmp_path / "given", model="none", tile_size=64, halo=8, bands="naip")
+    assert given.manifest["input"]["band_map_source"] == "given"
+    config = SegmentConfig(model="none", tile_size=64, halo=8, progress=False)
+    ruled = segment_raster(path, tmp_path / "ruled", config, bands_source="rule landsat")
+    assert ruled.manifest["input"]["band_map_source"] == "rule landsat"

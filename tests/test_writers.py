@@ -1,4 +1,4 @@
-"""Raster outputs: atomic renames and the windowed writer finished as a COG."""
+"""Raster outputs: the windowed writer finished as a COG (atomic renames: test_atomic.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 from samgeo_pipeline.raster import RasterInfo, inspect_raster
-from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter, atomic_path
+from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
 from tests.scenes import UTM_TRANSFORM, leftovers, write_raster
 
 HEIGHT, WIDTH = 600, 700
@@ -21,36 +21,6 @@ def info(tmp_path: Path) -> RasterInfo:
     """Header of a 600x700 4-band UTM raster (above the 512-pixel COG block: one overview)."""
     (tmp_path / "in").mkdir()
     return inspect_raster(write_raster(tmp_path / "in" / "src.tif", np.ones((4, HEIGHT, WIDTH), np.uint8)))
-
-
-class TestAtomicPath:
-    def test_success_renames(self, tmp_path: Path) -> None:
-        final = tmp_path / "sub" / "out.txt"
-        with atomic_path(final) as tmp:
-            assert tmp.parent == final.parent and tmp != final
-            assert ".partial-" in tmp.name and tmp.suffix == ".txt"
-            tmp.write_text("done")
-            assert not final.exists()
-        assert final.read_text() == "done"
-        assert not leftovers(tmp_path)
-
-    def test_failure_leaves_nothing(self, tmp_path: Path) -> None:
-        final = tmp_path / "out.txt"
-        with pytest.raises(RuntimeError, match="boom"):
-            with atomic_path(final) as tmp:
-                tmp.write_text("half")
-                raise RuntimeError("boom")
-        assert not final.exists()
-        assert not leftovers(tmp_path)
-
-    def test_failure_keeps_previous_file(self, tmp_path: Path) -> None:
-        final = tmp_path / "out.txt"
-        final.write_text("old")
-        with pytest.raises(RuntimeError):
-            with atomic_path(final) as tmp:
-                tmp.write_text("half")
-                raise RuntimeError("crash")
-        assert final.read_text() == "old"
 
 
 class TestWindowedRasterWriter:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from samgeo_pipeline.atomic import atomic_path
 from samgeo_pipeline.finetune.config import FinetuneConfig
 
 #: Options that change what SAM's encoder sees, hence the embeddings.
@@ -100,10 +101,8 @@ class EmbeddingCache:
         if self.mode == "memory":
             self._memory[key] = embedding.detach().to(self.device, self.dtype).clone()
         elif self.mode == "disk":
-            path = self._path(key)
-            tmp = path.with_suffix(".tmp")
-            torch.save(embedding.detach().to("cpu", self.dtype).clone(), tmp)
-            tmp.replace(path)
+            with atomic_path(self._path(key)) as tmp:
+                torch.save(embedding.detach().to("cpu", self.dtype).clone(), tmp)
 
     def stats(self) -> dict[str, Any]:
         """Mode, size and hit counts, for logs."""

@@ -6,6 +6,9 @@ A run's ``--out`` folder holds::
     last/   the latest epoch, the same, plus training_state.pt (what --resume needs)
     history.json, curves.png
 
+``best`` and ``last`` are symlinks to hidden versioned folders, swapped atomically at each save
+(:func:`save_checkpoint`): a crash at any moment leaves both complete.
+
 ``samgeo_checkpoint.json`` holds the training setup (every option), the data, the preprocessing
 (composite, percentiles, band mapping: applied by ``segment --model`` automatically), the epoch
 and its metrics, and the history so far. ``training_state.pt`` holds the optimizer, scheduler,
@@ -15,9 +18,11 @@ gradient-scaler and RNG states, so ``--resume`` continues exactly where the run 
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import random
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from samgeo_pipeline.atomic import fsync_path, replace_symlink
 from samgeo_pipeline.errors import CheckpointError, ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.sam import CHECKPOINT_META
@@ -87,25 +93,46 @@ def build_meta(
 
 
 def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any], state: dict[str, Any] | None = None) -> Path:
-    """Write ``model.save_pretrained`` + meta (+ training state) to ``directory``, replacing it atomically.
+    """Write ``model.save_pretrained`` + meta (+ training state) as a new version of ``directory``.
 
-    The new checkpoint is written beside the old one and swapped in, so an interrupted save leaves
-    the previous checkpoint intact.
+    ``directory`` (``last``, ``best``) is a symlink to a hidden versioned folder beside it
+    (``.last.v-*``). Each save writes a new version, flushes it to disk, then repoints the link in
+    one atomic step (:func:`~samgeo_pipeline.atomic.replace_symlink`), so ``directory`` is never
+    missing and always a complete checkpoint; the previous version is removed only after the swap.
+    Everything that opens ``directory`` (``from_pretrained``, ``--resume``, ``segment --model``)
+    follows the link. A real folder left by an older version is moved aside once, then linked.
     """
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    (tmp / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=_json_default))
-    if state is not None:
-        torch.save(state, tmp / TRAINING_STATE)
-    old = directory.with_name(f".{directory.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    tmp.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    version = Path(tempfile.mkdtemp(prefix=f".{directory.name}.v-", dir=directory.parent))
+    try:
+        version.chmod(0o755)
+        model.save_pretrained(version)
+        (version / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=_json_default))
+        if state is not None:
+            torch.save(state, version / TRAINING_STATE)
+        for path in (*version.rglob("*"), version):
+            fsync_path(path)
+        previous = _current_version(directory)
+        replace_symlink(directory, version.name)
+    except BaseException:
+        shutil.rmtree(version, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous)
     return directory
+
+
+def _current_version(directory: Path) -> Path | None:
+    """The folder ``directory`` links to now (to remove after the swap); a real folder (written by an
+    older version of this package) is first moved to a versioned name so a link can replace it."""
+    if directory.is_symlink():
+        target = directory.parent / os.readlink(directory)
+        return target if target.parent == directory.parent and target.name.startswith(f".{directory.name}.v-") else None
+    if not directory.exists():
+        return None
+    legacy = Path(tempfile.mkdtemp(prefix=f".{directory.name}.v-", dir=directory.parent))
+    os.replace(directory, legacy)  # legacy has just been created empty: the rename replaces it
+    return legacy
 
 
 def rng_states() -> dict[str, Any]:

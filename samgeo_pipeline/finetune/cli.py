@@ -14,7 +14,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from samgeo_pipeline.finetune.config import FinetuneConfig, field_docs, load_finetune_file
+from samgeo_pipeline.config import field_docs
+from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file
 
 #: Options of ``evaluate`` (data, radiometry, tiling, prompts at inference, device).
 EVALUATE_OPTIONS = (

@@ -14,14 +14,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from samgeo_pipeline.config import (
-    IndexName,
-    PointMerge,
-    Precision,
-    PromptKind,
+    ImageOptions,
     SegmentConfig,
     _coerce,
     load_config_file,
-    parse_composite,
 )
 from samgeo_pipeline.errors import ConfigError
 
@@ -31,12 +27,8 @@ Schedule = Literal["cosine", "linear", "constant"]
 CacheMode = Literal["memory", "disk", "off"]
 CacheDtype = Literal["auto", "fp32", "fp16", "bf16"]
 
-#: Options shared with :class:`SegmentConfig` (same names, same meaning).
-SHARED_WITH_SEGMENT = (
-    "bands", "nodata", "tile_size", "halo", "gsd", "percentiles", "composite", "stats_size", "index",
-    "threshold", "texture_window", "min_area", "prompt", "points", "negatives",
-    "erosion", "box_jitter", "max_components", "point_merge", "seed", "model", "device", "precision",
-)  # fmt: skip
+#: Options shared with :class:`SegmentConfig` (same names, same meaning): those of :class:`ImageOptions`.
+SHARED_WITH_SEGMENT = tuple(f.name for f in fields(ImageOptions) if f.name != "progress")
 
 #: Options that may change between a run and its ``--resume`` (they do not change the result on CPU).
 RUNTIME_ONLY = frozenset(
@@ -52,13 +44,14 @@ _LITERALS: dict[str, tuple[str, ...]] = {
 }
 
 
-#: Options shared with ``segment`` take its defaults, so each default lives in one place.
-_SEGMENT_DEFAULTS = SegmentConfig()
-
-
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Every option of ``samgeo-pipeline finetune`` (and the data options of ``evaluate``)."""
+class FinetuneConfig(ImageOptions):
+    """Every option of ``samgeo-pipeline finetune`` (and the data options of ``evaluate``).
+
+    The options shared with segmentation (band mapping, composite, percentiles, coarse mask, prompts,
+    tiling, model, device, seed) are :class:`~samgeo_pipeline.config.ImageOptions`' own fields,
+    declared and validated there; only ``halo`` and ``box_jitter`` take other defaults for training.
+    """
 
     # --- data ---
     data: str = ""
@@ -88,52 +81,14 @@ class FinetuneConfig:
     """Label value meaning 'unknown' (ignored in loss and metrics); other values > 0 are water."""
     max_images: int | None = None
     """Use at most this many samples per split (quick runs)."""
-    # --- radiometry and coarse mask (as segment) ---
-    bands: str = _SEGMENT_DEFAULTS.bands
-    """Band preset or name=index mapping of the images (Cellula chips: landsat8)."""
-    nodata: float | None = _SEGMENT_DEFAULTS.nodata
-    """Nodata value overriding the files'."""
-    percentiles: tuple[float, float] = _SEGMENT_DEFAULTS.percentiles
-    """Per-image percentiles mapped to 0 and 255 for SAM (stored in the checkpoint)."""
-    composite: str = _SEGMENT_DEFAULTS.composite
-    """Bands shown to SAM as R,G,B, e.g. red,green,blue or nir,swir,green (stored in the checkpoint)."""
-    stats_size: int = _SEGMENT_DEFAULTS.stats_size
-    """Longest side of the decimated read for image statistics."""
-    index: IndexName = _SEGMENT_DEFAULTS.index
-    """Coarse-mask method (auto, ndwi, mndwi, rgb), as ``segment --index``."""
-    threshold: float | None = _SEGMENT_DEFAULTS.threshold
-    """Fixed index threshold of the coarse mask; None: the method's default."""
-    texture_window: int = _SEGMENT_DEFAULTS.texture_window
-    """RGB coarse mask: side in pixels of the window where water must be smooth."""
-    min_area: int = _SEGMENT_DEFAULTS.min_area
-    """Coarse-mask components smaller than this are dropped."""
-    # --- tiling of orthoimages ---
-    tile_size: int = _SEGMENT_DEFAULTS.tile_size
-    """Side of a training chip cut from an orthoimage, in working pixels."""
+    # --- options shared with segment (ImageOptions), with training's own defaults ---
     halo: int = 0
-    """Overlap of chips cut from an orthoimage (0: each pixel in one chip)."""
-    gsd: float | None = _SEGMENT_DEFAULTS.gsd
-    """Resample orthoimages to this ground sample distance (CRS units per pixel)."""
-    # --- prompts ---
-    prompt: PromptKind = _SEGMENT_DEFAULTS.prompt
-    """Training prompts: points (dynamic distance, erosion) or box (perturbed)."""
-    prompt_source: PromptSource = "label"
-    """Where training prompts come from: the label mask, or the coarse mask (as at inference)."""
-    points: int = _SEGMENT_DEFAULTS.points
-    """Positive points per component."""
-    negatives: int = _SEGMENT_DEFAULTS.negatives
-    """Negative points per component."""
-    erosion: int | None = _SEGMENT_DEFAULTS.erosion
-    """3x3 erosions before sampling points; None: the seed's int(count**0.6 / 35)."""
+    """Context kept around each chip's core when chips are cut from an orthoimage (0: none required)."""
     box_jitter: int = 10
     """Each box coordinate moves by a random integer in [-box_jitter, box_jitter] pixels."""
-    max_components: int = _SEGMENT_DEFAULTS.max_components
-    """Prompts per image: the largest K connected components."""
-    point_merge: PointMerge = _SEGMENT_DEFAULTS.point_merge
-    """joint: a component's points are one prompt; mean/best: one prompt per point, merged."""
-    # --- model and training ---
-    model: str = _SEGMENT_DEFAULTS.model
-    """Base SAM: hub id or local save_pretrained directory (a checkpoint of this project too)."""
+    # --- prompts and training ---
+    prompt_source: PromptSource = "label"
+    """Where training prompts come from: the label mask, or the coarse mask (as at inference)."""
     train_prompt_encoder: bool = False
     """Also train the prompt encoder (the mask decoder is always trained)."""
     epochs: int = 50
@@ -160,12 +115,6 @@ class FinetuneConfig:
     """Focal loss gamma."""
     focal_alpha: float = 0.25
     """Focal loss alpha (weight of water pixels; negative: none)."""
-    seed: int = _SEGMENT_DEFAULTS.seed
-    """Seed of shuffling, prompt sampling and the validation split."""
-    device: str = _SEGMENT_DEFAULTS.device
-    """auto (cuda when present), cpu or cuda."""
-    precision: Precision = _SEGMENT_DEFAULTS.precision
-    """auto: bf16 mixed precision on CUDA when supported (else fp16), fp32 on CPU."""
     # --- embedding cache ---
     cache: CacheMode = "memory"
     """Image-embedding cache: memory (on the device), disk, or off (encoder at every step)."""
@@ -182,10 +131,9 @@ class FinetuneConfig:
     """End this run after that epoch (continue later with --resume)."""
     workers: int | None = None
     """Data-loading worker processes; None: 0 on CPU, up to 8 on CUDA."""
-    progress: bool = _SEGMENT_DEFAULTS.progress
-    """Show progress bars."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # the shared options, with SegmentConfig's rules
         for name, allowed in _LITERALS.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
@@ -201,9 +149,6 @@ class FinetuneConfig:
             raise ConfigError(f"max_images={self.max_images}: must be >= 1")
         if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
             raise ConfigError(f"stop_after_epoch={self.stop_after_epoch}: must be >= 1")
-        if self.composite != "auto":
-            parse_composite(self.composite)
-        self.segment_config()  # validates the shared options with SegmentConfig's rules
 
     def segment_config(self) -> SegmentConfig:
         """The shared options as a :class:`SegmentConfig` (for stats, coarse mask, prompts, tiling)."""
@@ -260,19 +205,4 @@ def load_finetune_file(path: str | Path) -> dict[str, Any]:
     return load_config_file(path)
 
 
-def field_docs(cls: type) -> dict[str, str]:
-    """Option name -> one-line help, from the attribute docstrings of a config dataclass."""
-    import ast
-    import inspect
-    import textwrap
-
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
-    return docs
-
-
-__all__ = ["FinetuneConfig", "load_finetune_file", "field_docs", "SHARED_WITH_SEGMENT", "RUNTIME_ONLY"]
+__all__ = ["FinetuneConfig", "load_finetune_file", "SHARED_WITH_SEGMENT", "RUNTIME_ONLY"]

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from samgeo_pipeline.atomic import atomic_path
+
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "fine-tuning") -> Path:
     """Write a two-panel PNG: train/validation loss, and validation IoU/F1 (mean and median).
@@ -44,11 +46,11 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "fin
         ax_metric.legend()
     ax_metric.grid(alpha=0.3)
     fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.errors import ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.metrics import MIN_BODY_PX, confusion, image_row, prompt_quality, summarize
@@ -138,9 +139,9 @@ def evaluate(
             "images": rows,
         }
         result.json_path = out_dir / "evaluation.json"
-        result.json_path.write_text(json.dumps(report, indent=2))
+        write_text_atomic(result.json_path, json.dumps(report, indent=2))
         result.markdown_path = out_dir / "evaluation.md"
-        result.markdown_path.write_text(markdown_report(result, source.description, split))
+        write_text_atomic(result.markdown_path, markdown_report(result, source.description, split))
     return result
 
 

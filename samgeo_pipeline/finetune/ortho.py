@@ -16,15 +16,15 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
-from rasterio.transform import Affine
 
-from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.errors import InputError, SamgeoPipelineWarning, ignore_rasterio_georeference_warnings
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.finetune.sources import Sample, SampleSource, label_masks, make_sample
+from samgeo_pipeline.finetune.sample_types import Sample, SampleSource, label_masks, make_sample
 from samgeo_pipeline.radiometry import compute_stats, resolve_composite
 from samgeo_pipeline.raster import inspect_raster
 from samgeo_pipeline.tiling import Tile, inside_part, make_grid, read_tile
+
+ignore_rasterio_georeference_warnings()
 
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json", ".fgb", ".gml", ".kml", ".parquet")
 
@@ -46,10 +46,8 @@ class OrthoSource(SampleSource):
         self.config = config
         self.seg = config.segment_config()
         self.info = inspect_raster(image, config.bands, config.nodata)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.open(image) as ds:
-                self.stats = compute_stats(ds, self.info, self.seg)
+        with rasterio.open(image) as ds:
+            self.stats = compute_stats(ds, self.info, self.seg)
         self.tiles: list[Tile] = list(make_grid(self.info, self.seg))
         self.names = [f"{image.stem}_r{t.row:03d}_c{t.col:03d}" for t in self.tiles]
         self.band_names = tuple(self.info.band_names)
@@ -71,29 +69,25 @@ class OrthoSource(SampleSource):
         self.description = f"orthoimage {image} with {how} {labels} ({len(self.tiles)} tiles)"
 
     def _same_grid(self) -> bool:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.open(self.labels) as src:
-                same_shape = (src.height, src.width) == (self.info.height, self.info.width)
-                if not self.info.georeferenced or src.crs is None:
-                    if not same_shape:
-                        raise InputError(
-                            f"{self.labels}: without georeferencing the label raster must match the image's "
-                            f"{self.info.height}x{self.info.width} pixels (it has {src.height}x{src.width})"
-                        )
-                    return True
-                return same_shape and src.crs == self.info.crs and src.transform.almost_equals(self.info.transform)
+        with rasterio.open(self.labels) as src:
+            same_shape = (src.height, src.width) == (self.info.height, self.info.width)
+            if not self.info.georeferenced or src.crs is None:
+                if not same_shape:
+                    raise InputError(
+                        f"{self.labels}: without georeferencing the label raster must match the image's "
+                        f"{self.info.height}x{self.info.width} pixels (it has {src.height}x{src.width})"
+                    )
+                return True
+            return same_shape and src.crs == self.info.crs and src.transform.almost_equals(self.info.transform)
 
     def load(self, index: int) -> Sample:
         tile = self.tiles[index]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            with rasterio.open(self.info.path) as ds:
-                data, valid = read_tile(ds, self.info, tile)
-            if self.vector:
-                water, known = self._rasterize(tile), np.ones(valid.shape, bool)
-            else:
-                water, known = self._read_label(tile)
+        with rasterio.open(self.info.path) as ds:
+            data, valid = read_tile(ds, self.info, tile)
+        if self.vector:
+            water, known = self._rasterize(tile), np.ones(valid.shape, bool)
+        else:
+            water, known = self._read_label(tile)
         return make_sample(self.names[index], data, valid & known, water, self.band_names, self.seg, self.stats)
 
     def _read_label(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +113,7 @@ class OrthoSource(SampleSource):
         from shapely.geometry import box
 
         g = tile.grid
-        win = tile.read_window
-        transform = self.info.transform * Affine.translation(win.col_off, win.row_off) * Affine.scale(g.scale)
+        transform = tile.working_transform(self.info.transform)
         x0, y0 = transform * (0, 0)
         x1, y1 = transform * (g.tile_size, g.tile_size)
         geometries, tree = self._geometries
@@ -141,7 +134,6 @@ def _load_polygons(path: Path, crs: Any) -> tuple[Any, Any]:
     import geopandas as gpd
     from shapely import STRtree
 
-    from samgeo_pipeline.errors import SamgeoPipelineWarning
 
     try:
         frame = gpd.read_file(path)
@@ -169,10 +161,7 @@ def _read_label_tile(
     size = tile.grid.tile_size
     water = np.zeros((size, size), bool)
     known = np.zeros((size, size), bool)
-    inside = inside_part(tile, height, width)
-    if inside is None:
-        return water, known
-    window, (rows, cols) = inside
+    window, (rows, cols) = inside_part(tile, height, width)
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     raw = src.read(1, window=window, out_shape=shape, resampling=Resampling.nearest)
     mask = src.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest) > 0

@@ -13,144 +13,34 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarning
 from rasterio.windows import Window
 
 from samgeo_pipeline.bands import parse_bands
-from samgeo_pipeline.coarse import apply_rule
-from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import ConfigError, InputError, NotGeoreferencedWarning
+from samgeo_pipeline.errors import ConfigError, InputError, NotGeoreferencedWarning, ignore_rasterio_georeference_warnings
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.radiometry import ImageStats, compute_stats, resolve_composite, stats_from_array, to_rgb8
+from samgeo_pipeline.finetune.ortho import OrthoSource
+from samgeo_pipeline.finetune.sample_types import (
+    ConcatSource,
+    Sample,
+    SampleSource,
+    SubsetSource,
+    label_masks,
+    make_sample,
+)
+from samgeo_pipeline.radiometry import compute_stats, resolve_composite
 from samgeo_pipeline.raster import RASTER_SUFFIXES, inspect_raster, read_bands
 
+ignore_rasterio_georeference_warnings()
+# Chips are often plain images without georeferencing: inspect_raster's warning about it (attributed
+# to this module) says nothing useful here. A filter set once; catch_warnings() is not thread-safe.
+warnings.filterwarnings("ignore", category=NotGeoreferencedWarning, module=r"samgeo_pipeline\.finetune\.sources")
+
 IMAGE_SUFFIXES = (*RASTER_SUFFIXES, ".png", ".jpg", ".jpeg")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled image, as SAM and the metrics see it (all arrays share the image's pixel grid).
-
-    Attributes:
-        name: unique, stable name (file stem, dataset row name, or ``ortho_rROW_cCOL``).
-        rgb: ``uint8 (rows, cols, 3)`` the composite, stretched by the image's percentiles; 0 where invalid.
-        label: ``bool (rows, cols)`` True = water; False where invalid.
-        valid: ``bool (rows, cols)`` pixels with data and a known label.
-        coarse: ``bool (rows, cols)`` the segment pipeline's coarse water mask.
-    """
-
-    name: str
-    rgb: np.ndarray
-    label: np.ndarray
-    valid: np.ndarray
-    coarse: np.ndarray
-
-
-class SampleSource(ABC):
-    """An indexable set of labelled samples.
-
-    Attributes:
-        names: one unique name per sample, in index order.
-        band_names: mapped band names of the images (the order of the percentiles).
-        composite: the three bands SAM sees (resolved from the config's ``composite``).
-        description: where the samples come from, for logs and the checkpoint.
-    """
-
-    names: list[str]
-    band_names: tuple[str, ...]
-    composite: tuple[str, str, str]
-    description: str
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    @abstractmethod
-    def load(self, index: int) -> Sample:
-        """Read sample ``index`` (0-based)."""
-
-
-class SubsetSource(SampleSource):
-    """Some samples of another source, in the given order."""
-
-    def __init__(self, parent: SampleSource, indices: list[int], label: str) -> None:
-        self.parent = parent
-        self.indices = list(indices)
-        self.names = [parent.names[i] for i in self.indices]
-        self.band_names = parent.band_names
-        self.composite = parent.composite
-        self.description = f"{parent.description} [{label}: {len(self.indices)} of {len(parent)}]"
-
-    def load(self, index: int) -> Sample:
-        return self.parent.load(self.indices[index])
-
-
-class ConcatSource(SampleSource):
-    """Several sources one after the other (same bands and composite as the first)."""
-
-    def __init__(self, parts: list[SampleSource]) -> None:
-        self.parts = parts
-        self.names = [name for part in parts for name in part.names]
-        self.band_names = parts[0].band_names
-        self.composite = parts[0].composite
-        self.description = " + ".join(part.description for part in parts)
-
-    def load(self, index: int) -> Sample:
-        for part in self.parts:
-            if index < len(part):
-                return part.load(index)
-            index -= len(part)
-        raise IndexError(index)
-
-
-def make_sample(
-    name: str,
-    data: np.ndarray,
-    valid: np.ndarray,
-    water: np.ndarray,
-    band_names: tuple[str, ...],
-    config: SegmentConfig,
-    stats: ImageStats | None = None,
-) -> Sample:
-    """A :class:`Sample` from band data and a label, with the segment pipeline's radiometry.
-
-    Args:
-        name: the sample's name.
-        data: ``float32 (bands, rows, cols)`` in file units, bands in ``band_names`` order.
-        valid: ``bool (rows, cols)`` pixels with data and a known label.
-        water: ``bool (rows, cols)`` label, True = water.
-        band_names: names of the bands of ``data``.
-        config: radiometry, composite and coarse-mask options.
-        stats: the image's statistics when ``data`` is a tile of a larger image; None: from ``data``.
-    """
-    if not valid.any():  # nothing usable: an all-invalid sample (dropped when samples are prepared)
-        empty = np.zeros(valid.shape, bool)
-        return Sample(name, np.zeros((*valid.shape, 3), np.uint8), empty, empty, empty)
-    if stats is None:
-        stats = stats_from_array(data, valid, band_names, config, name)
-    rgb = to_rgb8(data, valid, stats)
-    coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=False).water
-    return Sample(name, rgb, water & valid, valid, coarse)
-
-
-def label_masks(raw: np.ndarray, ignore: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(water, known)`` from a label array: water where > 0, unknown where equal to ``ignore``.
-
-    Args:
-        raw: ``(rows, cols)`` label values (any numeric dtype), or ``(rows, cols, k)`` (first channel used).
-        ignore: label value meaning unknown, or None.
-    """
-    raw = np.asarray(raw)
-    if raw.ndim == 3:
-        raw = raw[..., 0]
-    known = np.ones(raw.shape, bool) if ignore is None else raw != ignore
-    return (raw > 0) & known, known
 
 
 class ChipFolderSource(SampleSource):
@@ -174,24 +64,19 @@ class ChipFolderSource(SampleSource):
         self.seg = config.segment_config()
         self.pairs = pairs
         self.names = [p.stem for p, _ in pairs]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            info = inspect_raster(pairs[0][0], config.bands, config.nodata)
+        info = inspect_raster(pairs[0][0], config.bands, config.nodata)
         self.band_names = tuple(info.band_names)
         self.composite = resolve_composite(config.composite, self.band_names, str(pairs[0][0]))
         self.description = f"chip folder {root} ({len(pairs)} pairs)"
 
     def load(self, index: int) -> Sample:
         image_path, label_path = self.pairs[index]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-            info = inspect_raster(image_path, self.config.bands, self.config.nodata)
-            with rasterio.open(image_path) as ds:
-                data, valid = read_bands(ds, info, Window(0, 0, info.width, info.height))
-                stats = compute_stats(ds, info, self.seg) if valid.any() else None
-            with rasterio.open(label_path) as ds:
-                raw = ds.read(1)
+        info = inspect_raster(image_path, self.config.bands, self.config.nodata)
+        with rasterio.open(image_path) as ds:
+            data, valid = read_bands(ds, info, Window(0, 0, info.width, info.height))
+            stats = compute_stats(ds, info, self.seg) if valid.any() else None
+        with rasterio.open(label_path) as ds:
+            raw = ds.read(1)
         if raw.shape != valid.shape:
             raise InputError(f"{label_path}: label is {raw.shape[0]}x{raw.shape[1]}, image is {info.height}x{info.width}")
         water, known = label_masks(raw, self.config.label_ignore)
@@ -299,8 +184,6 @@ def open_source(spec: str, config: FinetuneConfig, labels: str | None = None) ->
     if path.is_file():
         if labels is None:
             raise InputError(f"{path}: an orthoimage needs labels: pass --labels LABEL.tif or LABELS.gpkg")
-        from samgeo_pipeline.finetune.ortho import OrthoSource
-
         return OrthoSource(path, Path(labels), config)
     if path.is_absolute() or spec.startswith((".", "~")) or not spec:
         raise InputError(f"{spec!r}: no such file or folder (data: a chip folder, dataset folder, or orthoimage)")

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.finetune.cache import EmbeddingCache, embedding_fingerprint
 from samgeo_pipeline.finetune.checkpoint import (
@@ -286,7 +287,7 @@ def _save_epoch(
     save_checkpoint(out / "last", model, build_meta(config, "last", epoch, history, preprocessing, data_meta), state)
     if improved:
         save_checkpoint(out / "best", model, build_meta(config, "best", epoch, history, preprocessing, data_meta))
-    (out / "history.json").write_text(json.dumps({"best_epoch": best["epoch"], "history": history}, indent=2))
+    write_text_atomic(out / "history.json", json.dumps({"best_epoch": best["epoch"], "history": history}, indent=2))
 
 
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:

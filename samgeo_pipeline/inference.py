@@ -1,0 +1,84 @@
+"""SAM on batches of prepared tiles: only running out of memory is retried.
+
+A batch that runs out of memory (GPU or CPU) is split in halves, down to single tiles; a tile that
+runs out of memory alone is written as nodata and listed with its reason (the image ends
+``partial``). Any other error is a bug or a broken model: it fails the image, naming the tile(s).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import SamInferenceError
+from samgeo_pipeline.reader import PreparedTile
+from samgeo_pipeline.sam import SamPredictor
+from samgeo_pipeline.sink import TileSink
+
+#: Parts of the messages of torch's out-of-memory ``RuntimeError`` s that are not
+#: ``torch.OutOfMemoryError``: the CPU allocator ("DefaultCPUAllocator: can't allocate memory: you
+#: tried to allocate N bytes"), CUDA kernels and libraries ("CUDA error: out of memory").
+_OOM_MESSAGES = ("can't allocate memory", "not enough memory", "out of memory", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the device or host ran out of memory."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MESSAGES)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+def run_sam_batch(predictor: SamPredictor, batch: list[PreparedTile], sink: TileSink, config: SegmentConfig) -> None:
+    """Encode a batch of tiles, decode all their prompts at once and write each tile's core.
+
+    The predictor returns water masks (``bool``), or logits when ``probability.tif`` is written.
+
+    Raises:
+        SamInferenceError: SAM failed for a reason other than memory; the message names the tile(s).
+    """
+    try:
+        embeddings, resized = predictor.embed([p.rgb for p in batch])
+        results = predictor.predict_masks(
+            embeddings, [p.prompts for p in batch], batch[0].rgb.shape[:2], resized, config.point_merge,
+            logits=config.probability,
+        )
+    except Exception as exc:  # noqa: BLE001 - never swallowed: retried (memory) or re-raised naming the tile
+        if not is_out_of_memory(exc):
+            raise SamInferenceError(
+                f"{sink.info.path}: SAM failed on {_tiles(batch)} ({one_line(exc)}); "
+                "check the model (--model) and device (--device), or run with --model none"
+            ) from exc
+        _free_device_memory()
+        if len(batch) == 1:
+            sink.fail(batch[0], f"out of memory even alone ({one_line(exc)})")
+            return
+        half = len(batch) // 2
+        run_sam_batch(predictor, batch[:half], sink, config)
+        run_sam_batch(predictor, batch[half:], sink, config)
+        return
+    for prepared, result in zip(batch, results):
+        sink.write(prepared, result)
+        sink.counts.sam += 1
+
+
+def _tiles(batch: list[PreparedTile], shown: int = 3) -> str:
+    """``tile row R col C``, or the batch's first ``shown`` tiles and how many more."""
+    names = ", ".join(f"row {p.tile.row} col {p.tile.col}" for p in batch[:shown])
+    if len(batch) == 1:
+        return f"tile {names}"
+    more = f" and {len(batch) - shown} more" if len(batch) > shown else ""
+    return f"the batch of tiles {names}{more}"
+
+
+def _free_device_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+__all__ = ["run_sam_batch", "is_out_of_memory"]

@@ -1,0 +1,178 @@
+"""The tile reader: reader threads read and prepare tiles (read, normalise, coarse mask, prompts)
+ahead of the model, in grid order and at most ``prefetch`` ahead.
+
+GDAL decoding and most NumPy/OpenCV work release the GIL, so tiles are prepared in parallel while
+the consumer runs SAM or writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import itertools
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+
+from samgeo_pipeline.coarse import apply_rule
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
+from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
+from samgeo_pipeline.radiometry import ImageStats, to_rgb8
+from samgeo_pipeline.raster import RasterInfo, as_float32, read_native
+from samgeo_pipeline.tiling import Tile, TileGrid, inside_part
+
+ignore_rasterio_georeference_warnings()
+
+
+@dataclass
+class PreparedTile:
+    """A tile ready for the model: arrays in working pixels (``tile_size``²)."""
+
+    tile: Tile
+    rgb: np.ndarray | None
+    """``uint8 (rows, cols, 3)`` normalised composite; None with ``--model none``."""
+    valid: np.ndarray
+    """``bool (rows, cols)``."""
+    coarse: np.ndarray
+    """``bool (rows, cols)`` coarse water mask."""
+    prompts: list[ComponentPrompt]
+
+
+def prepare_tile(
+    ds: rasterio.DatasetReader, info: RasterInfo, stats: ImageStats, tile: Tile, config: SegmentConfig
+) -> PreparedTile:
+    """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
+    native, valid = read_tile_native(ds, info, tile)
+    data = as_float32(native)
+    rgb = to_rgb8(data, valid, stats, native) if config.uses_sam else None  # SAM's input
+    del native
+    coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=config.uses_sam)
+    prompts: list[ComponentPrompt] = []
+    if config.uses_sam and coarse.water.any():
+        rng = np.random.default_rng([config.seed, tile.row, tile.col])
+        prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land)
+    return PreparedTile(tile, rgb, valid, coarse.water, prompts)
+
+
+def read_tile_native(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~samgeo_pipeline.tiling.read_tile` in the file's dtype (``as_float32`` of it is ``read_tile``'s data).
+
+    Returns:
+        ``(native, valid)``: ``(bands, tile_size, tile_size)`` in the file's dtype (zeros outside
+        the raster) and ``bool (tile_size, tile_size)``.
+    """
+    size = tile.grid.tile_size
+    window, (rows, cols) = inside_part(tile, info.height, info.width)
+    part, part_valid = read_native(ds, info, window, (rows.stop - rows.start, cols.stop - cols.start))
+    if part.shape[1:] == (size, size):  # the whole tile lies inside the raster: no padding to add
+        return part, part_valid
+    native = np.zeros((len(part), size, size), part.dtype)
+    valid = np.zeros((size, size), bool)
+    native[:, rows, cols] = part
+    valid[rows, cols] = part_valid
+    return native, valid
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, TypeError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Give memory freed by the last stage back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
+
+    Called between stages: glibc keeps freed buffers (tile arrays, GDAL blocks, much of it in the
+    reader thread's arena) resident, so without it each stage's peak stacked on the previous
+    stage's leftovers and the peak RSS grew with the raster (benchmarks/bench_memory.py).
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def read_workers(config: SegmentConfig) -> int:
+    """Reader threads: ``config.read_workers``, or (0) one per CPU this process may use, at most 32."""
+    if config.read_workers:
+        return config.read_workers
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(32, cpus))
+
+
+def prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
+    """Prepare tiles on :func:`read_workers` threads, up to ``config.prefetch`` ahead (at least one
+    per thread), in grid order.
+
+    Reads go through one dataset handle per vertical strip of the grid (as many strips as threads,
+    at most one per column), one read at a time per handle: neighbouring tiles share blocks, which
+    a handle then finds in GDAL's block cache (a handle per thread decoded most blocks 2-3 times over).
+    """
+    workers = read_workers(config)
+    strips = max(1, min(workers, grid.cols))
+    handles: list[SharedDataset | None] = [None] * strips
+    opening = threading.Lock()
+
+    def prepare(tile: Tile) -> PreparedTile:
+        strip = tile.col * strips // grid.cols
+        with opening:
+            ds = handles[strip]
+            if ds is None:
+                ds = handles[strip] = SharedDataset(rasterio.open(info.path))
+        return prepare_tile(ds, info, stats, tile, config)  # type: ignore[arg-type]
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="samgeo-reader")
+    pending: deque[Future[PreparedTile]] = deque()
+    tiles = iter(grid)
+    try:
+        for tile in itertools.islice(tiles, max(config.prefetch, workers)):
+            pending.append(pool.submit(prepare, tile))
+        while pending:
+            prepared = pending.popleft().result()
+            for tile in itertools.islice(tiles, 1):
+                pending.append(pool.submit(prepare, tile))
+            yield prepared
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        for ds in handles:
+            if ds is not None:
+                ds.close()
+
+
+class SharedDataset:
+    """A dataset handle shared by reader threads: one ``read`` / ``read_masks`` at a time (a GDAL
+    handle must not be used by two threads at once); other attributes are the dataset's."""
+
+    def __init__(self, ds: rasterio.DatasetReader) -> None:
+        self._ds = ds
+        self._lock = threading.Lock()
+
+    def read(self, *args: object, **kwargs: object) -> np.ndarray:
+        with self._lock:
+            return self._ds.read(*args, **kwargs)
+
+    def read_masks(self, *args: object, **kwargs: object) -> np.ndarray:
+        with self._lock:
+            return self._ds.read_masks(*args, **kwargs)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ds, name)
+
+
+__all__ = ["PreparedTile", "prepare_tile", "read_tile_native", "release_free_memory", "read_workers", "prepared_tiles"]
