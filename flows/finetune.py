@@ -22,7 +22,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.concurrency.sync import concurrency  # noqa: E402
 
 from flows.common import base_url  # noqa: E402
-from flows.segment import GPU_LIMIT, ensure_concurrency_limit  # noqa: E402
+from flows.segment import ensure_concurrency_limit  # noqa: E402
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file  # noqa: E402
 
 
@@ -84,7 +84,7 @@ def result_links(paths: dict[str, Path | None], output_root: Path | None, base: 
 
 
 @task(name="finetune-sam")
-def train(config: FinetuneConfig, gpu_limit: str | None = GPU_LIMIT) -> dict[str, Any]:
+def train(config: FinetuneConfig, gpu_limit: str | None = None) -> dict[str, Any]:
     """Run the fine-tuning (holding a ``gpu_limit`` slot); returns paths, history and timings (no model)."""
     from samgeo_pipeline.finetune import finetune
 
@@ -113,7 +113,7 @@ def finetune_flow(
     config_path: str | None = None,
     output_root: str | None = None,
     output_base_url: str | None = None,
-    gpu_limit: str | None = GPU_LIMIT,
+    gpu_limit: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune SAM as ``options`` / ``config_path`` say (``data``, ``out``, ``epochs``, ``model``, ...).
 
@@ -125,7 +125,8 @@ def finetune_flow(
             artifacts under ``output_base_url``.
         output_base_url: start of the links (default ``$SAMGEO_OUTPUT_BASE_URL`` or
             ``http://127.0.0.1:8000/``).
-        gpu_limit: global concurrency limit held while training (None: none).
+        gpu_limit: a global concurrency limit to hold while training (default none: the worker's
+            ``--limit 1`` keeps one job per GPU).
 
     Returns:
         The checkpoint folders, curves, per-epoch history, timings and sample counts.

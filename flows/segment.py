@@ -1,8 +1,15 @@
-"""Prefect flow ``segment``: the library's stages as tasks, one GPU job at a time, resumable.
+"""Prefect flow ``segment``: the library's stages as tasks, one image at a time on this process's GPU.
+
+A fleet is one worker per GPU (``prefect worker start --pool gpu --limit 1`` with its own
+``CUDA_VISIBLE_DEVICES``): each flow run uses the GPU of the worker that runs it, and its images
+take that GPU one at a time (a lock in the flow process), so runs spread over the workers and no
+two images share a GPU. ``gpu_limit`` (off by default) names a server-wide concurrency limit to
+hold as well.
 
 Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 + reuse check; CPU,
-retried on I/O errors) -> segment (SAM; holds one slot of the global concurrency limit ``gpu``;
-cached by input checksum + parameters + model + output folder, results persisted) -> artifacts
+retried on I/O errors) -> segment (SAM; holds the process's GPU lock and the output folder's lock,
+removes the temporary files a killed run left there; cached by input checksum + parameters + model
++ output folder, results persisted) -> artifacts
 (a table and links per image, a markdown summary per run). CPU stages of other images go on in a
 bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4) while one image holds the GPU, or on a
 Dask cluster (``dask_address``). A failed image does not stop the others; the run ends Failed,
@@ -16,7 +23,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
 import sys
+import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +43,7 @@ from prefect.futures import wait  # noqa: E402
 from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 
+from flows import remote as remote_store  # noqa: E402
 from flows import stages  # noqa: E402
 from flows.common import (  # noqa: E402
     artifact_key,
@@ -44,15 +57,29 @@ from flows.common import (  # noqa: E402
     run_markdown,
     segment_cache_key,
 )
-from flows.stages import PREDICTORS, expand_specs, fetch_to, prepare, remove_staged, summarize  # noqa: E402
+from flows.stages import (  # noqa: E402
+    PREDICTORS,
+    expand_specs,
+    fetch_to,
+    output_lock,
+    prepare,
+    remove_partials,
+    remove_staged,
+    summarize,
+)
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
-#: Name of the global concurrency limit the segment stage occupies (``prefect gcl create gpu --limit 1``).
+#: Name of the global concurrency limit the finetune flow occupies, and the segment flow when asked.
 GPU_LIMIT = "gpu"
+#: Attempts of one flow run after crashes (a dead worker or process; the recovery automations of
+#: ``flows/recovery.py`` reschedule a crashed run): the run fails at once when started more often.
+MAX_ATTEMPTS = int(os.environ.get("SAMGEO_MAX_ATTEMPTS", "3"))
+#: Held while an image runs on this process's GPU (``CUDA_VISIBLE_DEVICES`` of the worker).
+_GPU_LOCK = threading.Lock()
 
 
 class SegmentFlowError(SamgeoPipelineError):
@@ -82,7 +109,7 @@ def _retry_on_io(task, task_run, state) -> bool:
 def _cache_key(context, parameters: dict[str, Any]) -> str | None:
     """Cache key of :func:`segment_image`; None (run, don't cache) for overwrite or missing outputs."""
     prepared, config = parameters["prepared"], parameters["config"]
-    if config.overwrite or not prepared.get("reusable"):
+    if config.overwrite or not prepared.get("reusable") or parameters.get("remote"):
         return None
     return segment_cache_key(prepared["sha256"], config, Path(prepared["out_dir"]))
 
@@ -129,11 +156,18 @@ def prepare_image(
     task_run_name=_named("segment", "image"),
 )
 def segment_image(
-    prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None = GPU_LIMIT, image: str = ""
+    prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None = None, image: str = "",
+    remote: dict[str, Any] | None = None, bands_source: str | None = None,
 ) -> dict[str, Any]:
-    """Segment one prepared image; holds a slot of ``gpu_limit`` while the model runs.
+    """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
+    given) while the model runs, and the output folder's lock while it writes there.
 
-    ``image`` names the task run only (it is not part of the cache key).
+    Temporary files a killed run left in the output folder are removed first (the lock proves
+    their writer is dead). ``image`` names the task run only (it is not part of the cache key).
+    ``remote`` (``root``, ``local_root``, ``storage_options``): the outputs go to the store below
+    ``root`` (:mod:`flows.remote`: data first, manifest last) and the reuse check reads the remote
+    manifest; the summary then names URLs. ``bands_source``: how the watch flow chose the band
+    mapping, recorded in the manifest.
 
     Returns:
         :func:`summarize` of its manifest (status ``done`` or ``skipped``).
@@ -146,25 +180,52 @@ def segment_image(
 
     logger = get_run_logger()
     out_dir = Path(prepared["out_dir"])
+    remote_dir = _remote_dir(out_dir, remote)
     if not config.overwrite:
-        previous = find_reusable(out_dir, prepared["sha256"], config)
+        previous = (remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
+                    if remote_dir else find_reusable(out_dir, prepared["sha256"], config))
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
-            return summarize(previous, "skipped", out_dir, prepared.get("source"))
-    if gpu_limit:
-        with concurrency(gpu_limit, occupy=1):
-            result = _segment(prepared, config, segment_raster, logger)
-    else:
-        result = _segment(prepared, config, segment_raster, logger)
+            return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
+    with _gpu_slot(gpu_limit), output_lock(out_dir):
+        for leftover in remove_partials(out_dir):
+            logger.warning("%s: removed %s, left by a run that died while writing it", prepared.get("source"), leftover.name)
+        result = _segment(prepared, config, segment_raster, logger, bands_source)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
-    return summarize(result.manifest, result.status, out_dir, prepared.get("source"))
+    if remote_dir:
+        uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
+        logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded), remote_dir)
+    return _publish(summarize(result.manifest, result.status, out_dir, prepared.get("source")), remote_dir)
 
 
-def _segment(prepared: dict[str, Any], config: SegmentConfig, segment_raster, logger):
+def _remote_dir(out_dir: Path, remote: dict[str, Any] | None) -> str | None:
+    """The store URL of a local output folder (None for a local output root)."""
+    if not remote:
+        return None
+    return remote_store.join(remote["root"], out_dir.relative_to(remote["local_root"]).as_posix())
+
+
+def _publish(summary: dict[str, Any], remote_dir: str | None) -> dict[str, Any]:
+    """``summary``, naming the store's URLs when the outputs were uploaded."""
+    return remote_store.remote_summary(summary, remote_dir) if remote_dir else summary
+
+
+@contextmanager
+def _gpu_slot(gpu_limit: str | None):
+    """This process's GPU lock, plus a slot of the global concurrency limit ``gpu_limit`` when given."""
+    with _GPU_LOCK:
+        if gpu_limit:
+            with concurrency(gpu_limit, occupy=1):
+                yield
+        else:
+            yield
+
+
+def _segment(prepared: dict[str, Any], config: SegmentConfig, segment_raster, logger, bands_source=None):
     predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
     return segment_raster(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
-                          source=prepared.get("source"))
+                          source=prepared.get("source"), bands_source=bands_source)
 
 
 # --------------------------------------------------------------------------- flow
@@ -247,57 +308,93 @@ def segment_flow(
     config_path: str | None = None,
     relative_to: str | None = None,
     output_base_url: str | None = None,
-    gpu_limit: str | None = GPU_LIMIT,
+    gpu_limit: str | None = None,
     dask_address: str | None = None,
     dask_cluster_kwargs: dict[str, Any] | None = None,
+    bands_source: str | None = None,
+    output_storage_options: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Segment rasters into ``output_root/<image>/`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
 
     Args:
         inputs: files, folders, glob patterns or fsspec URLs (``s3://bucket/scenes/*.tif``).
-        output_root: local folder; one sub-folder per image.
+        output_root: local folder, or an fsspec URL a fleet shares (``s3://bucket/outputs``: each
+            image is written in a local temporary folder, then uploaded, see :mod:`flows.remote`);
+            one sub-folder per image.
         options: segment options by name (as :class:`SegmentConfig` / the CLI flags with ``_``),
             e.g. ``{"model": "none", "gsd": 0.5}``; they win over ``config_path``.
         config_path: YAML file of options.
         relative_to: keep each input's folder relative to this root in the output (watch flow).
         output_base_url: start of the artifact links (default ``$SAMGEO_OUTPUT_BASE_URL`` or
             ``http://127.0.0.1:8000/``, where ``samgeo-pipeline serve OUTPUT_ROOT`` listens).
-        gpu_limit: global concurrency limit held while an image is segmented (None: none).
+        gpu_limit: a global concurrency limit to hold as well while an image is segmented (default
+            none: the worker's ``--limit 1`` and the process's GPU lock keep one image per GPU).
         dask_address: run the CPU stage on Dask: a scheduler address, or ``local`` for a
             temporary LocalCluster (default ``$SAMGEO_DASK_ADDRESS``; unset: the thread pool).
         dask_cluster_kwargs: LocalCluster options for ``dask_address="local"``.
+        output_storage_options: fsspec options of a URL ``output_root`` (e.g. ``{"endpoint_url":
+            "http://127.0.0.1:9000"}``); links then start at the endpoint's URL of ``output_root``
+            unless ``output_base_url`` says otherwise.
+        bands_source: how the watch flow chose ``options["bands"]`` (a rule, the file's band
+            descriptions, or a guess from the band count): logged and put in the summaries.
 
     Returns:
         One summary per image (paths, counts, water area; no arrays).
 
     Raises:
-        SegmentFlowError: some image failed; the message lists each with its reason.
+        SegmentFlowError: some image failed, or the run was started more than ``MAX_ATTEMPTS``
+            times (it crashed each time); the message lists each reason.
     """
     logger = get_run_logger()
+    attempt = int(runtime_flow_run.run_count or 1)
+    logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
+                os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
+    if attempt > MAX_ATTEMPTS:
+        raise SegmentFlowError(f"{inputs}: run started {attempt} times, crashing each time (worker or process "
+                               f"died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
+    if bands_source:
+        logger.info("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
     config = build_config(options, config_path)
-    root = Path(output_root).expanduser().resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    base = base_url(output_base_url)
+    remote = None
+    if is_remote(output_root):
+        root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
+        remote = {"root": output_root, "local_root": str(root), "storage_options": output_storage_options or {}}
+        base = base_url(output_base_url or remote_store.store_base_url(output_root, output_storage_options))
+    else:
+        root = Path(output_root).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        base = base_url(output_base_url)
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
     if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
     specs = expand_inputs_task(inputs)
     out_dirs = [str(d) for d in image_output_dirs(specs, root, relative_to)]
-    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), root, config.params_hash(), config.model)
+    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), output_root if remote else root,
+                config.params_hash(), config.model)
 
     staging = root / ".samgeo-staging"
     fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
     try:
-        summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs)
+        summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs,
+                             remote, bands_source)
     finally:
         _remove_staged_copies(fetched, staging)
-    create_markdown_artifact(run_markdown(summaries, root, base), key="segment-run-summary",
+        if remote:
+            shutil.rmtree(root, ignore_errors=True)
+    for summary in summaries:
+        summary.update(worker=_worker(), bands_source=bands_source)
+    create_markdown_artifact(run_markdown(summaries, output_root if remote else root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
         reasons = "\n".join(f"- {s['error']}" for s in failed)
         raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
     return summaries
+
+
+def _worker() -> dict[str, Any]:
+    """Where this run ran: host, process and GPU (``CUDA_VISIBLE_DEVICES``)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def _process(
@@ -310,6 +407,8 @@ def _process(
     gpu_limit: str | None,
     dask_address: str | None,
     dask_cluster_kwargs: dict[str, Any] | None,
+    remote: dict[str, Any] | None = None,
+    bands_source: str | None = None,
 ) -> list[dict[str, Any]]:
     """Prepare and segment every image (local paths or fetch futures); one summary per image, with artifacts."""
     failures: dict[int, str] = {}
@@ -337,7 +436,7 @@ def _process(
             i: prepare_image.submit(f, d, config, str(root), specs[i])
             for i, (f, d) in enumerate(zip(fetched, out_dirs, strict=True))
         }
-    segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i]) for i, p in prepared.items()}
+    segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i], remote, bands_source) for i, p in prepared.items()}
     try:
         wait(list(segmented.values()) + [p for p in prepared.values() if not isinstance(p, dict)])
     finally:
@@ -346,7 +445,12 @@ def _process(
     summaries = []
     for i, spec in enumerate(specs):
         summary = _collect(i, spec, out_dirs[i], prepared.get(i), segmented.get(i), failures)
-        summary["links"] = output_links(Path(summary["out_dir"]), root, base) if summary["status"] != "failed" else {}
+        if summary["status"] == "failed":
+            summary["links"] = {}
+        elif remote:
+            summary["links"] = remote_store.output_links(summary, remote["root"], base)
+        else:
+            summary["links"] = output_links(Path(summary["out_dir"]), root, base)
         summaries.append(summary)
         _image_artifacts(summary)
     return summaries

@@ -5,16 +5,20 @@ The tasks of :mod:`flows.segment` wrap these; tests call them directly.
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import hashlib
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flows.common import is_remote, local_path
+from samgeo_pipeline.atomic import PARTIAL_MARK
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.limits import check_size
@@ -80,6 +84,48 @@ def remove_staged(staged: str | Path, staging: Path) -> None:
     folder = Path(staged).parent
     if folder.parent.resolve() == Path(staging).resolve() and not folder.is_symlink():
         shutil.rmtree(folder, ignore_errors=True)
+
+
+#: Lock file of an output folder (hidden: never served).
+LOCK_NAME = ".samgeo-lock"
+#: Name parts of the library's temporary files (``.NAME.partial-*``, ``.NAME.work-*``).
+_TEMPORARY_MARKS = (PARTIAL_MARK, ".work-")
+
+
+@contextmanager
+def output_lock(out_dir: Path | str) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` (``flock`` on ``out_dir/.samgeo-lock``; waits for it).
+
+    The kernel drops the lock when its holder dies, even by ``kill -9``: whoever holds it knows
+    that no live process of another run writes in the folder.
+    """
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_NAME, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def remove_partials(out_dir: Path | str) -> list[Path]:
+    """Remove the library's temporary files (hidden, ``.partial-``/``.work-`` in the name) from
+    ``out_dir``; call it only while holding :func:`output_lock`, when their writer is known dead.
+
+    Returns:
+        The files removed (nothing else is touched: no folder, no visible or foreign file).
+    """
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        if name.startswith(".") and any(m in name for m in _TEMPORARY_MARKS) and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+            removed.append(entry)
+    return removed
 
 
 def prepare(

@@ -5,7 +5,9 @@ Presets live in :data:`BAND_PRESETS`; a user may also pass ``"red=1,green=2,blue
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from samgeo_pipeline.errors import ConfigError, InputError
@@ -27,6 +29,23 @@ BAND_PRESETS: dict[str, dict[str, int]] = {
 #: Preset chosen from the band count when the user gives none.
 _PRESET_BY_COUNT = {3: "rgb", 4: "naip", 13: "sentinel2"}
 
+#: Band descriptions (lower case, letters and digits only) -> the band they name. ``None``: a
+#: known band that is none of :data:`BAND_NAMES` (mapping red to it contradicts the file).
+_DESCRIPTION_NAMES: dict[str, str | None] = {
+    "red": "red", "r": "red", "green": "green", "g": "green", "blue": "blue", "b": "blue",
+    "nir": "nir", "nearinfrared": "nir", "nir1": "nir", "nir08": "nir", "nearir": "nir",
+    "swir": "swir", "swir1": "swir", "swir16": "swir", "shortwaveinfrared1": "swir",
+    "shortwaveinfrared": "swir",
+    "swir2": None, "swir22": None, "shortwaveinfrared2": None, "coastal": None, "coastalaerosol": None,
+    "cirrus": None, "thermal": None, "tir": None, "tirs1": None, "tirs2": None, "pan": None,
+    "panchromatic": None, "alpha": None, "watervapour": None, "watervapor": None,
+    "rededge": None, "rededge1": None, "rededge2": None, "rededge3": None,
+}
+
+#: How a :class:`BandMap` came about: given by the user, read from the band descriptions, or
+#: guessed from the band count (see :func:`parse_bands`).
+BandSource = Literal["given", "descriptions", "guessed"]
+
 
 @dataclass(frozen=True)
 class BandMap:
@@ -37,6 +56,7 @@ class BandMap:
     blue: int | None = None
     nir: int | None = None
     swir: int | None = None
+    source: BandSource = field(default="given", compare=False)
 
     def as_dict(self) -> dict[str, int]:
         """Mapped bands only, e.g. ``{"red": 1, "green": 2, "nir": 4}``."""
@@ -55,27 +75,72 @@ class BandMap:
                 )
 
 
-def parse_bands(spec: str | dict[str, int] | None, band_count: int | None = None) -> BandMap:
+def described_band(description: str | None) -> str | None | bool:
+    """The band a description names: a :data:`BAND_NAMES` entry, ``None`` for another known band
+    (``"SWIR2"``, ``"coastal"``), ``False`` when it names nothing known (``"Band 1"``, empty)."""
+    key = re.sub(r"[^a-z0-9]", "", (description or "").lower())
+    return _DESCRIPTION_NAMES.get(key, False)
+
+
+def bands_from_descriptions(descriptions: Sequence[str | None]) -> BandMap | None:
+    """The mapping the file's band descriptions spell out, when they name red and green (each once).
+
+    ``("SWIR1", "NIR", "Red", "Green")`` -> ``swir=1,nir=2,red=3,green=4`` (source
+    ``descriptions``); ``None`` when red or green is not named, or a band is named twice.
+    """
+    found: dict[str, int] = {}
+    for index, description in enumerate(descriptions, start=1):
+        name = described_band(description)
+        if isinstance(name, str):
+            if name in found:
+                return None
+            found[name] = index
+    if not {"red", "green"} <= set(found):
+        return None
+    return BandMap(**found, source="descriptions")
+
+
+def check_descriptions(band_map: BandMap, descriptions: Sequence[str | None], path: object) -> None:
+    """Raise :class:`InputError` when a mapped band's own description names another band.
+
+    Bands without a known description (``"Band 1"``, none) are not checked.
+    """
+    for name, index in band_map.as_dict().items():
+        if index > len(descriptions):
+            continue
+        described = described_band(descriptions[index - 1])
+        if described is not False and described != name:
+            raise InputError(
+                f"{path}: the {band_map.source} band mapping {band_map} reads band {index} as {name}, but "
+                f"the file describes it as {descriptions[index - 1]!r}; pass bands explicitly "
+                "(--bands or a watch rule), e.g. --bands swir=1,nir=2,red=3,green=4"
+            )
+
+
+def parse_bands(
+    spec: str | dict[str, int] | None,
+    band_count: int | None = None,
+    descriptions: Sequence[str | None] | None = None,
+    path: object | None = None,
+) -> BandMap:
     """Build a :class:`BandMap` from a preset name, a ``"name=index,..."`` string or a dict.
 
     Args:
         spec: preset name (see :data:`BAND_PRESETS`), ``"red=1,green=2,nir=4"``, a dict, or
-            ``None``/``"auto"`` to pick a preset from ``band_count`` (3: rgb, 4: naip,
-            13: sentinel2).
+            ``None``/``"auto"``: read the mapping from ``descriptions`` when they name the bands
+            (source ``descriptions``), else guess a preset from ``band_count`` (3: rgb, 4: naip,
+            13: sentinel2; source ``guessed``).
         band_count: number of bands of the file, used only for ``"auto"``.
+        descriptions: the file's band descriptions (rasterio's ``descriptions``), used only for
+            ``"auto"``: a guess they contradict is refused.
 
     Raises:
         ConfigError: unknown preset or band name, bad syntax.
-        InputError: ``"auto"`` with a band count that no preset fits.
+        InputError: ``"auto"`` with a band count that no preset fits, or a guess that contradicts
+            the band descriptions (the message names ``path``).
     """
     if spec is None or spec == "auto":
-        preset = _PRESET_BY_COUNT.get(band_count or 0)
-        if preset is None:
-            raise InputError(
-                f"cannot guess the band order of a {band_count}-band file; pass --bands with a preset "
-                f"({', '.join(BAND_PRESETS)}) or a mapping such as red=3,green=2,blue=1,nir=4"
-            )
-        return BandMap(**BAND_PRESETS[preset])
+        return _auto_bands(band_count, descriptions or (), path)
     if isinstance(spec, dict):
         mapping = {str(k): int(v) for k, v in spec.items()}
     elif spec in BAND_PRESETS:
@@ -94,3 +159,19 @@ def parse_bands(spec: str | dict[str, int] | None, band_count: int | None = None
     if unknown:
         raise ConfigError(f"--bands: unknown band name(s) {unknown}; known: {', '.join(BAND_NAMES)}")
     return BandMap(**mapping)
+
+
+def _auto_bands(band_count: int | None, descriptions: Sequence[str | None], path: object | None) -> BandMap:
+    described = bands_from_descriptions(descriptions)
+    if described is not None:
+        return described
+    preset = _PRESET_BY_COUNT.get(band_count or 0)
+    if preset is None:
+        prefix = f"{path}: " if path else ""
+        raise InputError(
+            f"{prefix}cannot guess the band order of a {band_count}-band file; pass --bands with a preset "
+            f"({', '.join(BAND_PRESETS)}) or a mapping such as red=3,green=2,blue=1,nir=4"
+        )
+    guess = BandMap(**BAND_PRESETS[preset], source="guessed")
+    check_descriptions(guess, descriptions, path or f"a {band_count}-band file")
+    return guess

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from samgeo_pipeline.bands import BAND_PRESETS, BandMap, parse_bands
+from samgeo_pipeline.bands import BAND_PRESETS, BandMap, bands_from_descriptions, described_band, parse_bands
 from samgeo_pipeline.errors import ConfigError, InputError
 
 
@@ -72,3 +72,28 @@ class TestCheck:
     def test_missing_band(self, spec: str, name: str, index: int) -> None:
         with pytest.raises(InputError, match=rf"^scene.tif: band {name}={index} does not exist \(the file has 4 band\(s\)\)"):
             parse_bands(spec).check(4, "scene.tif")
+
+
+class TestDescriptions:
+    """Band descriptions: read a mapping from them, and refuse a guess they contradict."""
+
+    def test_descriptions_give_the_mapping(self) -> None:
+        band_map = parse_bands("auto", 4, ("SWIR1", "NIR", "Red", "Green"))
+        assert band_map.as_dict() == {"swir": 1, "nir": 2, "red": 3, "green": 4}
+        assert band_map.source == "descriptions"
+
+    def test_guess_without_descriptions_says_so(self) -> None:
+        band_map = parse_bands("auto", 4, ("Band 1", None, "", "Band 4"))
+        assert band_map.as_dict() == BAND_PRESETS["naip"] and band_map.source == "guessed"
+        assert parse_bands("naip").source == "given"
+
+    def test_guess_contradicting_descriptions_is_refused(self) -> None:
+        # NIR, red, green described but no red+green pair that maps: the NAIP guess reads band 1 as red
+        with pytest.raises(InputError, match=r"^scene.tif: the guessed band mapping .* band 1 as red.*'SWIR2'"):
+            parse_bands("auto", 4, ("SWIR2", "NIR", "Band 3", "Band 4"), path="scene.tif")
+
+    def test_duplicate_names_are_not_a_mapping(self) -> None:
+        assert bands_from_descriptions(("red", "red", "green")) is None
+        assert bands_from_descriptions(("nir", "green")) is None  # no red
+        assert described_band("Near Infrared") == "nir" and described_band("coastal") is None
+        assert described_band("Band 7") is False

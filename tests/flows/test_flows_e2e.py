@@ -1,8 +1,11 @@
-"""End to end, as a user runs it: Prefect server, process pool ``gpu``, deploy from
-deployments/prefect.yaml, a worker, the segment deployment on a synthetic GeoTIFF with
-``--model none``, outputs and artifacts read back through the API and downloaded from
-``samgeo-pipeline serve``; then the watch deployment turning a dropped file into a segment run.
-Worker and server are stopped by PID (SIGINT, then SIGKILL).
+"""End to end, as a user runs the README's fleet recipe: Prefect server, process pool ``gpu``,
+deploy from deployments/prefect.yaml, the recovery automations, two workers (one per "GPU":
+``CUDA_VISIBLE_DEVICES=0`` and ``=1``), the segment deployment on synthetic GeoTIFFs with
+``model: none``, outputs and artifacts read back through the API and downloaded from
+``samgeo-pipeline serve``; two runs at once overlapping on the two workers; the watch deployment
+with a rules file turning dropped files into segment runs and retrying a failing one; last, a
+``kill -9`` of a worker and its flow process, recovered by the automations on the other worker.
+Workers and server are stopped by PID (SIGINT, then SIGKILL).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,9 +84,9 @@ class Stack:
         )
         self.procs: list[subprocess.Popen] = []
 
-    def spawn(self, name: str, args: list[str], cwd: Path | None = None) -> subprocess.Popen:
+    def spawn(self, name: str, args: list[str], cwd: Path | None = None, **env: str) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "wb")
-        proc = subprocess.Popen(args, cwd=cwd or self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(args, cwd=cwd or self.tmp, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(proc)
         return proc
@@ -96,6 +100,22 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.tmp.glob("*.log")))
+
+    def start_run(self, deployment: str, params: dict) -> str:
+        """``prefect deployment run`` without waiting; returns the flow run id."""
+        return _flow_run_id(self.run(*_prefect("deployment", "run", deployment, "--params", json.dumps(params))))
+
+    def flow_run(self, run_id: str) -> dict:
+        return httpx.get(f"{self.api}/flow_runs/{run_id}", timeout=30).json()
+
+    def wait_final(self, run_id: str, timeout: float = 200) -> dict:
+        final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+        return self.wait_for(f"flow run {run_id}", lambda: (r := self.flow_run(run_id))["state"]["type"] in final and r,
+                             timeout)
+
+    def logs_of(self, run_id: str) -> str:
+        rows = self.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return "\n".join(r["message"] for r in rows)
 
     def post(self, path: str, body: dict) -> list | dict:
         response = httpx.post(self.api + path, json=body, timeout=30)
@@ -126,11 +146,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
                 return False
 
         s.wait_for("the Prefect server", healthy, 150)
+        # the README's recipe, command by command
         s.run(*_prefect("work-pool", "create", "gpu", "--type", "process"))
+        (s.data / "incoming").mkdir(parents=True)
+        (s.data / "outputs").mkdir(parents=True)
         out = s.run(*_prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"))
         assert "segment/segment" in out and "watch/watch" in out, out
-        s.spawn("worker", _prefect("worker", "start", "--pool", "gpu", "--limit", "1"))
-        (s.data / "outputs").mkdir(parents=True)
+        out = s.run(sys.executable, "flows/recovery.py")
+        assert "samgeo: crash silent runs: created" in out and "samgeo: retry crashed runs: created" in out, out
+        assert "exists" in s.run(sys.executable, "flows/recovery.py")  # idempotent
+        for gpu in ("0", "1"):  # one worker per GPU
+            s.spawn(f"worker{gpu}", _prefect("worker", "start", "--pool", "gpu", "--limit", "1"),
+                    CUDA_VISIBLE_DEVICES=gpu)
         s.spawn("serve", [sys.executable, "-m", "samgeo_pipeline.cli", "serve", str(s.data / "outputs"),
                           "--port", str(s.serve_port)])
         yield s
@@ -156,8 +183,9 @@ def test_segment_deployment_outputs_and_artifacts(stack: Stack) -> None:
     run = httpx.get(f"{stack.api}/flow_runs/{run_id}", timeout=30).json()
     assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{stack.logs()}"
     deployment = httpx.get(f"{stack.api}/deployments/{run['deployment_id']}", timeout=30).json()
-    assert deployment["work_pool_name"] == "gpu" and deployment["global_concurrency_limit"]["limit"] == 1
-    assert deployment["job_variables"]["env"]["CUDA_VISIBLE_DEVICES"] == "0"
+    # no pool-wide limit, no GPU pinned: each worker's own CUDA_VISIBLE_DEVICES applies
+    assert deployment["work_pool_name"] == "gpu" and deployment["global_concurrency_limit"] is None
+    assert "CUDA_VISIBLE_DEVICES" not in deployment["job_variables"]["env"]
     outputs = {p.name for p in (out_root / "lake").iterdir()}
     assert {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"} <= outputs
 
@@ -188,26 +216,115 @@ def test_segment_deployment_outputs_and_artifacts(stack: Stack) -> None:
             assert (remote.read(1) == local.read(1)).all()
 
 
-def test_watch_deployment_starts_one_segment_run_per_new_file(stack: Stack) -> None:
-    incoming = stack.data / "incoming" / "site"
-    incoming.mkdir(parents=True, exist_ok=True)
-    write_demo_scene(incoming / "river.tif", 300, 400, seed=6)
-    params = json.dumps({"options": OPTIONS})
-    for _ in range(2):  # the first scan sees the file, the second finds it stable and starts a run
-        out = stack.run(*_prefect("deployment", "run", "watch/watch", "--params", params,
-                                  "--watch", "--watch-interval", "2", "--watch-timeout", "120"), timeout=180)
+def _big_scene(stack: Stack, name: str) -> Path:
+    """A 4000 x 4000 scene (a few seconds of segmenting with ``model: none``), copied under ``name``."""
+    master = stack.tmp / "scenes" / "big.tif"
+    if not master.exists():
+        write_demo_scene(master, 4000, 4000, seed=7)
+    target = stack.tmp / "scenes" / name
+    shutil.copyfile(master, target)
+    return target
+
+
+def _segment_window(stack: Stack, run_id: str) -> tuple[float, float]:
+    """Start and end (seconds since the epoch) of the run's segment task."""
+    from datetime import datetime
+
+    tasks = stack.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [run_id]}}})
+    seg = [t for t in tasks if t["name"].startswith("segment ")]
+    assert len(seg) == 1, tasks
+    return tuple(datetime.fromisoformat(seg[0][k]).timestamp() for k in ("start_time", "end_time"))
+
+
+def test_two_workers_run_two_images_at_once(stack: Stack) -> None:
+    out_root = stack.data / "outputs"
+    runs = [stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, f"{n}.tif"))],
+                                                "output_root": str(out_root), "options": OPTIONS})
+            for n in ("east", "west")]
+    for run_id in runs:
+        assert stack.wait_final(run_id)["state"]["type"] == "COMPLETED", stack.logs()
+    (a0, a1), (b0, b1) = (_segment_window(stack, r) for r in runs)
+    assert max(a0, b0) < min(a1, b1), f"segment stages did not overlap: {a0:.1f}-{a1:.1f} vs {b0:.1f}-{b1:.1f}"
+    devices = {re.search(r"CUDA_VISIBLE_DEVICES=(\S+)", stack.logs_of(r)).group(1) for r in runs}
+    assert devices == {"0", "1"}  # each run on its own worker's GPU
+
+
+def test_watch_deployment_rules_runs_and_retries(stack: Stack) -> None:
+    incoming = stack.data / "incoming"
+    (incoming / "site").mkdir(parents=True, exist_ok=True)
+    # the one documented place for per-file options, read by the deployment as deployed
+    (stack.data / "watch.yaml").write_text(
+        "ready: rename\nretries: 1\nretry_backoff_seconds: 0\n"
+        "defaults: {model: none, tile_size: 256, halo: 32}\n"
+        "rules:\n  - name: too-big\n    match: {pattern: 'site/huge*'}\n    options: {max_pixels: 1000}\n")
+    write_demo_scene(incoming / "site" / "river.tif", 300, 400, seed=6)
+    write_demo_scene(incoming / "site" / "huge.tif", 300, 400, seed=8)  # fails: over its max_pixels
+
+    def scan() -> None:
+        out = stack.run(*_prefect("deployment", "run", "watch/watch", "--watch", "--watch-interval", "2",
+                                  "--watch-timeout", "120"), timeout=180)
         assert "Completed" in out or "COMPLETED" in out, out
 
-    def segment_run() -> dict | None:
-        runs = stack.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["segment-river.tif"]}}})
+    def segment_runs(name: str, count: int) -> list[dict] | None:
+        runs = stack.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": [name]}}})
         done = [r for r in runs if r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")]
-        return done[0] if done else None
+        return done if len(done) >= count else None
 
-    run = stack.wait_for("the segment run started by the watch flow", segment_run, 200)
-    assert run["state"]["type"] == "COMPLETED", f"{run['state']}\n{stack.logs()}"
-    assert run["parameters"]["relative_to"] == str(stack.data / "incoming")
+    scan()  # ready: rename => both files start at once
+    river = stack.wait_for("the river run", lambda: segment_runs("segment-river.tif", 1), 200)[0]
+    assert river["state"]["type"] == "COMPLETED", f"{river['state']}\n{stack.logs()}"
+    assert river["parameters"]["relative_to"] == str(incoming)
+    assert river["parameters"]["bands_source"] == "descriptions"
     assert (stack.data / "outputs" / "site" / "river" / "water.gpkg").is_file()
-    stack.run(*_prefect("deployment", "run", "watch/watch", "--params", params,
-                        "--watch", "--watch-interval", "2", "--watch-timeout", "120"), timeout=180)
-    runs = stack.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["segment-river.tif"]}}})
-    assert len(runs) == 1  # the rescan started nothing
+    stack.wait_for("the first huge run", lambda: segment_runs("segment-huge.tif", 1), 200)
+    scan()  # huge failed: retried (back-off 0)
+    huge = stack.wait_for("the second huge run", lambda: segment_runs("segment-huge.tif", 2), 200)
+    assert {r["state"]["type"] for r in huge} == {"FAILED"}
+    scan()  # failed again: retries spent, listed
+    artifacts = stack.post("/artifacts/filter", {"artifacts": {"key": {"any_": ["watch-failed"]}},
+                                                 "sort": "CREATED_DESC", "limit": 1})
+    assert "huge.tif` | 2 | gave up |" in artifacts[0]["data"] and "max-pixels" in artifacts[0]["data"].lower()
+    assert len(stack.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["segment-river.tif"]}}})) == 1
+
+
+def test_killed_worker_run_is_crashed_retried_and_cleaned(stack: Stack) -> None:
+    """Last test: it kills one of the two workers."""
+    import psutil
+
+    out_root = stack.data / "outputs"
+    run_id = stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, "crash.tif"))],
+                                                 "output_root": str(out_root), "options": OPTIONS})
+    stack.wait_for("the run to start", lambda: stack.flow_run(run_id)["state"]["type"] == "RUNNING", 120)
+    workers = [p for p in stack.procs if p.args[-5:-3] == ["start", "--pool"] and p.poll() is None]
+    busy = [w for w in workers if psutil.Process(w.pid).children(recursive=True)]
+    assert len(busy) == 1, [w.pid for w in workers]
+    for proc in [*psutil.Process(busy[0].pid).children(recursive=True), psutil.Process(busy[0].pid)]:
+        proc.kill()  # kill -9 of the flow process and its worker
+    killed = time.monotonic()
+    # a temporary file as the killed run leaves it mid-write (whether or not it got that far): hidden, never served
+    leftover = out_root / "crash" / ".mask.tif.partial-killed.tif"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"half a mask")
+    assert httpx.get(f"{stack.base_url}crash/{leftover.name}", timeout=10).status_code == 404
+
+    def state_types() -> list[str]:
+        rows = httpx.get(f"{stack.api}/flow_run_states/", params={"flow_run_id": run_id}, timeout=30).json()
+        return [r["type"] for r in rows]
+
+    stack.wait_for("the automation to mark the run crashed", lambda: "CRASHED" in state_types(), 150)
+    detected = time.monotonic() - killed
+    final = _wait_rerun(stack, run_id)
+    assert final["state"]["type"] == "COMPLETED", f"{final['state']}\n{stack.logs()}"
+    assert final["run_count"] == 2  # rescheduled by the automation, run again by the other worker
+    assert (out_root / "crash" / "mask.tif").is_file()
+    assert not [p.name for p in (out_root / "crash").iterdir() if ".partial-" in p.name or ".work-" in p.name]
+    print(f"crash detected after {detected:.0f} s, re-run done after {time.monotonic() - killed:.0f} s",
+          file=sys.stderr)
+
+
+def _wait_rerun(stack: Stack, run_id: str) -> dict:
+    def done() -> dict | None:
+        run = stack.flow_run(run_id)
+        return run if run["run_count"] > 1 and run["state"]["type"] in ("COMPLETED", "FAILED") else None
+
+    return stack.wait_for("the rescheduled run", done, 200)

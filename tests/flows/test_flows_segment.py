@@ -193,6 +193,37 @@ class TestPlainFunctions:
         assert json.loads(json.dumps(summary)) == summary  # JSON-able: paths, not arrays
         seg.PREDICTORS.release("local")
 
+    def test_images_of_one_process_take_its_gpu_one_at_a_time(self, two_scenes: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:
+        import threading
+        import time
+
+        from prefect.logging import disable_run_logger
+
+        active, peak = [0], [0]
+
+        def slow_segment(prepared, config, segment_raster, logger, bands_source=None):
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            time.sleep(0.3)
+            active[0] -= 1
+            return SimpleNamespace(status="failed", manifest=None, error="stand-in")
+
+        monkeypatch.setattr(seg, "_segment", slow_segment)
+        config = _config()
+        prepared = [seg.prepare(str(two_scenes / f"{n}.tif"), str(tmp_path / n), config) for n in ("alpha", "beta")]
+
+        def run(p):
+            with disable_run_logger(), contextlib.suppress(seg.SamgeoPipelineError):
+                seg.segment_image.fn(p, config)
+
+        threads = [threading.Thread(target=run, args=(p,)) for p in prepared]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert peak[0] == 1
+
 
 @pytest.mark.usefixtures("prefect_harness")
 class TestSegmentFlow:
@@ -207,6 +238,7 @@ class TestSegmentFlow:
 
     def test_run_fail_one_cache_and_artifacts(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
         from prefect.client.orchestration import get_client
+        from prefect.exceptions import ObjectNotFound
 
         bad_dir = tmp_path / "bad"
         bad_dir.mkdir()
@@ -227,8 +259,8 @@ class TestSegmentFlow:
         assert len(seg.PREDICTORS) == 0  # released at the end of the run
         for name in ("alpha", "beta"):
             assert {p.name for p in (out / name).iterdir()} >= {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
-        with get_client(sync_client=True) as client:
-            assert client.read_global_concurrency_limit_by_name("gpu").limit == 1  # created on first use
+        with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
+            client.read_global_concurrency_limit_by_name("gpu")  # no server-wide limit unless asked
 
         artifacts = self._artifacts(state.state_details.flow_run_id)
         # link artifacts are stored as markdown "[text](url)"
@@ -322,3 +354,40 @@ class TestSegmentFlow:
         assert [r["status"] for r in result] == ["done", "done"]
         assert all(r["tiles"]["sam"] > 0 for r in result) and result[0]["model"] == str(model_dir)
         assert len(seg.PREDICTORS) == 0
+
+
+class TestLeftoversOfKilledRuns:
+    def test_remove_partials_removes_only_temporary_files(self, tmp_path: Path) -> None:
+        from flows.stages import remove_partials
+
+        for name in (".mask.tif.partial-abc.tif", ".water.work-1.tif", "mask.tif", ".samgeo-lock", ".notes",
+                     "x.partial-1.tif"):
+            (tmp_path / name).write_bytes(b"1")
+        (tmp_path / ".dir.partial-1").mkdir()
+        removed = remove_partials(tmp_path)
+        assert sorted(p.name for p in removed) == [".mask.tif.partial-abc.tif", ".water.work-1.tif"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".dir.partial-1", ".notes", ".samgeo-lock",
+                                                               "mask.tif", "x.partial-1.tif"]
+        assert remove_partials(tmp_path / "missing") == []
+
+    def test_output_lock_is_exclusive_and_freed_by_kill_9(self, tmp_path: Path) -> None:
+        import fcntl
+        import signal
+        import subprocess
+        import sys
+
+        from flows.stages import LOCK_NAME, output_lock
+
+        code = ("import sys, time; sys.path.insert(0, sys.argv[2]); from flows.stages import output_lock\n"
+                "with output_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)")
+        repo = str(Path(__file__).resolve().parents[2])
+        holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), repo], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with open(tmp_path / LOCK_NAME, "a+b") as fh, pytest.raises(BlockingIOError):
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            holder.send_signal(signal.SIGKILL)
+            holder.wait(timeout=10)
+        with output_lock(tmp_path):  # the kernel released the dead holder's lock
+            pass
