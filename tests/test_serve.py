@@ -337,7 +337,7 @@ def test_cli_serve_subprocess(tmp_path: Path) -> None:
     finally:
         proc.send_signal(2)
         try:
-            assert proc.wait(timeout=10) == 0
+            assert proc.wait(timeout=60) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
