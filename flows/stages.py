@@ -20,7 +20,7 @@ from typing import Any
 from flows.common import is_remote, local_path
 from samgeo_pipeline.atomic import PARTIAL_MARK
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.errors import InputError, RasterReadError
 from samgeo_pipeline.limits import check_size
 from samgeo_pipeline.manifest import file_sha256, find_reusable
 from samgeo_pipeline.paths import check_inside, safe_name
@@ -58,6 +58,11 @@ def fetch_to(url: str, staging: Path) -> Path:
     The folder is created by this call, for this call: the caller removes it with
     :func:`remove_staged` once the image is done (whatever its outcome); a failed copy removes it
     here. The file keeps the URL's file name, made safe (:func:`samgeo_pipeline.paths.safe_name`).
+    Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
+    store (:func:`check_copy`) before it gets its name.
+
+    Raises:
+        StagedCopyError: the copy differs from what the store describes (size, or MD5 ETag).
     """
     from fsspec.core import url_to_fs
 
@@ -67,12 +72,39 @@ def fetch_to(url: str, staging: Path) -> Path:
     try:
         target = check_inside(folder / safe_name(Path(path).name or "input"), folder)
         part = target.with_name(target.name + ".part")
+        info = fs.info(path)
         fs.get_file(path, str(part))
+        check_copy(url, part, info)
         os.replace(part, target)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return target
+
+
+class StagedCopyError(RasterReadError):
+    """A staged copy of a remote input differs from the store's description of it."""
+
+
+def check_copy(url: str, copy: Path, info: dict[str, Any]) -> None:
+    """Check a fetched ``copy`` of ``url`` against the store's ``info`` (taken before the copy):
+    its size, and its MD5 when the store's ETag is one (S3 single-part uploads).
+
+    Raises:
+        StagedCopyError: a mismatch (the object changed during the copy, or the copy was cut).
+    """
+    size = info.get("size")
+    if size is not None and copy.stat().st_size != size:
+        raise StagedCopyError(f"{url}: the copy has {copy.stat().st_size} bytes, the store says {size}; "
+                              "was it replaced while being read? Run again")
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower()):
+        digest = hashlib.md5(usedforsecurity=False)
+        with copy.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(8 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != etag.lower():
+            raise StagedCopyError(f"{url}: the copy's MD5 differs from the store's ETag; run again")
 
 
 def remove_staged(staged: str | Path, staging: Path) -> None:

@@ -103,6 +103,38 @@ class TestPlainFunctions:
             seg.fetch_to("memory://issue11-stage/missing.tif", staging)
         assert sorted(p.name for p in staging.iterdir()) == [second.parent.name]  # a failed fetch cleans up
 
+    def test_a_staged_copy_is_checked_against_the_store(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Issue 9: a copy cut short (or an object replaced while read) never gets its final name."""
+        import fsspec
+        from fsspec.implementations.memory import MemoryFileSystem
+
+        from flows.stages import StagedCopyError, check_copy
+
+        fsspec.filesystem("memory").pipe("/issue9-stage/x.tif", b"raster bytes")
+        staging = tmp_path / ".samgeo-staging"
+        real_get = MemoryFileSystem.get_file
+
+        def cut_short(self, rpath, lpath, *args, **kwargs):
+            real_get(self, rpath, lpath, *args, **kwargs)
+            with open(lpath, "r+b") as fh:
+                fh.truncate(5)
+
+        monkeypatch.setattr(MemoryFileSystem, "get_file", cut_short)
+        with pytest.raises(StagedCopyError, match="5 bytes, the store says 12"):
+            seg.fetch_to("memory://issue9-stage/x.tif", staging)
+        assert list(staging.iterdir()) == []  # nothing staged is left
+        monkeypatch.setattr(MemoryFileSystem, "get_file", real_get)
+        assert seg.fetch_to("memory://issue9-stage/x.tif", staging).read_bytes() == b"raster bytes"
+        copy = tmp_path / "copy.tif"
+        copy.write_bytes(b"raster bytes")
+        import hashlib
+
+        good = hashlib.md5(b"raster bytes").hexdigest()
+        check_copy("s3://b/x.tif", copy, {"size": 12, "ETag": f'"{good}"'})
+        check_copy("s3://b/x.tif", copy, {"size": 12, "ETag": '"abc-2"'})  # multipart ETag: size only
+        with pytest.raises(StagedCopyError, match="MD5"):
+            check_copy("s3://b/x.tif", copy, {"size": 12, "ETag": '"' + "0" * 32 + '"'})
+
     def test_base_url_default_and_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(common.BASE_URL_ENV, raising=False)
         assert common.base_url() == "http://127.0.0.1:8000/"
