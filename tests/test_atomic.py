@@ -139,3 +139,14 @@ class TestCheckpointSwap:
         save_checkpoint(last, _FakeModel(b"new"), {"epoch": 2})
         assert last.is_symlink() and (last / "model.safetensors").read_bytes() == b"new"
         assert len(list(tmp_path.glob(".last.v-*"))) == 1
+
+    def test_versions_a_killed_save_left_are_removed_by_the_next_save(self, tmp_path: Path) -> None:
+        last, best = tmp_path / "last", tmp_path / "best"
+        save_checkpoint(last, _FakeModel(b"one"), {"epoch": 1})
+        save_checkpoint(best, _FakeModel(b"one"), {"epoch": 1})
+        killed = tmp_path / ".last.v-killed"  # what a save killed before its swap leaves
+        killed.mkdir()
+        (killed / "model.safetensors").write_bytes(b"half")
+        save_checkpoint(last, _FakeModel(b"two"), {"epoch": 2})
+        assert not killed.exists() and len(list(tmp_path.glob(".last.v-*"))) == 1
+        assert (best / "model.safetensors").read_bytes() == b"one"  # another name's versions untouched

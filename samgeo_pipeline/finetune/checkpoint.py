@@ -98,7 +98,8 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any
     ``directory`` (``last``, ``best``) is a symlink to a hidden versioned folder beside it
     (``.last.v-*``). Each save writes a new version, flushes it to disk, then repoints the link in
     one atomic step (:func:`~samgeo_pipeline.atomic.replace_symlink`), so ``directory`` is never
-    missing and always a complete checkpoint; the previous version is removed only after the swap.
+    missing and always a complete checkpoint; the previous version (and any a killed save left
+    behind) is removed only after the swap.
     Everything that opens ``directory`` (``from_pretrained``, ``--resume``, ``segment --model``)
     follows the link. A real folder left by an older version is moved aside once, then linked.
     """
@@ -117,8 +118,9 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)
         raise
-    if previous is not None:
-        shutil.rmtree(previous)
+    for stale in directory.parent.glob(f".{directory.name}.v-*"):  # the previous one, and any a killed save left
+        if stale != version:
+            shutil.rmtree(stale, ignore_errors=True)
     return directory
 
 
