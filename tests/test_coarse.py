@@ -9,6 +9,8 @@ from scipy import ndimage
 from samgeo_pipeline.coarse import (
     CoarseRule,
     apply_rule,
+    bimodal_split,
+    darkest_mode_edge,
     fit_rule,
     index_above,
     keep_components,
@@ -16,6 +18,7 @@ from samgeo_pipeline.coarse import (
     resolve_method,
     rule_warnings,
 )
+from samgeo_pipeline.coarse import _grey, _grow, _separability, dark_floor
 from samgeo_pipeline.errors import InputError
 
 MS = ("blue", "green", "red", "nir", "swir")
@@ -278,3 +281,191 @@ class TestBimodalSplit:
         values = np.concatenate([rng.normal(0, 1, 3000), rng.normal(12, 1, 17000)])
         split = bimodal_split(values)
         assert split is not None and 4 < split < 8  # the middle of the gap, not the edge of a mode
+
+
+def binned(counts: list[int], top: float) -> np.ndarray:
+    """Values at the centres of unit bins ``[i, i + 1)`` with ``counts[i]`` values each, plus 40
+    values at 0 and at ``top``: the percentiles the functions below clip to are then 0 and ``top``,
+    so their histogram of ``top`` bins has exactly these unit bins."""
+    centres = [np.full(n, i + 0.5) for i, n in enumerate(counts)]
+    return np.concatenate([*centres, np.zeros(40), np.full(40, float(top))])
+
+
+class TestDarkestModeEdge:
+    """Exact edges on hand-built histograms (32 unit bins; 40 extra values in the first and last)."""
+
+    def test_stops_where_the_mode_falls_below_its_tail(self) -> None:
+        counts = [10] * 32
+        counts[3:8] = [50, 150, 300, 150, 50]  # smoothed top 178 at bin 5; tail limit 17.8
+        counts[20:27] = [100] * 7
+        assert darkest_mode_edge(binned(counts, 32)) == 9.0  # smoothed bin 9 is 14.4 < 17.8
+
+    def test_stops_at_a_valley(self) -> None:
+        counts = [10] * 32
+        counts[3:14] = [50, 150, 300, 150, 100, 90, 120, 200, 300, 200, 100]
+        assert darkest_mode_edge(binned(counts, 32)) == 9.0  # smoothed 133, 118, then 149: rising
+
+    def test_minor_dark_mode_is_skipped(self) -> None:
+        counts = [0] * 32
+        counts[15:20] = [100, 300, 500, 300, 100]  # smoothed top 322 at bin 17
+        counts[2:5] = [80, 160, 80]  # smoothed 91 >= 20 % of 322: a major mode, the darkest
+        assert darkest_mode_edge(binned(counts, 32)) == 6.0  # smoothed bin 6: 80/9 < 9.1
+        counts[2:5] = [40, 80, 40]  # smoothed 47 < 64: minor, skipped
+        assert darkest_mode_edge(binned(counts, 32)) == 21.0
+
+    def test_few_or_equal_values(self) -> None:
+        assert darkest_mode_edge(np.arange(99.0)) is None
+        assert darkest_mode_edge(np.full(100, 3.0)) == 3.0
+
+
+class TestBimodalSplitExact:
+    """Exact splits on hand-built histograms (8 unit bins)."""
+
+    def test_middle_of_an_empty_gap(self) -> None:
+        assert bimodal_split(binned([100, 300, 100, 0, 0, 0, 200, 200], 8), bins=8) == 4.0
+
+    def test_deep_valley(self) -> None:
+        assert bimodal_split(binned([100, 300, 100, 20, 0, 40, 200, 200], 8), bins=8) == 4.0
+
+    @pytest.mark.parametrize("counts", [[100, 300, 250, 200, 250, 300, 100, 50], [100, 300, 150, 60, 150, 300, 100, 50]])
+    def test_shallow_valley_has_no_split(self, counts: list[int]) -> None:
+        """Smoothed valley 120 > 0.5 x the lower peak (183): one broad mode."""
+        assert bimodal_split(binned(counts, 8), bins=8) is None
+
+    def test_few_or_equal_values(self) -> None:
+        assert bimodal_split(np.arange(99.0)) is None
+        assert bimodal_split(np.full(200, 2.0)) is None
+
+
+class TestRuleDetails:
+    """Exact values of the rule's parts, each on a case a regression would change."""
+
+    def test_separability_values(self) -> None:
+        values = np.array([0.0, 1.0, 2.0, 3.0])
+        assert _separability(values, values >= 2) == pytest.approx(0.8)  # 0.25 * 2^2 / 1.25
+        assert _separability(values[:3], values[:3] >= 2) == pytest.approx(0.75)  # (1/3)(2/3)1.5^2/(2/3)
+        assert _separability(values, values > 5) == 0.0 and _separability(values, values >= 0) == 0.0
+        assert _separability(np.ones(4), np.arange(4) >= 2) == 0.0  # no variance
+
+    @pytest.mark.parametrize("threshold", [0.5, 0.25, 0.0, -0.5, 1.0, -1.0])
+    def test_index_above_at_exact_ties(self, threshold: float) -> None:
+        """Ties and signs where the division-free form must agree exactly with the index."""
+        a = np.array([3, -3, 0, 0.6, 5, 0.2, -4, 1], np.float32)
+        b = np.array([1, -1, 0, 0.2, -4, 0.6, 5, 3], np.float32)  # indexes 0.5, 0.5, 0, 0.5, 1, -0.5, -1, -0.5
+        np.testing.assert_array_equal(index_above(a, b, threshold), normalized_difference(a, b) > threshold)
+        zero = np.zeros(3, np.float32)  # only zero sums, no negative one
+        assert (index_above(zero, zero, threshold) == (threshold < 0)).all()
+
+    def test_normalized_difference_is_clipped_float32(self) -> None:
+        result = normalized_difference(np.array([-4.0, 5.0], np.float32), np.array([5.0, -4.0], np.float32))
+        assert result.dtype == np.float32
+        np.testing.assert_array_equal(result, [-1.0, 1.0])
+
+    def test_grey_is_the_scaled_mean_of_red_green_blue(self) -> None:
+        data = np.array([10.0, 20.0, 30.0, 99.0], np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+        grey = _grey(data, CoarseRule("rgb", ("red", "green", "blue", "nir"), grey_low=10.0, grey_high=30.0))
+        assert grey.dtype == np.float32
+        np.testing.assert_array_equal(grey, 0.5)  # (20 - 10) / (30 - 10)
+
+    def test_dark_floor(self) -> None:
+        data = np.stack([np.arange(100.0), np.arange(1000.0, 1100.0)]).reshape(2, 10, 10).astype(np.float32)
+        valid = np.ones((10, 10), bool)
+        assert dark_floor(data, valid) == pytest.approx(0.099)  # band 0's 0.1th percentile
+        assert dark_floor(data - 50, valid) == 0.0
+        assert dark_floor(np.full((2, 10, 10), 0.5, np.float32), valid) == 0.5
+        assert dark_floor(data, ~valid) == 0.0
+        assert dark_floor(np.full((1, 1, 1), 7.0, np.float32), np.ones((1, 1), bool)) == 7.0
+
+    def test_fit_rule_defaults_and_offset(self) -> None:
+        data = scene({"water": LAKE})
+        valid = np.ones((120, 120), bool)
+        rule = fit_rule(data, valid, MS)
+        assert rule.texture_window == 13 and rule.offset == pytest.approx(dark_floor(data, valid))
+        assert fit_rule(data, valid, MS, texture_window=7).texture_window == 7
+        everywhere = np.empty_like(data)
+        everywhere[:] = np.array(SPECTRA["water"], np.float32)[:, None, None]
+        assert fit_rule(everywhere, valid, MS).separability is None  # all water: nothing to separate
+        assert fit_rule(data, valid, MS, offset=-5.0).offset == 0.0
+        assert fit_rule(data, valid, MS, offset=2.5).offset == 2.5
+
+    @pytest.mark.parametrize("water_pixels", [1, 999])
+    def test_separability_at_the_water_fraction_limits(self, water_pixels: int) -> None:
+        """0.1 % and 99.9 % water (exactly MIN_WATER_FRACTION from each end) still get a separability;
+        a one-pixel lake counts with the default min_area."""
+        data = np.empty((5, 10, 100), np.float32)
+        data[:] = np.array(SPECTRA["vegetation"], np.float32)[:, None, None]
+        flat = data.reshape(5, -1)
+        flat[:, :water_pixels] = np.array(SPECTRA["water"], np.float32)[:, None]
+        rule = fit_rule(data, np.ones((10, 100), bool), MS)
+        assert rule.water_fraction == water_pixels / 1000 and rule.separability is not None
+
+    def test_land_limits_are_land_medians(self) -> None:
+        """SWIR limit: the median SWIR (less the dark floor) of land, the pixels whose index is below
+        the threshold by more than LAND_MARGIN; NDWI's NIR limit: the lower of land's median and the
+        NIR split."""
+        data = scene({"water": LAKE, "cloud": (slice(80, 115), slice(10, 110))})
+        valid = np.ones((120, 120), bool)
+        rule = fit_rule(data, valid, MS)
+        green, nir, swir = (data[MS.index(n)] - np.float32(rule.offset) for n in ("green", "nir", "swir"))
+        land = normalized_difference(green, swir) < rule.threshold - 0.1
+        assert rule.swir_max == pytest.approx(float(np.median(swir[land])), rel=1e-6)
+        assert rule.nir_max == pytest.approx(float(np.median(nir[land])), rel=1e-6)
+        names = ("green", "nir")
+        two = data[[1, 3]]
+        ndwi = fit_rule(two, valid, names)
+        green, nir = (two[i] - np.float32(ndwi.offset) for i in (0, 1))
+        land = normalized_difference(green, nir) < ndwi.threshold - 0.1
+        split = bimodal_split(nir.ravel())
+        assert split is not None and ndwi.swir_max is None
+        assert ndwi.nir_max == pytest.approx(min(float(np.median(nir[land])), split), rel=1e-6)
+
+    def test_exactly_100_land_pixels_give_limits(self) -> None:
+        data = np.empty((5, 10, 100), np.float32)
+        data[:] = np.array(SPECTRA["water"], np.float32)[:, None, None]
+        data.reshape(5, -1)[:, :100] = np.array(SPECTRA["vegetation"], np.float32)[:, None]
+        rule = fit_rule(data, np.ones((10, 100), bool), MS)
+        assert rule.swir_max is not None and rule.nir_max is not None
+
+    def test_grow(self) -> None:
+        mask = np.zeros((9, 9), bool)
+        mask[4, 4] = True
+        grown = _grow(mask, 2)
+        assert grown.dtype == bool and grown.sum() == 25 and grown[2:7, 2:7].all()
+
+
+class TestSpectralPools:
+    def test_mndwi_uses_swir_not_nir(self) -> None:
+        """Turbid water whose NIR exceeds its green (NDWI < 0) but whose SWIR is low: MNDWI water."""
+        SPECTRA_NIR_BRIGHT = (700, 900, 900, 1200, 300)
+        data = scene({"water": LAKE})
+        data[:, 80:110, 20:100] = np.array(SPECTRA_NIR_BRIGHT, np.float32)[:, None, None]
+        valid = np.ones((120, 120), bool)
+        rule = fit_rule(data, valid, MS)
+        assert rule.method == "mndwi" and rule.separability > 0.95
+        mask = apply_rule(data, valid, rule, 1)
+        assert mask.water[80:110, 20:100].all() and mask.water.sum() == 2500 + 2400
+        assert mask.sure_water[80:110, 20:100].all()
+
+    def test_pools_exclude_rejected_and_near_threshold_pixels(self) -> None:
+        """Clouds pass the index but not NIR: neither water, sure water nor sure land. A moist surface
+        just below the threshold (MNDWI ~ -0.14) is not water and not sure land either. Invalid
+        pixels are in no pool."""
+        data = scene({"water": LAKE, "cloud": (slice(80, 115), slice(10, 60))})
+        data[:, 80:115, 60:110] = np.array([900, 1000, 1100, 2000, 1300], np.float32)[:, None, None]
+        valid = np.ones((120, 120), bool)
+        valid[:, 115:] = False
+        rule = fit_rule(data, valid, MS)
+        mask = apply_rule(data, valid, rule, 1)
+        for surface in (mask.water, mask.sure_water, mask.sure_land):
+            assert not surface[80:115, 10:110].any() and not surface[:, 115:].any()
+        assert mask.sure_land[0:15, :115].all()
+
+
+def test_warnings_at_their_limits() -> None:
+    """40 % water is not yet suspect; separability 0.5 is not yet poor."""
+    (message,) = rule_warnings(CoarseRule("rgb", RGB, water_fraction=0.4), "a.tif")
+    assert message == (
+        "a.tif: RGB only, so water is found by darkness and smoothness, not by its spectrum; "
+        "shadows and dark smooth fields can pass: check quicklook.png, or map NIR/SWIR with --bands"
+    )
+    assert rule_warnings(CoarseRule("ndwi", RGBN, threshold=0.0, separability=0.5), "a.tif") == []

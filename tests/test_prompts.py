@@ -177,3 +177,135 @@ class TestPools:
             lake = prompts(coarse, seed, n_negatives=3, sure_land=land)[0]
             negatives = lake.points_xy[lake.labels == 0].astype(int)
             assert len(negatives) and land[negatives[:, 1], negatives[:, 0]].all()
+
+
+class TestExact:
+    """What a regression would shift by a pixel: windows, clipping, dtypes, counts."""
+
+    def test_box_jitter_is_the_documented_draw_clipped_to_the_tile(self) -> None:
+        """Each of x0, y0, x1, y1 moves by one draw of ``rng.integers(-j, j + 1, 4)`` (in that order)
+        and is clipped to the tile, on a non-square tile whose component touches every edge."""
+        mask = np.zeros((40, 70), bool)
+        mask[:, 30] = True  # top to bottom
+        mask[20, :] = True  # left to right
+        for seed in range(20):
+            (p,) = prompts(mask, seed=seed, kind="box", box_jitter=3)
+            jitter = np.random.default_rng(seed).integers(-3, 4, size=4)
+            expected = np.clip([0 + jitter[0], 0 + jitter[1], 69 + jitter[2], 39 + jitter[3]], 0, [69, 39, 69, 39])
+            np.testing.assert_array_equal(p.box_xyxy, expected)
+        for corner in ((0, 0), (39, 69)):  # one-pixel components: every clip bound is reached
+            single = np.zeros((40, 70), bool)
+            single[corner] = True
+            for seed in range(20):
+                (p,) = prompts(single, seed=seed, kind="box", box_jitter=3)
+                jitter = np.random.default_rng(seed).integers(-3, 4, size=4)
+                r, c = corner
+                np.testing.assert_array_equal(p.box_xyxy, np.clip([c, r, c, r] + jitter, 0, [69, 39, 69, 39]))
+        mask = np.zeros((40, 70), bool)
+        mask[10:20, 20:50] = True
+        boxes = np.array([prompts(mask, seed=s, kind="box", box_jitter=1)[0].box_xyxy for s in range(20)])
+        assert set(np.unique(boxes - [20, 10, 49, 19])) == {-1, 0, 1}
+
+    def test_box_prompt_has_empty_typed_points(self) -> None:
+        mask = np.zeros((20, 30), bool)
+        mask[5:10, 5:10] = True
+        (p,) = prompts(mask, kind="box")
+        assert p.points_xy.shape == (0, 2) and p.points_xy.dtype == np.float32
+        assert p.labels.shape == (0,) and p.labels.dtype == np.int64
+
+    def test_diagonal_pixels_are_one_component(self) -> None:
+        mask = np.zeros((30, 30), bool)
+        mask[np.arange(20), np.arange(20)] = True
+        assert [p.area for p in prompts(mask)] == [20]
+
+    def test_negatives_fill_the_grown_box(self) -> None:
+        """Negatives come from the component's box grown by half its size + 8 on each side (clipped
+        to the tile), with a fixed erosion of 0 right up to the shore, at least 2 sqrt(count) / n
+        apart, as float32 (col, row) with label 0."""
+        mask = np.zeros((200, 300), bool)
+        mask[40:60, 60:100] = True  # 20 x 40: grown by 18 rows and 28 columns
+        (p,) = prompts(mask, n_points=1, n_negatives=2000, erosion=0)
+        negatives = p.points_xy[p.labels == 0]
+        assert p.labels.dtype == np.int64 and p.points_xy.dtype == np.float32
+        cols, rows = negatives.T.astype(int)
+        assert (rows.min(), rows.max(), cols.min(), cols.max()) == (22, 77, 32, 127)
+        assert not mask[rows, cols].any()
+        shore = np.zeros_like(mask)
+        shore[39:61, 59:101] = True
+        assert (shore & ~mask)[rows, cols].any()  # erosion 0: next to the lake
+        count = 56 * 96 - 20 * 40
+        for seed in range(5):
+            (p,) = prompts(mask, seed=seed, n_points=1, n_negatives=5, erosion=0)
+            negatives = p.points_xy[p.labels == 0]
+            gaps = np.hypot(*(negatives[:, None, :] - negatives[None, :, :]).transpose(2, 0, 1))
+            assert gaps[np.triu_indices(len(negatives), 1)].min() >= 2.0 * np.sqrt(count) / 5  # 27 px
+
+    def test_negatives_window_clipped_at_the_tile_edge(self) -> None:
+        mask = np.zeros((60, 80), bool)
+        mask[0:10, 0:10] = True
+        (p,) = prompts(mask, n_points=1, n_negatives=500, erosion=0)
+        cols, rows = p.points_xy[p.labels == 0].T.astype(int)
+        assert (rows.min(), rows.max(), cols.min(), cols.max()) == (0, 22, 0, 22)
+
+    def test_dynamic_erosion_keeps_negatives_off_the_shore(self) -> None:
+        mask = np.zeros((200, 300), bool)
+        mask[40:60, 40:80] = True
+        (p,) = prompts(mask, n_points=1, n_negatives=200)  # background 4576 px: depth 3
+        cols, rows = p.points_xy[p.labels == 0].T.astype(int)
+        assert len(rows) and not ((rows >= 37) & (rows < 63) & (cols >= 37) & (cols < 83)).any()  # 3 px off
+
+    def test_one_negative(self, coarse: np.ndarray) -> None:
+        lake = prompts(coarse, n_negatives=1)[0]
+        assert (lake.labels == 0).sum() == 1
+
+    def test_no_background_no_negatives(self) -> None:
+        (p,) = prompts(np.ones((20, 30), bool), n_negatives=3)
+        assert (p.labels == 1).all() and len(p.labels) >= 1 and p.points_xy.shape == (len(p.labels), 2)
+
+    def test_erode_one_step_and_backing_off(self) -> None:
+        square = np.zeros((20, 20), bool)
+        square[5:15, 5:15] = True
+        np.testing.assert_array_equal(erode(square, 1), np.pad(np.ones((8, 8), bool), 6))
+        line = np.zeros((20, 40), bool)
+        line[9:12, 5:35] = True  # 3 thick: depth 6 and 3 erase it, 1 leaves its centre line
+        expected = np.zeros_like(line)
+        expected[10, 6:34] = True
+        np.testing.assert_array_equal(erode(line, 6), expected)
+
+    def test_sample_points_keeps_picks_at_exactly_the_distance(self) -> None:
+        """Picks exactly ``min_distance`` apart are allowed (``>=``): on a 1 x 11 line, distance 2."""
+        line = np.ones((1, 11), bool)
+        exact = 0
+        for seed in range(10):
+            points = sample_points(line, 100, 2.0, np.random.default_rng(seed))
+            assert points.dtype == np.float32
+            xs = np.sort(points[:, 0])
+            assert np.diff(xs).min() >= 2
+            exact += int((np.diff(xs) == 2).sum())
+        assert exact > 0
+
+
+def test_prompts_for_passes_the_config() -> None:
+    from samgeo_pipeline.config import SegmentConfig
+    from samgeo_pipeline.prompts import prompts_for
+
+    mask = disc((64, 96), (30, 40), 15)
+    valid = np.ones(mask.shape, bool)
+    sure_water, sure_land = disc((64, 96), (30, 40), 6), ~disc((64, 96), (30, 40), 25)
+    for options in ({"points": 4, "negatives": 2, "erosion": 4}, {"prompt": "box", "box_jitter": 2}):
+        config = SegmentConfig(model="none").merged(options)
+        got = prompts_for(mask, valid, config, np.random.default_rng(5), sure_water, sure_land)
+        expected = component_prompts(
+            mask, valid, kind=config.prompt, n_points=config.points, n_negatives=config.negatives,
+            erosion=config.erosion, box_jitter=config.box_jitter, max_components=config.max_components,
+            rng=np.random.default_rng(5), sure_water=sure_water, sure_land=sure_land,
+        )
+        assert len(got) == len(expected) == 1
+        np.testing.assert_array_equal(got[0].points_xy, expected[0].points_xy)
+        np.testing.assert_array_equal(got[0].labels, expected[0].labels)
+        assert (got[0].box_xyxy is None) == (expected[0].box_xyxy is None)
+        if got[0].box_xyxy is not None:
+            np.testing.assert_array_equal(got[0].box_xyxy, expected[0].box_xyxy)
+    big = np.zeros((64, 96), bool)
+    big[:10, :10] = big[20:30, 50:90] = big[50:52, 0:3] = True
+    assert len(prompts_for(big, valid, SegmentConfig(model="none", max_components=2), np.random.default_rng(0))) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,14 @@ from rasterio.enums import Resampling
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.coarse import CoarseRule
+from samgeo_pipeline.coarse import CoarseRule, fit_rule
 from samgeo_pipeline.radiometry import (
     ImageStats,
     band_percentiles,
     choose_composite,
     compute_stats,
+    resolve_composite,
+    source_dtype,
     stats_from_array,
     to_rgb8,
 )
@@ -82,10 +85,45 @@ class TestComputeStats:
         assert small.valid_fraction == pytest.approx(full.valid_fraction, abs=0.01)
 
     def test_to_dict(self, lake_scene: Path) -> None:
-        values = stats_of(lake_scene).to_dict()
-        assert values["index"] == "ndwi" and values["composite"] == ["red", "green", "blue"]
-        assert values["coarse"]["method"] == "ndwi" and values["coarse"]["threshold"] == 0.0
-        assert len(values["low"]) == len(values["high"]) == 4
+        stats = stats_of(lake_scene)
+        assert stats.to_dict() == {
+            "band_names": ["red", "green", "blue", "nir"],
+            "low": list(stats.low),
+            "high": list(stats.high),
+            "index": "ndwi",
+            "coarse": stats.coarse.to_dict(),
+            "valid_fraction": stats.valid_fraction,
+            "composite": ["red", "green", "blue"],
+        }
+        assert stats.coarse.to_dict()["method"] == "ndwi" and stats.coarse.to_dict()["threshold"] == 0.0
+        assert len(stats.low) == len(stats.high) == 4
+
+    def test_constant_band_gets_a_unit_span(self, lake_scene: Path) -> None:
+        """A band with one value would divide by zero in the stretch: ``high`` becomes ``low + 1``."""
+        with rasterio.open(lake_scene) as ds:
+            data = ds.read().astype(np.float32)
+        data[2] = 40.0
+        stats = stats_from_array(data, data.any(axis=0), ("red", "green", "blue", "nir"), SegmentConfig())
+        assert (stats.low[2], stats.high[2]) == (40.0, 41.0)
+        assert all(h > lo + 1 for i, (lo, h) in enumerate(zip(stats.low, stats.high)) if i != 2)
+
+    def test_rule_gets_the_configured_window_and_area(self, lake_scene: Path) -> None:
+        with rasterio.open(lake_scene) as ds:
+            data = ds.read().astype(np.float32)
+        valid, names = data.any(axis=0), ("red", "green", "blue")
+        config = SegmentConfig(texture_window=7, min_area=5000)  # no lake is that big: no water
+        stats = stats_from_array(data[:3], valid, names, config)
+        assert stats.coarse.texture_window == 7
+        expected = fit_rule(data[:3], valid, names, "auto", None, 7, 5000)
+        assert stats.coarse.offset == pytest.approx(expected.offset)  # float32 vs float64 percentile
+        assert replace(stats.coarse, offset=expected.offset) == expected
+        assert stats.coarse.water_fraction == 0.0
+
+    @pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+    def test_source_dtype(self, dtype: str, tmp_path: Path) -> None:
+        path = write_raster(tmp_path / "two.tif", np.ones((2, 8, 8), dtype))
+        with rasterio.open(path) as ds:
+            assert source_dtype(ds, inspect_raster(path, "green=2,nir=1")) == dtype
 
 
 class TestComposite:
@@ -101,6 +139,21 @@ class TestComposite:
     )
     def test_choose(self, names: list[str], expected: tuple[str, str, str]) -> None:
         assert choose_composite(names) == expected
+
+    def test_resolve(self) -> None:
+        names = ("red", "green", "blue", "nir")
+        assert resolve_composite("auto", names) == ("red", "green", "blue")
+        assert resolve_composite("nir,red,green", names) == ("nir", "red", "green")
+        message = (
+            "scene.tif: composite swir,nir,red needs band(s) ['swir'], which are not mapped "
+            "(mapped: red, green, blue, nir); map them with --bands"
+        )
+        with pytest.raises(InputError) as raised:
+            resolve_composite("swir,nir,red", names, "scene.tif")
+        assert str(raised.value) == message
+        with pytest.raises(InputError, match=r"^image: composite"):
+            stats_from_array(np.ones((2, 4, 4), np.float32), np.ones((4, 4), bool), ("green", "nir"),
+                             SegmentConfig(composite="red,green,nir"))
 
     def test_to_rgb8(self) -> None:
         stats = ImageStats(
@@ -144,6 +197,7 @@ class TestFastPaths:
         stats = _stats(("blue", "nir", "green", "red"), low, high, ("nir", "red", "blue"))
         data = native.astype(np.float32)
         expected = to_rgb8(data, valid, stats)
+        assert expected.dtype == to_rgb8(data, valid, stats, native).dtype == np.uint8
         np.testing.assert_array_equal(to_rgb8(data, valid, stats, native), expected)
         np.testing.assert_array_equal(to_rgb8(data, np.ones_like(valid), stats, native),
                                       to_rgb8(data, np.ones_like(valid), stats))

@@ -9,15 +9,19 @@ import numpy as np
 import pytest
 import rasterio
 from tests.scenes import UTM_TRANSFORM, write_raster
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning
 from samgeo_pipeline.raster import (
+    _first_line,
+    as_float32,
     decimated_shape,
     expand_inputs,
     inspect_raster,
+    nodata_valid,
     read_bands,
     source_resolution,
     window_str,
@@ -234,3 +238,113 @@ def test_decimated_shape(shape: tuple[int, int], max_side: int, expected: tuple[
 
 def test_window_str() -> None:
     assert window_str(Window(5, 10, 30, 20)) == "row 10, col 5, 20x30"
+
+
+class TestExact:
+    """Pixel-exact reads, validity rules and messages that a regression would change."""
+
+    def test_mask_read_follows_window_and_out_shape(self, tmp_path: Path) -> None:
+        data = np.full((3, 8, 8), 50, np.uint8)
+        path = write_raster(tmp_path / "masked.tif", data, nodata=None, photometric="minisblack")
+        mask = np.zeros((8, 8), np.uint8)
+        mask[2:6, 4:8] = 255
+        with rasterio.open(path, "r+") as ds:
+            ds.write_mask(mask)
+        info = inspect_raster(path, "rgb")
+        with rasterio.open(path) as ds:
+            _, valid = read_bands(ds, info, Window(4, 2, 4, 4))
+            assert valid.all()  # the window lies inside the masked-in block
+            _, valid = read_bands(ds, info, Window(0, 0, 8, 8), out_shape=(4, 4))
+        np.testing.assert_array_equal(valid, mask[::2, ::2] > 0)
+
+    def test_resampling_is_passed_to_the_read(self, rgbn: Path) -> None:
+        """A 3x decimation: nearest takes each triple's middle column; average differs where the
+        column pattern wraps from 9 to 0; the default is bilinear."""
+        info = inspect_raster(rgbn)
+        window, shape = Window(0, 8, 48, 24), (8, 16)
+        with rasterio.open(rgbn) as ds:
+            nearest, _ = read_bands(ds, info, window, shape, Resampling.nearest)
+            average, _ = read_bands(ds, info, window, shape, Resampling.average)
+            default, _ = read_bands(ds, info, window, shape)
+            bilinear, _ = read_bands(ds, info, window, shape, Resampling.bilinear)
+        np.testing.assert_array_equal(nearest[0, 0], 10 + np.arange(1, 48, 3) % 10)
+        assert not np.array_equal(average, nearest)
+        np.testing.assert_array_equal(default, bilinear)
+
+    @pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+    def test_nodata_valid_per_band_rule(self, dtype: str) -> None:
+        """Valid where ANY band differs from nodata, whichever band holds the data."""
+        native = np.full((3, 2, 3), -1, dtype) if dtype != "uint8" else np.full((3, 2, 3), 255, dtype)
+        nodata = float(native[0, 0, 0])
+        native[0, 0, 0] = native[1, 0, 1] = native[2, 0, 2] = 7  # data in band 0, 1, 2 only
+        np.testing.assert_array_equal(nodata_valid(native, nodata), [[True, True, True], [False, False, False]])
+        np.testing.assert_array_equal(nodata_valid(native, None), np.ones((2, 3), bool))
+
+    def test_nodata_valid_float_nan_and_value(self) -> None:
+        native = np.ones((2, 1, 4), np.float32)
+        native[:, 0, 0] = [np.nan, 6.0]  # NaN in one band: valid
+        native[:, 0, 1] = [np.nan, np.inf]  # nothing finite: nodata
+        native[:, 0, 2] = [5.0, np.nan]  # nodata value and NaN: nodata
+        np.testing.assert_array_equal(nodata_valid(native, 5.0), [[True, False, False, True]])
+        np.testing.assert_array_equal(nodata_valid(native, None), [[True, False, True, True]])
+
+    @pytest.mark.parametrize(("dtype", "nodata", "usable"), [
+        ("bool", 1, True), ("bool", 2, False), ("uint8", 255, True), ("uint8", 256, False),
+        ("int16", -1, True), ("uint8", 1.5, False),
+    ])
+    def test_nodata_outside_the_dtype_is_ignored(self, dtype: str, nodata: float, usable: bool) -> None:
+        native = np.ones((2, 2, 2), dtype)
+        native[:, 0, 0] = 0
+        expected = np.ones((2, 2), bool)
+        if usable:
+            expected = ~(native == np.asarray(nodata).astype(dtype)).all(axis=0)
+        np.testing.assert_array_equal(nodata_valid(native, nodata), expected)
+
+    def test_as_float32_in_place_and_finite(self) -> None:
+        native = np.array([np.nan, np.inf, -np.inf, 2.5], np.float32)
+        data = as_float32(native)
+        assert data is native  # no copy (documented)
+        np.testing.assert_array_equal(data, [0.0, 0.0, 0.0, 2.5])
+        ints = np.array([1, 2], np.uint16)
+        assert as_float32(ints).dtype == np.float32 and ints.dtype == np.uint16
+
+    def test_first_line_follows_the_cause(self) -> None:
+        cause = ValueError("TIFFReadEncodedTile() failed\nmore detail")
+        exc = RasterioError("Read failed. See previous exception for details.")
+        exc.__cause__ = cause
+        assert _first_line(exc) == "TIFFReadEncodedTile() failed"
+        assert _first_line(RasterioError("plain message\nsecond")) == "plain message"
+        assert _first_line(RasterioError("")) == "RasterioError"
+        lone = RasterioError("See previous exception")
+        assert _first_line(lone) == "See previous exception"
+
+    def test_inspect_keeps_the_path_and_names_it_once(self, rgbn: Path) -> None:
+        info = inspect_raster(rgbn)
+        assert info.path == rgbn and info.dtype == "uint8"
+        with pytest.raises(InputError) as raised:
+            inspect_raster(rgbn, "red=1,green=2,blue=3,nir=9")
+        assert str(raised.value).startswith(f"{rgbn}: ") and str(raised.value).count(str(rgbn)) == 1
+
+    def test_not_georeferenced_resolution_is_one(self, tmp_path: Path) -> None:
+        path = write_raster(tmp_path / "plain.tif", np.ones((3, 4, 4), np.uint8), crs=None, transform=None)
+        assert source_resolution(_quiet_inspect(path)) == 1.0
+
+    def test_recursive_glob(self, tmp_path: Path) -> None:
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        for name in ("top.tif", "a/b/deep.tif"):
+            write_raster(tmp_path / name, np.ones((1, 2, 2), np.uint8))
+        assert expand_inputs([str(tmp_path / "**" / "*.tif")]) == sorted([tmp_path / "top.tif", tmp_path / "a/b/deep.tif"])
+
+    def test_nothing_matches_lists_the_suffixes(self, tmp_path: Path) -> None:
+        with pytest.raises(InputError, match=r"matches no raster file \(\.tif, \.tiff"):
+            expand_inputs([str(tmp_path / "*.tif")])
+
+
+def _quiet_inspect(path: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return inspect_raster(path)
+
+
+def test_decimated_shape_keeps_a_one_pixel_side() -> None:
+    assert decimated_shape(1000, 1, 100) == (100, 1)

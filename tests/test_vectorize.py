@@ -314,3 +314,52 @@ class TestWritePolygons:
         assert count == 1 and total is None
         assert frame.crs is None and frame.area_m2.isna().all()
         assert frame.geometry[0].area == 25  # pixel units
+
+
+def test_to_map_with_rotation_and_shear() -> None:
+    """Every coefficient of a rotated / sheared geotransform is applied: ``(x, y) -> transform * (x, y)``."""
+    transform = Affine(2.0, 0.5, 100.0, 0.25, -3.0, 50.0)
+    square = shapely.Polygon([(0, 0), (4, 0), (4, 2), (0, 2)])
+    (mapped,) = to_map([square], transform)
+    expected = [transform @ xy for xy in square.exterior.coords]
+    np.testing.assert_allclose(np.asarray(mapped.exterior.coords), expected)
+    (plain,) = to_map([square], Affine(2.0, 0.0, 100.0, 0.0, -3.0, 50.0))
+    np.testing.assert_allclose(np.asarray(plain.exterior.coords), [(100, 50), (108, 50), (108, 44), (100, 44), (100, 50)])
+
+
+def test_area_in_a_foot_based_crs_is_in_metres() -> None:
+    """EPSG:2227 (US survey feet): one square of 1000 ft sides is 92 903.6 m², perimeter 1219.2 m."""
+    square = np.asarray([shapely.box(0, 0, 1000, 1000)], dtype=object)
+    area, perimeter = area_perimeter_m(square, "EPSG:2227")
+    foot = 1200 / 3937
+    assert area[0] == pytest.approx((1000 * foot) ** 2) and perimeter[0] == pytest.approx(4000 * foot)
+
+
+def test_simplify_below_one_pixel(tmp_path: Path) -> None:
+    """A tolerance under one CRS unit still simplifies: the corners of a staircase of 0.5 m pixels
+    lie 0.35 m off its diagonal, within 0.5 m."""
+    mask = np.zeros((40, 40), np.uint8)
+    for r in range(30):
+        mask[5 + r, 5 : 6 + r] = 1  # a triangle with a one-pixel staircase hypotenuse
+    path = write_mask(tmp_path / "mask.tif", mask, transform=Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 5600000.0))
+    write_polygons(path, tmp_path / "raw.gpkg")
+    write_polygons(path, tmp_path / "simple.gpkg", simplify=0.5)
+    raw = gpd.read_file(tmp_path / "raw.gpkg", layer="water").geometry[0]
+    simple = gpd.read_file(tmp_path / "simple.gpkg", layer="water").geometry[0]
+    assert shapely.get_num_coordinates(simple) < shapely.get_num_coordinates(raw) / 4
+
+
+def test_same_polygons_for_tiny_windows_on_a_small_mask(tmp_path: Path) -> None:
+    """The window-layout rule on a small noisy mask (cheap enough for mutation testing), down to
+    the smallest window allowed: holes, corner-touching regions and regions across many borders."""
+    rng = np.random.default_rng(11)
+    mask = (ndimage.uniform_filter(rng.random((37, 29)), 3) > 0.5).astype(np.uint8)
+    mask[10:30, 3:20] = 1
+    mask[15:20, 8:12] = 0  # a hole inside a region that spans several windows
+    path = write_mask(tmp_path / "m.tif", mask)
+    reference = normalized(mask_polygons(path, window_size=4096)[0])
+    assert len(reference) == components(mask, 4)
+    for window_size in (2, 3, 7, 16):
+        assert normalized(mask_polygons(path, window_size=window_size)[0]) == reference, window_size
+    with pytest.raises(ValueError, match="window_size must be at least 2, got 1"):
+        mask_polygons(path, window_size=1)
