@@ -43,59 +43,46 @@ class WindowedRasterWriter:
 
     def __init__(self, info: RasterInfo, final: Path, dtype: str, nodata: float) -> None:
         self.final = final
-        self.nodata = nodata
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.work-", suffix=".tif", dir=final.parent)
         os.close(fd)
         self.work = Path(name)
-        profile: dict[str, Any] = {
-            "driver": "GTiff",
-            "width": info.width,
-            "height": info.height,
-            "count": 1,
-            "dtype": dtype,
-            "nodata": nodata,
-            "crs": info.crs,
-            "transform": info.transform,
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            # The work file is temporary: uncompressed, so the tile loop spends no time compressing;
-            # the COG copy compresses (on all cores).
-            "compress": None,
-            "BIGTIFF": "IF_SAFER",
-        }
+        # The work file is temporary and uncompressed (GTiff's default), so the tile loop spends no
+        # time compressing; the COG copy compresses on all cores. Its 512² blocks are the COG's.
         try:
-            self._ds = rasterio.open(self.work, "w", **profile)
-        except BaseException as exc:
-            self.work.unlink(missing_ok=True)
-            if isinstance(exc, (RasterioError, OSError)):
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise OutputWriteError(
-                    f"{final}: cannot create the work file ({reason}); check the free space and permissions there"
-                ) from None
+            self._ds = rasterio.open(
+                self.work, "w", driver="GTiff", width=info.width, height=info.height, count=1, dtype=dtype,
+                nodata=nodata, crs=info.crs, transform=info.transform, tiled=True, blockxsize=512, blockysize=512,
+            )  # fmt: skip
+        except (RasterioError, OSError) as exc:
+            self.work.unlink()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OutputWriteError(
+                f"{final}: cannot create the work file ({reason}); check the free space and permissions there"
+            ) from None
+        except BaseException:
+            self.work.unlink()
             raise
 
     def write(self, array: np.ndarray, window: Window) -> None:
         """Write ``array`` (``(rows, cols)``, the output dtype) at ``window`` (source pixels)."""
         self._ds.write(array, 1, window=window)
 
-    def finish(self, overview_resampling: str = "nearest") -> Path:
-        """Close, convert to a Cloud-Optimized GeoTIFF with overviews and move it to its final name."""
+    def finish(self, overview_resampling: str) -> Path:
+        """Close, convert to a Cloud-Optimized GeoTIFF and move it to its final name.
+
+        The COG driver's defaults give 512² blocks and overviews down to one block;
+        ``overview_resampling`` is GDAL's name (``nearest`` for masks, ``average`` for
+        probabilities). ``BIGTIFF=IF_SAFER``: the default (``IF_NEEDED``) judges by the uncompressed
+        size and never picks BigTIFF for a compressed file, which may still pass 4 GiB.
+        """
         self._ds.close()
         with atomic_path(self.final) as tmp:
             rasterio.shutil.copy(
-                self.work,
-                tmp,
-                driver="COG",
-                COMPRESS="DEFLATE",
-                BLOCKSIZE=512,
-                OVERVIEWS="AUTO",
-                OVERVIEW_RESAMPLING=overview_resampling.upper(),
-                BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS",
-            )
-        self.work.unlink(missing_ok=True)
+                self.work, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=overview_resampling,
+                BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+            )  # fmt: skip
+        self.work.unlink()
         return self.final
 
     def abort(self) -> None:
