@@ -134,6 +134,24 @@ class CoarseMask:
     water: np.ndarray
     sure_water: np.ndarray | None
     sure_land: np.ndarray | None
+    components: Components | None = None
+    """``water``'s components when the mask is exactly some components of a labelled mask (spectral
+    methods), so that the prompts need not label it again; None otherwise."""
+
+
+@dataclass(frozen=True)
+class Components:
+    """The 8-connected components of a mask, as labels of a mask that holds it.
+
+    Attributes:
+        labels: ``int32 (rows, cols)`` from :func:`label_components` of the mask or of a superset
+            of it (0: background), numbered in raster order of first pixels.
+        areas: ``int64 (count,)`` pixels of each label that belongs to the mask, 0 for the others
+            (the background, and components of the superset left out of the mask).
+    """
+
+    labels: np.ndarray
+    areas: np.ndarray
 
 
 def resolve_method(requested: str, band_names: tuple[str, ...] | list[str]) -> Method:
@@ -246,12 +264,12 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
     for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
         if limit is not None:
             candidates &= (second if band == other else _band(data, rule, band)) < limit
-    water = keep_components(candidates, candidates, min_area)
+    water, components = kept_components(candidates, candidates, min_area)
     if not pools:
-        return CoarseMask(water, None, None)
+        return CoarseMask(water, None, None, components)
     sure_water = water & _sums_above(total, diff, rule.threshold + SURE_MARGIN)
     sure_land = valid & ~water & ~_sums_above(total, diff, rule.threshold - LAND_MARGIN)
-    return CoarseMask(water, sure_water, sure_land)
+    return CoarseMask(water, sure_water, sure_land, components)
 
 
 def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
@@ -278,18 +296,35 @@ def _sums_above(total: np.ndarray, diff: np.ndarray, threshold: float) -> np.nda
 
 
 def keep_components(candidates: np.ndarray, seeds: np.ndarray, min_area: int) -> np.ndarray:
-    """The 8-connected components of ``candidates`` that hold a seed pixel and ``min_area`` pixels.
+    """The 8-connected components of ``candidates`` that hold a seed pixel and ``min_area`` pixels."""
+    return kept_components(candidates, seeds, min_area)[0]
 
-    One OpenCV labelling pass (several times faster than scikit-image's on noisy masks).
-    """
+
+def kept_components(candidates: np.ndarray, seeds: np.ndarray, min_area: int) -> tuple[np.ndarray, Components | None]:
+    """:func:`keep_components`, and the components kept (None when ``candidates`` is empty)."""
     if not candidates.any():
-        return candidates
-    count, labels = cv2.connectedComponents(candidates.view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    keep = np.bincount(labels.ravel(), minlength=count) >= max(1, min_area)
+        return candidates, None
+    count, labels = label_components(candidates)
+    areas = np.bincount(labels.ravel(), minlength=count)
+    keep = areas >= max(1, min_area)
     if seeds is not candidates:
         keep &= np.bincount(labels[seeds & candidates], minlength=count) > 0
     keep[0] = False
-    return np.take(keep, labels)
+    water = candidates.copy() if keep[1:].all() else np.take(keep, labels)
+    return water, Components(labels, np.where(keep, areas, 0))
+
+
+def label_components(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """The 8-connected components of a ``bool (rows, cols)`` mask, in one OpenCV pass.
+
+    Returns:
+        ``count`` (components + 1 for the background) and ``int32 (rows, cols)`` labels, 0 where
+        the mask is False. Components are numbered in raster order of their first pixel (OpenCV's
+        SAUF algorithm), as ``scipy.ndimage.label`` numbers them, in a third of its time. (OpenCV's
+        ``WithStats`` variant costs 7x the labelling on a 1024² tile: areas come from ``bincount``.)
+    """
+    mask8 = np.ascontiguousarray(mask).view(np.uint8)
+    return cv2.connectedComponentsWithAlgorithm(mask8, 8, cv2.CV_32S, cv2.CCL_SAUF)
 
 
 #: Percentile of each band whose lowest value over the bands is the image's dark floor.

@@ -18,7 +18,8 @@ from typing import Protocol
 
 import cv2
 import numpy as np
-from scipy import ndimage
+
+from samgeo_pipeline.coarse import Components, label_components
 
 _KERNEL = np.ones((3, 3), np.uint8)
 
@@ -99,6 +100,7 @@ def component_prompts(
     rng: np.random.Generator,
     sure_water: np.ndarray | None = None,
     sure_land: np.ndarray | None = None,
+    components: Components | None = None,
 ) -> list[ComponentPrompt]:
     """Prompts for the ``max_components`` largest 8-connected components of ``coarse``.
 
@@ -112,21 +114,25 @@ def component_prompts(
         max_components: keep the K largest components.
         rng: random generator.
         sure_water, sure_land: ``bool (rows, cols)`` pools of positive / negative points, or None.
+        components: ``coarse``'s components when the caller has them
+            (:attr:`~samgeo_pipeline.coarse.CoarseMask.components`), else they are labelled here.
 
     Returns:
-        One :class:`ComponentPrompt` per kept component, largest first.
+        One :class:`ComponentPrompt` per kept component, largest first (ties: raster order of
+        their first pixels).
     """
-    labels, count = ndimage.label(coarse, structure=np.ones((3, 3), bool))
-    if count == 0:
-        return []
-    areas = np.bincount(labels.ravel())[1:]
+    if components is None:
+        count, labels = label_components(coarse)
+        components = Components(labels, np.bincount(labels.ravel(), minlength=count))
+    labels, areas = components.labels, components.areas[1:]
     order = np.argsort(-areas, kind="stable")[:max_components]
-    slices = ndimage.find_objects(labels)
+    order = order[areas[order] > 0]
     height, width = coarse.shape
     prompts = []
     for k in order:
         area = int(areas[k])
-        sl = slices[k]
+        pixels = labels == k + 1
+        sl = _bounding_slices(pixels)
         y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         box = None
         points = np.zeros((0, 2), np.float32)
@@ -143,7 +149,7 @@ def component_prompts(
                 dtype=np.float32,
             )
         else:
-            component = labels[sl] == k + 1
+            component = pixels[sl]
             depth = erosion if erosion is not None else erosion_iterations(area, 35)
             cand = _within(erode(component, depth), None if sure_water is None else sure_water[sl])
             pos = sample_points(cand, n_points, 2.75 * np.sqrt(area) / n_points, rng) + [x0, y0]
@@ -174,6 +180,7 @@ def prompts_for(
     rng: np.random.Generator,
     sure_water: np.ndarray | None = None,
     sure_land: np.ndarray | None = None,
+    components: Components | None = None,
 ) -> list[ComponentPrompt]:
     """:func:`component_prompts` with the options of a config object."""
     return component_prompts(
@@ -188,6 +195,7 @@ def prompts_for(
         rng=rng,
         sure_water=sure_water,
         sure_land=sure_land,
+        components=components,
     )
 
 
@@ -213,6 +221,12 @@ def _negatives(
     depth = erosion if erosion is not None else erosion_iterations(count, 50)
     cand = _within(erode(background, depth), None if sure_land is None else sure_land[y0:y1, x0:x1])
     return sample_points(cand, n, 2.0 * np.sqrt(count) / n, rng) + np.array([x0, y0], np.float32)
+
+
+def _bounding_slices(mask: np.ndarray) -> tuple[slice, slice]:
+    """Row and column slices of the bounding box of a non-empty ``bool (rows, cols)`` mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def _within(candidates: np.ndarray, pool: np.ndarray | None) -> np.ndarray:

@@ -51,5 +51,5 @@ def write_quicklook(preview: np.ndarray, mask_path: Path, png_path: Path) -> Pat
     contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(rgb, contours, -1, OUTLINE_RGB, thickness=max(1, max(shape) // 512))
     with atomic_path(png_path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="PNG")
+        Image.fromarray(rgb).save(tmp, format="PNG", compress_level=1)  # 4x faster than 6, ~20 % larger
     return png_path

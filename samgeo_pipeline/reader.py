@@ -57,7 +57,7 @@ def prepare_tile(
     prompts: list[ComponentPrompt] = []
     if config.uses_sam and coarse.water.any():
         rng = np.random.default_rng([config.seed, tile.row, tile.col])
-        prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land)
+        prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land, coarse.components)
     return PreparedTile(tile, rgb, valid, coarse.water, prompts)
 
 

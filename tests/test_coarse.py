@@ -14,6 +14,7 @@ from samgeo_pipeline.coarse import (
     fit_rule,
     index_above,
     keep_components,
+    label_components,
     normalized_difference,
     resolve_method,
     rule_warnings,
@@ -209,6 +210,24 @@ class TestComponents:
         for min_area in (2, 5, 64):
             expected = remove_small_objects(mask, max_size=min_area - 1, connectivity=2)
             np.testing.assert_array_equal(keep_components(mask.copy(), mask, min_area), expected)
+
+
+    def test_nothing_dropped_is_a_copy(self) -> None:
+        water = np.zeros((10, 10), bool)
+        water[2:5, 2:5] = True
+        kept = keep_components(water, water, 1)
+        np.testing.assert_array_equal(kept, water)
+        kept[0, 0] = True
+        assert not water[0, 0]
+
+    @pytest.mark.parametrize("shape", [(1024, 1024), (301, 517), (1, 64), (64, 1)])
+    def test_labels_numbered_as_scipy(self, shape) -> None:
+        """Raster order of first pixels (prompts depend on it), on masks big enough for OpenCV's threads."""
+        mask = np.random.default_rng(shape[0]).random(shape) < 0.5
+        count, labels = label_components(mask[:, ::-1][:, ::-1])  # a non-contiguous view too
+        expected, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        assert count == n + 1
+        np.testing.assert_array_equal(labels, expected)
 
 
 def test_independent_of_window_when_min_area_le_halo_plus_one() -> None:

@@ -309,3 +309,27 @@ def test_prompts_for_passes_the_config() -> None:
     big = np.zeros((64, 96), bool)
     big[:10, :10] = big[20:30, 50:90] = big[50:52, 0:3] = True
     assert len(prompts_for(big, valid, SegmentConfig(model="none", max_components=2), np.random.default_rng(0))) == 2
+
+
+@pytest.mark.parametrize("kind", ["points", "box"])
+def test_components_from_the_coarse_mask_give_the_same_prompts(kind: str) -> None:
+    """Components handed over by the coarse mask (dropped ones included in its labels) = labelled anew."""
+    from samgeo_pipeline.coarse import kept_components
+
+    rng = np.random.default_rng(5)
+    candidates = np.zeros((256, 256), bool)
+    for _ in range(40):  # discs of a few equal sizes (area ties) and specks min_area drops
+        r, c, radius = rng.integers(0, 256), rng.integers(0, 256), rng.choice([1, 6, 6, 12])
+        candidates |= disc((256, 256), (r, c), radius)
+    water, components = kept_components(candidates, candidates, 30)
+    assert components is not None and (components.areas > 0).sum() < len(components.areas) - 1  # some dropped
+    valid = np.ones_like(water)
+    options = dict(kind=kind, n_points=3, n_negatives=2, erosion=None, box_jitter=3, max_components=50)
+    anew = component_prompts(water, valid, rng=np.random.default_rng(1), **options)
+    given = component_prompts(water, valid, rng=np.random.default_rng(1), components=components, **options)
+    assert len(anew) == len(given) == (components.areas > 0).sum()
+    for a, b in zip(anew, given, strict=True):
+        assert a.area == b.area
+        np.testing.assert_array_equal(a.points_xy, b.points_xy)
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.box_xyxy if a.box_xyxy is not None else [], b.box_xyxy if b.box_xyxy is not None else [])

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.windows import Window
-
 import pytest
+import rasterio
 from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
 
 from samgeo_pipeline import writers
 from samgeo_pipeline.errors import OutputWriteError
