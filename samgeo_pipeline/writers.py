@@ -53,15 +53,14 @@ class WindowedRasterWriter:
                 self.work, "w", driver="GTiff", width=info.width, height=info.height, count=1, dtype=dtype,
                 nodata=nodata, crs=info.crs, transform=info.transform, tiled=True, blockxsize=512, blockysize=512,
             )  # fmt: skip
-        except (RasterioError, OSError) as exc:
+        except BaseException as exc:
             self.work.unlink()
+            if not isinstance(exc, (RasterioError, OSError)):
+                raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OutputWriteError(
                 f"{final}: cannot create the work file ({reason}); check the free space and permissions there"
             ) from None
-        except BaseException:
-            self.work.unlink()
-            raise
 
     def write(self, array: np.ndarray, window: Window) -> None:
         """Write ``array`` (``(rows, cols)``, the output dtype) at ``window`` (source pixels)."""
