@@ -32,11 +32,12 @@ growth from seeds, look at the tile's read window only: the result does not depe
 for components that the halo contains whole (always for ``min_area <= halo + 1``).
 
 Arrays: ``data`` is ``float32 (bands, rows, cols)`` in file units, bands in ``rule.band_names``
-order; masks are ``bool (rows, cols)``.
+order (:func:`apply_rule` also takes the file's own dtype); masks are ``bool (rows, cols)``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -240,36 +241,106 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
     """The coarse mask of a tile (or of any array of the image) under the image's rule.
 
     Args:
-        data, valid: the tile, see the module docstring.
+        data: the tile, ``(bands, rows, cols)`` in file units: ``float32``, or the file's own
+            dtype. ``uint8`` bands under a spectral rule are classified through a lookup table of
+            the float32 arithmetic (:func:`_spectral_lut`: the same masks without a float copy);
+            other dtypes are converted to ``float32`` first.
+        valid: ``bool (rows, cols)``.
         rule: the image's rule (:func:`fit_rule`).
         min_area: components (8-connected) with fewer pixels are dropped.
         pools: also compute the prompt pools (else ``sure_water`` and ``sure_land`` are None).
     """
-    if rule.method == "rgb":
-        grey = _grey(data, rule)
-        dark = (grey < rule.grey_max) & valid
-        smooth = _local_std(grey, rule.texture_window) < SMOOTH_STD
-        rough_ok = _local_std(grey, _ROUGH_WINDOW) < ROUGH_STD
-        seeds = dark & smooth & (grey < rule.grey_seed)
-        water = keep_components(dark & rough_ok, seeds, min_area)
-        water |= _grow(water, _ROUGH_WINDOW // 2) & dark  # the shore, where the window sees land too
-        if not pools:
-            return CoarseMask(water, None, None)
-        sure_land = valid & ~water & ((grey >= rule.grey_max + SURE_MARGIN) | ~rough_ok)
-        return CoarseMask(water, water & seeds, sure_land)
-    other = "swir" if rule.method == "mndwi" else "nir"
-    green, second = _band(data, rule, "green"), _band(data, rule, other)
-    total, diff = green + second, green - second  # once per tile, for all three comparisons
-    candidates = valid & _sums_above(total, diff, rule.threshold)
-    for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
-        if limit is not None:
-            candidates &= (second if band == other else _band(data, rule, band)) < limit
+    if rule.method != "rgb" and data.dtype == np.uint8:
+        passes, above_sure, above_land = _spectral_tests_uint8(data, rule, pools)
+    else:
+        data = data if data.dtype == np.float32 else data.astype(np.float32)
+        if rule.method == "rgb":
+            return _apply_rgb(data, valid, rule, min_area, pools)
+        passes, above_sure, above_land = _spectral_tests(data, rule, pools)
+    candidates = valid & passes
     water, components = kept_components(candidates, candidates, min_area)
     if not pools:
         return CoarseMask(water, None, None, components)
-    sure_water = water & _sums_above(total, diff, rule.threshold + SURE_MARGIN)
-    sure_land = valid & ~water & ~_sums_above(total, diff, rule.threshold - LAND_MARGIN)
-    return CoarseMask(water, sure_water, sure_land, components)
+    return CoarseMask(water, water & above_sure, valid & ~water & ~above_land, components)
+
+
+def _apply_rgb(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: int, pools: bool) -> CoarseMask:
+    """:func:`apply_rule` of an ``rgb`` rule (``data`` float32)."""
+    grey = _grey(data, rule)
+    dark = (grey < rule.grey_max) & valid
+    smooth = _local_std(grey, rule.texture_window) < SMOOTH_STD
+    rough_ok = _local_std(grey, _ROUGH_WINDOW) < ROUGH_STD
+    seeds = dark & smooth & (grey < rule.grey_seed)
+    water = keep_components(dark & rough_ok, seeds, min_area)
+    water |= _grow(water, _ROUGH_WINDOW // 2) & dark  # the shore, where the window sees land too
+    if not pools:
+        return CoarseMask(water, None, None)
+    sure_land = valid & ~water & ((grey >= rule.grey_max + SURE_MARGIN) | ~rough_ok)
+    return CoarseMask(water, water & seeds, sure_land)
+
+
+def _spectral_tests(
+    data: np.ndarray, rule: CoarseRule, pools: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Per pixel of float32 ``data`` (validity not applied) under a spectral rule: ``(passes,
+    above_sure, above_land)``, the index and brightness tests of a candidate, the index above
+    threshold + :data:`SURE_MARGIN`, and above threshold - :data:`LAND_MARGIN` (None without ``pools``).
+    """
+    other = "swir" if rule.method == "mndwi" else "nir"
+    green, second = _band(data, rule, "green"), _band(data, rule, other)
+    total, diff = green + second, green - second  # once per tile, for all three comparisons
+    passes = _sums_above(total, diff, rule.threshold)
+    for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
+        if limit is not None:
+            passes &= (second if band == other else _band(data, rule, band)) < limit
+    if not pools:
+        return passes, None, None
+    return passes, _sums_above(total, diff, rule.threshold + SURE_MARGIN), _sums_above(total, diff, rule.threshold - LAND_MARGIN)
+
+
+#: Bits of :func:`_spectral_lut`'s codes: :func:`_spectral_tests`'s three tests.
+_PASSES, _ABOVE_SURE, _ABOVE_LAND = 1, 2, 4
+
+
+def _spectral_tests_uint8(
+    data: np.ndarray, rule: CoarseRule, pools: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`_spectral_tests` of ``uint8`` bands: one lookup of each pixel's (green, NIR or SWIR) pair."""
+    names = rule.band_names
+    other = "swir" if rule.method == "mndwi" else "nir"
+    pair = (data[names.index("green")].astype(np.uint16) << 8) | data[names.index(other)]
+    codes = np.take(_spectral_lut(rule), pair)
+    passes = (codes & _PASSES).view(bool)
+    for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
+        if limit is not None and band != other:  # a limit on a third band: its own table
+            passes &= cv2.LUT(np.ascontiguousarray(data[names.index(band)]), _darker_lut(rule, band)).view(bool)
+    if not pools:
+        return passes, None, None
+    return passes, (codes & _ABOVE_SURE).astype(bool), (codes & _ABOVE_LAND).astype(bool)
+
+
+@functools.lru_cache(maxsize=16)
+def _spectral_lut(rule: CoarseRule) -> np.ndarray:
+    """``uint8 (65536,)``: :func:`_spectral_tests`' results for green ``g`` and the second band ``s``
+    (uint8 values) at ``g << 8 | s``, as :data:`_PASSES` | :data:`_ABOVE_SURE` | :data:`_ABOVE_LAND`
+    bits. A limit on a third band is not in the table."""
+    other = "swir" if rule.method == "mndwi" else "nir"
+    levels = np.arange(256, dtype=np.float32)
+    grid = np.stack([np.repeat(levels, 256), np.tile(levels, 256)])  # (green, second) of each code
+    pair_rule = replace(rule, band_names=("green", other), nir_max=rule.nir_max if other == "nir" else None,
+                        swir_max=rule.swir_max if other == "swir" else None)  # fmt: skip
+    passes, above_sure, above_land = _spectral_tests(grid, pair_rule, pools=True)
+    codes = passes * np.uint8(_PASSES) | above_sure * np.uint8(_ABOVE_SURE) | above_land * np.uint8(_ABOVE_LAND)
+    codes.flags.writeable = False
+    return codes
+
+
+@functools.lru_cache(maxsize=16)
+def _darker_lut(rule: CoarseRule, band: str) -> np.ndarray:
+    """``uint8 (256,)``: 1 where the uint8 value of ``band`` passes the rule's limit on it."""
+    limit = rule.nir_max if band == "nir" else rule.swir_max
+    levels = np.arange(256, dtype=np.float32)[None]
+    return (_band(levels, replace(rule, band_names=(band,)), band) < limit).view(np.uint8)
 
 
 def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:

@@ -193,25 +193,25 @@ def resolve_composite(requested: str, band_names: tuple[str, ...] | list[str], w
     return composite
 
 
-def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats, native: np.ndarray | None = None) -> np.ndarray:
+def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats) -> np.ndarray:
     """SAM's input for a tile: the composite bands stretched by the image's percentiles.
 
     Args:
-        data: ``float32 (bands, rows, cols)`` in file units, bands in ``stats.band_names`` order.
+        data: ``(bands, rows, cols)`` in file units, bands in ``stats.band_names`` order:
+            ``float32``, or the file's own dtype. Integers of at most 16 bits are stretched through
+            a lookup table of the float32 arithmetic (the same bytes, several times faster);
+            other dtypes are converted to ``float32``.
         valid: ``bool (rows, cols)``; invalid pixels become 0.
         stats: the image's statistics.
-        native: optionally the same bands in the file's dtype (``data`` is their float32 copy).
-            Integers of at most 16 bits are then stretched through a lookup table of the same
-            float32 arithmetic: the same bytes, several times faster.
 
     Returns:
         ``uint8 (rows, cols, 3)`` RGB.
     """
     names = list(stats.band_names)
     indexes = [names.index(name) for name in stats.composite]
-    if native is not None and native.dtype.name in _LUT_VIEWS:
-        view = _LUT_VIEWS[native.dtype.name]
-        channels = [_lut_apply(_stretch_lut(stats.low[i], stats.high[i], native.dtype.name), native[i].view(view))
+    if data.dtype.name in _LUT_VIEWS:
+        view = _LUT_VIEWS[data.dtype.name]
+        channels = [_lut_apply(_stretch_lut(stats.low[i], stats.high[i], data.dtype.name), data[i].view(view))
                     for i in indexes]
         if not valid.all():
             keep = np.negative(valid.view(np.uint8))  # 255 where valid, 0 elsewhere
@@ -220,7 +220,7 @@ def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats, native: np.n
         return cv2.merge(channels)
     rgb = np.empty((*data.shape[1:], 3), dtype=np.uint8)
     for channel, i in enumerate(indexes):
-        rgb[..., channel] = _stretch(data[i], stats.low[i], stats.high[i])
+        rgb[..., channel] = _stretch(data[i].astype(np.float32, copy=False), stats.low[i], stats.high[i])
     rgb[~valid] = 0
     return rgb
 

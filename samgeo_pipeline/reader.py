@@ -49,10 +49,10 @@ def prepare_tile(
     ds: rasterio.DatasetReader, info: RasterInfo, stats: ImageStats, tile: Tile, config: SegmentConfig
 ) -> PreparedTile:
     """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
-    native, valid = read_tile_native(ds, info, tile)
-    data = as_float32(native)
-    rgb = to_rgb8(data, valid, stats, native) if config.uses_sam else None  # SAM's input
-    del native
+    data, valid = read_tile_native(ds, info, tile)  # integers stay integers: both stages take them
+    if data.dtype.kind == "f":
+        data = as_float32(data)
+    rgb = to_rgb8(data, valid, stats) if config.uses_sam else None  # SAM's input
     coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=config.uses_sam)
     prompts: list[ComponentPrompt] = []
     if config.uses_sam and coarse.water.any():

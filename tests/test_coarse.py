@@ -488,3 +488,60 @@ def test_warnings_at_their_limits() -> None:
         "shadows and dark smooth fields can pass: check quicklook.png, or map NIR/SWIR with --bands"
     )
     assert rule_warnings(CoarseRule("ndwi", RGBN, threshold=0.0, separability=0.5), "a.tif") == []
+
+
+class TestIntegerBands:
+    """Tiles in the file's dtype give the masks of their float32 copy (uint8: by a lookup table)."""
+
+    RULES = [
+        CoarseRule("ndwi", RGBN, offset=16.0, threshold=0.0, nir_max=83.3125),  # NAIP-like
+        CoarseRule("ndwi", RGBN, offset=2.5, threshold=-0.35),
+        CoarseRule("ndwi", RGBN, threshold=0.95),  # threshold + SURE_MARGIN >= 1: the division path
+        CoarseRule("mndwi", MS, offset=3.0, threshold=-0.1, nir_max=120.0, swir_max=60.0),  # NIR: a third band
+        CoarseRule("ndwi", MS, threshold=0.1, nir_max=90.0, swir_max=70.0),  # SWIR: a third band
+    ]
+
+    @pytest.mark.parametrize("rule", RULES, ids=lambda r: f"{r.method}-{r.threshold}")
+    @pytest.mark.parametrize("pools", [True, False])
+    def test_uint8_equals_its_float32_copy_for_every_pair(self, rule: CoarseRule, pools: bool) -> None:
+        names = rule.band_names
+        rng = np.random.default_rng(5)
+        native = rng.integers(0, 256, (len(names), 256, 256), dtype=np.uint8)
+        other = "swir" if rule.method == "mndwi" else "nir"
+        native[names.index("green")] = np.arange(256, dtype=np.uint8)[:, None]  # every (green, other) pair
+        native[names.index(other)] = np.arange(256, dtype=np.uint8)[None, :]
+        valid = rng.random((256, 256)) > 0.1
+        got = apply_rule(native, valid, rule, min_area=3, pools=pools)
+        expected = apply_rule(native.astype(np.float32), valid, rule, min_area=3, pools=pools)
+        assert 0.005 < expected.water.mean() < 0.98
+        np.testing.assert_array_equal(got.water, expected.water)
+        np.testing.assert_array_equal(got.components.labels, expected.components.labels)
+        np.testing.assert_array_equal(got.components.areas, expected.components.areas)
+        if pools:
+            assert expected.sure_land.any() and (expected.sure_water.any() or rule.threshold > 0.9)
+            np.testing.assert_array_equal(got.sure_water, expected.sure_water)
+            np.testing.assert_array_equal(got.sure_land, expected.sure_land)
+        else:
+            assert got.sure_water is None and got.sure_land is None
+
+    @pytest.mark.parametrize("dtype", ["uint16", "int16", "int32"])
+    def test_other_integers_equal_their_float32_copy(self, dtype: str) -> None:
+        data = scene({"water": LAKE, "turbid": (slice(80, 110), slice(20, 100))})
+        valid = np.ones((120, 120), bool)
+        rule = fit_rule(data, valid, MS)
+        native = data.round().astype(dtype)
+        got = apply_rule(native, valid, rule, 1)
+        expected = apply_rule(native.astype(np.float32), valid, rule, 1)
+        assert got.water[LAKE].all()
+        for a, b in ((got.water, expected.water), (got.sure_water, expected.sure_water),
+                     (got.sure_land, expected.sure_land)):
+            np.testing.assert_array_equal(a, b)
+
+    def test_rgb_rule_on_uint8(self) -> None:
+        data = np.full((3, 60, 60), 180, np.uint8)
+        data[:, 10:40, 10:40] = 30
+        rule = CoarseRule("rgb", RGB, grey_low=0.0, grey_high=255.0, grey_max=0.4, grey_seed=0.3, texture_window=5)
+        valid = np.ones((60, 60), bool)
+        got = apply_rule(data, valid, rule, 1)
+        assert got.water[10:40, 10:40].all() and got.water.sum() == 900
+        np.testing.assert_array_equal(got.sure_land, apply_rule(data.astype(np.float32), valid, rule, 1).sure_land)

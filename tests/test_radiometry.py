@@ -197,17 +197,21 @@ class TestFastPaths:
         stats = _stats(("blue", "nir", "green", "red"), low, high, ("nir", "red", "blue"))
         data = native.astype(np.float32)
         expected = to_rgb8(data, valid, stats)
-        assert expected.dtype == to_rgb8(data, valid, stats, native).dtype == np.uint8
-        np.testing.assert_array_equal(to_rgb8(data, valid, stats, native), expected)
-        np.testing.assert_array_equal(to_rgb8(data, np.ones_like(valid), stats, native),
+        assert expected.dtype == to_rgb8(native, valid, stats).dtype == np.uint8
+        np.testing.assert_array_equal(to_rgb8(native, valid, stats), expected)
+        np.testing.assert_array_equal(to_rgb8(native, np.ones_like(valid), stats),
                                       to_rgb8(data, np.ones_like(valid), stats))
 
-    def test_rgb8_float_native_uses_float_path(self) -> None:
-        data = np.linspace(-5, 300, 4 * 6 * 7, dtype=np.float32).reshape(4, 6, 7)
+    def test_rgb8_of_other_dtypes_is_that_of_their_float32_copy(self) -> None:
+        data = np.linspace(-5, 300, 4 * 6 * 7, dtype=np.float64).reshape(4, 6, 7)
         valid = np.ones((6, 7), bool)
         valid[2] = False
         stats = _stats(("red", "green", "blue", "nir"), (0.0,) * 4, (255.0,) * 4, ("red", "green", "blue"))
-        np.testing.assert_array_equal(to_rgb8(data, valid, stats, data), to_rgb8(data, valid, stats))
+        expected = to_rgb8(data.astype(np.float32), valid, stats)
+        assert 0 < expected.mean() < 255
+        np.testing.assert_array_equal(to_rgb8(data, valid, stats), expected)
+        np.testing.assert_array_equal(to_rgb8(data.astype(np.int32), valid, stats),
+                                      to_rgb8(data.astype(np.int32).astype(np.float32), valid, stats))
 
     @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
     def test_percentiles_from_value_counts_equal_numpy(self, dtype: str) -> None:
