@@ -286,7 +286,7 @@ def _spectral_tests(
     above_sure, above_land)``, the index and brightness tests of a candidate, the index above
     threshold + :data:`SURE_MARGIN`, and above threshold - :data:`LAND_MARGIN` (None without ``pools``).
     """
-    other = "swir" if rule.method == "mndwi" else "nir"
+    other = _second_band(rule)
     green, second = _band(data, rule, "green"), _band(data, rule, other)
     total, diff = green + second, green - second  # once per tile, for all three comparisons
     passes = _sums_above(total, diff, rule.threshold)
@@ -307,7 +307,7 @@ def _spectral_tests_uint8(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """:func:`_spectral_tests` of ``uint8`` bands: one lookup of each pixel's (green, NIR or SWIR) pair."""
     names = rule.band_names
-    other = "swir" if rule.method == "mndwi" else "nir"
+    other = _second_band(rule)
     pair = (data[names.index("green")].astype(np.uint16) << 8) | data[names.index(other)]
     codes = np.take(_spectral_lut(rule), pair)
     passes = (codes & _PASSES).view(bool)
@@ -324,7 +324,7 @@ def _spectral_lut(rule: CoarseRule) -> np.ndarray:
     """``uint8 (65536,)``: :func:`_spectral_tests`' results for green ``g`` and the second band ``s``
     (uint8 values) at ``g << 8 | s``, as :data:`_PASSES` | :data:`_ABOVE_SURE` | :data:`_ABOVE_LAND`
     bits. A limit on a third band is not in the table."""
-    other = "swir" if rule.method == "mndwi" else "nir"
+    other = _second_band(rule)
     levels = np.arange(256, dtype=np.float32)
     grid = np.stack([np.repeat(levels, 256), np.tile(levels, 256)])  # (green, second) of each code
     pair_rule = replace(rule, band_names=("green", other), nir_max=rule.nir_max if other == "nir" else None,
@@ -472,13 +472,18 @@ def darkest_mode_edge(values: np.ndarray, bins: int = 32) -> float | None:
     return float(edges[k + 1])
 
 
+def _second_band(rule: CoarseRule) -> str:
+    """The band the index compares green with: SWIR for ``mndwi``, NIR for ``ndwi``."""
+    return "swir" if rule.method == "mndwi" else "nir"
+
+
 def _band(data: np.ndarray, rule: CoarseRule, name: str) -> np.ndarray:
     band = data[rule.band_names.index(name)]
     return band - np.float32(rule.offset) if rule.offset else band
 
 
 def _index(data: np.ndarray, rule: CoarseRule) -> np.ndarray:
-    other = "swir" if rule.method == "mndwi" else "nir"
+    other = _second_band(rule)
     return normalized_difference(_band(data, rule, "green"), _band(data, rule, other))
 
 
