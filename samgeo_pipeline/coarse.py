@@ -376,7 +376,7 @@ def kept_components(candidates: np.ndarray, seeds: np.ndarray, min_area: int) ->
     if not candidates.any():
         return candidates, None
     count, labels = label_components(candidates)
-    areas = np.bincount(labels.ravel(), minlength=count)
+    areas = np.bincount(labels[candidates], minlength=count)  # label 0 (background) not counted
     keep = areas >= max(1, min_area)
     if seeds is not candidates:
         keep &= np.bincount(labels[seeds & candidates], minlength=count) > 0
