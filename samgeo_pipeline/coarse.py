@@ -295,7 +295,8 @@ def _spectral_tests(
             passes &= (second if band == other else _band(data, rule, band)) < limit
     if not pools:
         return passes, None, None
-    return passes, _sums_above(total, diff, rule.threshold + SURE_MARGIN), _sums_above(total, diff, rule.threshold - LAND_MARGIN)
+    above_sure = _sums_above(total, diff, rule.threshold + SURE_MARGIN)
+    return passes, above_sure, _sums_above(total, diff, rule.threshold - LAND_MARGIN)
 
 
 #: Bits of :func:`_spectral_lut`'s codes: :func:`_spectral_tests`'s three tests.
