@@ -273,3 +273,29 @@ class TestFastPaths:
                 threaded = read_decimated(ds, info, (97, 133), resampling, chunk=64, workers=3)
                 np.testing.assert_array_equal(threaded[0], serial[0])
                 np.testing.assert_array_equal(threaded[1], serial[1])
+
+
+def test_statistics_do_not_depend_on_the_files_overviews(tmp_path: Path) -> None:
+    """A decimated read would come from overviews, whose values their resampling made: not used."""
+    rng = np.random.default_rng(11)
+    image = rng.integers(1, 255, (4, 256, 256), dtype=np.uint8)
+    image[3, 40:140, 30:200] = 5  # dark NIR: a lake
+    plain = write_raster(tmp_path / "plain.tif", image)
+    with_overviews = write_raster(tmp_path / "overviews.tif", image)
+    with rasterio.open(with_overviews, "r+") as ds:
+        ds.build_overviews([2, 4], Resampling.average)
+    config = SegmentConfig(stats_size=64)
+    info = inspect_raster(with_overviews)
+    with rasterio.open(with_overviews) as ds:
+        assert ds.overviews(1) == [2, 4]
+        got = compute_stats(ds, info, config)
+        from_overview = ds.read(1, out_shape=(64, 64), resampling=Resampling.nearest)
+    with rasterio.open(plain) as ds:
+        expected = compute_stats(ds, inspect_raster(plain), config)
+        full_resolution = ds.read(1, out_shape=(64, 64), resampling=Resampling.nearest)
+    assert not np.array_equal(from_overview, full_resolution)  # GDAL does serve it from the overview
+    assert got == expected
+    with rasterio.open(with_overviews) as ds:
+        for workers in (1, 3):
+            data, _ = read_decimated(ds, info, (64, 64), Resampling.nearest, chunk=32, workers=workers)
+            np.testing.assert_array_equal(data[0], full_resolution)
