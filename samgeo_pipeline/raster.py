@@ -292,7 +292,7 @@ def read_decimated(
     Returns:
         ``(data, valid)``: ``float32 (bands, rows, cols)`` and ``bool (rows, cols)``, ``(rows, cols) = shape``.
     """
-    if ds.overviews(info.band_indexes[0]):
+    if tuple(shape) != (info.height, info.width) and ds.overviews(info.band_indexes[0]):
         with rasterio.open(info.path, OVERVIEW_LEVEL="NONE") as full:
             return read_decimated(full, info, shape, resampling, chunk, workers)
     rows, cols = shape
