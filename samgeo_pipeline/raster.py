@@ -293,7 +293,7 @@ def read_decimated(
         ``(data, valid)``: ``float32 (bands, rows, cols)`` and ``bool (rows, cols)``, ``(rows, cols) = shape``.
     """
     if tuple(shape) != (info.height, info.width) and ds.overviews(info.band_indexes[0]):
-        with rasterio.open(info.path, OVERVIEW_LEVEL="NONE") as full:
+        with _open_full_resolution(info.path) as full:
             return read_decimated(full, info, shape, resampling, chunk, workers)
     rows, cols = shape
     fy, fx = info.height / rows, info.width / cols
@@ -321,7 +321,7 @@ def read_decimated(
     def read_here(bounds: tuple[int, int, int, int]) -> None:
         handle = getattr(local, "ds", None)
         if handle is None:
-            handle = local.ds = rasterio.open(info.path, OVERVIEW_LEVEL="NONE")
+            handle = local.ds = _open_full_resolution(info.path)
             with lock:
                 handles.append(handle)
         read(handle, *bounds)
@@ -334,6 +334,11 @@ def read_decimated(
         for handle in handles:
             handle.close()
     return data, valid
+
+
+def _open_full_resolution(path: Path) -> rasterio.DatasetReader:
+    """``path`` opened without its overviews: decimated reads resample the full resolution."""
+    return rasterio.open(path, OVERVIEW_LEVEL="NONE")
 
 
 def gdal_env() -> contextlib.AbstractContextManager[object]:
