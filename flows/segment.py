@@ -7,12 +7,13 @@ two images share a GPU. ``gpu_limit`` (off by default) names a server-wide concu
 hold as well.
 
 Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 + reuse check; CPU,
-retried on I/O errors) -> segment (SAM; holds the process's GPU lock and the output folder's lock,
-removes the temporary files a killed run left there; cached by input checksum + parameters + model
-+ output folder, results persisted) -> artifacts
-(a table and links per image, a markdown summary per run). CPU stages of other images go on in a
-bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4) while one image holds the GPU, or on a
-Dask cluster (``dask_address``). A failed image does not stop the others; the run ends Failed,
+retried on I/O errors) -> segment (statistics, tiles through SAM, COG, polygons, quicklook; holds
+the process's GPU lock for the tiles only and the output folder's lock throughout, removes the
+temporary files a killed run left there; cached by input checksum + parameters + model + output
+folder, results persisted) -> artifacts (a table and links per image, a markdown summary per run).
+Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
+hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
+cluster, ``dask_address``). A failed image does not stop the others; the run ends Failed,
 with every reason, when any image failed.
 
 Run it locally with ``python flows/segment.py INPUT... --out DIR [--model none]`` or deploy it
@@ -160,7 +161,7 @@ def segment_image(
     remote: dict[str, Any] | None = None, bands_source: str | None = None,
 ) -> dict[str, Any]:
     """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
-    given) while the model runs, and the output folder's lock while it writes there.
+    given) while its tiles go through the model, and the output folder's lock throughout.
 
     Temporary files a killed run left in the output folder are removed first (the lock proves
     their writer is dead). ``image`` names the task run only (it is not part of the cache key).
@@ -176,8 +177,6 @@ def segment_image(
         SamgeoPipelineError: the image failed, or SAM failed on some tiles (``partial``: the
             outputs are written, with those tiles as nodata, but not cached).
     """
-    from samgeo_pipeline.pipeline import segment_raster
-
     logger = get_run_logger()
     out_dir = Path(prepared["out_dir"])
     remote_dir = _remote_dir(out_dir, remote)
@@ -187,10 +186,10 @@ def segment_image(
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
             return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
-    with _gpu_slot(gpu_limit), output_lock(out_dir):
+    with output_lock(out_dir):
         for leftover in remove_partials(out_dir):
             logger.warning("%s: removed %s, left by a run that died while writing it", prepared.get("source"), leftover.name)
-        result = _segment(prepared, config, segment_raster, logger, bands_source)
+        result = _segment(prepared, config, gpu_limit, logger, bands_source)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
     if remote_dir:
@@ -222,10 +221,21 @@ def _gpu_slot(gpu_limit: str | None):
             yield
 
 
-def _segment(prepared: dict[str, Any], config: SegmentConfig, segment_raster, logger, bands_source=None):
+def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None, logger, bands_source=None):
+    """:class:`~samgeo_pipeline.pipeline.RasterRun`'s stages, holding the GPU (:func:`_gpu_slot`) for
+    the tiles only: the statistics before and the COG, polygons and quicklook after run beside
+    another image's tiles."""
+    from samgeo_pipeline.pipeline import RasterRun
+
     predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
-    return segment_raster(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
-                          source=prepared.get("source"), bands_source=bands_source)
+    run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
+                    source=prepared.get("source"), bands_source=bands_source)
+    reused = run.prepare()
+    if reused is not None:
+        return reused
+    with _gpu_slot(gpu_limit):
+        run.tiles()
+    return run.finish()
 
 
 # --------------------------------------------------------------------------- flow

@@ -36,7 +36,7 @@ from samgeo_pipeline.sink import TileSink
 from samgeo_pipeline.tiling import TileGrid
 from samgeo_pipeline.vectorize import write_polygons
 
-__all__ = ["segment_raster", "SegmentResult", "TileCounts", "Status"]
+__all__ = ["segment_raster", "RasterRun", "SegmentResult", "TileCounts", "Status"]
 
 
 def segment_raster(
@@ -49,6 +49,8 @@ def segment_raster(
     bands_source: str | None = None,
 ) -> SegmentResult:
     """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
+
+    The three stages of :class:`RasterRun` in order, on this thread.
 
     Args:
         path: input GeoTIFF / COG / VRT.
@@ -70,71 +72,135 @@ def segment_raster(
         a final name. Inputs over the size limits are refused before any read
         (:mod:`samgeo_pipeline.limits`).
     """
-    with gdal_env():
-        return _segment_raster(path, out_dir, config, predictor, model_source, source, bands_source)
+    run = RasterRun(path, out_dir, config, predictor, model_source, source, bands_source)
+    reused = run.prepare()
+    if reused is not None:
+        return reused
+    run.tiles()
+    return run.finish()
 
 
-def _segment_raster(
-    path: Path,
-    out_dir: Path,
-    config: SegmentConfig,
-    predictor: SamPredictor | None,
-    model_source: ModelSource | None,
-    source: str | None = None,
-    bands_source: str | None = None,
-) -> SegmentResult:
-    """:func:`segment_raster` inside its GDAL environment: the stages in order."""
-    if config.uses_sam and predictor is None:
-        raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
-    if predictor is not None and predictor.preprocessing:
-        config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
-    seconds: dict[str, float] = {}
-    image_warnings: list[str] = []  # this image's own: never a process-wide capture
-    t0 = time.perf_counter()
-    info = inspect_raster(path, config.bands, config.nodata)  # warns itself when not georeferenced
-    if not info.georeferenced:
-        image_warnings.append(f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown")
-    grid = check_size(info, config)  # before any read: a header can claim any size
-    source = source if source is not None else str(Path(path).resolve())
-    checksum = file_sha256(path)
-    seconds["inspect"] = time.perf_counter() - t0
-    if not config.overwrite:
-        previous = find_reusable(out_dir, checksum, config)
-        if previous is not None:
-            return SegmentResult(path, out_dir, "skipped", manifest=previous)
-        check_folder_owner(out_dir, source, checksum)
-    check_free_disk(info, config, out_dir)
+class RasterRun:
+    """One raster's segmentation in three stages, so that only the middle one needs the model.
 
-    t = time.perf_counter()
-    stats, preview = _image_stats(path, info, config)
-    seconds["stats"] = time.perf_counter() - t
-    release_free_memory()
-    for message in rule_warnings(stats.coarse, str(path)):
-        warnings.warn(message, CoarseMaskWarning, stacklevel=3)
-        image_warnings.append(message)
+    1. :meth:`prepare`: inspect, reuse and size checks, whole-image statistics (reads the input);
+    2. :meth:`tiles`: coarse mask, prompts and SAM per tile, each core into the mask's work file;
+    3. :meth:`finish`: mask COG, polygons, quicklook, manifest (reads the work file).
 
-    _clear_stale_outputs(out_dir, config)
-    counts, fraction, raster_outputs = _segment_tiles(path, out_dir, info, stats, grid, config, predictor, seconds)
+    A caller running several images keeps one GPU busy by holding it for :meth:`tiles` only: one
+    image's tiles go through the model while another image prepares or finishes on other threads
+    (:func:`~samgeo_pipeline.runner.segment_many`, the Prefect flow). The stages of one run are
+    called in order, each once, from any thread (each opens its own GDAL environment); the
+    arguments are those of :func:`segment_raster`.
+    """
 
-    t = time.perf_counter()
-    n_polygons, area_m2 = write_polygons(out_dir / "mask.tif", out_dir / "water.gpkg", config.simplify)
-    seconds["vectorize"] = time.perf_counter() - t
-    release_free_memory()
-    t = time.perf_counter()
-    write_quicklook(preview, out_dir / "mask.tif", out_dir / "quicklook.png")
-    seconds["quicklook"] = time.perf_counter() - t
+    info: RasterInfo  # set by prepare
+    grid: TileGrid
+    checksum: str
+    stats: ImageStats
+    preview: np.ndarray
 
-    outputs = [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"]
-    status: Status = "partial" if counts.failed else "done"
-    reason = _partial_reason(path, counts)
-    result = SegmentResult(path, out_dir, status, reason, counts, fraction, area_m2, n_polygons, seconds)
-    seconds["total"] = time.perf_counter() - t0
-    result.manifest = build_manifest(
-        info, checksum, config, model_source, predictor, stats, grid, result, outputs, image_warnings, source,
-        bands_source,
-    )
-    write_manifest(out_dir / "manifest.json", result.manifest)
-    return result
+    def __init__(
+        self,
+        path: Path,
+        out_dir: Path,
+        config: SegmentConfig,
+        predictor: SamPredictor | None = None,
+        model_source: ModelSource | None = None,
+        source: str | None = None,
+        bands_source: str | None = None,
+    ) -> None:
+        if config.uses_sam and predictor is None:
+            raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
+        if predictor is not None and predictor.preprocessing:
+            config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
+        self.path, self.out_dir, self.config = Path(path), Path(out_dir), config
+        self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
+        self.source = source if source is not None else str(self.path.resolve())
+        self.seconds: dict[str, float] = {}
+        self.warnings: list[str] = []  # this image's own: never a process-wide capture
+        self._sink: TileSink | None = None  # tiles written, COG not yet made
+
+    def prepare(self) -> SegmentResult | None:
+        """Checks and statistics; returns the earlier result (``skipped``) when the outputs can be reused."""
+        t0 = time.perf_counter()
+        path, config = self.path, self.config
+        with gdal_env():
+            self.info = inspect_raster(path, config.bands, config.nodata)  # warns itself when not georeferenced
+            if not self.info.georeferenced:
+                self.warnings.append(
+                    f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown"
+                )
+            self.grid = check_size(self.info, config)  # before any read: a header can claim any size
+            self.checksum = file_sha256(path)
+            self.seconds["inspect"] = time.perf_counter() - t0
+            if not config.overwrite:
+                previous = find_reusable(self.out_dir, self.checksum, config)
+                if previous is not None:
+                    return SegmentResult(path, self.out_dir, "skipped", manifest=previous)
+                check_folder_owner(self.out_dir, self.source, self.checksum)
+            check_free_disk(self.info, config, self.out_dir)
+            t = time.perf_counter()
+            self.stats, self.preview = _image_stats(path, self.info, config)
+            self.seconds["stats"] = time.perf_counter() - t
+        release_free_memory()
+        for message in rule_warnings(self.stats.coarse, str(path)):
+            warnings.warn(message, CoarseMaskWarning, stacklevel=3)
+            self.warnings.append(message)
+        _clear_stale_outputs(self.out_dir, config)
+        return None
+
+    def tiles(self) -> None:
+        """Every tile through the coarse mask and (with prompts) SAM into the mask's work file."""
+        t = time.perf_counter()
+        with gdal_env():
+            self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, self.config,
+                                        self.predictor)
+        self.seconds["tiles"] = time.perf_counter() - t
+        release_free_memory()
+
+    def finish(self) -> SegmentResult:
+        """The mask COG (and probability COG), polygons, quicklook and manifest; the result."""
+        sink, self._sink = self._sink, None
+        if sink is None:
+            raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
+        out_dir, seconds = self.out_dir, self.seconds
+        with gdal_env():
+            t = time.perf_counter()
+            try:
+                raster_outputs = sink.finish()
+            except BaseException:
+                sink.abort()
+                raise
+            seconds["cog"] = time.perf_counter() - t
+            release_free_memory()
+            t = time.perf_counter()
+            n_polygons, area_m2 = write_polygons(out_dir / "mask.tif", out_dir / "water.gpkg", self.config.simplify)
+            seconds["vectorize"] = time.perf_counter() - t
+            release_free_memory()
+            t = time.perf_counter()
+            write_quicklook(self.preview, out_dir / "mask.tif", out_dir / "quicklook.png")
+            seconds["quicklook"] = time.perf_counter() - t
+
+        counts = sink.counts
+        fraction = sink.water_pixels / sink.valid_pixels if sink.valid_pixels else 0.0
+        status: Status = "partial" if counts.failed else "done"
+        reason = _partial_reason(self.path, counts)
+        result = SegmentResult(self.path, out_dir, status, reason, counts, fraction, area_m2, n_polygons, seconds)
+        seconds["total"] = sum(seconds.values())  # this image's own time, not the waits between stages
+        outputs = [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"]
+        result.manifest = build_manifest(
+            self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
+            outputs, self.warnings, self.source, self.bands_source,
+        )
+        write_manifest(out_dir / "manifest.json", result.manifest)
+        return result
+
+    def abort(self) -> None:
+        """Delete the work files of tiles written but never finished (a batch stopped in between)."""
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.abort()
 
 
 def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[ImageStats, np.ndarray]:
@@ -170,17 +236,15 @@ def _segment_tiles(
     grid: TileGrid,
     config: SegmentConfig,
     predictor: SamPredictor | None,
-    seconds: dict[str, float],
-) -> tuple[TileCounts, float, list[Path]]:
-    """Every tile through the coarse mask and (with prompts) SAM into the output COGs.
+) -> TileSink:
+    """Every tile through the coarse mask and (with prompts) SAM into the output work files.
 
     Returns:
-        ``(tile counts, water fraction of valid pixels, raster outputs)``; no work file is left
-        behind on error.
+        The sink holding the written work files (its ``finish`` makes the COGs); on error no work
+        file is left behind.
     """
     sink = TileSink(info, config, out_dir)
     sink.counts.total = len(grid)
-    t = time.perf_counter()
     try:
         with tqdm(total=len(grid), desc=path.name, unit="tile", disable=not config.progress, leave=False) as bar:
             pending: list[PreparedTile] = []
@@ -198,17 +262,10 @@ def _segment_tiles(
             if pending:
                 run_sam_batch(predictor, pending, sink, config)  # type: ignore[arg-type]
                 bar.update(len(pending))
-        seconds["tiles"] = time.perf_counter() - t
-        release_free_memory()
-        t = time.perf_counter()
-        raster_outputs = sink.finish()
-        seconds["cog"] = time.perf_counter() - t
-        release_free_memory()
     except BaseException:
         sink.abort()
         raise
-    fraction = sink.water_pixels / sink.valid_pixels if sink.valid_pixels else 0.0
-    return sink.counts, fraction, raster_outputs
+    return sink
 
 
 def _count_without_sam(counts: TileCounts, prepared: PreparedTile, predictor: SamPredictor | None) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 from rasterio.errors import RasterioError
@@ -12,7 +15,7 @@ from shapely.errors import ShapelyError
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.paths import check_inside
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.sam import (
     ModelSource,
@@ -35,6 +38,8 @@ BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
     RasterioError, CPLE_BaseError, OSError, ValueError, RuntimeError, LookupError, TypeError, ArithmeticError,
     cv2.error, ShapelyError,
 )  # fmt: skip
+
+T = TypeVar("T")
 
 
 def describe_error(path: Path, exc: BaseException) -> str:
@@ -80,6 +85,13 @@ def segment_many(
 ) -> list[SegmentResult]:
     """Segment each input into its folder; a failed input is reported and the others go on.
 
+    The model is kept busy across images: this thread runs one image's tiles through it
+    (:meth:`RasterRun.tiles`) while one background thread finishes the image before (COG,
+    polygons, quicklook, manifest) and then prepares the next one (checks, statistics). Results
+    and log lines come in input order. Interrupted (Ctrl-C), the batch stops the tiles at once and
+    lets the finish already running complete (its outputs are whole); the stages not started are
+    dropped and their work files removed.
+
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
             (:func:`~samgeo_pipeline.paths.check_inside`).
@@ -89,20 +101,67 @@ def segment_many(
     """
     predictor, source = load_predictor(config)
     log(describe_model(config, predictor, source))
-    results = []
-    for path, out_dir in zip(inputs, out_dirs):
-        try:
-            if root is not None:
-                check_inside(out_dir, root)
-            result = segment_raster(path, out_dir, config, predictor, source)
-        except (SamgeoPipelineError, *BAD_INPUT_ERRORS) as exc:
-            result = SegmentResult(path, out_dir, "failed", describe_error(path, exc))
-        if result.status == "failed" or result.error:
-            log(f"error: {result.error}")
-        elif result.status == "skipped":
-            log(f"{path}: outputs exist with the same parameters, skipped (--overwrite to redo)")
-        results.append(result)
+
+    def prepare(path: Path, out_dir: Path) -> RasterRun | SegmentResult:
+        if root is not None:
+            check_inside(out_dir, root)
+        run = RasterRun(path, out_dir, config, predictor, source)
+        return run.prepare() or run
+
+    def tiles(run: RasterRun) -> RasterRun:
+        run.tiles()
+        return run
+
+    jobs = list(zip(inputs, out_dirs, strict=True))
+    results: list[SegmentResult] = []
+    unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), input order
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-stages")
+    try:
+        upcoming = background.submit(_outcome, *jobs[0], partial(prepare, *jobs[0])) if jobs else None
+        for k, (path, out_dir) in enumerate(jobs):
+            outcome = upcoming.result()  # type: ignore[union-attr]
+            if k + 1 < len(jobs):
+                upcoming = background.submit(_outcome, *jobs[k + 1], partial(prepare, *jobs[k + 1]))
+            if isinstance(outcome, RasterRun):
+                outcome = _outcome(path, out_dir, partial(tiles, outcome))  # on this thread: the model's
+            if isinstance(outcome, RasterRun):
+                unreported.append((background.submit(_outcome, path, out_dir, outcome.finish), outcome))
+            else:
+                unreported.append((_resolved(outcome), None))
+            while len(unreported) > 1 or (unreported and k + 1 == len(jobs)):
+                results.append(_report(unreported.pop(0)[0].result(), log))
+    except BaseException:
+        background.shutdown(wait=True, cancel_futures=True)
+        for future, run in unreported:
+            if run is not None and future.cancelled():
+                run.abort()  # tiles written, never finished: remove the work files
+        raise
+    background.shutdown()
     return results
+
+
+def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentResult:
+    """``stage()``, or the ``failed`` result of ``path`` when it raises an error a bad input causes."""
+    try:
+        return stage()
+    except (SamgeoPipelineError, *BAD_INPUT_ERRORS) as exc:
+        return SegmentResult(path, out_dir, "failed", describe_error(path, exc))
+
+
+def _resolved(result: SegmentResult) -> Future:
+    """A future already holding ``result``."""
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
+def _report(result: SegmentResult, log: Callable[[str], None]) -> SegmentResult:
+    """Log a failed or reused input."""
+    if result.status == "failed" or result.error:
+        log(f"error: {result.error}")
+    elif result.status == "skipped":
+        log(f"{result.input}: outputs exist with the same parameters, skipped (--overwrite to redo)")
+    return result
 
 
 def coarse_label(manifest: dict | None) -> str:

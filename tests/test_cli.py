@@ -134,12 +134,12 @@ class TestSegment:
 
     def test_ctrl_c_exits_130(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
-        import samgeo_pipeline.runner as runner
+        from samgeo_pipeline.pipeline import RasterRun
 
         def interrupted(*args: object, **kwargs: object) -> None:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(runner, "segment_raster", interrupted)
+        monkeypatch.setattr(RasterRun, "tiles", interrupted)
         assert segment(scene, "--out", tmp_path / "out") == 130
         err = capsys.readouterr().err
         assert err.strip().splitlines()[-1] == "interrupted" and "Traceback" not in err

@@ -336,14 +336,16 @@ class TestBatchGoesOn:
         assert "Traceback" not in err
         assert (out / "a_b" / "manifest.json").is_file() and (out / "scene" / "manifest.json").is_file()
 
+    @pytest.mark.parametrize("stage", ["prepare", "tiles", "finish"])
     @pytest.mark.parametrize("error", ["pyogrio", "cv2", "geos", "runtime", "key"])
-    def test_whatever_a_bad_file_raises_the_next_one_runs(self, error: str, scene: Path, tmp_path: Path,
+    def test_whatever_a_bad_file_raises_the_next_one_runs(self, error: str, stage: str, scene: Path, tmp_path: Path,
                                                           monkeypatch) -> None:  # fmt: skip
         import cv2
         import pyogrio.errors
         import shapely.errors
 
         import samgeo_pipeline.runner as runner
+        from samgeo_pipeline.pipeline import RasterRun
 
         raised = {
             "pyogrio": pyogrio.errors.DataSourceError("sqlite3_open(...) failed"),
@@ -352,32 +354,51 @@ class TestBatchGoesOn:
             "runtime": RuntimeError("bad\nsecond line"),
             "key": KeyError("band"),
         }[error]
-        real = runner.segment_raster
+        real = getattr(RasterRun, stage)
 
-        def flaky(path, *args, **kwargs):
-            if path.name == "bad.tif":
+        def flaky(run):
+            if run.path.name == "bad.tif":
                 raise raised
-            return real(path, *args, **kwargs)
+            return real(run)
 
-        monkeypatch.setattr(runner, "segment_raster", flaky)
+        monkeypatch.setattr(RasterRun, stage, flaky)
         bad = shutil.copy(scene, tmp_path / "bad.tif")
         logged: list[str] = []
-        results = runner.segment_many([Path(bad), scene], [tmp_path / "o" / "bad", tmp_path / "o" / "scene"],
-                                      SegmentConfig(model="none", progress=False), log=logged.append)  # fmt: skip
-        assert [r.status for r in results] == ["failed", "done"]
-        assert results[0].error.startswith(f"{bad}: ") and "\n" not in results[0].error
+        inputs = [scene, Path(bad), scene]
+        out_dirs = [tmp_path / "o" / "first", tmp_path / "o" / "bad", tmp_path / "o" / "last"]
+        results = runner.segment_many(inputs, out_dirs, SegmentConfig(model="none", progress=False), log=logged.append)
+        assert [r.status for r in results] == ["done", "failed", "done"]
+        assert [r.out_dir for r in results] == out_dirs  # in input order, whichever thread ran the stage
+        assert results[1].error.startswith(f"{bad}: ") and "\n" not in results[1].error
+        assert [m for m in logged if m.startswith("error:")] == [f"error: {results[1].error}"]
+        assert (out_dirs[2] / "manifest.json").is_file()
 
+    @pytest.mark.parametrize("stage", ["_image_stats", "prepared_tiles", "write_polygons"])  # in each RasterRun stage
     @pytest.mark.parametrize("stop", [MemoryError, KeyboardInterrupt])
-    def test_running_out_of_memory_or_an_interrupt_still_stops(self, stop, scene: Path, tmp_path: Path,
+    def test_running_out_of_memory_or_an_interrupt_still_stops(self, stop, stage: str, scene: Path, tmp_path: Path,
                                                               monkeypatch) -> None:  # fmt: skip
+        import samgeo_pipeline.pipeline as pipeline
         import samgeo_pipeline.runner as runner
 
-        def fail(*args, **kwargs):
-            raise stop()
+        real = getattr(pipeline, stage)
 
-        monkeypatch.setattr(runner, "segment_raster", fail)
+        def fail(path, *args, **kwargs):
+            if "second" in str(path):  # the input (statistics), its info (tiles) or its mask (polygons)
+                raise stop()
+            return real(path, *args, **kwargs)
+
+        monkeypatch.setattr(pipeline, stage, fail)
+        names = ("first", "second", "third")
+        inputs = [Path(shutil.copy(scene, tmp_path / f"{name}.tif")) for name in names]
+        out_dirs = [tmp_path / "o" / name for name in names]
         with pytest.raises(stop):
-            runner.segment_many([scene], [tmp_path / "o"], SegmentConfig(model="none", progress=False), log=print)
+            runner.segment_many(inputs, out_dirs, SegmentConfig(model="none", progress=False), log=print)
+        # The first image (finished in the background while the second one's stages ran) is either
+        # whole or has no outputs at all; nothing after the stop was written; no work file is left.
+        first = sorted(p.name for p in out_dirs[0].glob("*")) if out_dirs[0].exists() else []
+        assert first in ([], ["manifest.json", "mask.tif", "quicklook.png", "water.gpkg"])
+        assert not (out_dirs[1] / "manifest.json").exists() and not (out_dirs[2] / "mask.tif").exists()
+        assert [p.name for p in (tmp_path / "o").rglob(".*")] == []
 
 
 # --------------------------------------------------------------------------- one folder, one input

@@ -225,36 +225,60 @@ class TestPlainFunctions:
         assert json.loads(json.dumps(summary)) == summary  # JSON-able: paths, not arrays
         seg.PREDICTORS.release("local")
 
-    def test_images_of_one_process_take_its_gpu_one_at_a_time(self, two_scenes: Path, tmp_path: Path,
-                                                              monkeypatch) -> None:
+    def test_images_take_the_gpu_one_at_a_time_for_their_tiles_only(self, two_scenes: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:  # fmt: skip
+        """Two images in two threads: their tiles never overlap; the first one's finish (COG,
+        polygons) overlaps the second one's tiles (it waits for them to start: were the GPU held for
+        the whole image, that wait would time out)."""
         import threading
         import time
 
         from prefect.logging import disable_run_logger
 
-        active, peak = [0], [0]
+        from samgeo_pipeline.pipeline import RasterRun
 
-        def slow_segment(prepared, config, segment_raster, logger, bands_source=None):
-            active[0] += 1
-            peak[0] = max(peak[0], active[0])
-            time.sleep(0.3)
-            active[0] -= 1
-            return SimpleNamespace(status="failed", manifest=None, error="stand-in")
+        lock = threading.Lock()
+        active, peak, order = [0], [0], []
+        tiles_started = threading.Event()
+        overlapped: list[bool] = []
+        real_tiles, real_finish = RasterRun.tiles, RasterRun.finish
 
-        monkeypatch.setattr(seg, "_segment", slow_segment)
+        def tiles(run):
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+                order.append(run.path.stem)
+            if len(order) == 2:
+                tiles_started.set()
+            time.sleep(0.2)
+            real_tiles(run)
+            with lock:
+                active[0] -= 1
+
+        def finish(run):
+            if run.path.stem == order[0]:
+                overlapped.append(tiles_started.wait(20))
+            return real_finish(run)
+
+        monkeypatch.setattr(RasterRun, "tiles", tiles)
+        monkeypatch.setattr(RasterRun, "finish", finish)
         config = _config()
         prepared = [seg.prepare(str(two_scenes / f"{n}.tif"), str(tmp_path / n), config) for n in ("alpha", "beta")]
+        summaries: list[dict] = []
 
         def run(p):
-            with disable_run_logger(), contextlib.suppress(seg.SamgeoPipelineError):
-                seg.segment_image.fn(p, config)
+            with disable_run_logger():
+                summaries.append(seg.segment_image.fn(p, config))
 
         threads = [threading.Thread(target=run, args=(p,)) for p in prepared]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert peak[0] == 1
+        assert peak[0] == 1 and sorted(order) == ["alpha", "beta"]
+        assert overlapped == [True]
+        assert sorted(s["status"] for s in summaries) == ["done", "done"]
+        seg.PREDICTORS.release("local")
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -1,0 +1,71 @@
+"""Batches (``runner.segment_many``): the stages of consecutive images overlap, results stay in order."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+import samgeo_pipeline.runner as runner
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.demo import write_demo_scene
+from samgeo_pipeline.pipeline import RasterRun, segment_raster
+
+CONFIG = SegmentConfig(model="none", progress=False, tile_size=128, halo=16)
+WAIT_S = 20.0  # the longest a stage waits for its neighbour (only reached when they do not overlap)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("batch")
+    return [write_demo_scene(folder / f"scene{i}.tif", 200, 240, seed=i) for i in range(3)]
+
+
+def test_the_model_stage_of_one_image_overlaps_the_others_stages(scenes: list[Path], tmp_path: Path,
+                                                                 monkeypatch) -> None:  # fmt: skip
+    """While image i's tiles run (on the caller's thread), image i-1 finishes and image i+1 prepares.
+
+    Each stage waits (at most WAIT_S) for the stage it should overlap to start: image i-1's finish
+    for image i's tiles, image i's tiles for image i+1's prepare. Run one after the other, every
+    such wait would time out.
+    """
+    started = {(stage, i): threading.Event() for stage in ("prepare", "tiles", "finish") for i in range(3)}
+    threads: dict[tuple[str, int], str] = {}
+    overlapped: list[bool] = []
+    real = {stage: getattr(RasterRun, stage) for stage in ("prepare", "tiles", "finish")}
+
+    def staged(stage: str, waits_for: str | None):
+        def run_stage(run: RasterRun):
+            i = int(run.path.stem[-1])
+            threads[stage, i] = threading.current_thread().name
+            started[stage, i].set()
+            if waits_for and i + 1 < 3:
+                overlapped.append(started[waits_for, i + 1].wait(WAIT_S))
+            return real[stage](run)
+
+        return run_stage
+
+    monkeypatch.setattr(RasterRun, "prepare", staged("prepare", None))
+    monkeypatch.setattr(RasterRun, "tiles", staged("tiles", "prepare"))  # image i+1 prepares meanwhile
+    monkeypatch.setattr(RasterRun, "finish", staged("finish", "tiles"))  # image i+1's tiles run meanwhile
+    out_dirs = [tmp_path / p.stem for p in scenes]
+    results = runner.segment_many(scenes, out_dirs, CONFIG, log=lambda message: None)
+
+    assert overlapped == [True] * 4  # tiles 0 and 1 waited for prepare 1 and 2; finish 0 and 1 for tiles 1 and 2
+    assert [r.out_dir for r in results] == out_dirs and [r.status for r in results] == ["done"] * 3
+    caller = threading.current_thread().name
+    assert all(threads["tiles", i] == caller for i in range(3))  # the model is used from one thread only
+    assert all(threads[stage, i] != caller for stage in ("prepare", "finish") for i in range(3))
+
+
+def test_a_batch_writes_what_one_image_at_a_time_writes(scenes: list[Path], tmp_path: Path) -> None:
+    batch = runner.segment_many(scenes, [tmp_path / "batch" / p.stem for p in scenes], CONFIG, log=lambda m: None)
+    for scene, result in zip(scenes, batch, strict=True):
+        alone = segment_raster(scene, tmp_path / "alone" / scene.stem, CONFIG)
+        for name in ("mask.tif", "quicklook.png"):
+            assert (result.out_dir / name).read_bytes() == (alone.out_dir / name).read_bytes(), name
+        assert (result.polygons, result.tiles, result.water_fraction) == (alone.polygons, alone.tiles,
+                                                                          alone.water_fraction)  # fmt: skip
+        assert set(result.seconds) == set(alone.seconds)
+        assert result.seconds["total"] == pytest.approx(sum(v for k, v in result.seconds.items() if k != "total"))
