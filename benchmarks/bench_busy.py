@@ -14,7 +14,7 @@ the CPUs can feed (``bench_feed.py``: cores x 1000 / core-ms per SAM tile; ~60 t
 or the device waits for the CPU whatever the pipeline's structure. ``--before DIR`` measures a
 second copy of the library side by side (child processes with ``PYTHONPATH=DIR``, alternated).
 
-    python benchmarks/bench_busy.py [--images 3] [--rates 25,40] [--before /tmp/busy_before]
+    python benchmarks/bench_busy.py [--images 6] [--rates 25,40] [--before /tmp/busy_before]
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def report(measurements: list[dict[str, Any]], labels: list[str], rates: list[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=3, help="images in the batch (default 3)")
+    parser.add_argument("--images", type=int, default=6, help="images in the batch (default 6)")
     parser.add_argument("--rates", default="25,40", help="device stand-in rates, SAM tiles/s (default 25,40)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per rate; the fastest counts")
     parser.add_argument("--before", type=Path, help="a second library checkout to measure side by side")

@@ -41,6 +41,9 @@ BAD_INPUT_ERRORS: tuple[type[Exception], ...] = (
 
 T = TypeVar("T")
 
+MAX_FINISHING = 2
+"""Images of a batch whose tiles are done and whose outputs are still being written, at most."""
+
 
 def describe_error(path: Path, exc: BaseException) -> str:
     """One line naming ``path`` and the reason (a :class:`SamgeoPipelineError`'s message already names it)."""
@@ -86,11 +89,11 @@ def segment_many(
     """Segment each input into its folder; a failed input is reported and the others go on.
 
     The model is kept busy across images: this thread runs one image's tiles through it
-    (:meth:`RasterRun.tiles`) while one background thread finishes the image before (COG,
-    polygons, quicklook, manifest) and then prepares the next one (checks, statistics). Results
-    and log lines come in input order. Interrupted (Ctrl-C), the batch stops the tiles at once and
-    lets the finish already running complete (its outputs are whole); the stages not started are
-    dropped and their work files removed.
+    (:meth:`RasterRun.tiles`) while a background thread prepares the next image (checks,
+    statistics) and another finishes the images before (COG, polygons, quicklook, manifest; at most
+    :data:`MAX_FINISHING` waiting). Results and log lines come in input order. Interrupted
+    (Ctrl-C), the batch stops the tiles at once and lets the stages already running complete (the
+    outputs of a finish are whole); the stages not started are dropped and their work files removed.
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
@@ -115,28 +118,40 @@ def segment_many(
     jobs = list(zip(inputs, out_dirs, strict=True))
     results: list[SegmentResult] = []
     unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), input order
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-stages")
+    unfinished: RasterRun | None = None  # tiles written, finish not yet submitted
+    preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-prepare")
+    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-finish")
+
+    def report(block: bool) -> None:
+        """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""
+        while unreported and (block or unreported[0][0].done() or len(unreported) > MAX_FINISHING):
+            results.append(_report(unreported.pop(0)[0].result(), log))
+
     try:
-        upcoming = background.submit(_outcome, *jobs[0], partial(prepare, *jobs[0])) if jobs else None
+        upcoming = preparer.submit(_outcome, *jobs[0], partial(prepare, *jobs[0])) if jobs else None
         for k, (path, out_dir) in enumerate(jobs):
             outcome = upcoming.result()  # type: ignore[union-attr]
             if k + 1 < len(jobs):
-                upcoming = background.submit(_outcome, *jobs[k + 1], partial(prepare, *jobs[k + 1]))
+                upcoming = preparer.submit(_outcome, *jobs[k + 1], partial(prepare, *jobs[k + 1]))
             if isinstance(outcome, RasterRun):
                 outcome = _outcome(path, out_dir, partial(tiles, outcome))  # on this thread: the model's
-            if isinstance(outcome, RasterRun):
-                unreported.append((background.submit(_outcome, path, out_dir, outcome.finish), outcome))
+            unfinished = outcome if isinstance(outcome, RasterRun) else None
+            report(block=False)  # an earlier finish that ran out of memory stops the batch here
+            if unfinished is not None:
+                unreported.append((finisher.submit(_outcome, path, out_dir, unfinished.finish), unfinished))
+                unfinished = None
             else:
-                unreported.append((_resolved(outcome), None))
-            while len(unreported) > 1 or (unreported and k + 1 == len(jobs)):
-                results.append(_report(unreported.pop(0)[0].result(), log))
+                unreported.append((_resolved(outcome), None))  # type: ignore[arg-type]
+        report(block=True)
     except BaseException:
-        background.shutdown(wait=True, cancel_futures=True)
-        for future, run in unreported:
-            if run is not None and future.cancelled():
+        for pool in (preparer, finisher):
+            pool.shutdown(wait=True, cancel_futures=True)
+        for run in [unfinished] + [run for future, run in unreported if future.cancelled()]:
+            if run is not None:
                 run.abort()  # tiles written, never finished: remove the work files
         raise
-    background.shutdown()
+    preparer.shutdown()
+    finisher.shutdown()
     return results
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
+import samgeo_pipeline.pipeline as pipeline
 import samgeo_pipeline.runner as runner
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
@@ -69,3 +71,33 @@ def test_a_batch_writes_what_one_image_at_a_time_writes(scenes: list[Path], tmp_
                                                                           alone.water_fraction)  # fmt: skip
         assert set(result.seconds) == set(alone.seconds)
         assert result.seconds["total"] == pytest.approx(sum(v for k, v in result.seconds.items() if k != "total"))
+
+
+def test_a_finish_that_runs_out_of_memory_stops_the_batch_and_leaves_no_work_file(
+    scenes: list[Path], tmp_path: Path, monkeypatch
+) -> None:
+    """The first image's polygons fail while the second image's tiles run: once they are done, the
+    batch stops, the second image's work files are removed and the third image never starts."""
+    failed = threading.Event()
+    real_polygons, real_tiles = pipeline.write_polygons, RasterRun.tiles
+
+    def write_polygons(mask: Path, *args, **kwargs):
+        if mask.parent.name == "scene0":
+            failed.set()
+            raise MemoryError
+        return real_polygons(mask, *args, **kwargs)
+
+    def tiles(run: RasterRun) -> None:
+        real_tiles(run)
+        if run.path.stem == "scene1":
+            assert failed.wait(WAIT_S)
+            time.sleep(0.3)  # the failed future is marked done right after the stage returns
+
+    monkeypatch.setattr(pipeline, "write_polygons", write_polygons)
+    monkeypatch.setattr(RasterRun, "tiles", tiles)
+    out_dirs = [tmp_path / p.stem for p in scenes]
+    with pytest.raises(MemoryError):
+        runner.segment_many(scenes, out_dirs, CONFIG, log=lambda m: None)
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "scene0/mask.tif"  # written before the polygons failed; no manifest: the image is not done
+    ]  # scene1's work file removed, scene2 never started
