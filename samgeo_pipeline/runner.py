@@ -104,55 +104,79 @@ def segment_many(
     """
     predictor, source = load_predictor(config)
     log(describe_model(config, predictor, source))
+    return _Batch(config, predictor, source, log, root).run(list(zip(inputs, out_dirs, strict=True)))
 
-    def prepare(path: Path, out_dir: Path) -> RasterRun | SegmentResult:
-        if root is not None:
-            check_inside(out_dir, root)
-        run = RasterRun(path, out_dir, config, predictor, source)
-        return run.prepare() or run
 
-    def tiles(run: RasterRun) -> RasterRun:
-        run.tiles()
-        return run
+class _Batch:
+    """:func:`segment_many`'s stages on three threads: prepare (one image ahead, background), tiles
+    (the calling thread: the model's), finish (background, at most :data:`MAX_FINISHING` behind)."""
 
-    jobs = list(zip(inputs, out_dirs, strict=True))
-    results: list[SegmentResult] = []
-    unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), input order
-    unfinished: RasterRun | None = None  # tiles written, finish not yet submitted
-    preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-prepare")
-    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-finish")
+    def __init__(self, config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None,
+                 log: Callable[[str], None], root: Path | None) -> None:  # fmt: skip
+        self.config, self.predictor, self.source, self.log, self.root = config, predictor, source, log, root
+        self.results: list[SegmentResult] = []
+        self.unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), in order
+        self.unfinished: RasterRun | None = None  # tiles written, finish not yet queued
+        self.preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-prepare")
+        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-finish")
 
-    def report(block: bool) -> None:
+    def run(self, jobs: list[tuple[Path, Path]]) -> list[SegmentResult]:
+        """Every ``(input, output folder)`` of ``jobs``; the results in input order."""
+        try:
+            upcoming = self.preparer.submit(self._prepare, *jobs[0]) if jobs else None
+            for k, job in enumerate(jobs):
+                prepared = upcoming.result()  # type: ignore[union-attr]
+                if k + 1 < len(jobs):
+                    upcoming = self.preparer.submit(self._prepare, *jobs[k + 1])
+                self._tiles_then_finish(job, prepared)
+            self._report(block=True)
+        except BaseException:
+            self._stop()
+            raise
+        self.preparer.shutdown()
+        self.finisher.shutdown()
+        return self.results
+
+    def _prepare(self, path: Path, out_dir: Path) -> RasterRun | SegmentResult:
+        """A prepared run, or the image's result (reused, or failed)."""
+
+        def prepare() -> RasterRun | SegmentResult:
+            if self.root is not None:
+                check_inside(out_dir, self.root)
+            run = RasterRun(path, out_dir, self.config, self.predictor, self.source)
+            return run.prepare() or run
+
+        return _outcome(path, out_dir, prepare)
+
+    def _tiles_then_finish(self, job: tuple[Path, Path], prepared: RasterRun | SegmentResult) -> None:
+        """Run a prepared image's tiles here, then queue its finish (a result is queued as it is)."""
+        if isinstance(prepared, RasterRun):
+            prepared = _outcome(*job, partial(_tiles, prepared))
+        self.unfinished = prepared if isinstance(prepared, RasterRun) else None
+        self._report(block=False)  # an earlier finish that ran out of memory stops the batch here
+        if self.unfinished is not None:
+            self.unreported.append((self.finisher.submit(_outcome, *job, self.unfinished.finish), self.unfinished))
+            self.unfinished = None
+        else:
+            self.unreported.append((_resolved(prepared), None))  # type: ignore[arg-type]
+
+    def _report(self, block: bool) -> None:
         """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""
-        while unreported and (block or unreported[0][0].done() or len(unreported) > MAX_FINISHING):
-            results.append(_report(unreported.pop(0)[0].result(), log))
+        while self.unreported and (block or self.unreported[0][0].done() or len(self.unreported) > MAX_FINISHING):
+            self.results.append(_report(self.unreported.pop(0)[0].result(), self.log))
 
-    try:
-        upcoming = preparer.submit(_outcome, *jobs[0], partial(prepare, *jobs[0])) if jobs else None
-        for k, (path, out_dir) in enumerate(jobs):
-            outcome = upcoming.result()  # type: ignore[union-attr]
-            if k + 1 < len(jobs):
-                upcoming = preparer.submit(_outcome, *jobs[k + 1], partial(prepare, *jobs[k + 1]))
-            if isinstance(outcome, RasterRun):
-                outcome = _outcome(path, out_dir, partial(tiles, outcome))  # on this thread: the model's
-            unfinished = outcome if isinstance(outcome, RasterRun) else None
-            report(block=False)  # an earlier finish that ran out of memory stops the batch here
-            if unfinished is not None:
-                unreported.append((finisher.submit(_outcome, path, out_dir, unfinished.finish), unfinished))
-                unfinished = None
-            else:
-                unreported.append((_resolved(outcome), None))  # type: ignore[arg-type]
-        report(block=True)
-    except BaseException:
-        for pool in (preparer, finisher):
+    def _stop(self) -> None:
+        """Let the running stages end, drop the others, remove the work files of tiles never finished."""
+        for pool in (self.preparer, self.finisher):
             pool.shutdown(wait=True, cancel_futures=True)
-        for run in [unfinished] + [run for future, run in unreported if future.cancelled()]:
+        for run in [self.unfinished] + [run for future, run in self.unreported if future.cancelled()]:
             if run is not None:
-                run.abort()  # tiles written, never finished: remove the work files
-        raise
-    preparer.shutdown()
-    finisher.shutdown()
-    return results
+                run.abort()
+
+
+def _tiles(run: RasterRun) -> RasterRun:
+    run.tiles()
+    return run
 
 
 def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentResult:
