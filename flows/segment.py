@@ -231,6 +231,8 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
     run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
                     source=prepared.get("source"), bands_source=bands_source)
     reused = run.prepare()
+    for message, _ in run.warnings:  # logged: Python's warnings are not thread-safe (RasterRun.emit_warnings)
+        logger.warning(message)
     if reused is not None:
         return reused
     with _gpu_slot(gpu_limit):

@@ -22,13 +22,26 @@ from tqdm.auto import tqdm
 
 from samgeo_pipeline.coarse import rule_warnings
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import CoarseMaskWarning, RasterReadError, SamgeoPipelineError
+from samgeo_pipeline.errors import (
+    CoarseMaskWarning,
+    NotGeoreferencedWarning,
+    RasterReadError,
+    SamgeoPipelineError,
+    SamgeoPipelineWarning,
+)
 from samgeo_pipeline.inference import run_sam_batch
 from samgeo_pipeline.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, source_dtype, stats_from_array
-from samgeo_pipeline.raster import RasterInfo, decimated_shape, gdal_env, inspect_raster, read_decimated
+from samgeo_pipeline.raster import (
+    RasterInfo,
+    decimated_shape,
+    gdal_env,
+    inspect_raster,
+    not_georeferenced_message,
+    read_decimated,
+)
 from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, release_free_memory
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.sam import ModelSource, SamPredictor
@@ -74,6 +87,7 @@ def segment_raster(
     """
     run = RasterRun(path, out_dir, config, predictor, model_source, source, bands_source)
     reused = run.prepare()
+    run.emit_warnings()
     if reused is not None:
         return reused
     run.tiles()
@@ -118,37 +132,46 @@ class RasterRun:
         self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
         self.source = source if source is not None else str(self.path.resolve())
         self.seconds: dict[str, float] = {}
-        self.warnings: list[str] = []  # this image's own: never a process-wide capture
+        self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
         self._sink: TileSink | None = None  # tiles written, COG not yet made
+        self.reused: SegmentResult | None = None  # set by prepare when the outputs can be reused
 
     def prepare(self) -> SegmentResult | None:
         """Checks and statistics; returns the earlier result (``skipped``) when the outputs can be reused."""
         t0 = time.perf_counter()
         path, config = self.path, self.config
         with gdal_env():
-            self.info = inspect_raster(path, config.bands, config.nodata)  # warns itself when not georeferenced
+            self.info = inspect_raster(path, config.bands, config.nodata, warn=False)
             if not self.info.georeferenced:
-                self.warnings.append(
-                    f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown"
-                )
+                self.warnings.append((not_georeferenced_message(path), NotGeoreferencedWarning))
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
             self.checksum = file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:
                 previous = find_reusable(self.out_dir, self.checksum, config)
                 if previous is not None:
-                    return SegmentResult(path, self.out_dir, "skipped", manifest=previous)
+                    self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous)
+                    return self.reused
                 check_folder_owner(self.out_dir, self.source, self.checksum)
             check_free_disk(self.info, config, self.out_dir)
             t = time.perf_counter()
             self.stats, self.preview = _image_stats(path, self.info, config)
             self.seconds["stats"] = time.perf_counter() - t
         release_free_memory()
-        for message in rule_warnings(self.stats.coarse, str(path)):
-            warnings.warn(message, CoarseMaskWarning, stacklevel=3)
-            self.warnings.append(message)
+        self.warnings += [(message, CoarseMaskWarning) for message in rule_warnings(self.stats.coarse, str(path))]
         _clear_stale_outputs(self.out_dir, config)
         return None
+
+    def emit_warnings(self) -> None:
+        """Issue :meth:`prepare`'s warnings with ``warnings.warn``, from the calling thread.
+
+        :meth:`prepare` only collects them: Python's warning filters are process-wide, and a
+        library's ``catch_warnings()`` block on another thread (pandas, geopandas, shapely do this)
+        can swallow a warning issued meanwhile. Batches log them from one thread instead
+        (:func:`~samgeo_pipeline.runner.segment_many`).
+        """
+        for message, category in self.warnings:
+            warnings.warn(message, category, stacklevel=2)
 
     def tiles(self) -> None:
         """Every tile through the coarse mask and (with prompts) SAM into the mask's work file."""
@@ -191,7 +214,7 @@ class RasterRun:
         outputs = [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"]
         result.manifest = build_manifest(
             self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
-            outputs, self.warnings, self.source, self.bands_source,
+            outputs, [message for message, _ in self.warnings], self.source, self.bands_source,
         )
         write_manifest(out_dir / "manifest.json", result.manifest)
         return result

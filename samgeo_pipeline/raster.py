@@ -99,11 +99,14 @@ class RasterInfo:
         return list(self.bands.as_dict())
 
 
-def inspect_raster(path: str | os.PathLike[str], bands: str = "auto", nodata: float | None = None) -> RasterInfo:
+def inspect_raster(
+    path: str | os.PathLike[str], bands: str = "auto", nodata: float | None = None, warn: bool = True
+) -> RasterInfo:
     """Open ``path``, check it and return its :class:`RasterInfo`.
 
-    Warns with :class:`NotGeoreferencedWarning` when the file has no CRS or geotransform (the run
-    goes on in pixel coordinates).
+    Warns with :class:`NotGeoreferencedWarning` (:func:`not_georeferenced_message`) when the file
+    has no CRS or geotransform (the run goes on in pixel coordinates); ``warn=False`` leaves that to
+    the caller.
 
     Raises:
         InputError: empty file, not a raster, or a mapped band that does not exist.
@@ -141,13 +144,14 @@ def inspect_raster(path: str | os.PathLike[str], bands: str = "auto", nodata: fl
         raise InputError(f"{path}: {exc}") from None
     except RasterioError as exc:
         raise InputError(f"{path}: not a readable raster ({_first_line(exc)})") from None
-    if not info.georeferenced:
-        warnings.warn(
-            f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown",
-            NotGeoreferencedWarning,
-            stacklevel=2,
-        )
+    if warn and not info.georeferenced:
+        warnings.warn(not_georeferenced_message(path), NotGeoreferencedWarning, stacklevel=2)
     return info
+
+
+def not_georeferenced_message(path: str | os.PathLike[str]) -> str:
+    """What a raster without CRS or geotransform is warned with."""
+    return f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown"
 
 
 def read_bands(

@@ -88,7 +88,9 @@ def segment_many(
 ) -> list[SegmentResult]:
     """Segment each input into its folder; a failed input is reported and the others go on.
 
-    The model is kept busy across images: this thread runs one image's tiles through it
+    Each image's warnings (no CRS, a poorly separated coarse mask) are logged as ``warning: ...``
+    lines, in input order, and recorded in its manifest. The model is kept busy across images:
+    this thread runs one image's tiles through it
     (:meth:`RasterRun.tiles`) while a background thread prepares the next image (checks,
     statistics) and another finishes the images before (COG, polygons, quicklook, manifest; at most
     :data:`MAX_FINISHING` waiting). Results and log lines come in input order. Interrupted
@@ -138,20 +140,27 @@ class _Batch:
         return self.results
 
     def _prepare(self, path: Path, out_dir: Path) -> RasterRun | SegmentResult:
-        """A prepared run, or the image's result (reused, or failed)."""
+        """A prepared run (``reused`` set when its outputs can be reused), or the failed result."""
 
-        def prepare() -> RasterRun | SegmentResult:
+        def prepare() -> RasterRun:
             if self.root is not None:
                 check_inside(out_dir, self.root)
             run = RasterRun(path, out_dir, self.config, self.predictor, self.source)
-            return run.prepare() or run
+            run.prepare()
+            return run
 
         return _outcome(path, out_dir, prepare)
 
     def _tiles_then_finish(self, job: tuple[Path, Path], prepared: RasterRun | SegmentResult) -> None:
-        """Run a prepared image's tiles here, then queue its finish (a result is queued as it is)."""
+        """Run a prepared image's tiles here, then queue its finish (a result is queued as it is).
+
+        The image's warnings are logged here, on the calling thread, rather than issued with
+        ``warnings.warn`` on the thread that prepared it (see :meth:`RasterRun.emit_warnings`).
+        """
         if isinstance(prepared, RasterRun):
-            prepared = _outcome(*job, partial(_tiles, prepared))
+            for message, _ in prepared.warnings:
+                self.log(f"warning: {message}")
+            prepared = prepared.reused or _outcome(*job, partial(_tiles, prepared))
         self.unfinished = prepared if isinstance(prepared, RasterRun) else None
         self._report(block=False)  # an earlier finish that ran out of memory stops the batch here
         if self.unfinished is not None:

@@ -12,7 +12,6 @@ from PIL import Image
 
 from samgeo_pipeline.cli import build_parser, config_from_args, main, output_dirs
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
-from samgeo_pipeline.errors import NotGeoreferencedWarning
 from tests.scenes import disc, iou, multiband_scene, read_mask, write_raster
 
 FAST = ["--model", "none", "--no-progress"]
@@ -74,12 +73,47 @@ class TestSegment:
         assert all(d.name.startswith("scene_") for d in dirs[:2])
 
     @pytest.mark.filterwarnings("ignore:'crs' was not provided")  # pyogrio, on the CRS-less GeoPackage
-    def test_not_georeferenced_runs_with_a_warning(self, tmp_path: Path) -> None:
+    def test_not_georeferenced_runs_with_a_warning(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         path = write_demo_scene(tmp_path / "plain.tif", 100, 150, crs=None)
-        with pytest.warns(NotGeoreferencedWarning, match=r"plain.tif: no CRS or geotransform"):
-            assert segment(path, "--out", tmp_path / "out") == 0
+        assert segment(path, "--out", tmp_path / "out") == 0
+        assert f"warning: {path}: no CRS or geotransform" in capsys.readouterr().err
         m = manifest(tmp_path / "out" / "plain")
         assert m["input"]["crs"] is None and m["water"]["area_m2"] is None and m["water"]["polygons"] >= 1
+
+    @pytest.mark.filterwarnings("ignore:'crs' was not provided")
+    def test_every_images_warning_is_shown_once_in_order_whatever_other_threads_do(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The first image's polygons run inside a library's ``catch_warnings()`` + ignore-all block
+        (pandas and geopandas have such blocks) until the third image's tiles start, so the batch's
+        other stages run meanwhile: a ``warnings.warn`` issued then, on any thread, would vanish."""
+        import threading
+        import warnings
+
+        import samgeo_pipeline.pipeline as pipeline
+
+        third_started = threading.Event()
+        real_polygons, real_tiles = pipeline.write_polygons, pipeline.RasterRun.tiles
+
+        def polygons(mask: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            if mask.parent.name == "p0":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    third_started.wait(20)
+            return real_polygons(mask, *args, **kwargs)
+
+        def tiles(run) -> None:  # noqa: ANN001
+            if run.path.stem == "p2":
+                third_started.set()
+            real_tiles(run)
+
+        monkeypatch.setattr(pipeline, "write_polygons", polygons)
+        monkeypatch.setattr(pipeline.RasterRun, "tiles", tiles)
+        paths = [write_demo_scene(tmp_path / f"p{i}.tif", 80, 90, crs=None, seed=i) for i in range(3)]
+        assert segment(*paths, "--out", tmp_path / "out") == 0
+        shown = [line for line in capsys.readouterr().err.splitlines() if "no CRS or geotransform" in line]
+        assert shown == [f"warning: {p}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown"
+                         for p in paths]  # fmt: skip
 
     def test_rerun_skips(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out") == 0
