@@ -88,14 +88,14 @@ def segment_many(
 ) -> list[SegmentResult]:
     """Segment each input into its folder; a failed input is reported and the others go on.
 
-    Each image's warnings (no CRS, a poorly separated coarse mask) are logged as ``warning: ...``
-    lines, in input order, and recorded in its manifest. The model is kept busy across images:
-    this thread runs one image's tiles through it
+    The model is kept busy across images: this thread runs one image's tiles through it
     (:meth:`RasterRun.tiles`) while a background thread prepares the next image (checks,
     statistics) and another finishes the images before (COG, polygons, quicklook, manifest; at most
-    :data:`MAX_FINISHING` waiting). Results and log lines come in input order. Interrupted
-    (Ctrl-C), the batch stops the tiles at once and lets the stages already running complete (the
-    outputs of a finish are whole); the stages not started are dropped and their work files removed.
+    :data:`MAX_FINISHING` waiting). Results and log lines come in input order; each image's
+    warnings (no CRS, a poorly separated coarse mask) are logged as ``warning: ...`` lines and
+    recorded in its manifest. Interrupted (Ctrl-C), the batch stops the tiles at once and lets the
+    stages already running complete (the outputs of a finish are whole); the stages not started are
+    dropped and their work files removed.
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
@@ -172,7 +172,7 @@ class _Batch:
     def _report(self, block: bool) -> None:
         """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""
         while self.unreported and (block or self.unreported[0][0].done() or len(self.unreported) > MAX_FINISHING):
-            self.results.append(_report(self.unreported.pop(0)[0].result(), self.log))
+            self.results.append(_log_outcome(self.unreported.pop(0)[0].result(), self.log))
 
     def _stop(self) -> None:
         """Let the running stages end, drop the others, remove the work files of tiles never finished."""
@@ -203,7 +203,7 @@ def _resolved(result: SegmentResult) -> Future:
     return future
 
 
-def _report(result: SegmentResult, log: Callable[[str], None]) -> SegmentResult:
+def _log_outcome(result: SegmentResult, log: Callable[[str], None]) -> SegmentResult:
     """Log a failed or reused input."""
     if result.status == "failed" or result.error:
         log(f"error: {result.error}")
