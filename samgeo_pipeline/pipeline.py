@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ class RasterRun:
 
     1. :meth:`prepare`: inspect, reuse and size checks, whole-image statistics (reads the input);
     2. :meth:`tiles`: coarse mask, prompts and SAM per tile, each core into the mask's work file;
-    3. :meth:`finish`: mask COG, polygons, quicklook, manifest (reads the work file).
+    3. :meth:`finish`: mask COG and polygons at once (both read the work file), quicklook, manifest.
 
     A caller running several images keeps one GPU busy by holding it for :meth:`tiles` only: one
     image's tiles go through the model while another image prepares or finishes on other threads
@@ -188,19 +189,11 @@ class RasterRun:
         if sink is None:
             raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
         out_dir, seconds = self.out_dir, self.seconds
+        t = time.perf_counter()
+        raster_outputs, (n_polygons, area_m2) = _cogs_and_polygons(sink, out_dir / "water.gpkg", self.config, seconds)
+        rasters_and_polygons = time.perf_counter() - t  # the two overlap
+        release_free_memory()
         with gdal_env():
-            t = time.perf_counter()
-            try:
-                raster_outputs = sink.finish()
-            except BaseException:
-                sink.abort()
-                raise
-            seconds["cog"] = time.perf_counter() - t
-            release_free_memory()
-            t = time.perf_counter()
-            n_polygons, area_m2 = write_polygons(out_dir / "mask.tif", out_dir / "water.gpkg", self.config.simplify)
-            seconds["vectorize"] = time.perf_counter() - t
-            release_free_memory()
             t = time.perf_counter()
             write_quicklook(self.preview, out_dir / "mask.tif", out_dir / "quicklook.png")
             seconds["quicklook"] = time.perf_counter() - t
@@ -210,7 +203,8 @@ class RasterRun:
         status: Status = "partial" if counts.failed else "done"
         reason = _partial_reason(self.path, counts)
         result = SegmentResult(self.path, out_dir, status, reason, counts, fraction, area_m2, n_polygons, seconds)
-        seconds["total"] = sum(seconds.values())  # this image's own time, not the waits between stages
+        # this image's own time, not the waits between stages; the COGs and the polygons overlap
+        seconds["total"] = sum(v for k, v in seconds.items() if k not in ("cog", "vectorize")) + rasters_and_polygons
         outputs = [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"]
         result.manifest = build_manifest(
             self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
@@ -223,7 +217,40 @@ class RasterRun:
         """Delete the work files of tiles written but never finished (a batch stopped in between)."""
         sink, self._sink = self._sink, None
         if sink is not None:
-            sink.abort()
+            sink.remove_work()
+
+
+def _cogs_and_polygons(
+    sink: TileSink, gpkg: Path, config: SegmentConfig, seconds: dict[str, float]
+) -> tuple[list[Path], tuple[int, float | None]]:
+    """The COGs and the polygons at once, both from the sink's finished work files.
+
+    GDAL compresses the COGs on a second thread without the GIL while the polygons are traced on
+    this one (GDAL's polygonize holds it), so the COGs cost no wall time on a machine with a core
+    to spare. The work files are deleted once both are done, whether or not they succeeded.
+
+    Returns:
+        ``(COG paths, (polygon count, water area in m² or None))``; ``seconds`` gets ``cog`` and
+        ``vectorize``.
+    """
+
+    def cogs() -> list[Path]:
+        t = time.perf_counter()
+        with gdal_env():  # GDAL's options are per thread
+            paths = sink.make_cogs()
+        seconds["cog"] = time.perf_counter() - t
+        return paths
+
+    mask_work = sink.close()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="samgeo-cog") as pool:
+            made = pool.submit(cogs)  # the pool waits for it, even if the polygons fail
+            t = time.perf_counter()
+            polygons = write_polygons(mask_work, gpkg, config.simplify)
+            seconds["vectorize"] = time.perf_counter() - t
+            return made.result(), polygons
+    finally:
+        sink.remove_work()
 
 
 def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[ImageStats, np.ndarray]:
@@ -286,7 +313,7 @@ def _segment_tiles(
                 run_sam_batch(predictor, pending, sink, config)  # type: ignore[arg-type]
                 bar.update(len(pending))
     except BaseException:
-        sink.abort()
+        sink.remove_work()
         raise
     return sink
 

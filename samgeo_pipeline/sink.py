@@ -42,7 +42,7 @@ class TileSink:
                 else None
             )
         except BaseException:
-            self.mask.abort()  # no work file is left behind
+            self.mask.remove_work()  # no work file is left behind
             raise
         self.counts = TileCounts()
         self.water_pixels = 0
@@ -98,18 +98,24 @@ class TileSink:
         if self.prob is not None and prob is not None:
             self.prob.write(core_of(tile, prob, info.height, info.width, nearest=False), core)
 
-    def finish(self) -> list[Path]:
-        """Finish the COGs and move them to their final names; returns their paths."""
-        paths = [self.mask.finish("nearest")]
+    def close(self) -> Path:
+        """Close the work files; returns the mask's, readable from now on until :meth:`remove_work`."""
         if self.prob is not None:
-            paths.append(self.prob.finish("average"))
+            self.prob.close()
+        return self.mask.close()
+
+    def make_cogs(self) -> list[Path]:
+        """Make the COGs from the work files and move them to their final names; returns their paths."""
+        paths = [self.mask.make_cog("nearest")]
+        if self.prob is not None:
+            paths.append(self.prob.make_cog("average"))
         return paths
 
-    def abort(self) -> None:
-        """Delete the work files (after an error)."""
-        self.mask.abort()
+    def remove_work(self) -> None:
+        """Delete the work files (once the outputs are made, or after an error)."""
+        self.mask.remove_work()
         if self.prob is not None:
-            self.prob.abort()
+            self.prob.remove_work()
 
 
 __all__ = ["TileSink"]

@@ -66,25 +66,30 @@ class WindowedRasterWriter:
         """Write ``array`` (``(rows, cols)``, the output dtype) at ``window`` (source pixels)."""
         self._ds.write(array, 1, window=window)
 
-    def finish(self, overview_resampling: str) -> Path:
-        """Close, convert to a Cloud-Optimized GeoTIFF and move it to its final name.
+    def close(self) -> Path:
+        """Close the work file (idempotent); returns its path: every window written is then readable there."""
+        if not self._ds.closed:
+            self._ds.close()
+        return self.work
+
+    def make_cog(self, overview_resampling: str) -> Path:
+        """Close, convert to a Cloud-Optimized GeoTIFF and move it to its final name; returns that path.
 
         The COG driver's defaults give 512² blocks and overviews down to one block;
         ``overview_resampling`` is GDAL's name (``nearest`` for masks, ``average`` for
         probabilities). ``BIGTIFF=IF_SAFER``: the default (``IF_NEEDED``) judges by the uncompressed
-        size and never picks BigTIFF for a compressed file, which may still pass 4 GiB.
+        size and never picks BigTIFF for a compressed file, which may still pass 4 GiB. The work
+        file stays (others may still read it) until :meth:`remove_work`.
         """
-        self._ds.close()
+        self.close()
         with atomic_path(self.final) as tmp:
             rasterio.shutil.copy(
                 self.work, tmp, driver="COG", COMPRESS="DEFLATE", OVERVIEW_RESAMPLING=overview_resampling,
                 BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
             )  # fmt: skip
-        self.work.unlink()
         return self.final
 
-    def abort(self) -> None:
-        """Close and delete the work file (after an error)."""
-        if not self._ds.closed:
-            self._ds.close()
+    def remove_work(self) -> None:
+        """Close and delete the work file (after an error, or once it is no longer read)."""
+        self.close()
         self.work.unlink(missing_ok=True)

@@ -439,6 +439,64 @@ class TestRerun:
         assert list((tmp_path / "out").iterdir()) == []
 
 
+class TestFinish:
+    """The COGs are made on a second thread while the polygons are traced, both from the work file."""
+
+    @pytest.fixture
+    def scene(self, tmp_path: Path) -> Path:
+        return write_demo_scene(tmp_path / "scene.tif", 200, 300)
+
+    def test_the_cogs_are_made_while_the_polygons_are_traced(self, scene: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+        import threading
+
+        import samgeo_pipeline.pipeline as pipeline
+        from samgeo_pipeline.sink import TileSink
+
+        tracing, seen = threading.Event(), {}
+        real_polygons, real_cogs = pipeline.write_polygons, TileSink.make_cogs
+
+        def polygons(mask: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            seen["polygons read"] = mask.name
+            tracing.set()
+            return real_polygons(mask, *args, **kwargs)
+
+        def cogs(sink: TileSink) -> list[Path]:
+            seen["overlap"] = tracing.wait(20)  # one after the other, this times out
+            seen["cog thread"] = threading.current_thread() is not threading.main_thread()
+            return real_cogs(sink)
+
+        monkeypatch.setattr(pipeline, "write_polygons", polygons)
+        monkeypatch.setattr(TileSink, "make_cogs", cogs)
+        result = run(scene, tmp_path / "out")
+        assert seen["overlap"] and seen["cog thread"]
+        assert seen["polygons read"].startswith(".mask.tif.work-")  # the uncompressed work file, not the COG
+        assert not leftovers(tmp_path / "out")
+        check_polygons_on_mask(result.out_dir)  # the polygons are the COG's water
+        assert result.seconds["total"] < sum(v for k, v in result.seconds.items() if k != "total")
+
+    @pytest.mark.parametrize("failing", ["cogs", "polygons"])
+    def test_either_failing_leaves_no_work_file_and_no_manifest(self, failing: str, scene: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+        import samgeo_pipeline.pipeline as pipeline
+        from samgeo_pipeline.sink import TileSink
+
+        def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise RuntimeError(f"{failing} failed")
+
+        if failing == "cogs":
+            monkeypatch.setattr(TileSink, "make_cogs", fail)
+        else:
+            monkeypatch.setattr(pipeline, "write_polygons", fail)
+        out = tmp_path / "out"
+        with pytest.raises(RuntimeError, match=f"{failing} failed"):
+            run(scene, out)
+        assert not leftovers(out) and not (out / "manifest.json").exists()
+        assert (out / "mask.tif").exists() == (failing == "polygons")  # the other one still ends
+        monkeypatch.undo()
+        assert run(scene, out).status == "done"
+
+
 class TestModelFingerprint:
     def test_bytes_not_path_identify_a_local_model(self, tmp_path: Path) -> None:
         import shutil

@@ -36,7 +36,9 @@ class TestWindowedRasterWriter:
                 block[:3, :3] = MASK_NODATA
                 expected[r0 : r0 + h, c0 : c0 + w] = block
                 writer.write(block, Window(c0, r0, w, h))
-        assert writer.finish("nearest") == final
+        assert writer.make_cog("nearest") == final
+        assert writer.work.exists()  # others may still read it
+        writer.remove_work()
         assert not writer.work.exists()
         assert not leftovers(tmp_path / "out")
         with rasterio.open(final) as ds:
@@ -54,16 +56,16 @@ class TestWindowedRasterWriter:
         values = np.linspace(0, 1, HEIGHT * WIDTH, dtype=np.float32).reshape(HEIGHT, WIDTH)
         values[0, 0] = np.nan
         writer.write(values, Window(0, 0, WIDTH, HEIGHT))
-        writer.finish("average")
+        writer.make_cog("average")
         with rasterio.open(final) as ds:
             assert ds.dtypes[0] == "float32" and np.isnan(ds.nodata)
             np.testing.assert_array_equal(ds.read(1), values)
             assert ds.overviews(1)
 
-    def test_abort(self, info: RasterInfo, tmp_path: Path) -> None:
+    def test_remove_work(self, info: RasterInfo, tmp_path: Path) -> None:
         final = tmp_path / "mask.tif"
         writer = WindowedRasterWriter(info, final, "uint8", MASK_NODATA)
         writer.write(np.ones((10, 10), np.uint8), Window(0, 0, 10, 10))
-        writer.abort()
+        writer.remove_work()
         assert not final.exists()
         assert list(tmp_path.iterdir()) == [tmp_path / "in"]

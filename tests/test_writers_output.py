@@ -25,7 +25,8 @@ def test_cog_with_nodata_deflate_and_overviews(tmp_path: Path) -> None:
     assert work == writer.work
     values = (np.arange(1100 * 700).reshape(1100, 700) % 3).astype(np.uint8)
     writer.write(values, Window(0, 0, 700, 1100))
-    assert writer.finish("nearest") == final
+    assert writer.make_cog("nearest") == final
+    writer.remove_work()
     assert sorted(p.name for p in final.parent.iterdir()) == ["mask.tif"]  # work file gone
     with rasterio.open(final) as ds:
         assert ds.nodata == 255 and ds.compression.name == "deflate" and ds.overviews(1)
@@ -33,12 +34,12 @@ def test_cog_with_nodata_deflate_and_overviews(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds.read(1), values)
 
 
-def test_abort_twice_leaves_nothing(tmp_path: Path) -> None:
+def test_remove_work_twice_leaves_nothing(tmp_path: Path) -> None:
     source = write_raster(tmp_path / "in.tif", np.ones((3, 16, 16), np.uint8))
     out = tmp_path / "out"
     writer = WindowedRasterWriter(inspect_raster(source, "rgb"), out / "p.tif", "float32", -1.0)
-    writer.abort()
-    writer.abort()
+    writer.remove_work()
+    writer.remove_work()
     assert list(out.iterdir()) == []
 
 
@@ -57,7 +58,7 @@ def test_work_file_is_tiled_and_uncompressed_then_overviews_follow_the_resamplin
         with rasterio.open(writer.work) as work:
             assert work.driver == "GTiff" and work.compression is None and work.is_tiled
             assert work.block_shapes == [(512, 512)] and work.overviews(1) == []
-        with rasterio.open(writer.finish(resampling)) as ds:
+        with rasterio.open(writer.make_cog(resampling)) as ds:
             assert ds.overviews(1) == [2] and ds.block_shapes == [(512, 512)]
             np.testing.assert_array_equal(ds.read(1, out_shape=(512, 512)), expected.astype(dtype))
 
@@ -97,8 +98,8 @@ def test_interrupt_while_creating_leaves_nothing(tmp_path, monkeypatch) -> None:
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_abort_closes_the_work_file(tmp_path: Path) -> None:
+def test_remove_work_closes_the_work_file(tmp_path: Path) -> None:
     info = inspect_raster(write_raster(tmp_path / "in.tif", np.ones((3, 16, 16), np.uint8)), "rgb")
     writer = WindowedRasterWriter(info, tmp_path / "out" / "mask.tif", "uint8", 255)
-    writer.abort()
+    writer.remove_work()
     assert writer._ds.closed
