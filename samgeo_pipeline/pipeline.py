@@ -236,7 +236,7 @@ def _cogs_and_polygons(
 
     def cogs() -> list[Path]:
         t = time.perf_counter()
-        with gdal_env():  # GDAL's options are per thread
+        with gdal_env(read_once=True):  # GDAL's options are per thread
             paths = sink.make_cogs()
         seconds["cog"] = time.perf_counter() - t
         return paths

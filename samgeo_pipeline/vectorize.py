@@ -428,8 +428,8 @@ def write_polygons(
     An all-dry mask gives a valid, empty layer. Written to a temporary name and renamed.
     """
     count, total = 0, 0.0
-    # Every block of the mask is read once: GDAL's block cache is capped (unless set by the caller).
-    with gdal_env(), rasterio.open(mask_path) as ds, atomic_path(Path(gpkg_path)) as tmp:
+    # Every block of the mask is read once: not kept in GDAL's block cache where it can be avoided.
+    with gdal_env(read_once=True), rasterio.open(mask_path) as ds, atomic_path(Path(gpkg_path)) as tmp:
         transform, crs = ds.transform, ds.crs
         batch: list[np.ndarray] = []
         vertices = 0

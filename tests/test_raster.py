@@ -348,3 +348,47 @@ def _quiet_inspect(path: Path):
 
 def test_decimated_shape_keeps_a_one_pixel_side() -> None:
     assert decimated_shape(1000, 1, 100) == (100, 1)
+
+
+class TestGdalEnv:
+    """The run's GDAL options: a capped block cache, and cache-free reads of files read once."""
+
+    @staticmethod
+    def options_seen() -> dict[str, object]:
+        from rasterio._env import get_gdal_config
+
+        return {key: get_gdal_config(key) for key in ("GDAL_CACHEMAX", "GTIFF_DIRECT_IO")}
+
+    def test_the_cache_is_capped_and_direct_reads_only_when_asked(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from samgeo_pipeline.raster import GDAL_CACHE_BYTES, gdal_env
+
+        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+        with gdal_env():
+            assert self.options_seen() == {"GDAL_CACHEMAX": GDAL_CACHE_BYTES, "GTIFF_DIRECT_IO": None}
+        with gdal_env(read_once=True):
+            assert self.options_seen() == {"GDAL_CACHEMAX": GDAL_CACHE_BYTES, "GTIFF_DIRECT_IO": True}
+        after = self.options_seen()
+        assert after["GTIFF_DIRECT_IO"] is None and after["GDAL_CACHEMAX"] != GDAL_CACHE_BYTES  # restored
+
+    def test_a_cache_size_set_by_the_caller_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from samgeo_pipeline.raster import GDAL_CACHE_BYTES, gdal_env
+
+        monkeypatch.setenv("GDAL_CACHEMAX", "16")
+        with gdal_env(read_once=True):
+            assert self.options_seen()["GTIFF_DIRECT_IO"] is True
+            assert self.options_seen()["GDAL_CACHEMAX"] != GDAL_CACHE_BYTES  # GDAL's own, from the environment
+        monkeypatch.delenv("GDAL_CACHEMAX")
+        with rasterio.Env(GDAL_CACHEMAX=32 << 20), gdal_env():
+            assert self.options_seen()["GDAL_CACHEMAX"] == 32 << 20
+
+    def test_direct_reads_give_the_same_pixels(self, tmp_path: Path) -> None:
+        from samgeo_pipeline.raster import gdal_env
+
+        values = np.random.default_rng(0).integers(0, 3, (700, 900), dtype=np.uint8)
+        path = tmp_path / "work.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=900, height=700, count=1, dtype="uint8",
+                           tiled=True, blockxsize=512, blockysize=512) as ds:  # fmt: skip
+            ds.write(values, 1)
+        window = rasterio.windows.Window(300, 200, 600, 500)  # across four blocks, two of them partial
+        with gdal_env(read_once=True), rasterio.open(path) as ds:
+            np.testing.assert_array_equal(ds.read(1, window=window), values[200:700, 300:900])
