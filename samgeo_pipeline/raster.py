@@ -357,7 +357,7 @@ def gdal_env(read_once: bool = False) -> contextlib.AbstractContextManager[objec
         read_once: the files are read straight through, each block once (a work file turned into
             a COG or polygons): uncompressed GeoTIFF blocks then bypass the block cache
             (``GTIFF_DIRECT_IO``), which they would only fill (~110 MiB less at the peak of a
-            16384² run's finish). GDAL options are per thread: enter it on the reading thread.
+            16384² run's finish). That option is per thread: enter this on the reading thread.
     """
     options: dict[str, object] = {"GTIFF_DIRECT_IO": True} if read_once else {}
     if not ("GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv())):
