@@ -67,7 +67,8 @@ every pixel it is given, water or not, and holds the GIL meanwhile (rasterio doe
 small windows skip more dry pixels (only each window's water bounding box is traced) and keep each
 hold under ~13 ms, so the thread that drives the model is not kept waiting. On the 8192² benchmark
 scene 1024² windows trace in half the time of 4096² ones; on a noisy mask with 63k regions, where
-more pieces cross borders, they are still 10 % faster (``benchmarks/bench_polygons.py --window``)."""
+more pieces cross borders, they are still 10 % faster, though at 16384² its largest region's merge
+peaks higher (1,360 MiB against 1,169) (``benchmarks/bench_polygons.py --window``)."""
 FLUSH_VERTICES = 2_000_000
 """Final polygons are written to the GeoPackage once they hold this many vertices."""
 
