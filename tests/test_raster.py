@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -353,31 +354,81 @@ def test_decimated_shape_keeps_a_one_pixel_side() -> None:
 class TestGdalEnv:
     """The run's GDAL options: a capped block cache, and cache-free reads of files read once."""
 
+    @pytest.fixture(autouse=True)
+    def _keep_cache_size(self) -> Iterator[None]:
+        from rasterio.env import get_gdal_config, set_gdal_config
+
+        before = get_gdal_config("GDAL_CACHEMAX")
+        yield
+        set_gdal_config("GDAL_CACHEMAX", before)
+
     @staticmethod
-    def options() -> dict[str, object]:
-        """The options of the innermost ``rasterio.Env`` (GDAL's cache size itself is process-wide)."""
-        active = rasterio.env.getenv() if rasterio.env.hasenv() else {}
-        return {key: active.get(key) for key in ("GDAL_CACHEMAX", "GTIFF_DIRECT_IO")}
+    def direct_io() -> object:
+        """``GTIFF_DIRECT_IO`` of the innermost ``rasterio.Env`` (per thread)."""
+        return rasterio.env.getenv().get("GTIFF_DIRECT_IO") if rasterio.env.hasenv() else None
 
     def test_the_cache_is_capped_and_direct_reads_only_when_asked(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from rasterio.env import get_gdal_config, set_gdal_config
+
         from samgeo_pipeline.raster import GDAL_CACHE_BYTES, gdal_env
 
         monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+        set_gdal_config("GDAL_CACHEMAX", 512 << 20)
         with gdal_env():
-            assert self.options() == {"GDAL_CACHEMAX": GDAL_CACHE_BYTES, "GTIFF_DIRECT_IO": None}
+            assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (GDAL_CACHE_BYTES, None)
         with gdal_env(read_once=True):
-            assert self.options() == {"GDAL_CACHEMAX": GDAL_CACHE_BYTES, "GTIFF_DIRECT_IO": True}
-        assert self.options() == {"GDAL_CACHEMAX": None, "GTIFF_DIRECT_IO": None}
+            assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (GDAL_CACHE_BYTES, True)
+        assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (512 << 20, None)  # put back
 
     def test_a_cache_size_set_by_the_caller_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from rasterio.env import get_gdal_config, set_gdal_config
+
         from samgeo_pipeline.raster import gdal_env
 
-        monkeypatch.setenv("GDAL_CACHEMAX", "16")
+        set_gdal_config("GDAL_CACHEMAX", 512 << 20)
+        monkeypatch.setenv("GDAL_CACHEMAX", "512")
         with gdal_env(read_once=True):
-            assert self.options() == {"GDAL_CACHEMAX": None, "GTIFF_DIRECT_IO": True}
+            assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (512 << 20, True)
         monkeypatch.delenv("GDAL_CACHEMAX")
         with rasterio.Env(GDAL_CACHEMAX=32 << 20), gdal_env():
-            assert self.options()["GDAL_CACHEMAX"] == 32 << 20
+            assert get_gdal_config("GDAL_CACHEMAX") == 32 << 20
+
+    def test_the_cap_holds_while_any_thread_is_inside_and_is_undone_after_the_last(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """GDAL's cache size is process-wide: one thread leaving must not lift another one's cap."""
+        import threading
+
+        from rasterio.env import get_gdal_config, set_gdal_config
+
+        from samgeo_pipeline.raster import GDAL_CACHE_BYTES, gdal_env
+
+        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+        original = 512 << 20
+        set_gdal_config("GDAL_CACHEMAX", original)
+        first_in, first_out, seen = threading.Event(), threading.Event(), {}
+
+        def first() -> None:
+            with gdal_env():
+                first_in.set()
+                assert second_in.wait(20)
+            first_out.set()
+
+        def second() -> None:
+            assert first_in.wait(20)
+            with gdal_env():
+                second_in.set()
+                assert first_out.wait(20)
+                seen["after the first left"] = get_gdal_config("GDAL_CACHEMAX")
+
+        second_in = threading.Event()
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert seen == {"after the first left": GDAL_CACHE_BYTES}
+        assert get_gdal_config("GDAL_CACHEMAX") == original
 
     def test_direct_reads_give_the_same_pixels(self, tmp_path: Path) -> None:
         from samgeo_pipeline.raster import gdal_env
