@@ -72,7 +72,7 @@ def profile_tile_stage(path: Path, config: SegmentConfig, top: int) -> None:
         for tile in make_grid(info, config):
             tile_sink.write(reader.prepare_tile(ds, info, stats, tile, config), None)
         profiler.disable()
-        getattr(tile_sink, "remove_work", getattr(tile_sink, "abort", None))()
+        tile_sink.remove_work()
     shutil.rmtree(out, ignore_errors=True)
     print(f"\ncProfile of the tile stage (sequential, one thread), top {top} by own time:")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
