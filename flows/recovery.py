@@ -5,9 +5,10 @@ run would stay ``Running`` for good. With ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` 
 process (the deployments set 30 s, Prefect's minimum), each deployment run emits a
 ``prefect.flow-run.heartbeat`` event every 30 s, and:
 
-1. ``samgeo: crash silent runs`` (proactive): a flow run whose heartbeat is followed by neither
-   another heartbeat nor a final state within ``silence_seconds`` (default 60) is set to
-   ``Crashed``, which also ends its concurrency leases.
+1. ``samgeo: crash silent runs`` (proactive): a flow run whose start (``Running``) or heartbeat
+   is followed by neither a heartbeat nor a final state within ``silence_seconds`` (default 60)
+   is set to ``Crashed``, which also ends its concurrency leases. The start counts too: a process
+   killed before its first heartbeat went out would otherwise never be caught.
 2. ``samgeo: retry crashed runs`` (reactive): a ``Crashed`` run tagged ``samgeo-recover`` (the
    segment deployment's runs) is set back to ``Scheduled``, so any live worker of the pool runs it
    again from the start; the segment flow gives up (``Failed``) when started more than
@@ -48,7 +49,7 @@ def recovery_automations(silence_seconds: float = 60) -> list[Automation]:
         name=CRASH_AUTOMATION,
         description="A flow run silent (no heartbeat, no final state) for too long is marked Crashed.",
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
             expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in _FINAL)},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
             for_each=per_run,
