@@ -345,7 +345,8 @@ def _open_full_resolution(path: Path) -> rasterio.DatasetReader:
     return rasterio.open(path, OVERVIEW_LEVEL="NONE")
 
 
-def gdal_env(read_once: bool = False) -> contextlib.AbstractContextManager[object]:
+@contextlib.contextmanager
+def gdal_env(read_once: bool = False) -> Iterator[None]:
     """The GDAL environment of a run: the block cache capped at :data:`GDAL_CACHE_BYTES`.
 
     GDAL's default cache is 5 % of the RAM, and a run over a big raster fills it (input blocks,
@@ -361,12 +362,12 @@ def gdal_env(read_once: bool = False) -> contextlib.AbstractContextManager[objec
             (``GTIFF_DIRECT_IO``), which they would only fill (~110 MiB less at the peak of a
             16384² run's finish). That option is per thread: enter this on the reading thread.
     """
-    stack = contextlib.ExitStack()
-    if not ("GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv())):
-        stack.enter_context(_capped_cache())
-    if read_once:
-        stack.enter_context(rasterio.Env(GTIFF_DIRECT_IO=True))
-    return stack
+    with contextlib.ExitStack() as stack:
+        if not ("GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv())):
+            stack.enter_context(_capped_cache())
+        if read_once:
+            stack.enter_context(rasterio.Env(GTIFF_DIRECT_IO=True))
+        yield
 
 
 _cache_lock = threading.Lock()

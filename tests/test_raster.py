@@ -406,7 +406,7 @@ class TestGdalEnv:
         monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
         original = 512 << 20
         set_gdal_config("GDAL_CACHEMAX", original)
-        first_in, first_out, seen = threading.Event(), threading.Event(), {}
+        first_in, second_in, first_out, seen = threading.Event(), threading.Event(), threading.Event(), {}
 
         def first() -> None:
             with gdal_env():
@@ -421,7 +421,6 @@ class TestGdalEnv:
                 assert first_out.wait(20)
                 seen["after the first left"] = get_gdal_config("GDAL_CACHEMAX")
 
-        second_in = threading.Event()
         threads = [threading.Thread(target=first), threading.Thread(target=second)]
         for thread in threads:
             thread.start()
