@@ -97,6 +97,9 @@ class CoarseRule:
         separability: how well the index (rgb: grey level) separates the image's water from
             the rest, in [0, 1] (between-class over total variance); None without water.
         water_fraction: fraction of valid pixels the rule calls water on the decimated read.
+        uncertain: why the rule cannot tell water from land on this image (one line), or None
+            when it can. An uncertain image's coarse mask is not trusted: SAM is not prompted
+            from it and the image's status says so.
     """
 
     method: Method
@@ -112,6 +115,7 @@ class CoarseRule:
     texture_window: int = 13
     separability: float | None = None
     water_fraction: float = 0.0
+    uncertain: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form for the manifest."""
