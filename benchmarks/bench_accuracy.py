@@ -1,15 +1,28 @@
-"""Accuracy of the coarse water mask on real imagery, and the quality of the prompts drawn from it.
+"""Accuracy of the coarse water mask on real imagery, judged source by source (leave-one-source-out).
 
 The coarse mask is what ``segment --model none`` writes and where SAM's point/box prompts come
 from, so it bounds the whole pipeline. This script runs the real pipeline
 (:func:`samgeo_pipeline.pipeline.segment_raster`, ``model="none"``) on the shared imagery
-(``../shared/data``, see its README) and prints one table:
+(``../shared/data``, see its README) and prints two tables: one row per case, and one row per
+*source* (a fold: cellula, bakerlake, havel, colorado, l8_cloudy, naip, pucallpa).
 
-- labelled: Cellula chips (bands 1-7 only, ``blue=2,green=3,red=4,nir=5,swir=6``: bands 9-12 leak
-  the answer and are never read; also an RGB-only variant ``red=4,green=3,blue=2``), pooled IoU,
-  precision, recall over all chips and the mean per-chip IoU; Baker Lake aerial RGB, per image.
-  ``mask.tif`` is compared with the label on every pixel: 255 (nodata) counts as not water, and
-  the labelled pixels that are nodata are reported.
+Cases (each belongs to one source):
+
+- labelled: Cellula chips (bands 1-7 only, ``blue=2,green=3,red=4,nir=5,swir=6,swir2=7``,
+  reflectance x 1e-4: bands 9-12 leak the answer and are never read; also an RGB-only variant),
+  IoU, precision, recall pooled over all chips and the mean per-chip IoU; Baker Lake aerial RGB,
+  per image. ``mask.tif`` is compared with the label on every pixel: 255 (nodata) counts as not
+  water; an image that abstained (status ``uncertain``) counts as no water anywhere.
+- Havel winter (Sentinel-2 L1C, 13 bands): IoU, precision, recall on the hand polygons
+  (``label_ref_polygons.tif``: 1 water, 2 land, 0 unlabelled and left out); water % of the scene;
+  water % inside the OpenStreetMap water areas; and "water % outside": the water of the scene
+  outside every 8-connected water region that touches a hand-labelled water polygon or an OSM
+  water area (a proxy for false water).
+- no-water scenes: Colorado snow (4 dates, red, NIR, SWIR1, reflectance x 1e-4, nodata -9999;
+  also agreement with the Fmask water class of ``*_fmask.tif``), the cloudy Landsat 8 scene (its
+  band files B2-B6 stacked into one GeoTIFF under ``--out``, ``l8_MTL.txt`` copied beside it) and
+  that scene RGB-only: water % of valid pixels.
+- unlabelled, with water: NAIP (3 dates, R,G,B,NIR and RGB-only), Pucallpa Landsat (3 dates).
 - prompt quality of each labelled case (:func:`samgeo_pipeline.finetune.metrics.prompt_quality`):
   the points the pipeline would give SAM (default prompt options plus ``--negatives`` negatives),
   drawn with :func:`samgeo_pipeline.prompts.prompts_for` from the coarse mask of each tile with
@@ -17,9 +30,23 @@ from, so it bounds the whole pipeline. This script runs the real pipeline
   called when its API allows, and its coarse mask checked against ``mask.tif``; otherwise the
   tiles are cut from ``mask.tif``, which gives the same tiles). Point coordinates are
   ``(x, y) = (col, row)``; tile points are moved to the image frame by the tile's read window.
-- unlabelled: water fraction of NAIP (3 dates, R,G,B,NIR, and RGB-only), Pucallpa Landsat (3 dates),
-  the cloudy no-water Landsat 8 scene (one file per band, stacked here into a GeoTIFF) and its
-  RGB-only variant.
+
+Score of a source, in [0, 1] (its worst scored case; see :func:`case_score`):
+
+- labelled (Cellula bands 1-7, each Baker Lake image): IoU (pooled over Cellula's chips; Baker
+  Lake: the worse image). Cellula RGB-only is reported, not scored.
+- Havel: min(IoU on the hand polygons, 1 if the scene is <= 3 % water else 3 % / water %).
+- no-water scenes (each Colorado date, Landsat 8 cloudy with B2-B6 and RGB-only): 1 when the
+  water is <= 0.5 % of valid pixels, or the image abstained (or was refused with a one-line
+  error), else 0.5 % / water %.
+- NAIP (R,G,B,NIR) and Pucallpa have water but no labels: scored only by abstention (0 when an
+  image abstains or fails, else unscored); NAIP RGB-only is reported, not scored.
+
+Constants chosen from data (``dswe_water``, ``rgb_max_water``; only where the checkout has them):
+each candidate is run once over the scored cases whose method it affects (dswe resp. rgb, by the
+manifest's ``radiometry.index`` under the defaults) and cached. For each held-out source, the
+candidate pair that maximises the worst score over the *other* sources is picked (ties: the
+shipped default, then fewer changed constants) and scored on the held-out source.
 
 Also two contact sheets: the pipeline's quicklooks of every non-chip image (titled with the water
 %), and ~24 Cellula chips as composite | label | coarse mask. Nothing is downloaded.
@@ -27,14 +54,16 @@ Also two contact sheets: the pipeline's quicklooks of every non-chip image (titl
 Usage (from the repository root)::
 
     python benchmarks/bench_accuracy.py [--data ../shared/data] [--out benchmarks/.cache/accuracy]
-        [--tag before] [--results DIR] [--compare OLD.json]
+        [--tag before] [--results DIR] [--compare OLD.json] [--no-loso]
 
 ``--tag T`` names the outputs ``accuracy_T.json``, ``contact_T_images.png``, ``contact_T_chips.png``
 (default ``accuracy.json``, ``contact_images.png``, ``contact_chips.png``) in ``--results``
-(default: ``--out``); ``--compare OLD.json`` prints old vs new for every number the two share.
-Under an older checkout without ``prompt_quality``, the metric code is loaded from
-``--metrics-from`` (default: this checkout's ``samgeo_pipeline/finetune/metrics.py``), so
-"before" and "after" are measured by the same code.
+(default: ``--out``); ``--compare OLD.json`` prints the sources' scores old vs new side by side,
+then old vs new for every number the two share. Under an older checkout, options and band names
+it does not know (``reflectance_scale``, ``swir2``, ...) are left out and listed in the JSON, and
+the metric code is loaded from ``--metrics-from`` when the checkout lacks ``prompt_quality``
+(default: this checkout's ``samgeo_pipeline/finetune/metrics.py``), so "before" and "after" are
+measured by the same code.
 """
 
 from __future__ import annotations
@@ -45,7 +74,9 @@ import dataclasses
 import importlib.util
 import json
 import math
+import shutil
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -63,7 +94,9 @@ sys.path.insert(0, str(BENCH_DIR))
 from _common import fmt_table  # noqa: E402
 
 import samgeo_pipeline  # noqa: E402
+from samgeo_pipeline.bands import BAND_NAMES  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
+from samgeo_pipeline.errors import SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.finetune.metrics import Confusion, confusion  # noqa: E402
 from samgeo_pipeline.pipeline import segment_raster  # noqa: E402
 from samgeo_pipeline.prompts import ComponentPrompt, prompts_for  # noqa: E402
@@ -72,9 +105,21 @@ MASK_NODATA = 255
 WATER_FILL = (0, 255, 255)
 SAM_PLACEHOLDER = "facebook/sam-vit-base"
 """Model name that makes the config sample prompts (nothing is loaded)."""
-TARGETS = {"positives_on_water_fraction": 0.98, "negatives_on_land_fraction": 0.98, "bodies_prompted_fraction": 0.9}
+TARGETS = {"positives_on_water_fraction": 0.95, "negatives_on_land_fraction": 0.95, "bodies_prompted_fraction": 0.9}
 CELLULA_BANDS = "blue=2,green=3,red=4,nir=5,swir=6"  # bands 1-7 only; 9-12 leak the answer
 CELLULA_RGB = "red=4,green=3,blue=2"
+REFLECTANCE_X10000 = 1e-4
+SOURCES = ("cellula", "bakerlake", "havel", "colorado", "l8_cloudy", "naip", "pucallpa")
+"""The folds of leave-one-source-out, in table order."""
+NOWATER_MAX = 0.005
+"""A no-water scene scores 1 up to this water fraction of its valid pixels (issue 22's target)."""
+HAVEL_SCENE_MAX = 0.03
+"""Havel winter scores at most 3 % / its water % above this scene water fraction (issue 22's target)."""
+CONSTANTS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "dswe_water": ("dswe", ("high", "moderate", "wetland")),
+    "rgb_max_water": ("rgb", (0.3, 0.4, 0.5, 1.0)),
+}
+"""Constants chosen from data: option -> (the method whose cases it affects, its candidates)."""
 
 
 @contextlib.contextmanager
@@ -107,14 +152,27 @@ def load_prompt_metric(metrics_from: Path | None) -> tuple[Callable[..., dict], 
 
 @dataclass
 class Case:
-    """One row of the table: one image, or a set of chips pooled."""
+    """One row of the table: one image, or a set of images pooled (chips, dates).
+
+    ``score`` says how the case is scored (:func:`case_score`): ``iou`` (labelled), ``havel``
+    (hand polygons and OSM), ``nowater``, ``abstain`` (has water, unlabelled: only abstaining
+    counts, as 0), or None (reported only). ``options`` are extra config values (dropped when the
+    checkout does not know them); ``extra_bands`` are band names appended to ``bands`` when the
+    checkout knows the name; ``extras`` holds one more file per image (Colorado: its Fmask; Havel:
+    the OSM water layer).
+    """
 
     name: str
+    source: str
     bands: str
     images: list[Path]
     labels: list[Path | None]
     note: str = ""
     group: str = "images"  # "chips": pooled, chip contact sheet; "images": quicklook contact sheet
+    score: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    extra_bands: dict[str, int] = field(default_factory=dict)
+    extras: list[Path | None] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -124,9 +182,14 @@ class Case:
 
 def read_label(path: Path) -> np.ndarray:
     """``bool (rows, cols)``, True = water (PNG or GeoTIFF, 1 = water)."""
+    return read_band(path) == 1
+
+
+def read_band(path: Path) -> np.ndarray:
+    """The first band of a raster (PNG or GeoTIFF), warnings off."""
     with quiet():
         with rasterio.open(path) as ds:
-            return ds.read(1) == 1
+            return ds.read(1)
 
 
 def stack_bands(files: list[Path], dst: Path) -> Path:
@@ -146,35 +209,83 @@ def stack_bands(files: list[Path], dst: Path) -> Path:
     return dst
 
 
+def copy_once(src: Path, dst: Path) -> Path:
+    """``dst``, a copy of ``src`` (written once, atomically)."""
+    if not dst.is_file():
+        tmp = dst.with_name(f".{dst.name}.partial")
+        tmp.write_bytes(src.read_bytes())
+        tmp.replace(dst)
+    return dst
+
+
 def build_cases(data: Path, work: Path) -> list[Case]:
-    """The benchmark's cases, in table order; missing folders are skipped with a note."""
+    """The benchmark's cases, in table order; missing folders are skipped."""
     cases: list[Case] = []
     cel = data / "cellula_water"
     if (cel / "images").is_dir():
         chips = sorted((cel / "images").glob("*.tif"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
         labels = [cel / "labels" / f"{p.stem}.png" for p in chips]
-        cases.append(Case("cellula", CELLULA_BANDS, chips, labels, "bands 2-6", "chips"))
-        cases.append(Case("cellula_rgb", CELLULA_RGB, chips, labels, "RGB only", "chips"))
+        scale = {"reflectance_scale": REFLECTANCE_X10000}  # the data's README: reflectance x 10000
+        cases.append(Case("cellula", "cellula", CELLULA_BANDS, chips, labels, "bands 2-7", "chips", "iou", scale,
+                          {"swir2": 7}))  # fmt: skip
+        cases.append(Case("cellula_rgb", "cellula", CELLULA_RGB, chips, labels, "RGB only", "chips", None, scale))
     baker = data / "bakerlake_aerial_rgb"
     for n in (1, 2):
         image = baker / f"image_{n}of2.tif"
         if image.is_file():
-            cases.append(Case(f"bakerlake_{n}", "rgb", [image], [baker / f"label_water_{n}of2.tif"], "RGB"))
-    naip = sorted((data / "naip_potholes").glob("*.tif"))
-    for spec, suffix, note in (("naip", "", "R,G,B,NIR"), ("rgb", "_rgb", "RGB only")):
-        for image in naip:
-            year = image.stem.rsplit("_", 1)[-1][:4]
-            cases.append(Case(f"naip_{year}{suffix}", spec, [image], [None], note))
-    for image in sorted((data / "landsat_pucallpa").glob("*.tif")):
-        year = image.stem.rsplit("_", 1)[-1]
-        cases.append(Case(f"pucallpa_{year}", "swir=1,nir=2,red=3,green=4", [image], [None], "SWIR,NIR,R,G"))
+            label = baker / f"label_water_{n}of2.tif"
+            cases.append(Case(f"bakerlake_{n}", "bakerlake", "rgb", [image], [label], "RGB", score="iou"))
+    havel = data / "sentinel2_havel_winter"
+    image = havel / "s2l1c_T33UUU_20170216_13band_10m.tif"
+    if image.is_file():
+        cases.append(Case("havel", "havel", "sentinel2", [image], [havel / "label_ref_polygons.tif"],
+                          "S2 L1C, 13 bands", score="havel", extras=[havel / "label_osm_water.tif"]))  # fmt: skip
+    colorado = sorted((data / "landsat_colorado_snow_nowater").glob("*_red_nir_swir1.tif"))
+    if colorado:
+        fmasks = [p.with_name(p.name.replace("_red_nir_swir1.tif", "_fmask.tif")) for p in colorado]
+        cases.append(Case("colorado", "colorado", "red=1,nir=2,swir=3", colorado, [None] * len(colorado),
+                          "R,NIR,SWIR1, no water", score="nowater",
+                          options={"reflectance_scale": REFLECTANCE_X10000, "nodata": -9999},
+                          extras=[f if f.is_file() else None for f in fmasks]))  # fmt: skip
     l8 = data / "landsat8_cloudy_nowater"
     files = [l8 / f"l8_B{b}.tif" for b in range(2, 7)]
     if all(f.is_file() for f in files):
         stack = stack_bands(files, work / "inputs" / "l8_cloudy_B2-B6.tif")  # blue, green, red, nir, swir
-        cases.append(Case("l8_cloudy", "blue=1,green=2,red=3,nir=4,swir=5", [stack], [None], "B2-B6, no water"))
-        cases.append(Case("l8_cloudy_rgb", "red=3,green=2,blue=1", [stack], [None], "RGB only, no water"))
+        if (l8 / "l8_MTL.txt").is_file():  # the scene's calibration, found beside the stack
+            copy_once(l8 / "l8_MTL.txt", work / "inputs" / "l8_cloudy_MTL.txt")
+        cases.append(Case("l8_cloudy", "l8_cloudy", "blue=1,green=2,red=3,nir=4,swir=5", [stack], [None],
+                          "B2-B6, no water", score="nowater"))  # fmt: skip
+        cases.append(Case("l8_cloudy_rgb", "l8_cloudy", "red=3,green=2,blue=1", [stack], [None],
+                          "RGB only, no water", score="nowater"))  # fmt: skip
+    naip = sorted((data / "naip_potholes").glob("*.tif"))
+    for spec, suffix, note, score in (("naip", "", "R,G,B,NIR", "abstain"), ("rgb", "_rgb", "RGB only", None)):
+        for image in naip:
+            year = image.stem.rsplit("_", 1)[-1][:4]
+            cases.append(Case(f"naip_{year}{suffix}", "naip", spec, [image], [None], note, score=score))
+    for image in sorted((data / "landsat_pucallpa").glob("*.tif")):
+        year = image.stem.rsplit("_", 1)[-1]
+        cases.append(Case(f"pucallpa_{year}", "pucallpa", "swir=1,nir=2,red=3,green=4", [image], [None],
+                          "SWIR,NIR,R,G", score="abstain"))  # fmt: skip
     return cases
+
+
+def case_config(case: Case, overrides: dict[str, Any]) -> tuple[SegmentConfig, list[str]]:
+    """The case's ``--model none`` config, and the options / bands this checkout does not know (left out)."""
+    known = {f.name for f in dataclasses.fields(SegmentConfig)}
+    bands = case.bands
+    dropped = []
+    for name, index in case.extra_bands.items():
+        if name in BAND_NAMES:
+            bands += f",{name}={index}"
+        else:
+            dropped.append(f"{name}={index}")
+    values: dict[str, Any] = {"bands": bands}
+    for key, value in {**case.options, **overrides}.items():
+        if key in known:
+            values[key] = value
+        else:
+            dropped.append(f"{key}={value}")
+    return SegmentConfig(model="none", progress=False, overwrite=True).merged(values), dropped
 
 
 def tile_origins(height: int, width: int, config: SegmentConfig) -> list[tuple[int, int, int, int]]:
@@ -247,39 +358,140 @@ def prompts_by_prepare_tile(path: Path, config: SegmentConfig) -> tuple[list[Com
     return prompts, coarse
 
 
-def run_image(
-    case: Case, image: Path, label_path: Path | None, out: Path, config: SegmentConfig, prompt_config: SegmentConfig,
-    prompt_quality: Callable[..., dict], min_body_px: int,
-) -> dict[str, Any]:  # fmt: skip
-    """Segment one image with ``--model none``; score it against its label when there is one."""
-    out_dir = out / "runs" / case.name / image.stem
-    with quiet():
-        result = segment_raster(image, out_dir, config)
-        with rasterio.open(out_dir / "mask.tif") as ds:
-            mask = ds.read(1)
-    radiometry = (result.manifest or {}).get("radiometry", {})
-    record: dict[str, Any] = {
-        "name": image.stem,
-        "status": result.status,
-        "water_fraction": result.water_fraction,
-        "index": radiometry.get("index"),
-        "threshold": radiometry.get("threshold"),
-        "valid_px": int((mask != MASK_NODATA).sum()),
-        "px": int(mask.size),
-        "quicklook": str(out_dir / "quicklook.png"),
-        "mask": str(out_dir / "mask.tif"),
-    }
-    if label_path is None:
-        return record
+def segment_image(image: Path, out_dir: Path, config: SegmentConfig) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Segment one image with ``--model none``: its record and its mask (None when it abstained or failed).
+
+    An image abstained when its status is ``uncertain`` or its rule gave a reason
+    (``radiometry.coarse.uncertain``): its mask, if written, is not used. A one-line
+    :class:`SamgeoPipelineError` is recorded as ``status: error``.
+    """
+    if out_dir.is_dir():
+        shutil.rmtree(out_dir)  # this script's own output: no stale mask.tif from an earlier run
+    record: dict[str, Any] = {"name": image.stem, "index": None, "threshold": None, "uncertain": None}
+    try:
+        with quiet():
+            result = segment_raster(image, out_dir, config)
+    except SamgeoPipelineError as exc:
+        message = str(exc).splitlines()[0]
+        record.update(status="error", error=message, abstained=True, water_fraction=None)
+        return record, None
+    radiometry = (result.manifest or {}).get("radiometry", {}) or {}
+    coarse = radiometry.get("coarse") or {}
+    mask_path = out_dir / "mask.tif"
+    mask = read_band(mask_path) if mask_path.is_file() else None
+    abstained = result.status == "uncertain" or bool(coarse.get("uncertain"))
+    record.update(
+        status=result.status,
+        abstained=abstained,
+        uncertain=coarse.get("uncertain"),
+        index=radiometry.get("index"),
+        threshold=radiometry.get("threshold"),
+        water_fraction=None if abstained else result.water_fraction,
+        quicklook=str(out_dir / "quicklook.png"),
+        mask=str(mask_path) if mask is not None else None,
+    )
+    if mask is not None:
+        record["valid_px"], record["px"] = int((mask != MASK_NODATA).sum()), int(mask.size)
+        record["mask_water_fraction"] = float((mask == 1).sum() / max(record["valid_px"], 1))
+    return record, None if abstained else mask
+
+
+def predicted_water(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``bool`` water of a mask (nodata = not water); no water anywhere when the image abstained."""
+    return np.zeros(shape, bool) if mask is None else mask == 1
+
+
+def score_labelled(record: dict[str, Any], mask: np.ndarray | None, label_path: Path, image: Path) -> np.ndarray:
+    """Confusion of the mask against a 0/1 label, into ``record``; returns the label."""
     label = read_label(label_path)
-    if label.shape != mask.shape:
+    if mask is not None and label.shape != mask.shape:
         raise SystemExit(f"{label_path}: shape {label.shape} differs from {image} {mask.shape}")
-    counts = confusion(mask == 1, label)  # nodata (255) counts as not water
+    counts = confusion(predicted_water(mask, label.shape), label)
     record.update(dataclasses.asdict(counts), **counts.scores())
     record["label_water_px"] = int(label.sum())
-    record["nodata_px"] = int((mask == MASK_NODATA).sum())
-    record["nodata_label_water_px"] = int(((mask == MASK_NODATA) & label).sum())
-    # Prompts as the pipeline would draw them for SAM, from this run's coarse mask.
+    record.setdefault("px", int(label.size))
+    if mask is not None:
+        record["nodata_px"] = int((mask == MASK_NODATA).sum())
+        record["nodata_label_water_px"] = int(((mask == MASK_NODATA) & label).sum())
+    return label
+
+
+def score_havel(record: dict[str, Any], mask: np.ndarray | None, label_path: Path, osm_path: Path | None) -> None:
+    """Hand polygons (1 water, 2 land, 0 left out), the scene's water %, and OSM water."""
+    from scipy import ndimage
+
+    polygons = read_band(label_path)
+    known = polygons > 0
+    water = predicted_water(mask, polygons.shape)
+    counts = confusion(water[known], polygons[known] == 1)
+    record.update(dataclasses.asdict(counts), **counts.scores())
+    record["label_water_px"], record["label_px"] = int((polygons == 1).sum()), int(known.sum())
+    valid = np.ones(polygons.shape, bool) if mask is None else mask != MASK_NODATA
+    record["scene_water_fraction"] = float(water.sum() / max(valid.sum(), 1))
+    anchors = polygons == 1
+    if osm_path is not None and osm_path.is_file():
+        osm = read_band(osm_path) == 1
+        anchors = anchors | osm
+        record["osm_px"] = int(osm.sum())
+        record["water_in_osm_fraction"] = float((water & osm).sum() / max(osm.sum(), 1))
+    regions, _ = ndimage.label(water, structure=np.ones((3, 3), bool))
+    anchored = np.unique(regions[anchors & water])
+    outside = water & ~np.isin(regions, anchored[anchored > 0])
+    record["water_outside_fraction"] = float(outside.sum() / max(valid.sum(), 1))
+
+
+def score_fmask(record: dict[str, Any], mask: np.ndarray | None, fmask_path: Path) -> None:
+    """Agreement with Fmask's water class (a model, not truth) over pixels both call valid."""
+    fmask = read_band(fmask_path)
+    known = fmask != 255
+    if mask is not None:
+        known &= mask != MASK_NODATA
+    ours = predicted_water(mask, fmask.shape) & known
+    theirs = (fmask == 1) & known
+    record["fmask_water_px"], record["water_px"] = int(theirs.sum()), int(ours.sum())
+    record["both_water_px"] = int((ours & theirs).sum())
+    record["fmask_agreement"] = float((ours == theirs)[known].mean()) if known.any() else None
+
+
+def nowater_score(record: dict[str, Any]) -> float:
+    """1 when the image abstained, was refused, or is at most :data:`NOWATER_MAX` water; else smaller."""
+    fraction = record.get("water_fraction")
+    if record["abstained"] or fraction is None or fraction <= NOWATER_MAX:
+        return 1.0
+    return NOWATER_MAX / fraction
+
+
+def run_image(
+    case: Case, index: int, out_dir: Path, config: SegmentConfig, prompt_config: SegmentConfig | None,
+    prompt_quality: Callable[..., dict], min_body_px: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Segment one image of ``case``, score it; prompts only when ``prompt_config`` is given."""
+    image, label_path = case.images[index], case.labels[index]
+    extra = case.extras[index] if case.extras else None
+    record, mask = segment_image(image, out_dir / image.stem, config)
+    if case.score == "nowater":
+        record["score"] = nowater_score(record)
+        if extra is not None:
+            score_fmask(record, mask, extra)
+    if label_path is None:
+        return record
+    if case.score == "havel":
+        score_havel(record, mask, label_path, extra)
+        if prompt_config is not None and mask is not None:
+            polygons = read_band(label_path)
+            add_prompts(record, image, mask, polygons == 1, prompt_config, prompt_quality, min_body_px, polygons > 0)
+        return record
+    label = score_labelled(record, mask, label_path, image)
+    if prompt_config is not None and mask is not None:
+        add_prompts(record, image, mask, label, prompt_config, prompt_quality, min_body_px)
+    return record
+
+
+def add_prompts(
+    record: dict[str, Any], image: Path, mask: np.ndarray, label: np.ndarray, prompt_config: SegmentConfig,
+    prompt_quality: Callable[..., dict], min_body_px: int, known: np.ndarray | None = None,
+) -> None:  # fmt: skip
+    """Prompt quality of the points the pipeline would give SAM from this run's coarse mask."""
     source = "mask.tif"
     try:
         prompts, coarse = prompts_by_prepare_tile(image, prompt_config)
@@ -292,45 +504,75 @@ def run_image(
     if source == "mask.tif":
         prompts = prompts_from_mask(mask, prompt_config)
     record["prompt_source"] = source
-    record["prompts"] = prompt_quality(prompts, label, min_body_px)
-    return record
+    record["prompts"] = prompt_quality(prompts, label, min_body_px, known) if known is not None else prompt_quality(
+        prompts, label, min_body_px
+    )  # fmt: skip
+
+
+def pool_confusion(recs: list[dict[str, Any]]) -> Confusion:
+    pooled = Confusion(0, 0, 0, 0)
+    for r in recs:
+        pooled = pooled + Confusion(r["tp"], r["fp"], r["fn"], r["tn"])
+    return pooled
+
+
+def case_score(case: Case, recs: list[dict[str, Any]]) -> float | None:
+    """The case's score in [0, 1] (module docstring), None when it is not scored."""
+    if case.score == "iou":
+        return float(pool_confusion(recs).scores()["iou"])
+    if case.score == "havel":
+        r = recs[0]
+        scene = r["scene_water_fraction"]
+        return float(min(r["iou"], 1.0 if scene <= HAVEL_SCENE_MAX else HAVEL_SCENE_MAX / scene))
+    if case.score == "nowater":
+        return float(min(r["score"] for r in recs))
+    if case.score == "abstain":
+        return 0.0 if any(r["abstained"] for r in recs) else None
+    return None
 
 
 def summarize_case(case: Case, pool_prompt_quality: Callable[..., dict]) -> dict[str, Any]:
     """The case's numbers: pooled over its images (one image: that image's)."""
     recs = case.records
-    valid = sum(r["valid_px"] for r in recs)
-    water = sum(r["water_fraction"] * r["valid_px"] for r in recs if r["water_fraction"] is not None)
+    answered = [r for r in recs if not r["abstained"] and "valid_px" in r]
+    valid = sum(r["valid_px"] for r in answered)
+    water = sum(r["water_fraction"] * r["valid_px"] for r in answered if r["water_fraction"] is not None)
     summary: dict[str, Any] = {
-        "kind": "labelled" if case.labelled else "unlabelled",
+        "source": case.source,
+        "kind": case.score or ("labelled" if case.labelled else "unlabelled"),
         "bands": case.bands,
         "note": case.note,
         "images": len(recs),
+        "abstained": sum(bool(r["abstained"]) for r in recs),
+        "errors": sum(r["status"] == "error" for r in recs),
         "water_fraction": water / valid if valid else None,
-        "valid_fraction": valid / sum(r["px"] for r in recs),
         "index": ",".join(sorted({str(r["index"]) for r in recs})),
+        "score": case_score(case, recs),
     }
+    if case.score == "iou" or case.score == "havel":
+        pooled = pool_confusion(recs)
+        summary.update(dataclasses.asdict(pooled), **pooled.scores())
+        summary["iou_mean"] = float(np.mean([r["iou"] for r in recs]))
+        summary["label_water_fraction"] = sum(r["label_water_px"] for r in recs) / sum(r.get("label_px", r["px"]) for r in recs)
+        summary["nodata_px"] = sum(r.get("nodata_px", 0) for r in recs)
+        summary["nodata_label_water_px"] = sum(r.get("nodata_label_water_px", 0) for r in recs)
+        with_prompts = [r["prompts"] for r in recs if "prompts" in r]
+        if with_prompts:
+            summary["prompts"] = pool_prompt_quality(with_prompts)
+            summary["prompt_source"] = ",".join(sorted({r["prompt_source"] for r in recs if "prompt_source" in r}))
+    if case.score == "havel":
+        for key in ("scene_water_fraction", "water_in_osm_fraction", "water_outside_fraction"):
+            summary[key] = recs[0].get(key)
     thresholds = [r["threshold"] for r in recs if r["threshold"] is not None]
     if thresholds:
         summary["threshold"] = thresholds[0] if len(recs) == 1 else {
             "min": float(min(thresholds)), "median": float(np.median(thresholds)), "max": float(max(thresholds))
         }  # fmt: skip
-    if case.labelled:
-        pooled = Confusion(0, 0, 0, 0)
-        for r in recs:
-            pooled = pooled + Confusion(r["tp"], r["fp"], r["fn"], r["tn"])
-        summary.update(dataclasses.asdict(pooled), **pooled.scores())
-        summary["iou_mean"] = float(np.mean([r["iou"] for r in recs]))
-        summary["label_water_fraction"] = sum(r["label_water_px"] for r in recs) / sum(r["px"] for r in recs)
-        summary["nodata_px"] = sum(r["nodata_px"] for r in recs)
-        summary["nodata_label_water_px"] = sum(r["nodata_label_water_px"] for r in recs)
-        summary["prompts"] = pool_prompt_quality(r["prompts"] for r in recs)
-        sources = sorted({r["prompt_source"] for r in recs})
-        summary["prompt_source"] = ",".join(sources)
-    if len(recs) > 1:
-        summary["per_image"] = [
-            {k: v for k, v in r.items() if k not in ("quicklook", "mask")} for r in recs
-        ]
+    if len(recs) > 1 or case.score == "nowater":
+        summary["per_image"] = [{k: v for k, v in r.items() if k not in ("quicklook", "mask")} for r in recs]
+    reasons = sorted({r.get("uncertain") or r.get("error") for r in recs if r["abstained"]} - {None})
+    if reasons:
+        summary["reasons"] = reasons
     return summary
 
 
@@ -344,7 +586,7 @@ def num(value: float | None) -> str:
 
 def table(cases: dict[str, dict[str, Any]]) -> str:
     header = ["case", "bands", "imgs", "index", "water %", "IoU", "prec", "recall", "IoU/img", "pos@water",
-              "neg@land", "bodies hit", "nodata px"]  # fmt: skip
+              "neg@land", "bodies hit", "abstained", "score"]  # fmt: skip
     rows = []
     for name, s in cases.items():
         q = s.get("prompts") or {}
@@ -354,16 +596,155 @@ def table(cases: dict[str, dict[str, Any]]) -> str:
             num(s.get("iou")), num(s.get("precision")), num(s.get("recall")),
             num(s.get("iou_mean")) if s["images"] > 1 else "-",
             num(q.get("positives_on_water_fraction")), num(q.get("negatives_on_land_fraction")),
-            bodies, s.get("nodata_px", "-"),
+            bodies, s.get("abstained") or "-", num(s.get("score")),
         ])  # fmt: skip
     return fmt_table(header, rows)
+
+
+def details(cases: dict[str, dict[str, Any]]) -> str:
+    """Havel's scene figures, the no-water scenes per image, and the abstention reasons."""
+    lines = []
+    for name, s in cases.items():
+        if s["kind"] == "havel":
+            lines.append(
+                f"{name}: scene {pct(s.get('scene_water_fraction'), 2)} % water; inside OSM water "
+                f"{pct(s.get('water_in_osm_fraction'))} %; outside any region touching a water polygon or OSM "
+                f"water {pct(s.get('water_outside_fraction'), 2)} % of the scene"
+            )  # fmt: skip
+        for r in s.get("per_image", []) if s["kind"] == "nowater" else []:
+            state = r["status"] if r["abstained"] else f"{pct(r.get('water_fraction'), 2)} % water"
+            fmask = ""
+            if "fmask_water_px" in r:
+                fmask = f"; Fmask water {r['fmask_water_px']} px, ours {r['water_px']} px, both {r['both_water_px']} px"
+            lines.append(f"{name} {r['name']}: {state}, score {num(r['score'])}{fmask}")
+        for reason in s.get("reasons", []):
+            lines.append(f"{name}: abstained/refused: {reason}")
+    return "\n".join(lines)
+
+
+# --- sources and leave-one-source-out -------------------------------------------------------------
+
+
+def source_scores(cases: list[Case], scores: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    """Per source: its score (worst scored case, None when none is scored) and that case."""
+    out: dict[str, dict[str, Any]] = {}
+    for source in SOURCES:
+        mine = [(scores[c.name], c.name) for c in cases if c.source == source and c.name in scores]
+        scored = [(v, n) for v, n in mine if v is not None]
+        worst = min(scored) if scored else (None, None)
+        out[source] = {"score": worst[0], "worst_case": worst[1], "cases": [n for _, n in mine]}
+    return {k: v for k, v in out.items() if v["cases"]}
+
+
+def available_constants() -> dict[str, tuple[str, tuple[Any, ...], Any]]:
+    """The :data:`CONSTANTS` this checkout's config has: option -> (method, candidates, default)."""
+    defaults = SegmentConfig()
+    return {
+        key: (method, values, getattr(defaults, key))
+        for key, (method, values) in CONSTANTS.items()
+        if hasattr(defaults, key)
+    }
+
+
+def affected_cases(cases: list[Case], method: str) -> list[Case]:
+    """Scored cases whose default run used ``method`` on some image."""
+    return [c for c in cases if c.score is not None and any(r["index"] == method for r in c.records)]
+
+
+def combo_scores(
+    cases: list[Case], base: dict[str, float | None], swept: dict[tuple[str, Any], dict[str, float | None]],
+    combo: dict[str, Any],
+) -> dict[str, float | None]:  # fmt: skip
+    """Per source, its score with the constants set to ``combo`` (cases from the cached runs)."""
+    scores = dict(base)
+    for key, value in combo.items():
+        scores.update(swept.get((key, value), {}))
+    return {k: v["score"] for k, v in source_scores(cases, scores).items()}
+
+
+def loso(
+    cases: list[Case], base: dict[str, float | None], swept: dict[tuple[str, Any], dict[str, float | None]],
+    constants: dict[str, tuple[str, tuple[Any, ...], Any]],
+) -> dict[str, Any]:  # fmt: skip
+    """Leave-one-source-out: per held-out source, the candidates best on the others, scored on it."""
+    import itertools
+
+    keys = list(constants)
+    defaults = {k: constants[k][2] for k in keys}
+    combos = [dict(zip(keys, values)) for values in itertools.product(*(constants[k][1] for k in keys))]
+    table = [(combo, combo_scores(cases, base, swept, combo)) for combo in combos]
+
+    def pick(exclude: str | None) -> tuple[dict[str, Any], float]:
+        def rank(item: tuple[dict[str, Any], dict[str, float | None]]) -> tuple[float, int, int]:
+            combo, scores = item
+            others = [v for s, v in scores.items() if s != exclude and v is not None]
+            changed = sum(combo[k] != defaults[k] for k in keys)
+            return (min(others) if others else 1.0, -changed, -combos.index(combo))
+
+        best = max(table, key=rank)
+        return best[0], rank(best)[0]
+
+    folds: dict[str, Any] = {}
+    for source in combo_scores(cases, base, swept, defaults):
+        combo, others = pick(source)
+        held_out = dict(table[combos.index(combo)][1])[source]
+        folds[source] = {"pick": combo, "worst_of_others": others, "score": held_out}
+    everything, worst = pick(None)
+    return {
+        "constants": {k: {"method": constants[k][0], "candidates": list(constants[k][1]), "default": defaults[k],
+                          "cases": [c.name for c in affected_cases(cases, constants[k][0])]} for k in keys},
+        "folds": folds,
+        "all_sources_pick": {"pick": everything, "worst": worst},
+        "combos": [{"combo": combo, "sources": scores} for combo, scores in table],
+    }  # fmt: skip
+
+
+def worst_of(scores: dict[str, float | None]) -> tuple[str | None, float | None]:
+    scored = [(v, k) for k, v in scores.items() if v is not None]
+    return (min(scored)[1], min(scored)[0]) if scored else (None, None)
+
+
+def short(combo: dict[str, Any] | None, defaults: dict[str, Any]) -> str:
+    """``dswe_water=high`` for the constants that differ from the default; ``default`` when none does."""
+    if not combo:
+        return "-"
+    changed = [f"{k}={v}" for k, v in combo.items() if v != defaults.get(k)]
+    return ", ".join(changed) or "default"
+
+
+def source_table(report: dict[str, Any], old: dict[str, Any] | None = None) -> str:
+    """One row per source: (old score,) score with the shipped defaults, the LOSO pick and its held-out score."""
+    sources = report["sources"]
+    folds = (report.get("loso") or {}).get("folds", {})
+    defaults = {k: v["default"] for k, v in ((report.get("loso") or {}).get("constants") or {}).items()}
+    header = ["source", "cases", "worst case"] + ([f"{old.get('tag') or 'old'}"] if old else []) + [
+        "default", "LOSO pick", "LOSO held-out"]  # fmt: skip
+    rows = []
+    for name, s in sources.items():
+        fold = folds.get(name, {})
+        row = [name, len(s["cases"]), s["worst_case"] or "-"]
+        if old:
+            row.append(num((old.get("sources", {}).get(name) or {}).get("score")))
+        row += [num(s["score"]), short(fold.get("pick"), defaults), num(fold.get("score", s["score"]))]
+        rows.append(row)
+    text = fmt_table(header, rows)
+    name, value = worst_of({k: v["score"] for k, v in sources.items()})
+    text += f"\nworst source, defaults: {name} {num(value)}"
+    if folds:
+        name, value = worst_of({k: v["score"] for k, v in folds.items()})
+        text += f"; leave-one-source-out: {name} {num(value)}"
+    if old and old.get("sources"):
+        name, value = worst_of({k: v["score"] for k, v in old["sources"].items()})
+        text += f"; {old.get('tag') or 'old'}: {name} {num(value)}"
+    return text
 
 
 def flatten(report: dict[str, Any]) -> dict[str, float]:
     """``case.metric`` -> value for every number worth comparing."""
     flat: dict[str, float] = {}
     for name, s in report["cases"].items():
-        for key in ("water_fraction", "iou", "precision", "recall", "iou_mean"):
+        for key in ("water_fraction", "iou", "precision", "recall", "iou_mean", "score", "scene_water_fraction",
+                    "water_in_osm_fraction", "water_outside_fraction"):  # fmt: skip
             if s.get(key) is not None and (key != "iou_mean" or s["images"] > 1):
                 flat[f"{name}.{key}"] = float(s[key])
         for key in TARGETS:
@@ -401,13 +782,22 @@ def contact_images(cases: list[Case], summaries: dict[str, dict[str, Any]], path
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (case, rec) in zip(axes.ravel(), items):
+        title = f"{case.name} {rec['name'][:21]}\n"
+        if rec["abstained"]:
+            reason = rec.get("uncertain") or rec.get("error") or rec["status"]
+            if rec.get("quicklook") and Path(rec["quicklook"]).is_file():
+                ax.imshow(Image.open(rec["quicklook"]).convert("RGB"), alpha=0.5)
+            ax.text(0.5, 0.5, "\n".join(textwrap.wrap(str(reason), 40)), ha="center", va="center", fontsize=8,
+                    transform=ax.transAxes, bbox={"facecolor": "white", "alpha": 0.8})  # fmt: skip
+            ax.set_title(title + f"{rec['status']}: no mask, {rec['index']}", fontsize=9)
+            continue
         quicklook = np.asarray(Image.open(rec["quicklook"]).convert("RGB")).astype(np.float32)
         with quiet():
             with rasterio.open(rec["mask"]) as ds:  # water filled: the quicklook's outline is thin at this size
                 water = ds.read(1, out_shape=quicklook.shape[:2], resampling=Resampling.nearest) == 1
         quicklook[water] = 0.5 * quicklook[water] + 0.5 * np.array(WATER_FILL, np.float32)
         ax.imshow(quicklook.astype(np.uint8))
-        title = f"{case.name} ({case.note})\nwater {pct(rec['water_fraction'])} %, {rec['index']}"
+        title += f"water {pct(rec['water_fraction'])} %, {rec['index']}"
         if rec.get("threshold") is not None:
             title += f" > {rec['threshold']:.2f}"
         if "iou" in rec:
@@ -447,10 +837,8 @@ def contact_chips(case: Case, path: Path, n: int = 24) -> Path | None:
         ax.axis("off")
     for i, rec in enumerate(picks):
         image, label_path = by_name[rec["name"]]
-        with quiet():
-            with rasterio.open(rec["mask"]) as ds:
-                mask = ds.read(1)
         label = read_label(label_path)  # type: ignore[arg-type]
+        mask = read_band(Path(rec["mask"])) if rec.get("mask") and not rec["abstained"] else np.zeros(label.shape, np.uint8)
         shown = np.where(mask == MASK_NODATA, 0.5, mask == 1).astype(np.float32)
         ax_img, ax_lbl, ax_msk = axes[i // per_row, (i % per_row) * 3 : (i % per_row) * 3 + 3]
         ax_img.imshow(_chip_rgb(image))
@@ -458,7 +846,7 @@ def contact_chips(case: Case, path: Path, n: int = 24) -> Path | None:
         ax_lbl.imshow(label, cmap="Blues", vmin=0, vmax=1)
         ax_lbl.set_title(f"label {pct(rec['label_water_px'] / rec['px'], 0)} %", fontsize=7)
         ax_msk.imshow(shown, cmap="Blues", vmin=0, vmax=1)
-        ax_msk.set_title(f"coarse, IoU {rec['iou']:.2f}", fontsize=7)
+        ax_msk.set_title(f"coarse, IoU {rec['iou']:.2f}" + (" (abstained)" if rec["abstained"] else ""), fontsize=7)
     fig.suptitle(f"Cellula chips ({case.bands}): true colour | label | coarse mask (grey: nodata)", fontsize=10)
     fig.tight_layout()
     return _save_small(fig, path)
@@ -478,6 +866,40 @@ def _save_small(fig: Any, path: Path, dpi: int = 80) -> Path:
     return path
 
 
+def run_case(
+    case: Case, out: Path, overrides: dict[str, Any], prompts: tuple[Callable[..., dict], int, int] | None
+) -> tuple[list[dict[str, Any]], list[str]]:  # fmt: skip
+    """Every image of the case under ``overrides``; prompt quality when ``prompts`` = (metric, negatives, min_body_px)."""
+    config, dropped = case_config(case, overrides)
+    prompt_config = None
+    if prompts is not None:
+        prompt_config = dataclasses.replace(config, model=SAM_PLACEHOLDER, negatives=prompts[1])
+    metric, min_body_px = (prompts[0], prompts[2]) if prompts is not None else (None, 0)
+    records = [
+        run_image(case, i, out / case.name, config, prompt_config, metric, min_body_px)  # type: ignore[arg-type]
+        for i in range(len(case.images))
+    ]
+    return records, dropped
+
+
+def sweep(cases: list[Case], out: Path, constants: dict[str, tuple[str, tuple[Any, ...], Any]]) -> dict[tuple[str, Any], dict[str, float | None]]:
+    """Each non-default candidate once, over the scored cases its method affects: case -> score."""
+    swept: dict[tuple[str, Any], dict[str, float | None]] = {}
+    for key, (method, values, default) in constants.items():
+        targets = affected_cases(cases, method)
+        for value in values:
+            if value == default or not targets:
+                continue
+            t = time.perf_counter()
+            scores = {}
+            for case in targets:
+                records, _ = run_case(case, out / "sweep" / f"{key}={value}", {key: value}, None)
+                scores[case.name] = case_score(case, records)
+            swept[(key, value)] = scores
+            print(f"  {key}={value}: {', '.join(c.name for c in targets)}, {time.perf_counter() - t:.1f} s", flush=True)
+    return swept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="shared imagery (default: ../shared/data)")
@@ -488,6 +910,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negatives", type=int, default=3, help="negative points per component for prompt quality")
     parser.add_argument("--min-body-px", type=int, default=1000, help="water bodies of more than this many px")
     parser.add_argument("--chips", type=int, default=0, help="only the first N Cellula chips (0: all; for a quick try)")
+    parser.add_argument("--no-loso", action="store_true", help="no candidate runs: the shipped defaults only")
     parser.add_argument("--metrics-from", type=Path, help="metrics.py providing prompt_quality for older checkouts")
     args = parser.parse_args(argv)
 
@@ -500,43 +923,55 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cases = build_cases(args.data, args.out)
     summaries: dict[str, dict[str, Any]] = {}
+    dropped: dict[str, list[str]] = {}
     for case in cases:
         t = time.perf_counter()
-        config = SegmentConfig(model="none", bands=case.bands, progress=False, overwrite=True)
-        prompt_config = dataclasses.replace(config, model=SAM_PLACEHOLDER, negatives=args.negatives)
-        pairs = list(zip(case.images, case.labels))
         if args.chips and case.group == "chips":
-            pairs = pairs[: args.chips]
-            case.images, case.labels = [p for p, _ in pairs], [lbl for _, lbl in pairs]
-        for image, label in pairs:
-            case.records.append(
-                run_image(case, image, label, args.out, config, prompt_config, prompt_quality, args.min_body_px)
-            )
+            case.images, case.labels = case.images[: args.chips], case.labels[: args.chips]
+        case.records, left_out = run_case(case, args.out / "runs", {}, (prompt_quality, args.negatives, args.min_body_px))
+        if left_out:
+            dropped[case.name] = left_out
         summaries[case.name] = summarize_case(case, pool_prompt_quality)
         summaries[case.name]["seconds"] = round(time.perf_counter() - t, 2)
-        print(f"  {case.name}: {len(pairs)} image(s), {time.perf_counter() - t:.1f} s", flush=True)
-
-    print()
-    print(table(summaries))
-    print(
-        f"\nwater % of valid pixels; IoU, precision, recall pooled over the case's pixels (mask nodata = not water); "
-        f"IoU/img: mean per image.\nprompts: default points ({SegmentConfig().points}) + {args.negatives} negatives "
-        f"per component, as the pipeline samples them; pos@water, neg@land: fraction of points on labelled water / "
-        f"land (targets >= {TARGETS['positives_on_water_fraction']}); bodies hit: labelled water bodies "
-        f"> {args.min_body_px} px with a positive point (target >= {TARGETS['bodies_prompted_fraction']:.0%})."
-    )
+        print(f"  {case.name}: {len(case.images)} image(s), {time.perf_counter() - t:.1f} s", flush=True)
+    base = {name: s["score"] for name, s in summaries.items()}
+    constants = {} if args.no_loso else available_constants()
+    swept = sweep(cases, args.out, constants)
+    sources = source_scores(cases, base)
     report = {
         "tag": args.tag,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "samgeo_pipeline": str(Path(samgeo_pipeline.__file__).parent),
         "prompt_metric_from": metric_file,
         "data": str(args.data.resolve()),
-        "segment_config": {"model": "none", "defaults": "SegmentConfig() with the case's bands"},
+        "segment_config": {"model": "none", "defaults": "SegmentConfig() with the case's bands and options"},
+        "left_out": dropped,
         "prompts": {"points": SegmentConfig().points, "negatives": args.negatives, "min_body_px": args.min_body_px,
                     "targets": TARGETS},  # fmt: skip
-        "seconds": round(time.perf_counter() - t0, 1),
+        "scores": {"nowater_max": NOWATER_MAX, "havel_scene_max": HAVEL_SCENE_MAX},
         "cases": summaries,
+        "sources": sources,
+        "loso": loso(cases, base, swept, constants) if constants else None,
     }
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+
+    print()
+    print(table(summaries))
+    print(
+        f"\nwater % of valid pixels; IoU, precision, recall pooled over the case's pixels (mask nodata = not water; "
+        f"an abstained image: no water); IoU/img: mean per image; havel: on its hand polygons.\nprompts: default "
+        f"points ({SegmentConfig().points}) + {args.negatives} negatives per component, as the pipeline samples them; "
+        f"pos@water, neg@land: fraction of points on labelled water / land (targets >= "
+        f"{TARGETS['positives_on_water_fraction']}); bodies hit: labelled water bodies > {args.min_body_px} px with "
+        f"a positive point.\nscore: see the module docstring (IoU; no-water: 1 up to {NOWATER_MAX:.1%} water or "
+        f"abstained; havel: also <= {HAVEL_SCENE_MAX:.0%} of the scene)."
+    )
+    print(details(summaries))
+    if dropped:
+        print(f"left out (this checkout does not know them): {dropped}")
+    old = json.loads(args.compare.read_text()) if args.compare else None
+    print()
+    print(source_table(report, old))
     results.mkdir(parents=True, exist_ok=True)
     json_path = results / f"accuracy{suffix}.json"
     json_path.write_text(json.dumps(report, indent=1))
@@ -548,8 +983,7 @@ def main(argv: list[str] | None = None) -> int:
     for sheet in sheets:
         if sheet is not None:
             print(f"contact sheet: {sheet} ({sheet.stat().st_size / 2**20:.2f} MiB)")
-    if args.compare:
-        old = json.loads(args.compare.read_text())
+    if old is not None:
         print(f"\ncompared with {args.compare}:\n{compare(old, report)}")
     return 0
 
