@@ -1,4 +1,4 @@
-"""Band mapping: which 1-based band of the input is red, green, blue, NIR, SWIR.
+"""Band mapping: which 1-based band of the input is red, green, blue, NIR, SWIR (SWIR1), SWIR2.
 
 Presets live in :data:`BAND_PRESETS`; a user may also pass ``"red=1,green=2,blue=3,nir=4"``.
 """
@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 from samgeo_pipeline.errors import ConfigError, InputError
 
-BandName = Literal["red", "green", "blue", "nir", "swir"]
+BandName = Literal["red", "green", "blue", "nir", "swir", "swir2"]
 BAND_NAMES: tuple[str, ...] = get_args(BandName)
 
 #: Band presets by sensor. Values are 1-based band indexes of the file.
@@ -20,10 +20,10 @@ BAND_PRESETS: dict[str, dict[str, int]] = {
     "rgb": {"red": 1, "green": 2, "blue": 3},
     # NAIP: R, G, B, NIR.
     "naip": {"red": 1, "green": 2, "blue": 3, "nir": 4},
-    # Sentinel-2 L1C, 13 bands B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B10 B11 B12; SWIR = B11.
-    "sentinel2": {"blue": 2, "green": 3, "red": 4, "nir": 8, "swir": 12},
-    # Landsat 8/9 OLI band order (B1 coastal ... B7); SWIR = B6 (SWIR1).
-    "landsat8": {"blue": 2, "green": 3, "red": 4, "nir": 5, "swir": 6},
+    # Sentinel-2 L1C, 13 bands B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B10 B11 B12; SWIR = B11, SWIR2 = B12.
+    "sentinel2": {"blue": 2, "green": 3, "red": 4, "nir": 8, "swir": 12, "swir2": 13},
+    # Landsat 8/9 OLI band order (B1 coastal ... B7); SWIR = B6 (SWIR1), SWIR2 = B7.
+    "landsat8": {"blue": 2, "green": 3, "red": 4, "nir": 5, "swir": 6, "swir2": 7},
 }
 
 #: Preset chosen from the band count when the user gives none.
@@ -36,7 +36,7 @@ _DESCRIPTION_NAMES: dict[str, str | None] = {
     "nir": "nir", "nearinfrared": "nir", "nir1": "nir", "nir08": "nir", "nearir": "nir",
     "swir": "swir", "swir1": "swir", "swir16": "swir", "shortwaveinfrared1": "swir",
     "shortwaveinfrared": "swir",
-    "swir2": None, "swir22": None, "shortwaveinfrared2": None, "coastal": None, "coastalaerosol": None,
+    "swir2": "swir2", "swir22": "swir2", "shortwaveinfrared2": "swir2", "coastal": None, "coastalaerosol": None,
     "cirrus": None, "thermal": None, "tir": None, "tirs1": None, "tirs2": None, "pan": None,
     "panchromatic": None, "alpha": None, "watervapour": None, "watervapor": None,
     "rededge": None, "rededge1": None, "rededge2": None, "rededge3": None,
@@ -56,6 +56,7 @@ class BandMap:
     blue: int | None = None
     nir: int | None = None
     swir: int | None = None
+    swir2: int | None = None
     source: BandSource = field(default="given", compare=False)
 
     def as_dict(self) -> dict[str, int]:

@@ -4,9 +4,17 @@ The coarse mask is what ``--model none`` writes and where SAM's prompts come fro
 parameters are whole-image statistics (no per-tile thresholds, so no seams); applying it to a
 tile costs a few array comparisons, box filters for RGB, and one connected-component labelling.
 
-Methods, picked from the mapped bands (``--index auto``: mndwi > ndwi > rgb):
+Methods, picked from the mapped bands and from whether the input's reflectance is known
+(:mod:`samgeo_pipeline.reflectance`; ``--index auto``: dswe > mndwi > ndwi > fmask > rgb):
 
-- ``mndwi`` (SWIR mapped): MNDWI = (green - swir) / (green + swir) above the threshold (default
+- ``dswe`` (reflectance known; green, red, NIR, SWIR1; blue and SWIR2 used when mapped): the five
+  tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their classes, and the
+  classes counted as water set by ``dswe_water`` (default: high and moderate confidence, DSWx's
+  "open water"); Fmask's snow and (with blue) cloud tests run first and are never water. Every
+  constant is published; nothing is fitted to the image.
+- ``fmask`` (reflectance known; red and NIR, no green: e.g. red, NIR, SWIR1 only): Fmask's water
+  test on NDVI and NIR (:func:`~samgeo_pipeline.water_tests.fmask_water`).
+- ``mndwi`` (SWIR mapped, reflectance unknown): MNDWI = (green - swir) / (green + swir) above the threshold (default
   :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
   pixels with an index below threshold - :data:`LAND_MARGIN`). Clouds and bright soils, whose
   index can come close to the threshold, are brighter than land in NIR/SWIR; turbid water is not.
@@ -22,6 +30,13 @@ Methods, picked from the mapped bands (``--index auto``: mndwi > ndwi > rgb):
   pixels within 2 px (the shore, where the 5x5 window also sees land). RGB lacks water's
   spectral signature: dark smooth vegetation and haze pass; the run warns, and NIR or SWIR, when
   the sensor has them, do much better.
+
+**Abstaining.** A rule that cannot tell water from land on an image sets ``uncertain`` (a one-line
+reason) instead of guessing: an RGB image whose dark and smooth share exceeds ``rgb_max_water``
+(a dark ploughed field or forest, not a lake), and a fitted ``mndwi``/``ndwi`` rule whose index
+separates the candidate water from the rest poorly (separability below
+:data:`WARN_SEPARABILITY`) unless the user fixed ``--threshold``. The published ``dswe`` and
+``fmask`` tests are not fitted, so they do not abstain.
 
 Before any ratio, the image's dark floor (the lowest 0.1th percentile over the mapped bands,
 never below 0) is subtracted from every band: an additive offset (haze, a DN offset) pulls
@@ -45,9 +60,29 @@ import cv2
 import numpy as np
 from skimage.filters import threshold_otsu
 
+from samgeo_pipeline import water_tests
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.reflectance import Reflectance
 
-Method = Literal["ndwi", "mndwi", "rgb"]
+Method = Literal["dswe", "fmask", "ndwi", "mndwi", "rgb"]
+#: Bands each method needs, in ``--index auto``'s order of preference.
+METHOD_BANDS: dict[str, frozenset[str]] = {
+    "dswe": frozenset({"green", "red", "nir", "swir"}),
+    "mndwi": frozenset({"green", "swir"}),
+    "ndwi": frozenset({"green", "nir"}),
+    "fmask": frozenset({"red", "nir"}),
+    "rgb": frozenset({"red", "green", "blue"}),
+}
+#: Methods whose tests are on reflectance.
+REFLECTANCE_METHODS = frozenset({"dswe", "fmask"})
+#: ``dswe_water``: the DSWE classes counted as water.
+DSWE_WATER_CLASSES: dict[str, tuple[int, ...]] = {
+    "high": (water_tests.HIGH,),
+    "moderate": (water_tests.HIGH, water_tests.MODERATE),
+    "wetland": (water_tests.HIGH, water_tests.MODERATE, water_tests.WETLAND),
+}
+#: RGB images with a larger dark-and-smooth share are uncertain (``rgb_max_water``'s default).
+RGB_MAX_WATER = 0.4
 
 #: Index threshold of each spectral method when ``--threshold`` is not given.
 DEFAULT_THRESHOLDS: dict[str, float] = {"mndwi": -0.1, "ndwi": 0.0}
@@ -80,12 +115,17 @@ _ROUGH_WINDOW = 5
 
 @dataclass(frozen=True)
 class CoarseRule:
-    """The coarse-mask parameters of one image (file units, after subtracting ``offset``).
+    """The coarse-mask parameters of one image (in ``(value - offset) x scale`` units).
 
     Attributes:
-        method: ``ndwi``, ``mndwi`` or ``rgb``.
+        method: ``dswe``, ``fmask``, ``ndwi``, ``mndwi`` or ``rgb``.
         band_names: bands of the ``data`` arrays the rule is applied to.
-        offset: dark floor subtracted from every band before ratios and comparisons.
+        offset: subtracted from every band before ratios and comparisons: the dark floor, or
+            for reflectance methods the value of zero reflectance.
+        scale: reflectance per file unit (reflectance methods), else 1.
+        reflectance_source: where the reflectance map came from; None when unknown.
+        dswe_water: ``dswe``: which classes are water (:data:`DSWE_WATER_CLASSES`).
+        dropped: tests or terms the bands did not allow, for the manifest.
         threshold: index threshold (water where index > threshold); None for rgb.
         nir_max, swir_max: water is darker than these; None: no such test.
         grey_low, grey_high: rgb: grey levels mapped to 0 and 1.
@@ -105,6 +145,10 @@ class CoarseRule:
     method: Method
     band_names: tuple[str, ...]
     offset: float = 0.0
+    scale: float = 1.0
+    reflectance_source: str | None = None
+    dswe_water: str = "moderate"
+    dropped: tuple[str, ...] = ()
     threshold: float | None = None
     nir_max: float | None = None
     swir_max: float | None = None
@@ -121,6 +165,7 @@ class CoarseRule:
         """JSON-able form for the manifest."""
         out = asdict(self)
         out["band_names"] = list(self.band_names)
+        out["dropped"] = list(self.dropped)
         return out
 
 
@@ -159,24 +204,34 @@ class Components:
     areas: np.ndarray
 
 
-def resolve_method(requested: str, band_names: tuple[str, ...] | list[str]) -> Method:
-    """The method for ``requested`` (``auto``: mndwi > ndwi > rgb by the mapped bands).
+def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], calibrated: bool = False) -> Method:
+    """The method for ``requested`` (``auto``: dswe > mndwi > ndwi > fmask > rgb, see the module docstring).
+
+    Args:
+        requested: ``auto`` or a method name.
+        band_names: the mapped bands.
+        calibrated: whether the input's reflectance is known (``dswe`` and ``fmask`` need it).
 
     Raises:
-        InputError: the method needs a band that is not mapped.
+        InputError: the method needs a band that is not mapped, or reflectance that is unknown.
     """
     names = set(band_names)
-    needs = {"mndwi": {"green", "swir"}, "ndwi": {"green", "nir"}, "rgb": {"red", "green", "blue"}}
     if requested == "auto":
-        for candidate in ("mndwi", "ndwi", "rgb"):
-            if needs[candidate] <= names:
+        for candidate, needs in METHOD_BANDS.items():
+            if needs <= names and (calibrated or candidate not in REFLECTANCE_METHODS):
                 return candidate  # type: ignore[return-value]
+        hint = " (red+nir works with known reflectance: pass --reflectance-scale)" if {"red", "nir"} <= names else ""
         raise InputError(
-            f"no water index possible with bands {sorted(names)}: map green+nir, green+swir or red+green+blue"
+            f"no water index possible with bands {sorted(names)}: map green+nir, green+swir or red+green+blue{hint}"
         )
-    missing = needs[requested] - names
+    missing = METHOD_BANDS[requested] - names
     if missing:
         raise InputError(f"index {requested} needs band(s) {sorted(missing)}; map them with --bands")
+    if requested in REFLECTANCE_METHODS and not calibrated:
+        raise InputError(
+            f"index {requested} needs reflectance, and nothing says how this file's values map to it: "
+            "pass --reflectance-scale (e.g. 0.0001 for reflectance x 10000)"
+        )
     return requested  # type: ignore[return-value]
 
 
@@ -189,39 +244,81 @@ def fit_rule(
     texture_window: int = 13,
     min_area: int = 1,
     offset: float | None = None,
+    reflectance: Reflectance | None = None,
+    dswe_water: str = "moderate",
+    rgb_max_water: float = RGB_MAX_WATER,
 ) -> CoarseRule:
     """Fit the image's rule on its decimated read (``data``, ``valid``: the whole image).
 
     Args:
         data, valid: the image (decimated), see the module docstring.
         band_names: names of the bands of ``data``.
-        requested: ``auto``, ``ndwi``, ``mndwi`` or ``rgb``.
-        threshold: fixed index threshold; None: :data:`DEFAULT_THRESHOLDS`.
+        requested: ``auto`` or a method name.
+        threshold: fixed index threshold (mndwi, ndwi); None: :data:`DEFAULT_THRESHOLDS`.
         texture_window: rgb smoothness window (working pixels).
         min_area: as in :func:`apply_rule`, for the water fraction and separability.
         offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
+        reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.reflectance`), or None.
+        dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`).
+        rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
 
     Raises:
-        InputError: the method needs a band that is not mapped.
+        InputError: the method needs a band that is not mapped, or reflectance that is unknown.
     """
-    method = resolve_method(requested, band_names)
-    offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
-    base = CoarseRule(method, tuple(band_names), offset, texture_window=texture_window)
-    if method == "rgb":
-        rule = _fit_rgb(data, valid, base)
+    method = resolve_method(requested, band_names, reflectance is not None)
+    if method in REFLECTANCE_METHODS:
+        assert reflectance is not None
+        rule = CoarseRule(method, tuple(band_names), -reflectance.offset / reflectance.scale, reflectance.scale,
+                          reflectance.source, dswe_water, _dropped(method, band_names), texture_window=texture_window)  # fmt: skip
     else:
-        rule = _fit_spectral(data, valid, base, DEFAULT_THRESHOLDS[method] if threshold is None else threshold)
+        offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
+        base = CoarseRule(method, tuple(band_names), offset, texture_window=texture_window)
+        if method == "rgb":
+            rule = _fit_rgb(data, valid, base)
+        else:
+            rule = _fit_spectral(data, valid, base, DEFAULT_THRESHOLDS[method] if threshold is None else threshold)
     water = apply_rule(data, valid, rule, min_area, pools=False).water
     fraction = float(water[valid].mean())
     separability = None
     if MIN_WATER_FRACTION <= fraction <= 1 - MIN_WATER_FRACTION:
-        feature = _grey(data, rule) if method == "rgb" else _index(data, rule)
-        separability = _separability(feature[valid], water[valid])
-    return replace(rule, separability=separability, water_fraction=fraction)
+        separability = _separability(_feature(data, rule)[valid], water[valid])
+    rule = replace(rule, separability=separability, water_fraction=fraction)
+    return replace(rule, uncertain=_uncertainty(rule, threshold is not None, rgb_max_water))
+
+
+def _dropped(method: str, band_names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """What a reflectance method cannot test with these bands (for the manifest)."""
+    names = set(band_names)
+    dropped = []
+    if method == "dswe":
+        dropped += [f"{band} terms of DSWE tests 3 and 5" for band in ("blue", "swir2") if band not in names]
+        if "blue" not in names:
+            dropped.append("Fmask cloud test (needs blue)")
+    if method == "fmask" or "green" not in names:
+        dropped.append("Fmask snow test (needs green)")
+    return tuple(dropped)
+
+
+def _uncertainty(rule: CoarseRule, threshold_given: bool, rgb_max_water: float) -> str | None:
+    """Why ``rule`` cannot be trusted on its image (see the module docstring), or None."""
+    if rule.method == "rgb" and rule.water_fraction > rgb_max_water:
+        return (
+            f"RGB only: {100 * rule.water_fraction:.0f} % of the image is dark and smooth (more than "
+            f"rgb_max_water {100 * rgb_max_water:.0f} %), which dark fields and forest also are"
+        )
+    spectral_fit = rule.method in ("mndwi", "ndwi") and not threshold_given
+    if spectral_fit and rule.separability is not None and rule.separability < WARN_SEPARABILITY:
+        return (
+            f"{rule.method.upper()} separates the candidate water from the rest poorly (separability "
+            f"{rule.separability:.2f} < {WARN_SEPARABILITY}) and the reflectance is unknown"
+        )
+    return None
 
 
 def rule_warnings(rule: CoarseRule, where: str) -> list[str]:
     """One-line warnings a user should see about an image's coarse mask (empty when it is sound)."""
+    if rule.uncertain:
+        return [f"{where}: uncertain: {rule.uncertain}"]
     messages = []
     if rule.method == "rgb":
         share = (
@@ -254,13 +351,14 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
         min_area: components (8-connected) with fewer pixels are dropped.
         pools: also compute the prompt pools (else ``sure_water`` and ``sure_land`` are None).
     """
-    if rule.method != "rgb" and data.dtype == np.uint8:
+    if rule.method in ("ndwi", "mndwi") and data.dtype == np.uint8:
         passes, above_sure, above_land = _spectral_tests_uint8(data, rule, pools)
     else:
         data = data if data.dtype == np.float32 else data.astype(np.float32)
         if rule.method == "rgb":
             return _apply_rgb(data, valid, rule, min_area, pools)
-        passes, above_sure, above_land = _spectral_tests(data, rule, pools)
+        tests = _reflectance_tests if rule.method in REFLECTANCE_METHODS else _spectral_tests
+        passes, above_sure, above_land = tests(data, rule, pools)
     candidates = valid & passes
     water, components = kept_components(candidates, candidates, min_area)
     if not pools:
@@ -301,6 +399,38 @@ def _spectral_tests(
         return passes, None, None
     above_sure = _sums_above(total, diff, rule.threshold + SURE_MARGIN)
     return passes, above_sure, _sums_above(total, diff, rule.threshold - LAND_MARGIN)
+
+
+def _reflectance_tests(
+    data: np.ndarray, rule: CoarseRule, pools: bool
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """:func:`_spectral_tests` of the ``dswe`` and ``fmask`` methods: ``(passes, sure, not_land)``.
+
+    ``dswe``: water = the ``dswe_water`` classes, never snow or cloud; sure = high confidence;
+    not land = any class but not-water. ``fmask``: Fmask's water test and its strict part; not
+    land = NDVI below 0.1 (neither branch of the test rules it out by NDVI).
+    """
+    r = _reflectances(data, rule)
+    if rule.method == "fmask":
+        passes, sure = water_tests.fmask_water(r)
+        assert r.nir is not None and r.red is not None
+        return passes, sure if pools else None, (water_tests.ratio(r.nir, r.red) < 0.1) if pools else None
+    code, _ = water_tests.dswe_tests(r)
+    classes = water_tests.dswe_classes(code)
+    excluded = water_tests.fmask_snow(r)
+    cloud = water_tests.fmask_cloud(r)
+    if cloud is not None:
+        excluded |= cloud
+    passes = np.isin(classes, DSWE_WATER_CLASSES[rule.dswe_water]) & ~excluded
+    if not pools:
+        return passes, None, None
+    return passes, (classes == water_tests.HIGH) & ~excluded, classes != water_tests.NOT_WATER
+
+
+def _reflectances(data: np.ndarray, rule: CoarseRule) -> water_tests.Reflectances:
+    """The mapped bands of ``data`` as reflectance under ``rule``."""
+    bands = {name: (data[i] - np.float32(rule.offset)) * np.float32(rule.scale) for i, name in enumerate(rule.band_names)}
+    return water_tests.Reflectances(**{k: v for k, v in bands.items() if k in water_tests.Reflectances.__dataclass_fields__})
 
 
 #: Bits of :func:`_spectral_lut`'s codes: :func:`_spectral_tests`'s three tests.
@@ -490,6 +620,18 @@ def _band(data: np.ndarray, rule: CoarseRule, name: str) -> np.ndarray:
 def _index(data: np.ndarray, rule: CoarseRule) -> np.ndarray:
     other = _second_band(rule)
     return normalized_difference(_band(data, rule, "green"), _band(data, rule, other))
+
+
+def _feature(data: np.ndarray, rule: CoarseRule) -> np.ndarray:
+    """The image's one-number-per-pixel view of the rule, for its separability: the grey level
+    (rgb), NDVI negated (fmask: water is low), else the index (MNDWI for dswe)."""
+    if rule.method == "rgb":
+        return _grey(data, rule)
+    if rule.method == "fmask":
+        return -normalized_difference(_band(data, rule, "nir"), _band(data, rule, "red"))
+    if rule.method == "dswe":
+        return normalized_difference(_band(data, rule, "green"), _band(data, rule, "swir"))
+    return _index(data, rule)
 
 
 def _grey(data: np.ndarray, rule: CoarseRule) -> np.ndarray:

@@ -18,7 +18,8 @@ import yaml
 
 from samgeo_pipeline.errors import ConfigError
 
-IndexName = Literal["auto", "ndwi", "mndwi", "rgb"]
+IndexName = Literal["auto", "dswe", "fmask", "ndwi", "mndwi", "rgb"]
+DsweWater = Literal["high", "moderate", "wetland"]
 PromptKind = Literal["points", "box"]
 PointMerge = Literal["joint", "mean", "best"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
@@ -62,9 +63,19 @@ class ImageOptions:
     stats_size: int = 2048
     """Longest side of the decimated read used for whole-image statistics."""
     index: IndexName = "auto"
-    """Coarse-mask method: auto = mndwi when SWIR is mapped, else ndwi when NIR is, else rgb (dark and smooth)."""
+    """Coarse-mask method: auto = dswe (reflectance known, green, red, NIR, SWIR), else mndwi when SWIR
+    is mapped, ndwi when NIR is, fmask (reflectance known, red and NIR), else rgb (dark and smooth)."""
     threshold: float | None = None
-    """Fixed index threshold (water where index > threshold); ``None``: -0.1 for MNDWI, 0.0 for NDWI."""
+    """Fixed index threshold of mndwi/ndwi (water where index > threshold); ``None``: -0.1 for MNDWI, 0.0 for NDWI."""
+    reflectance_scale: float | None = None
+    """Reflectance = value x scale + reflectance_offset (e.g. 0.0001 for reflectance x 10000); ``None``:
+    from the file's scale/offset tags, a Landsat MTL beside it, or Sentinel-2's quantification value."""
+    reflectance_offset: float = 0.0
+    """Reflectance offset, used with reflectance_scale (e.g. -0.1 for Sentinel-2 baseline 04.00+)."""
+    dswe_water: DsweWater = "moderate"
+    """dswe method: DSWE classes counted as water: high, moderate (high + moderate), wetland (+ potential wetland)."""
+    rgb_max_water: float = 0.4
+    """rgb method: an image with a larger dark-and-smooth share is uncertain (abstains)."""
     texture_window: int = 13
     """RGB method: side in working pixels of the window where water must be smooth."""
     min_area: int = 64
@@ -116,7 +127,13 @@ class ImageOptions:
             raise ConfigError("points and negatives must be >= 0 and max_components >= 1")
         if self.prompt == "points" and self.points < 1:
             raise ConfigError("prompt=points needs points >= 1")
-        for name in ("index", "prompt", "point_merge", "precision"):
+        if self.reflectance_scale is not None and not (0 < self.reflectance_scale < float("inf")):
+            raise ConfigError(f"reflectance_scale={self.reflectance_scale}: must be a positive finite number")
+        if not abs(self.reflectance_offset) < float("inf"):
+            raise ConfigError(f"reflectance_offset={self.reflectance_offset}: must be a finite number")
+        if not 0 < self.rgb_max_water <= 1:
+            raise ConfigError(f"rgb_max_water={self.rgb_max_water}: must be a share in (0, 1]")
+        for name in ("index", "prompt", "point_merge", "precision", "dswe_water"):
             allowed = _literal_values(name)
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
@@ -253,6 +270,7 @@ def _literal_values(name: str) -> tuple[str, ...]:
         "prompt": get_args(PromptKind),
         "point_merge": get_args(PointMerge),
         "precision": get_args(Precision),
+        "dswe_water": get_args(DsweWater),
     }[name]
 
 
@@ -266,7 +284,7 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             if isinstance(value, str):
                 return value.strip().lower() in {"1", "true", "yes", "on"}
             return bool(value)
-        if key in {"nodata", "gsd", "threshold"}:
+        if key in {"nodata", "gsd", "threshold", "reflectance_scale"}:
             return float(value)
         if key == "erosion":
             return int(value)

@@ -35,6 +35,7 @@ from samgeo_pipeline.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, source_dtype, stats_from_array
+from samgeo_pipeline.reflectance import resolve_reflectance
 from samgeo_pipeline.raster import (
     RasterInfo,
     decimated_shape,
@@ -264,7 +265,8 @@ def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[I
             shape = decimated_shape(info.height, info.width, config.stats_size)
             data, valid = read_decimated(ds, info, shape, Resampling.nearest, workers=read_workers(config))
             dtype = source_dtype(ds, info)
-        stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path), dtype)
+            reflectance = resolve_reflectance(ds, info, config.reflectance_scale, config.reflectance_offset, config.bands)
+        stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path), dtype, reflectance)
         return stats, preview_rgb(data, valid, stats)
     except RasterioError as exc:
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None

@@ -16,6 +16,7 @@ import rasterio
 from rasterio.enums import Resampling
 
 from samgeo_pipeline.coarse import FLOOR_PERCENTILE, CoarseRule, fit_rule
+from samgeo_pipeline.reflectance import Reflectance, resolve_reflectance
 from samgeo_pipeline.config import SegmentConfig, parse_composite
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.raster import RasterInfo, decimated_shape, read_decimated
@@ -79,7 +80,10 @@ def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentC
     """
     shape = decimated_shape(info.height, info.width, config.stats_size)
     data, valid = read_decimated(ds, info, shape, Resampling.nearest)
-    return stats_from_array(data, valid, tuple(info.band_names), config, str(info.path), source_dtype(ds, info))
+    reflectance = resolve_reflectance(ds, info, config.reflectance_scale, config.reflectance_offset, config.bands)
+    return stats_from_array(
+        data, valid, tuple(info.band_names), config, str(info.path), source_dtype(ds, info), reflectance
+    )
 
 
 def source_dtype(ds: rasterio.DatasetReader, info: RasterInfo) -> str | None:
@@ -95,6 +99,7 @@ def stats_from_array(
     config: SegmentConfig,
     where: str = "image",
     source_dtype: str | None = None,
+    reflectance: Reflectance | None = None,
 ) -> ImageStats:
     """Statistics of an image held in memory (what :func:`compute_stats` does after its read).
 
@@ -107,6 +112,7 @@ def stats_from_array(
         source_dtype: the dtype every band of ``data`` was read in, when ``data`` is its float32
             copy: integers of at most 16 bits then give the percentiles from value counts
             (:func:`band_percentiles`).
+        reflectance: how the values map to reflectance (:func:`resolve_reflectance`); None: unknown.
 
     Raises:
         InputError: no valid pixel, or the composite needs an unmapped band.
@@ -114,6 +120,8 @@ def stats_from_array(
     if not valid.any():
         raise InputError(f"{where}: every pixel is nodata; nothing to segment")
     names = tuple(band_names)
+    if reflectance is None and config.reflectance_scale is not None:
+        reflectance = Reflectance(config.reflectance_scale, config.reflectance_offset, "--reflectance-scale")
     floor, low, high = band_percentiles(data, valid, (FLOOR_PERCENTILE, *config.percentiles), source_dtype)
     high = np.where(high > low, high, low + 1)
     return ImageStats(
@@ -121,8 +129,9 @@ def stats_from_array(
         low=tuple(float(v) for v in low),
         high=tuple(float(v) for v in high),
         coarse=fit_rule(
-            data, valid, names, config.index, config.threshold, config.texture_window, config.min_area, floor.min()
-        ),
+            data, valid, names, config.index, config.threshold, config.texture_window, config.min_area, floor.min(),
+            reflectance, config.dswe_water, config.rgb_max_water,
+        ),  # fmt: skip
         valid_fraction=float(valid.mean()),
         composite=resolve_composite(config.composite, names, where),
     )

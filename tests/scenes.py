@@ -108,6 +108,7 @@ def multiband_scene(
         "blue": (700, 1100),
         "nir": (2600, 300),
         "swir": (2000, 150),
+        "swir2": (1500, 100),
     }
     height, width = water.shape
     image = rng.integers(800, 1200, (count, height, width)).astype(np.float32)

@@ -17,10 +17,10 @@ class TestPresets:
 
     def test_sentinel2(self) -> None:
         # B2 blue, B3 green, B4 red, B8 NIR, B11 SWIR1 (12th of the 13 L1C bands).
-        assert parse_bands("sentinel2").as_dict() == {"red": 4, "green": 3, "blue": 2, "nir": 8, "swir": 12}
+        assert parse_bands("sentinel2").as_dict() == {"red": 4, "green": 3, "blue": 2, "nir": 8, "swir": 12, "swir2": 13}
 
     def test_landsat8(self) -> None:
-        assert parse_bands("landsat8").as_dict() == {"red": 4, "green": 3, "blue": 2, "nir": 5, "swir": 6}
+        assert parse_bands("landsat8").as_dict() == {"red": 4, "green": 3, "blue": 2, "nir": 5, "swir": 6, "swir2": 7}
 
     def test_every_preset_parses(self) -> None:
         for name, mapping in BAND_PRESETS.items():

@@ -241,13 +241,15 @@ class TestBands:
     @pytest.mark.parametrize(("spec", "count"), [("sentinel2", 13), ("auto", 13), ("landsat8", 7)])
     def test_multispectral_presets(self, spec: str, count: int, lake: np.ndarray, tmp_path: Path) -> None:
         preset = "sentinel2" if count == 13 else "landsat8"
-        bands = {"sentinel2": {"blue": 2, "green": 3, "red": 4, "nir": 8, "swir": 12},
-                 "landsat8": {"blue": 2, "green": 3, "red": 4, "nir": 5, "swir": 6}}[preset]
+        bands = {"sentinel2": {"blue": 2, "green": 3, "red": 4, "nir": 8, "swir": 12, "swir2": 13},
+                 "landsat8": {"blue": 2, "green": 3, "red": 4, "nir": 5, "swir": 6, "swir2": 7}}[preset]
         path = lake_file(tmp_path / "ms.tif", lake, count, bands)
         assert segment(path, "--out", tmp_path / "out", "--bands", spec) == 0
         m = manifest(tmp_path / "out" / "ms")
         assert m["input"]["band_map"] == bands
-        assert m["radiometry"]["index"] == "mndwi"
+        # uint16 Sentinel-2 is reflectance x 10000 (its quantification value): DSWE; Landsat 8 DN
+        # without an MTL beside it is not known as reflectance: MNDWI.
+        assert m["radiometry"]["index"] == ("dswe" if preset == "sentinel2" else "mndwi")
         assert m["radiometry"]["composite"] == ["red", "green", "blue"]
         assert iou(read_mask(tmp_path / "out" / "ms") == 1, lake) > 0.98
 

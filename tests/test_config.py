@@ -42,7 +42,7 @@ class TestValidation:
             ({"points": 0}, r"prompt=points needs points >= 1"),
             ({"negatives": -1}, r"points and negatives must be >= 0"),
             ({"max_components": 0}, r"max_components >= 1"),
-            ({"index": "ndvi"}, r"index='ndvi': choose one of auto, ndwi, mndwi, rgb"),
+            ({"index": "ndvi"}, r"index='ndvi': choose one of auto, dswe, fmask, ndwi, mndwi, rgb"),
             ({"prompt": "mask"}, r"prompt='mask': choose one of points, box"),
             ({"point_merge": "max"}, r"point_merge='max': choose one of joint, mean, best"),
             ({"precision": "fp8"}, r"precision='fp8'"),

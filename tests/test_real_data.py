@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -203,17 +204,26 @@ class TestLandsat8CloudyNoWater:
         )
         return vrt
 
-    def test_almost_no_water(self, tmp_path: Path) -> None:
-        """Measured 0.4 % water (rivers at the east edge and specks at the north edge); before:
-        0.06 % with Otsu clipped to >= 0, which also dropped turbid water everywhere else. Cloud
-        edges have MNDWI ~ -0.15 on this L1 scene but are brighter than land in NIR and SWIR."""
+    def test_uncalibrated_abstains(self, tmp_path: Path) -> None:
+        """Without the MTL the values are digital numbers of unknown scale: the fitted MNDWI rule
+        separates nothing (separability 0.04) and abstains instead of mapping cloud edges."""
         vrt = self.stack(tmp_path)
-        with pytest.warns(CoarseMaskWarning, match="poorly separated by MNDWI"):
+        with pytest.warns(CoarseMaskWarning, match="uncertain: MNDWI separates the candidate water from the rest poorly"):
             result = segment_raster(vrt, tmp_path / "out", NONE.merged({"bands": "blue=1,green=2,red=3,nir=4,swir=5"}))
+        assert result.manifest["radiometry"]["coarse"]["uncertain"]
+
+    def test_with_mtl_dswe_finds_almost_no_water(self, tmp_path: Path) -> None:
+        """With the scene's MTL beside it the DNs become TOA reflectance: DSWE (tests 3 and 5
+        without their SWIR2 terms) and Fmask's snow and cloud tests; measured 0.38 % water."""
+        vrt = self.stack(tmp_path)
+        shutil.copy(dataset("landsat8_cloudy_nowater") / "l8_MTL.txt", tmp_path / "l8_MTL.txt")
+        result = segment_raster(vrt, tmp_path / "out", NONE.merged({"bands": "blue=1,green=2,red=3,nir=4,swir=5"}))
         check_outputs_on_input_grid(vrt, result)
+        coarse = result.manifest["radiometry"]["coarse"]
+        assert coarse["method"] == "dswe" and coarse["reflectance_source"] == "l8_MTL.txt"
+        assert "swir2 terms of DSWE tests 3 and 5" in coarse["dropped"]
         assert result.manifest["input"]["crs"] == "EPSG:32616"
         assert result.water_fraction < 0.005
-        assert any("poorly separated" in w for w in result.manifest["warnings"])
 
     def test_without_swir(self, tmp_path: Path) -> None:
         """NDWI with the NIR darkness tests on the same scene: measured 0.2 %."""
