@@ -35,7 +35,8 @@ Score of a source, in [0, 1] (its worst scored case; see :func:`case_score`):
 
 - labelled (Cellula bands 1-7, each Baker Lake image): IoU (pooled over Cellula's chips; Baker
   Lake: the worse image). Cellula RGB-only is reported, not scored.
-- Havel: min(IoU on the hand polygons, 1 if the scene is <= 3 % water else 3 % / water %).
+- Havel: IoU on the hand polygons (its scene water % is reported and checked as a target, not
+  scored: its three largest lakes, 5.5 % of the scene, each touch a hand-drawn water polygon).
 - no-water scenes (each Colorado date, Landsat 8 cloudy with B2-B6 and RGB-only): 1 when the
   water is <= 0.5 % of valid pixels, or the image abstained (or was refused with a one-line
   error), else 0.5 % / water %.
@@ -113,8 +114,9 @@ SOURCES = ("cellula", "bakerlake", "havel", "colorado", "l8_cloudy", "naip", "pu
 """The folds of leave-one-source-out, in table order."""
 NOWATER_MAX = 0.005
 """A no-water scene scores 1 up to this water fraction of its valid pixels (issue 22's target)."""
-HAVEL_SCENE_MAX = 0.03
-"""Havel winter scores at most 3 % / its water % above this scene water fraction (issue 22's target)."""
+TARGETS_22 = {"bakerlake_iou": 0.85, "havel_iou": 0.95, "havel_scene_max": 0.03, "cellula_iou": 0.65,
+              "nowater_max": NOWATER_MAX, "positives_on_water": 0.95, "negatives_on_land": 0.95}
+"""Issue 22's targets (leave-one-source-out on shared/data)."""
 CONSTANTS: dict[str, tuple[str, tuple[Any, ...]]] = {
     "dswe_water": ("dswe", ("high", "moderate", "wetland")),
     "rgb_max_water": ("rgb", (0.3, 0.4, 0.5, 1.0)),
@@ -518,12 +520,8 @@ def pool_confusion(recs: list[dict[str, Any]]) -> Confusion:
 
 def case_score(case: Case, recs: list[dict[str, Any]]) -> float | None:
     """The case's score in [0, 1] (module docstring), None when it is not scored."""
-    if case.score == "iou":
+    if case.score in ("iou", "havel"):
         return float(pool_confusion(recs).scores()["iou"])
-    if case.score == "havel":
-        r = recs[0]
-        scene = r["scene_water_fraction"]
-        return float(min(r["iou"], 1.0 if scene <= HAVEL_SCENE_MAX else HAVEL_SCENE_MAX / scene))
     if case.score == "nowater":
         return float(min(r["score"] for r in recs))
     if case.score == "abstain":
@@ -612,13 +610,15 @@ def details(cases: dict[str, dict[str, Any]]) -> str:
                 f"water {pct(s.get('water_outside_fraction'), 2)} % of the scene"
             )  # fmt: skip
         for r in s.get("per_image", []) if s["kind"] == "nowater" else []:
-            state = r["status"] if r["abstained"] else f"{pct(r.get('water_fraction'), 2)} % water"
+            state = outcome(r) if r["abstained"] else f"{pct(r.get('water_fraction'), 2)} % water"
             fmask = ""
             if "fmask_water_px" in r:
                 fmask = f"; Fmask water {r['fmask_water_px']} px, ours {r['water_px']} px, both {r['both_water_px']} px"
             lines.append(f"{name} {r['name']}: {state}, score {num(r['score'])}{fmask}")
-        for reason in s.get("reasons", []):
-            lines.append(f"{name}: abstained/refused: {reason}")
+        reasons = s.get("reasons", [])
+        if reasons:
+            more = f" (and {len(reasons) - 1} more like it)" if len(reasons) > 1 else ""
+            lines.append(f"{name}: {s['abstained']} of {s['images']} abstained/refused: {reasons[0]}{more}")
     return "\n".join(lines)
 
 
@@ -737,6 +737,55 @@ def source_table(report: dict[str, Any], old: dict[str, Any] | None = None) -> s
         name, value = worst_of({k: v["score"] for k, v in old["sources"].items()})
         text += f"; {old.get('tag') or 'old'}: {name} {num(value)}"
     return text
+
+
+def outcome(record: dict[str, Any]) -> str:
+    """``uncertain`` (the rule's reason), ``error`` (refused), or the run's status."""
+    return "uncertain" if record.get("uncertain") else record["status"]
+
+
+def target_rows(cases: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Issue 22's targets (:data:`TARGETS_22`) against this run: ``[target, measured, met]`` rows."""
+    t = TARGETS_22
+    rows: list[list[str]] = []
+
+    def row(text: str, value: float | None, ok: bool | None, shown: str | None = None) -> None:
+        rows.append([text, shown or num(value), "-" if ok is None else ("yes" if ok else "NO")])
+
+    for name in ("bakerlake_1", "bakerlake_2"):
+        if name in cases:
+            row(f"{name} IoU >= {t['bakerlake_iou']}", cases[name].get("iou"), cases[name].get("iou", 0) >= t["bakerlake_iou"])
+    if "havel" in cases:
+        h = cases["havel"]
+        row(f"havel polygons IoU >= {t['havel_iou']}", h.get("iou"), h.get("iou", 0) >= t["havel_iou"])
+        scene = h.get("scene_water_fraction")
+        row(f"havel scene water <= {t['havel_scene_max']:.0%}", scene, scene is not None and scene <= t["havel_scene_max"],
+            f"{pct(scene)} %")  # fmt: skip
+    if "cellula" in cases:
+        row(f"cellula pooled IoU >= {t['cellula_iou']}", cases["cellula"].get("iou"), cases["cellula"].get("iou", 0) >= t["cellula_iou"])
+    for name, s in cases.items():
+        if s["kind"] != "nowater":
+            continue
+        for r in s.get("per_image", []):
+            fraction = r.get("water_fraction")
+            state = outcome(r) if r["abstained"] else f"{pct(fraction, 2)} %"
+            row(f"{name} {r['name'][:21]}: water <= {t['nowater_max']:.1%} or uncertain", None,
+                r["abstained"] or (fraction is not None and fraction <= t["nowater_max"]), state)  # fmt: skip
+    for name, s in cases.items():
+        if s["source"] == "naip":
+            state = "abstained" if s["abstained"] else f"{pct(s['water_fraction'])} % (see the contact sheet)"
+            row(f"{name}: no bare field or dark crop as water", None, None, state)
+    for name, s in cases.items():
+        q = s.get("prompts") or {}
+        if q and q["positives"] + q["negatives"] == 0:
+            row(f"{name} prompts", None, None, f"no point on a labelled pixel ({q['points_ignored']} points)")
+        for key, short_key in (("positives_on_water_fraction", "positives_on_water"), ("negatives_on_land_fraction", "negatives_on_land")):
+            if q.get(key) is not None:
+                count = q[key.replace("_fraction", "")]
+                total = q["positives" if key.startswith("pos") else "negatives"]
+                row(f"{name} prompts {short_key} >= {t[short_key]}", q[key], q[key] >= t[short_key],
+                    f"{q[key]:.3f} ({count}/{total})")  # fmt: skip
+    return rows
 
 
 def flatten(report: dict[str, Any]) -> dict[str, float]:
@@ -882,9 +931,17 @@ def run_case(
     return records, dropped
 
 
-def sweep(cases: list[Case], out: Path, constants: dict[str, tuple[str, tuple[Any, ...], Any]]) -> dict[tuple[str, Any], dict[str, float | None]]:
-    """Each non-default candidate once, over the scored cases its method affects: case -> score."""
+def sweep(
+    cases: list[Case], out: Path, constants: dict[str, tuple[str, tuple[Any, ...], Any]],
+    pool_prompt_quality: Callable[..., dict],
+) -> tuple[dict[tuple[str, Any], dict[str, float | None]], dict[str, dict[str, Any]]]:  # fmt: skip
+    """Each non-default candidate once, over the scored cases its method affects.
+
+    Returns:
+        ``(key, value) -> {case: score}``, and ``"key=value" -> {case: summary}`` for the JSON.
+    """
     swept: dict[tuple[str, Any], dict[str, float | None]] = {}
+    summaries: dict[str, dict[str, Any]] = {}
     for key, (method, values, default) in constants.items():
         targets = affected_cases(cases, method)
         for value in values:
@@ -895,9 +952,12 @@ def sweep(cases: list[Case], out: Path, constants: dict[str, tuple[str, tuple[An
             for case in targets:
                 records, _ = run_case(case, out / "sweep" / f"{key}={value}", {key: value}, None)
                 scores[case.name] = case_score(case, records)
+                summary = summarize_case(dataclasses.replace(case, records=records), pool_prompt_quality)
+                summary.pop("per_image", None)
+                summaries.setdefault(f"{key}={value}", {})[case.name] = summary
             swept[(key, value)] = scores
             print(f"  {key}={value}: {', '.join(c.name for c in targets)}, {time.perf_counter() - t:.1f} s", flush=True)
-    return swept
+    return swept, summaries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -936,7 +996,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {case.name}: {len(case.images)} image(s), {time.perf_counter() - t:.1f} s", flush=True)
     base = {name: s["score"] for name, s in summaries.items()}
     constants = {} if args.no_loso else available_constants()
-    swept = sweep(cases, args.out, constants)
+    swept, swept_summaries = sweep(cases, args.out, constants, pool_prompt_quality)
     sources = source_scores(cases, base)
     report = {
         "tag": args.tag,
@@ -948,11 +1008,14 @@ def main(argv: list[str] | None = None) -> int:
         "left_out": dropped,
         "prompts": {"points": SegmentConfig().points, "negatives": args.negatives, "min_body_px": args.min_body_px,
                     "targets": TARGETS},  # fmt: skip
-        "scores": {"nowater_max": NOWATER_MAX, "havel_scene_max": HAVEL_SCENE_MAX},
+        "scores": {"nowater_max": NOWATER_MAX},
         "cases": summaries,
         "sources": sources,
         "loso": loso(cases, base, swept, constants) if constants else None,
+        "targets": target_rows(summaries),
     }
+    if report["loso"] is not None:
+        report["loso"]["runs"] = swept_summaries
     report["seconds"] = round(time.perf_counter() - t0, 1)
 
     print()
@@ -964,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pos@water, neg@land: fraction of points on labelled water / land (targets >= "
         f"{TARGETS['positives_on_water_fraction']}); bodies hit: labelled water bodies > {args.min_body_px} px with "
         f"a positive point.\nscore: see the module docstring (IoU; no-water: 1 up to {NOWATER_MAX:.1%} water or "
-        f"abstained; havel: also <= {HAVEL_SCENE_MAX:.0%} of the scene)."
+        f"abstained or refused; havel: on its polygons)."
     )
     print(details(summaries))
     if dropped:
@@ -972,6 +1035,8 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(args.compare.read_text()) if args.compare else None
     print()
     print(source_table(report, old))
+    print()
+    print(fmt_table(["issue 22 target (shipped defaults)", "measured", "met"], report["targets"]))
     results.mkdir(parents=True, exist_ok=True)
     json_path = results / f"accuracy{suffix}.json"
     json_path.write_text(json.dumps(report, indent=1))
