@@ -247,6 +247,7 @@ def fit_rule(
     reflectance: Reflectance | None = None,
     dswe_water: str = "moderate",
     rgb_max_water: float = RGB_MAX_WATER,
+    edge_otsu: bool = False,
 ) -> CoarseRule:
     """Fit the image's rule on its decimated read (``data``, ``valid``: the whole image).
 
@@ -261,6 +262,8 @@ def fit_rule(
         reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.reflectance`), or None.
         dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`).
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
+        edge_otsu: ``mndwi``/``ndwi`` without ``threshold``: the threshold is Otsu's split of the
+            index around its edges (:func:`edge_otsu_threshold`); no valley there: uncertain.
 
     Raises:
         InputError: the method needs a band that is not mapped, or reflectance that is unknown.
@@ -276,13 +279,19 @@ def fit_rule(
         if method == "rgb":
             rule = _fit_rgb(data, valid, base)
         else:
-            rule = _fit_spectral(data, valid, base, DEFAULT_THRESHOLDS[method] if threshold is None else threshold)
+            split = edge_otsu_threshold(_index(data, base), valid) if edge_otsu and threshold is None else None
+            chosen = threshold if threshold is not None else split if split is not None else DEFAULT_THRESHOLDS[method]
+            rule = _fit_spectral(data, valid, base, chosen)
+            if edge_otsu and threshold is None and split is None:
+                base = replace(base, uncertain=f"{method.upper()} has no valley around its edges (edge Otsu)")
     water = apply_rule(data, valid, rule, min_area, pools=False).water
     fraction = float(water[valid].mean())
     separability = None
     if MIN_WATER_FRACTION <= fraction <= 1 - MIN_WATER_FRACTION:
         separability = _separability(_feature(data, rule)[valid], water[valid])
     rule = replace(rule, separability=separability, water_fraction=fraction)
+    if method in ("mndwi", "ndwi") and edge_otsu and threshold is None:
+        return replace(rule, uncertain=base.uncertain)
     return replace(rule, uncertain=_uncertainty(rule, threshold is not None, rgb_max_water))
 
 
@@ -554,6 +563,30 @@ def _ratio(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
     result = np.zeros(total.shape, np.float32)
     np.divide(diff, total, out=result, where=total != 0)
     return np.clip(result, -1.0, 1.0, out=result)
+
+
+#: Edge Otsu: Canny's hysteresis thresholds on the index scaled to 0-255, the buffer around edges
+#: (pixels), and the fewest buffered pixels worth a histogram.
+EDGE_CANNY = (40, 80)
+EDGE_BUFFER = 3
+EDGE_MIN_PIXELS = 200
+
+
+def edge_otsu_threshold(index: np.ndarray, valid: np.ndarray) -> float | None:
+    """Otsu's split of the index over the pixels near its edges (Donchyts et al. 2016), or None.
+
+    Canny edges of the index (``float32 (rows, cols)`` in [-1, 1]) buffered by
+    :data:`EDGE_BUFFER` px hold water and land in similar amounts, so their histogram is bimodal
+    even where the whole image's is not (little water, much cloud). None when fewer than
+    :data:`EDGE_MIN_PIXELS` valid pixels lie near edges or their histogram has no valley
+    (:func:`bimodal_split`): the image gives no per-image threshold.
+    """
+    scaled = np.clip((index + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    edges = cv2.Canny(scaled, *EDGE_CANNY)
+    near = _grow(edges > 0, EDGE_BUFFER) & valid
+    if near.sum() < EDGE_MIN_PIXELS:
+        return None
+    return bimodal_split(index[near])
 
 
 def _fit_spectral(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, threshold: float) -> CoarseRule:

@@ -67,6 +67,9 @@ class ImageOptions:
     is mapped, ndwi when NIR is, fmask (reflectance known, red and NIR), else rgb (dark and smooth)."""
     threshold: float | None = None
     """Fixed index threshold of mndwi/ndwi (water where index > threshold); ``None``: -0.1 for MNDWI, 0.0 for NDWI."""
+    edge_otsu: bool = False
+    """mndwi/ndwi without threshold: Otsu's split of the index near its Canny edges (Donchyts 2016);
+    an image whose edge histogram has no valley is uncertain."""
     reflectance_scale: float | None = None
     """Reflectance = value x scale + reflectance_offset (e.g. 0.0001 for reflectance x 10000); ``None``:
     from the file's scale/offset tags, a Landsat MTL beside it, or Sentinel-2's quantification value."""
