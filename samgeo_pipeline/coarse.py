@@ -7,15 +7,18 @@ tile costs a few array comparisons, box filters for RGB, and one connected-compo
 Methods, picked from the mapped bands and from whether the input's reflectance is known
 (:mod:`samgeo_pipeline.reflectance`; ``--index auto``: dswe > mndwi > ndwi > fmask > rgb):
 
-- ``dswe`` (reflectance known; green, red, NIR, SWIR1; blue and SWIR2 used when mapped): the five
-  tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their classes, and the
-  classes counted as water set by ``dswe_water`` (default: high and moderate confidence, DSWx's
-  "open water"); Fmask's snow and (with blue) cloud tests run first and are never water. Every
-  constant is published; nothing is fitted to the image.
+- ``dswe`` (green, red, NIR, SWIR1 mapped; blue and SWIR2 used when mapped), with reflectance
+  known: the five tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their
+  classes, and the classes counted as water set by ``dswe_water`` (default: high and moderate
+  confidence, DSWx's "open water"); Fmask's snow and (with blue) cloud tests run first and are
+  never water. Every constant is published; nothing is fitted to the image.
+  Without known reflectance, only DSWE's scale-free tests 1-3 run, on values less the image's dark
+  floor (see below), and water is where all three pass (DSWE's moderate class or better whatever
+  tests 4 and 5 would say); snow and cloud cannot be tested then.
 - ``fmask`` (reflectance known; red and NIR, no green: e.g. red, NIR, SWIR1 only): Fmask's water
   test on NDVI and NIR (:func:`~samgeo_pipeline.water_tests.fmask_water`).
-- ``mndwi`` (SWIR mapped, reflectance unknown): MNDWI = (green - swir) / (green + swir) above the threshold (default
-  :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
+- ``mndwi`` (SWIR mapped, but not red and NIR): MNDWI = (green - swir) / (green + swir) above
+  the threshold (default :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
   pixels with an index below threshold - :data:`LAND_MARGIN`). Clouds and bright soils, whose
   index can come close to the threshold, are brighter than land in NIR/SWIR; turbid water is not.
 - ``ndwi`` (NIR, no SWIR): NDWI above the threshold, NIR darker than land, and darker than the
@@ -73,8 +76,10 @@ METHOD_BANDS: dict[str, frozenset[str]] = {
     "fmask": frozenset({"red", "nir"}),
     "rgb": frozenset({"red", "green", "blue"}),
 }
-#: Methods whose tests are on reflectance.
+#: Methods whose tests are on reflectance (``dswe`` also runs without it, on its ratio tests).
 REFLECTANCE_METHODS = frozenset({"dswe", "fmask"})
+#: Methods that need reflectance.
+NEEDS_REFLECTANCE = frozenset({"fmask"})
 #: ``dswe_water``: the DSWE classes counted as water.
 DSWE_WATER_CLASSES: dict[str, tuple[int, ...]] = {
     "high": (water_tests.HIGH,),
@@ -218,7 +223,7 @@ def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], cali
     names = set(band_names)
     if requested == "auto":
         for candidate, needs in METHOD_BANDS.items():
-            if needs <= names and (calibrated or candidate not in REFLECTANCE_METHODS):
+            if needs <= names and (calibrated or candidate not in NEEDS_REFLECTANCE):
                 return candidate  # type: ignore[return-value]
         hint = " (red+nir works with known reflectance: pass --reflectance-scale)" if {"red", "nir"} <= names else ""
         raise InputError(
@@ -227,7 +232,7 @@ def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], cali
     missing = METHOD_BANDS[requested] - names
     if missing:
         raise InputError(f"index {requested} needs band(s) {sorted(missing)}; map them with --bands")
-    if requested in REFLECTANCE_METHODS and not calibrated:
+    if requested in NEEDS_REFLECTANCE and not calibrated:
         raise InputError(
             f"index {requested} needs reflectance, and nothing says how this file's values map to it: "
             "pass --reflectance-scale (e.g. 0.0001 for reflectance x 10000)"
@@ -269,7 +274,11 @@ def fit_rule(
         InputError: the method needs a band that is not mapped, or reflectance that is unknown.
     """
     method = resolve_method(requested, band_names, reflectance is not None)
-    if method in REFLECTANCE_METHODS:
+    if method == "dswe" and reflectance is None:
+        floor = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
+        base = CoarseRule(method, tuple(band_names), floor, dropped=RATIO_DSWE_DROPPED, texture_window=texture_window)
+        rule = _land_limits(data, valid, base, water_tests.DSWE_MNDWI)
+    elif method in REFLECTANCE_METHODS:
         assert reflectance is not None
         rule = CoarseRule(method, tuple(band_names), -reflectance.offset / reflectance.scale, reflectance.scale,
                           reflectance.source, dswe_water, _dropped(method, band_names), texture_window=texture_window)  # fmt: skip
@@ -293,6 +302,13 @@ def fit_rule(
     if method in ("mndwi", "ndwi") and edge_otsu and threshold is None:
         return replace(rule, uncertain=base.uncertain)
     return replace(rule, uncertain=_uncertainty(rule, threshold is not None, rgb_max_water))
+
+
+#: What ``dswe`` drops when the reflectance is unknown.
+RATIO_DSWE_DROPPED = (
+    "DSWE tests 4 and 5 (need reflectance): water where tests 1-3 all pass",
+    "Fmask snow and cloud tests (need reflectance)",
+)
 
 
 def _dropped(method: str, band_names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -425,6 +441,12 @@ def _reflectance_tests(
         assert r.nir is not None and r.red is not None
         return passes, sure if pools else None, (water_tests.ratio(r.nir, r.red) < 0.1) if pools else None
     code, _ = water_tests.dswe_tests(r)
+    if rule.reflectance_source is None:  # ratio tests only: tests 1-3 are free of the scale
+        passes = (code & 0b111) == 0b111
+        for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
+            if limit is not None:
+                passes &= getattr(r, band) < limit * rule.scale
+        return passes, passes if pools else None, (code & 0b111) != 0 if pools else None
     classes = water_tests.dswe_classes(code)
     excluded = water_tests.fmask_snow(r)
     cloud = water_tests.fmask_cloud(r)
@@ -587,6 +609,19 @@ def edge_otsu_threshold(index: np.ndarray, valid: np.ndarray) -> float | None:
     if near.sum() < EDGE_MIN_PIXELS:
         return None
     return bimodal_split(index[near])
+
+
+def _land_limits(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, threshold: float) -> CoarseRule:
+    """``rule`` with ``nir_max`` / ``swir_max``: the medians of NIR and SWIR over the image's land
+    (pixels whose MNDWI, else NDWI, is below ``threshold`` - :data:`LAND_MARGIN`), when there are
+    enough of them. Clouds, snow and bright soils are brighter than land there; water is not."""
+    index = _index(data, replace(rule, method="mndwi" if "swir" in rule.band_names else "ndwi"))
+    land = valid & (index < threshold - LAND_MARGIN)
+    limits: dict[str, float | None] = {"nir": None, "swir": None}
+    for band in limits:
+        if band in rule.band_names and land.sum() >= _LAND_MIN_PIXELS:
+            limits[band] = float(np.median(_band(data, rule, band)[land]))
+    return replace(rule, nir_max=limits["nir"], swir_max=limits["swir"])
 
 
 def _fit_spectral(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, threshold: float) -> CoarseRule:

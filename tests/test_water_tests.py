@@ -95,12 +95,13 @@ LAKE, FIELD, SNOW = (slice(10, 40), slice(10, 40)), (slice(50, 90), slice(10, 50
 class TestRules:
     def test_auto_takes_dswe_only_with_reflectance(self) -> None:
         assert resolve_method("auto", SIX, calibrated=True) == "dswe"
-        assert resolve_method("auto", SIX, calibrated=False) == "mndwi"
+        assert resolve_method("auto", SIX, calibrated=False) == "dswe"  # its ratio tests 1-3
+        assert resolve_method("auto", ("green", "swir", "nir"), calibrated=False) == "mndwi"
         assert resolve_method("auto", ("red", "nir", "swir"), calibrated=True) == "fmask"
         with pytest.raises(InputError, match=r"red\+nir works with known reflectance: pass --reflectance-scale"):
             resolve_method("auto", ("red", "nir", "swir"))
-        with pytest.raises(InputError, match="index dswe needs reflectance"):
-            resolve_method("dswe", SIX)
+        with pytest.raises(InputError, match="index fmask needs reflectance"):
+            resolve_method("fmask", SIX)
 
     def test_dswe_finds_the_lake_and_not_snow_or_dark_fields(self) -> None:
         data = image({"water": LAKE, "wet_field": FIELD, "snow": SNOW})
@@ -113,6 +114,15 @@ class TestRules:
         assert (water == lake).all()
         wetland = fit_rule(data, valid, SIX, reflectance=REFLECTANCE, dswe_water="wetland")
         assert apply_rule(data, valid, wetland, 1).water[FIELD].all()  # the potential-wetland class
+
+    def test_dswe_without_reflectance_runs_its_ratio_tests(self) -> None:
+        data = image({"water": LAKE, "wet_field": FIELD}) + 500  # an unknown offset: the dark floor takes it
+        valid = np.ones(data.shape[1:], bool)
+        rule = fit_rule(data, valid, SIX)
+        assert rule.method == "dswe" and rule.reflectance_source is None and rule.offset > 400
+        assert any("tests 4 and 5" in d for d in rule.dropped)
+        water = apply_rule(data, valid, rule, 1).water
+        assert water[LAKE].all() and water.sum() == water[LAKE].size
 
     def test_fmask_method_on_red_nir_swir(self) -> None:
         names = ("red", "nir", "swir")
