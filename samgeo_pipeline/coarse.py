@@ -9,9 +9,11 @@ Methods, picked from the mapped bands and from whether the input's reflectance i
 
 - ``dswe`` (green, red, NIR, SWIR1 mapped; blue and SWIR2 used when mapped), with reflectance
   known: the five tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their
-  classes, and the classes counted as water set by ``dswe_water`` (default: high and moderate
-  confidence, DSWx's "open water"); Fmask's snow and (with blue) cloud tests run first and are
-  never water. Every constant is published; nothing is fitted to the image.
+  classes, and the classes counted as water set by ``dswe_water`` (default ``wetland``: high and
+  moderate confidence, DSWx's "open water", and potential wetland, DSWx's conservative "partial
+  surface water", the latter only on images without cloud, whose shadows pass the same tests);
+  Fmask's snow and (with blue) cloud tests run first and are never water. Every constant is
+  published; nothing is fitted to the image.
   Without known reflectance, only DSWE's scale-free tests 1-3 run, on values less the image's dark
   floor (see below), and water is where all three pass (DSWE's moderate class or better whatever
   tests 4 and 5 would say); snow and cloud cannot be tested then.
@@ -152,7 +154,7 @@ class CoarseRule:
     offset: float = 0.0
     scale: float = 1.0
     reflectance_source: str | None = None
-    dswe_water: str = "moderate"
+    dswe_water: str = "wetland"
     dropped: tuple[str, ...] = ()
     threshold: float | None = None
     nir_max: float | None = None
@@ -250,7 +252,7 @@ def fit_rule(
     min_area: int = 1,
     offset: float | None = None,
     reflectance: Reflectance | None = None,
-    dswe_water: str = "moderate",
+    dswe_water: str = "wetland",
     rgb_max_water: float = RGB_MAX_WATER,
     edge_otsu: bool = False,
 ) -> CoarseRule:
@@ -265,7 +267,8 @@ def fit_rule(
         min_area: as in :func:`apply_rule`, for the water fraction and separability.
         offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
         reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.reflectance`), or None.
-        dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`).
+        dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`); ``wetland``
+            is lowered to ``moderate`` on cloudy images (:func:`_gate_wetland`).
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
         edge_otsu: ``mndwi``/``ndwi`` without ``threshold``: the threshold is Otsu's split of the
             index around its edges (:func:`edge_otsu_threshold`); no valley there: uncertain.
@@ -282,6 +285,8 @@ def fit_rule(
         assert reflectance is not None
         rule = CoarseRule(method, tuple(band_names), -reflectance.offset / reflectance.scale, reflectance.scale,
                           reflectance.source, dswe_water, _dropped(method, band_names), texture_window=texture_window)  # fmt: skip
+        if method == "dswe" and dswe_water == "wetland":
+            rule = _gate_wetland(data, valid, rule)
     else:
         offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
         base = CoarseRule(method, tuple(band_names), offset, texture_window=texture_window)
@@ -309,6 +314,25 @@ RATIO_DSWE_DROPPED = (
     "DSWE tests 4 and 5 (need reflectance): water where tests 1-3 all pass",
     "Fmask snow and cloud tests (need reflectance)",
 )
+
+
+#: ``dswe_water=wetland`` counts potential wetland only on images with at most this share of
+#: Fmask cloud: cloud shadows pass DSWE's partial-surface-water tests as wetland does, and only
+#: Fmask's shadow matching (not done here) tells them apart. A design bound, not fitted: any
+#: share from 0.5 % to 5 % gives the same masks on the shared imagery.
+WETLAND_MAX_CLOUD = 0.01
+
+
+def _gate_wetland(data: np.ndarray, valid: np.ndarray, rule: CoarseRule) -> CoarseRule:
+    """``rule`` with ``dswe_water`` lowered to moderate when the image's cloud share (or a missing
+    blue band) leaves cloud shadows possible (:data:`WETLAND_MAX_CLOUD`)."""
+    cloud = water_tests.fmask_cloud(_reflectances(data, rule))
+    share = float(cloud[valid].mean()) if cloud is not None and valid.any() else None
+    if share is not None and share <= WETLAND_MAX_CLOUD:
+        return rule
+    why = "no blue band for the cloud test" if share is None else f"{100 * share:.1f} % cloud"
+    dropped = (*rule.dropped, f"potential wetland class ({why}: cloud shadows look alike)")
+    return replace(rule, dswe_water="moderate", dropped=dropped)
 
 
 def _dropped(method: str, band_names: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -75,8 +75,9 @@ class ImageOptions:
     from the file's scale/offset tags, a Landsat MTL beside it, or Sentinel-2's quantification value."""
     reflectance_offset: float = 0.0
     """Reflectance offset, used with reflectance_scale (e.g. -0.1 for Sentinel-2 baseline 04.00+)."""
-    dswe_water: DsweWater = "moderate"
-    """dswe method: DSWE classes counted as water: high, moderate (high + moderate), wetland (+ potential wetland)."""
+    dswe_water: DsweWater = "wetland"
+    """dswe method: DSWE classes counted as water: high, moderate (high + moderate), wetland (+ potential
+    wetland, on images with at most 1 % Fmask cloud; chosen by leave-one-source-out on shared data)."""
     rgb_max_water: float = 0.4
     """rgb method: an image with a larger dark-and-smooth share is uncertain (abstains)."""
     texture_window: int = 13

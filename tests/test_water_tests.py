@@ -106,14 +106,24 @@ class TestRules:
     def test_dswe_finds_the_lake_and_not_snow_or_dark_fields(self) -> None:
         data = image({"water": LAKE, "wet_field": FIELD, "snow": SNOW})
         valid = np.ones(data.shape[1:], bool)
-        rule = fit_rule(data, valid, SIX, reflectance=REFLECTANCE)
+        rule = fit_rule(data, valid, SIX, reflectance=REFLECTANCE, dswe_water="moderate")
         assert rule.method == "dswe" and rule.uncertain is None and rule.reflectance_source == "test"
         water = apply_rule(data, valid, rule, 1).water
         lake = np.zeros(water.shape, bool)
         lake[LAKE] = True
         assert (water == lake).all()
-        wetland = fit_rule(data, valid, SIX, reflectance=REFLECTANCE, dswe_water="wetland")
-        assert apply_rule(data, valid, wetland, 1).water[FIELD].all()  # the potential-wetland class
+        wetland = fit_rule(data, valid, SIX, reflectance=REFLECTANCE)  # the default: + potential wetland
+        assert wetland.dswe_water == "wetland" and apply_rule(data, valid, wetland, 1).water[FIELD].all()
+
+    def test_wetland_class_only_without_cloud(self) -> None:
+        cloudy = image({"water": LAKE, "wet_field": FIELD, "cloud": SNOW})
+        valid = np.ones(cloudy.shape[1:], bool)
+        rule = fit_rule(cloudy, valid, SIX, reflectance=REFLECTANCE)
+        assert rule.dswe_water == "moderate" and any("cloud shadows look alike" in d for d in rule.dropped)
+        water = apply_rule(cloudy, valid, rule, 1).water
+        assert water[LAKE].all() and not water[FIELD].any() and not water[SNOW].any()
+        no_blue = fit_rule(cloudy[1:], valid, SIX[1:], reflectance=REFLECTANCE)
+        assert no_blue.dswe_water == "moderate" and any("no blue band" in d for d in no_blue.dropped)
 
     def test_dswe_without_reflectance_runs_its_ratio_tests(self) -> None:
         data = image({"water": LAKE, "wet_field": FIELD}) + 500  # an unknown offset: the dark floor takes it
