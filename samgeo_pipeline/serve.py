@@ -23,7 +23,7 @@ next request on a keep-alive connection starts in step; a larger, chunked, ambig
 ``Expect``-ing one is not read and the connection closes after the answer.
 
 Slow and idle clients cannot hold the server (see :mod:`samgeo_pipeline.serve_limits`): a request
-head (request line and headers) must be complete within :data:`HEADER_TIMEOUT_S` seconds of the
+head (request line and headers, and a body to drop) must be complete within :data:`HEADER_TIMEOUT_S` seconds of the
 connection's start or of the previous answer, however steadily it trickles in, else the connection
 is closed; a read or write stalled for :data:`IDLE_TIMEOUT_S` seconds closes it too. A connection
 waiting for a head holds no answering slot: at most :data:`MAX_CONNECTIONS` requests are answered
@@ -513,7 +513,7 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
-                        help=f"close a connection silent this long (default: {IDLE_TIMEOUT_S:g})")
+                        help=f"close a connection whose read or write stalls this long (default: {IDLE_TIMEOUT_S:g})")
     parser.add_argument("--header-timeout", type=float, metavar="SECONDS",
                         help=f"close a connection whose request head takes longer (default: {HEADER_TIMEOUT_S:g})")
     parser.add_argument("--max-connections", type=int, metavar="N",
