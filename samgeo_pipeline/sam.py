@@ -26,7 +26,7 @@ from samgeo_pipeline.prompts import ComponentPrompt
 from samgeo_pipeline.sam_attention import chunk_global_attention
 from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, RowBatch, component_logits, prompt_rows
 from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
-from samgeo_pipeline.weights import has_weights_entry, weight_files
+from samgeo_pipeline.weights import weight_files, weights_present
 
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
@@ -87,7 +87,7 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
         origin = "fine-tuned checkpoint" if (path / CHECKPOINT_META).is_file() else "local directory"
         return _load_folder(path, path, ModelSource(str(path), origin))
     snapshot = _hub_snapshot(model, local_only=True)
-    if snapshot is not None and has_weights_entry(snapshot):
+    if snapshot is not None and weights_present(snapshot):
         return _load_folder(snapshot, snapshot.parent.parent, ModelSource(model, "hub cache"))
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
     hint = (

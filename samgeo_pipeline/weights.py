@@ -52,9 +52,20 @@ def weight_files(folder: Path, root: Path | None = None) -> list[Path]:
     return [first, *(_checked(folder, root, name, f"a shard {first.name} names", (".safetensors",)) for name in shards)]
 
 
-def has_weights_entry(folder: Path) -> bool:
-    """Whether ``folder`` names safetensors weights at all (a hub snapshot without them is not cached)."""
-    return _entry_name(folder.resolve()) is not None
+def weights_present(folder: Path) -> bool:
+    """Whether every weights file ``folder`` names exists: a hub snapshot lacking one (an
+    interrupted download) is not cached yet. Whether they may be loaded is :func:`weight_files`' call."""
+    folder = folder.resolve()
+    entry = _entry_name(folder)
+    if entry is None or not (folder / entry).is_file():
+        return False
+    if not entry.endswith(".index.json"):
+        return True
+    try:
+        names = _index_shards(folder, folder / entry)
+    except ModelUnavailableError:
+        return True  # there but unreadable: weight_files says why
+    return all((folder / name).is_file() for name in names)
 
 
 def _entry_name(folder: Path) -> str | None:

@@ -166,3 +166,7 @@ def test_hub_cache_snapshots_follow_the_same_rule(tmp_path: Path, monkeypatch: p
     hub_snapshot(tmp_path / "hub", "someone/bad", {f.name: f.read_bytes() for f in bad.iterdir()})
     with pytest.raises(ModelUnavailableError, match=r"snapshots/a{40}: .*'pytorch_model.bin' is not a \.safetensors"):
         load_sam_model("someone/bad")
+    partial = index_naming(tmp_path / "partial", "absent.safetensors")  # an interrupted download: not cached
+    hub_snapshot(tmp_path / "hub", "someone/partial", {f.name: f.read_bytes() for f in partial.iterdir()})
+    with pytest.raises(ModelUnavailableError, match=r"not in the Hugging Face cache .*HF_HUB_OFFLINE is set"):
+        load_sam_model("someone/partial")
