@@ -83,7 +83,7 @@ def _hub_revision(repo_id: str) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(repo_id, "model.safetensors")
+        found = try_to_load_from_cache(repo_id, "config.json")
     except (ValueError, OSError, ImportError):
         return None
     if not isinstance(found, str):
