@@ -49,7 +49,7 @@ def weight_files(folder: Path, root: Path | None = None) -> list[Path]:
     if not entry.endswith(".index.json"):
         return [first]
     shards = _index_shards(folder, first)
-    return [first, *(_checked(folder, root, name, f"a shard {first.name} names", (".safetensors",)) for name in shards)]
+    return [first, *(_checked(folder, root, name, f"{first.name}'s shard", (".safetensors",)) for name in shards)]
 
 
 def weights_present(folder: Path) -> bool:
