@@ -1,9 +1,9 @@
 """``manifest.json``: everything needed to know how an output was made, and to skip re-runs.
 
 A run is reused only when the manifest names the same input checksum, parameter hash, package
-version and model fingerprint (:func:`model_fingerprint`: the bytes of a local model's weights, so
-retraining into the same folder is never mistaken for the old model), and every listed output
-still exists. The Prefect flow's cache key uses the same fingerprint.
+version and model fingerprint (:func:`model_fingerprint`: the bytes of the files a local model is
+loaded from, so retraining into the same folder is never mistaken for the old model), and every
+listed output still exists. The Prefect flow's cache key uses the same fingerprint.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import OutputConflictError
+from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
 from samgeo_pipeline.results import SegmentResult
+from samgeo_pipeline.weights import weight_files
 
 if TYPE_CHECKING:
     from samgeo_pipeline.radiometry import ImageStats
@@ -42,26 +43,31 @@ def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
-#: Files of a local model folder whose bytes identify the model (weights, configs, checkpoint meta).
-_MODEL_FILES = ("*.safetensors", "*.json")
-
-
 def model_fingerprint(model: str) -> str:
     """What identifies the weights ``model`` names (``--model``), for reuse and the flow's cache.
 
-    ``none`` for the coarse mask alone; for a local folder (or file) the SHA-256 of the bytes of
-    its ``*.safetensors`` and ``*.json`` files, names included; for a hub id the id and, when the
-    Hugging Face cache holds it, the cached snapshot's revision (else the id alone).
+    ``none`` for the coarse mask alone; for a local folder the SHA-256 of the bytes (names
+    included) of exactly the weight files that are loaded (:func:`~samgeo_pipeline.weights.weight_files`:
+    ``model.safetensors``, or the index and every shard it names) and of its ``*.json`` files
+    (configs, checkpoint meta); ``unloadable:`` and the reason for a folder whose weights are
+    refused (never reused: no finished run used it); for a hub id the id and, when the Hugging
+    Face cache holds it, the cached snapshot's revision (else the id alone).
     """
     if model.lower() == "none":
         return "none"
     path = Path(model).expanduser()
     if path.exists():
-        files = [path] if path.is_file() else sorted(f for g in _MODEL_FILES for f in path.glob(g) if f.is_file())
+        folder = path.resolve()
+        try:
+            weights = weight_files(folder) if folder.is_dir() else [folder]
+        except ModelUnavailableError as exc:
+            return f"unloadable:{hashlib.sha256(str(exc).encode()).hexdigest()[:16]}"
+        configs = [f for f in folder.glob("*.json") if f.is_file()] if folder.is_dir() else []
         digest = hashlib.sha256()
-        for f in files:
+        for f in sorted(set(weights) | set(configs)):
             stat = f.stat()
-            digest.update(f"{f.name}:{_file_digest(f.resolve(), stat.st_size, stat.st_mtime_ns)}\n".encode())
+            name = f.relative_to(folder).as_posix() if folder.is_dir() else f.name
+            digest.update(f"{name}:{_file_digest(f.resolve(), stat.st_size, stat.st_mtime_ns)}\n".encode())
         return f"sha256:{digest.hexdigest()}"
     return f"{model}@{_hub_revision(model) or 'unknown revision'}"
 
@@ -77,7 +83,7 @@ def _hub_revision(repo_id: str) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(repo_id, "model.safetensors")
+        found = try_to_load_from_cache(repo_id, "config.json")
     except (ValueError, OSError, ImportError):
         return None
     if not isinstance(found, str):
