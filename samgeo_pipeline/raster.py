@@ -320,6 +320,25 @@ def zero_border_share(data: np.ndarray, valid: np.ndarray) -> float:
     return float(zero.mean())
 
 
+def open_for_tiles(info: RasterInfo, resampled: bool) -> rasterio.DatasetReader:
+    """``info.path`` opened for the tile reads.
+
+    With a zero collar (:func:`with_zero_collar`) and tiles resampled (``--gsd``), the file is
+    opened through GDAL's ``vrt://`` with ``a_nodata=0``: it then reads exactly as if it were
+    tagged nodata 0, so resampling leaves the fill out instead of blending it into the edge of
+    the footprint (a dark fringe the coarse mask took for water). Without resampling the reads are
+    the same either way and the file is opened directly; so it is when its path holds a ``?``
+    (which ``vrt://`` would take for its options).
+
+    Args:
+        info: the run's raster info.
+        resampled: True when the tiles are read at another resolution than the file's.
+    """
+    if info.nodata_source == "zero collar" and resampled and "?" not in str(info.path):
+        return rasterio.open(f"vrt://{info.path}?a_nodata=0")
+    return rasterio.open(info.path)
+
+
 def zero_collar_message(path: str | os.PathLike[str], share: float) -> str:
     """What a run that found a zero collar (:func:`with_zero_collar`) is warned with."""
     return (

@@ -85,6 +85,18 @@ class TestCollar:
         assert manifest["radiometry"]["valid_fraction"] == pytest.approx(1 - collar.mean(), abs=0.01)
         assert result.water_fraction == pytest.approx(lake.sum() / (~collar).sum(), abs=0.01)
 
+    def test_resampled_tiles_read_as_from_a_tagged_file(self, collar_scene: tuple[Path, np.ndarray],
+                                                        tmp_path: Path) -> None:
+        """With --gsd the fill is left out of the resampling, as GDAL does for a tagged file: blended
+        into the footprint's edge it made a dark fringe of false water."""
+        path, collar = collar_scene
+        with rasterio.open(path) as ds:
+            tagged = write_raster(tmp_path / "tagged.tif", ds.read(), nodata=0)
+        with pytest.warns(NodataWarning, match=COLLAR_WARNING):
+            run(path, tmp_path / "collar", tile_size=128, halo=16, gsd=4.0)
+        run(tagged, tmp_path / "tagged", tile_size=128, halo=16, gsd=4.0)
+        np.testing.assert_array_equal(read_mask(tmp_path / "collar"), read_mask(tmp_path / "tagged"))
+
     @pytest.mark.filterwarnings("ignore::samgeo_pipeline.errors.CoarseMaskWarning")
     def test_rgb_only_collar_is_not_water(self, lake: np.ndarray, tmp_path: Path) -> None:
         """The hold-out's case: blue, green, red digital numbers and a collar read as dark smooth water."""
