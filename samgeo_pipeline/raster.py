@@ -311,10 +311,10 @@ def with_zero_collar(info: RasterInfo, data: np.ndarray, valid: np.ndarray) -> t
 def zero_border_share(data: np.ndarray, valid: np.ndarray) -> float:
     """Share of the outer ring of pixels of ``data`` (``(bands, rows, cols)``) that is valid and 0 in every band."""
     rows, cols = valid.shape
-    inner = max(rows - 2, 0)
-    r = np.concatenate([np.zeros(cols, np.intp), np.full(cols, rows - 1), np.arange(1, 1 + inner), np.arange(1, 1 + inner)])
-    c = np.concatenate([np.arange(cols), np.arange(cols), np.zeros(inner, np.intp), np.full(inner, cols - 1)])
-    ring = np.unique(r * cols + c)  # one row or column: the sides coincide
+    between = np.arange(1, rows - 1)  # rows of the left and right sides, between the top and the bottom
+    r = np.concatenate([np.zeros(cols, np.intp), np.full(cols, rows - 1), between, between])
+    c = np.concatenate([np.arange(cols), np.arange(cols), np.zeros_like(between), np.full_like(between, cols - 1)])
+    ring = np.unique(r * cols + c)  # one row or one column: opposite sides coincide
     r, c = np.divmod(ring, cols)
     zero = valid[r, c] & (data[:, r, c] == 0).all(axis=0)
     return float(zero.mean())
