@@ -277,10 +277,11 @@ def with_zero_collar(info: RasterInfo, data: np.ndarray, valid: np.ndarray) -> t
     band, 0 becomes the nodata value of the whole run, under the per-band rule of
     :func:`nodata_valid` (a pixel is nodata where all its mapped bands are 0).
 
-    Why the border ring: fill covers whole runs of it (a scene's rotated footprint leaves corner
-    wedges over 30-60 % of the ring; a reprojected scene's slivers a few %), while exact zeros in
-    every band of real imagery are isolated pixels (shadows clipped to black in 8-bit data); 1 %
-    of the ring of a 2048-pixel read is about 80 pixels. Looking at the ring only costs
+    Why the border ring: fill covers whole runs of it (a Landsat L1 footprint, turned inside its
+    frame, touches the frame at four points only, so nearly all of the ring is fill; a padded or
+    reprojected raster's fill runs along whole sides or corners), while exact zeros in every band
+    of real imagery are isolated pixels (shadows clipped to black in 8-bit data); 1 % of the ring
+    of a 2048² read is about 80 pixels. Looking at the ring only costs
     O(rows + cols), so an image without a collar pays nothing. Why mapped bands, not every band of
     the file: they are the bands validity is judged on everywhere else, and a band stacked beside
     the data need not be 0 on fill (Landsat's QA_PIXEL marks fill with 1), which would hide the
