@@ -30,10 +30,14 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         help_text = f"{docs.get(f.name, '')} (default: {default if not isinstance(default, tuple) else ','.join(map(str, default))})"
-        if isinstance(default, bool):
+        help_text = help_text.replace("%", "%%")
+        if default is True:  # on by default: the flag turns it off
+            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const=False, default=None,
+                                help=help_text)
+        elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
+            parser.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 

@@ -151,6 +151,9 @@ class ImageOptions:
 class SegmentConfig(ImageOptions):
     """Every option of ``samgeo-pipeline segment``: the shared :class:`ImageOptions` and these."""
 
+    zero_collar: bool = True
+    """When the file tags no nodata and has no mask, read 0 in every mapped band as nodata if such pixels cover
+    at least 1 % of the image border (a fill collar; warned); off: --no-zero-collar (YAML zero_collar: false)."""
     max_pixels: float = 2.5e9
     """Refuse an input whose grid (source, or working with --gsd) has more pixels than this (50k x 50k passes)."""
     max_tiles: int = 1_000_000

@@ -204,6 +204,7 @@ def build_manifest(
             "crs": info.crs.to_string() if info.crs else None,
             "transform": list(info.transform)[:6],
             "nodata": info.nodata,
+            "nodata_source": info.nodata_source,
             "band_map": info.bands.as_dict(),
             "band_map_source": bands_source or info.bands.source,
         },

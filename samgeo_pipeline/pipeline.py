@@ -25,6 +25,7 @@ from samgeo_pipeline.coarse import rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
     CoarseMaskWarning,
+    NodataWarning,
     NotGeoreferencedWarning,
     RasterReadError,
     SamgeoPipelineError,
@@ -43,6 +44,8 @@ from samgeo_pipeline.raster import (
     inspect_raster,
     not_georeferenced_message,
     read_decimated,
+    with_zero_collar,
+    zero_collar_message,
 )
 from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, release_free_memory
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
@@ -157,9 +160,11 @@ class RasterRun:
                 check_folder_owner(self.out_dir, self.source, self.checksum)
             check_free_disk(self.info, config, self.out_dir)
             t = time.perf_counter()
-            self.stats, self.preview = _image_stats(path, self.info, config)
+            self.stats, self.preview, self.info, collar = _image_stats(path, self.info, config)
             self.seconds["stats"] = time.perf_counter() - t
         release_free_memory()
+        if self.info.nodata_source == "zero collar":
+            self.warnings.append((zero_collar_message(path, collar), NodataWarning))
         self.warnings += [(message, CoarseMaskWarning) for message in rule_warnings(self.stats.coarse, str(path))]
         _clear_stale_outputs(self.out_dir, config)
         return None
@@ -254,8 +259,17 @@ def _cogs_and_polygons(
         sink.remove_work()
 
 
-def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[ImageStats, np.ndarray]:
+def _image_stats(
+    path: Path, info: RasterInfo, config: SegmentConfig
+) -> tuple[ImageStats, np.ndarray, RasterInfo, float]:
     """Whole-image statistics and the quicklook's preview, from one decimated read.
+
+    The same read finds a collar of zeros the file does not tag as nodata
+    (:func:`~samgeo_pipeline.raster.with_zero_collar`, unless ``config.zero_collar`` is off).
+
+    Returns:
+        ``(stats, preview, info, share)``: ``info`` is the run's from now on (``nodata`` 0 when a
+        collar was found); ``share``: the share of the image border that is 0 in every mapped band.
 
     Raises:
         RasterReadError: the raster cannot be read.
@@ -266,8 +280,11 @@ def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[I
             data, valid = read_decimated(ds, info, shape, Resampling.nearest, workers=read_workers(config))
             dtype = source_dtype(ds, info)
             reflectance = resolve_reflectance(ds, info, config.reflectance_scale, config.reflectance_offset, config.bands)
+        share = 0.0
+        if config.zero_collar:
+            info, valid, share = with_zero_collar(info, data, valid)
         stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path), dtype, reflectance)
-        return stats, preview_rgb(data, valid, stats)
+        return stats, preview_rgb(data, valid, stats), info, share
     except RasterioError as exc:
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
 
