@@ -39,6 +39,7 @@ from samgeo_pipeline.raster import (
     RasterInfo,
     decimated_shape,
     gdal_env,
+    gsd_note,
     inspect_raster,
     not_georeferenced_message,
     read_decimated,
@@ -146,6 +147,8 @@ class RasterRun:
             if not self.info.georeferenced:
                 self.warnings.append((not_georeferenced_message(path), NotGeoreferencedWarning))
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
+            if (note := gsd_note(self.info, config.gsd)) is not None:  # --gsd in metres on a CRS in degrees
+                self.warnings.append((note, SamgeoPipelineWarning))
             self.checksum = file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:

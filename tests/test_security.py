@@ -267,16 +267,37 @@ class TestSizeLimits:
         assert not (tmp_path / "out").exists()
 
     def test_huge_tile_size_is_refused(self, scene: Path, tmp_path: Path, capsys) -> None:
-        with pytest.raises(ConfigError, match=r"tile_size=100000: must be at most 8192"):
+        with pytest.raises(ConfigError, match=r"tile_size=100000: must be >= 32 and <= 8192"):
             SegmentConfig(tile_size=100000)
         assert segment(scene, "--out", tmp_path / "out", "--tile-size", "100000") == 1
-        assert "at most 8192" in capsys.readouterr().err and not (tmp_path / "out").exists()
+        assert "<= 8192" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
     def test_tiny_gsd_is_refused_before_planning_millions_of_tiles(self, scene: Path, tmp_path: Path) -> None:
         start = time.perf_counter()
         with pytest.raises(SizeLimitError, match=r"--gsd 1e-06 .* choose a coarser --gsd"):
             segment_raster(scene, tmp_path / "out", SegmentConfig(model="none", progress=False, gsd=1e-6))
         assert time.perf_counter() - start < 5 and not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("gsd", ["1e6", "3000", "1e300"])
+    def test_coarse_gsd_is_refused_with_the_reason(self, gsd: str, scene: Path, tmp_path: Path, capsys) -> None:
+        """Issue 21: --gsd 1e6 (a 1 x 1 working grid) silently gave 0 % water; the scene is 100 x 120
+        pixels of 2 m, so at most 2 * 100 / 32 = 6.25 m leaves 32 working pixels on a side."""
+        assert segment(scene, "--out", tmp_path / "out", "--gsd", gsd) == 1
+        err = capsys.readouterr().err
+        assert f"--gsd {float(gsd):g} makes a working grid of " in err
+        assert "(the file's pixel is 2 m), too coarse to find water in; choose a --gsd of at most 6.25" in err
+        assert not (tmp_path / "out").exists()
+        assert segment(scene, "--out", tmp_path / "out", "--gsd", "6.25") == 0
+
+    @pytest.mark.parametrize(("flag", "value"), [("--gsd", "nan"), ("--gsd", "inf"), ("--stats-size", "0"),
+                                                 ("--threshold", "nan"), ("--simplify", "inf")])  # fmt: skip
+    def test_nan_inf_zero_options_are_one_line_errors(self, flag: str, value: str, scene: Path, tmp_path: Path,
+                                                      capsys) -> None:  # fmt: skip
+        """Issue 21: --gsd nan raised a raw ValueError, the others silently gave 0 % water."""
+        assert segment(scene, "--out", tmp_path / "out", flag, value) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {flag[2:].replace('-', '_')}={value}: must be ")
+        assert not (tmp_path / "out").exists()
 
     def test_too_many_tiles_and_the_option_that_raises_the_limit(self, scene: Path, tmp_path: Path, capsys) -> None:
         small = ["--tile-size", "32", "--halo", "0", "--min-area", "0"]
