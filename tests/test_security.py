@@ -36,7 +36,7 @@ from samgeo_pipeline.errors import (
     SizeLimitError,
     UnsafePathError,
 )
-from samgeo_pipeline.paths import check_inside, output_dirs, safe_name
+from samgeo_pipeline.paths import cap_name, check_inside, output_dirs, printable, safe_name
 from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.raster import inspect_raster
 from tests.scenes import leftovers
@@ -225,6 +225,44 @@ class TestOutputPaths:
             check_inside(d, root)
         with pytest.raises(UnsafePathError):
             check_inside(root, root)  # the root itself is no image's folder
+
+    def test_three_inputs_with_the_same_251_byte_stem(self, scene: Path, tmp_path: Path, capsys) -> None:
+        """Issue 21: the hashed folder name of same-named inputs passed 255 bytes (OSError Errno 36):
+        those inputs could never be processed. Names are capped in bytes, keeping them apart."""
+        stem = "é" * 120 + "w" * 11  # 251 bytes in UTF-8: a 255-byte file name with .tif
+        inputs = []
+        for folder in "abc":
+            (tmp_path / folder).mkdir()
+            inputs.append(tmp_path / folder / f"{stem}.tif")
+            shutil.copy(scene, inputs[-1])
+        out = tmp_path / "out"
+        assert segment(*inputs, "--out", out) == 0, capsys.readouterr().err
+        folders = sorted(out.iterdir())
+        assert len(folders) == 3 and all((d / "manifest.json").is_file() for d in folders)
+        assert all(len(os.fsencode(d.name)) <= 255 and d.name.startswith("é" * 100) for d in folders)
+
+    @pytest.mark.parametrize("max_bytes", [255, 246, 20])
+    def test_capped_names_fit_and_stay_apart(self, max_bytes: int) -> None:
+        names = ["é" * 200 + "a", "é" * 200 + "b", "x" * 300 + ".tif", "\udcff" * 300, "short"]
+        capped = [cap_name(n, max_bytes) for n in names]
+        assert all(len(os.fsencode(c)) <= max_bytes for c in capped)
+        assert len(set(capped)) == len(names) and capped[-1] == "short"
+        assert capped[2].endswith(".tif") and capped[0].startswith("é")  # whole characters, suffix kept
+        capped[0].encode("utf-8")  # valid UTF-8: no character cut in half
+
+    def test_escape_sequences_in_names_are_printed_escaped(self, scene: Path, tmp_path: Path, capsys) -> None:
+        """Issue 21: an ESC sequence in a file name was printed raw into the terminal summary table;
+        the log lines and error messages print it escaped too."""
+        (tmp_path / "in").mkdir()
+        good, bad = tmp_path / "in" / "a\x1b[2Jclear.tif", tmp_path / "in" / "b\x1b]0;title\x07\u202e.tif"
+        shutil.copy(scene, good)
+        bad.write_bytes(b"")  # an empty file: an error line naming it
+        assert segment(good, bad, "--out", tmp_path / "out") == 1
+        err = capsys.readouterr().err
+        assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+        assert "a\\x1b[2Jclear.tif" in err  # the summary table
+        assert "error: " in err and "b\\x1b]0;title\\x07\\u202e.tif: empty file" in err  # the error line
+        assert printable("ok\tname\x9b\udcff") == "ok\\x09name\\x9b\\udcff"
 
     def test_a_link_in_the_output_root_is_not_followed(self, scene: Path, tmp_path: Path, capsys) -> None:
         elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
