@@ -16,9 +16,9 @@ the free space of the output folder's disk.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from samgeo_pipeline.atomic import free_space
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SizeLimitError
 from samgeo_pipeline.raster import RasterInfo, pixel_size_m
@@ -35,10 +35,7 @@ def work_file_bytes(info: RasterInfo, config: SegmentConfig) -> int:
 
 def free_bytes(folder: Path) -> int:
     """Free bytes on the disk of ``folder`` (or of its nearest existing parent)."""
-    folder = Path(folder).absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return free_space(folder)
 
 
 def check_size(info: RasterInfo, config: SegmentConfig) -> TileGrid:
