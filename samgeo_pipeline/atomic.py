@@ -73,7 +73,9 @@ def no_space_error(final: Path, exc: BaseException | None = None) -> OutputWrite
         return None
     if not full:
         return None
-    return OutputWriteError(f"no space left on {device} while writing {final}; free some space or write to another --out")
+    return OutputWriteError(
+        f"no space left on {device} while writing {final}; free some space or write to another --out"
+    )
 
 
 def fsync_path(path: Path) -> None:

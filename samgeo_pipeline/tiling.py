@@ -310,4 +310,6 @@ def _linear(array: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
     return a + (b - a) * frac
 
 
-__all__ = ["SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "working_size", "make_grid", "inside_part", "read_tile", "core_of"]
+__all__ = [
+    "SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "working_size", "make_grid", "inside_part", "read_tile", "core_of",
+]  # fmt: skip

@@ -394,7 +394,7 @@ class TestFullDisk:
         assert segment(scene, "--out", out) == 1
         errors = error_lines(capsys.readouterr().err)
         assert len(errors) == 1 and errors[0].startswith("error: no space left on /"), errors
-        assert errors[0].endswith(f" while writing {out / 'scene' / written}; free some space or write to another --out")
+        assert errors[0].endswith(f" while writing {out / 'scene' / written}; free some space or write to another --out")  # noqa: E501
         assert list((out / "scene").iterdir()) == []  # neither outputs without a manifest nor temporary files
 
     def test_enospc_while_writing_the_quicklook(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -462,12 +462,12 @@ class TestFullDisk:
         try:
             scene = write_demo_scene(tmp_path / "in" / "scene.tif", 3000, 4000)
             (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - 12_120_000))  # 12.12 MB left
-            self_out = disk / "out"
-            assert segment(scene, "--out", self_out) == 1
+            out = disk / "out"
+            assert segment(scene, "--out", out) == 1
             errors = error_lines(capsys.readouterr().err)
-            assert errors == [f"error: no space left on {disk} (tmpfs) while writing {self_out / 'scene' / 'mask.tif'}; "
+            assert errors == [f"error: no space left on {disk} (tmpfs) while writing {out / 'scene' / 'mask.tif'}; "
                               "free some space or write to another --out"]  # fmt: skip
-            assert list((self_out / "scene").iterdir()) == []
+            assert list((out / "scene").iterdir()) == []
         finally:
             subprocess.run(["umount", str(disk)], check=True)
 
