@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -74,7 +75,7 @@ def check_ranges(options: object, ranges: Mapping[str, Range]) -> None:
         value = getattr(options, name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{name}={value!r}: must be a number {rule.text()}")
         if not rule.contains(value):
             finite = "" if math.isfinite(value) else "a finite number "
