@@ -16,7 +16,7 @@ from pathlib import Path
 
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
-from samgeo_pipeline.paths import output_dirs
+from samgeo_pipeline.paths import output_dirs, printable
 
 _NO_FLAG = {"progress"}
 
@@ -88,9 +88,9 @@ def run_segment(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs)
 
-    def log(message: str) -> None:  # plain text (file names may hold [...]), one line per message
+    def log(message: str) -> None:  # plain text (file names may hold [...] or ESC), one line per message
         style = "red" if message.startswith("error:") else None
-        console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+        console.print(printable(message), style=style, markup=False, highlight=False, soft_wrap=True)
 
     results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
@@ -111,11 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     warnings.simplefilter("default", SamgeoPipelineWarning)
-    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {printable(message)}\n"
     try:
         return args.handler(args)
     except SamgeoPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -123,6 +123,8 @@ def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[s
         and manifest.get("versions", {}).get("samgeo-pipeline") == _own_version()
         and manifest.get("model", {}).get("fingerprint") == model_fingerprint(config.model)
         and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
+        # --gsd was CRS units before it was metres: such a manifest (no gsd_unit) is not reused
+        and (config.gsd is None or bool((manifest.get("grid") or {}).get("gsd_unit")))
     )
     return manifest if same else None
 
@@ -223,6 +225,8 @@ def build_manifest(
             "core_source_px": grid.core,
             "halo_source_px": grid.halo,
             "source_px_per_working_px": grid.scale,
+            "gsd_unit": None if config.gsd is None else "metre" if info.georeferenced else "source pixel",
+            "gsd_note": _gsd_note(info, config.gsd),
             "rows": grid.rows,
             "cols": grid.cols,
             "model_px_per_image_px": round(grid.model_pixels_per_image_pixel(), 3),
@@ -245,6 +249,12 @@ def build_manifest(
         "warnings": run_warnings,
         "outputs": [p.name for p in outputs],
     }
+
+
+def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
+    from samgeo_pipeline.raster import gsd_note
+
+    return gsd_note(info, gsd)
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:

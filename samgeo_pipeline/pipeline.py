@@ -41,6 +41,7 @@ from samgeo_pipeline.raster import (
     RasterInfo,
     decimated_shape,
     gdal_env,
+    gsd_note,
     inspect_raster,
     not_georeferenced_message,
     read_decimated,
@@ -150,6 +151,8 @@ class RasterRun:
             if not self.info.georeferenced:
                 self.warnings.append((not_georeferenced_message(path), NotGeoreferencedWarning))
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
+            if (note := gsd_note(self.info, config.gsd)) is not None:  # --gsd in metres on a CRS in degrees
+                self.warnings.append((note, SamgeoPipelineWarning))
             self.checksum = file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:
@@ -190,10 +193,23 @@ class RasterRun:
         release_free_memory()
 
     def finish(self) -> SegmentResult:
-        """The mask COG (and probability COG), polygons, quicklook and manifest; the result."""
+        """The mask COG (and probability COG), polygons, quicklook and manifest; the result.
+
+        The manifest is written last; if anything fails before it is in place (a full disk, say),
+        the outputs this run had already put in place are removed again, so no output is left
+        without its manifest (outputs of earlier runs are left as they are).
+        """
         sink, self._sink = self._sink, None
         if sink is None:
             raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
+        before = _output_identities(self.out_dir)
+        try:
+            return self._finish(sink)
+        except BaseException:
+            _remove_new_outputs(self.out_dir, before)
+            raise
+
+    def _finish(self, sink: TileSink) -> SegmentResult:
         out_dir, seconds = self.out_dir, self.seconds
         t = time.perf_counter()
         raster_outputs, (n_polygons, area_m2) = _cogs_and_polygons(sink, out_dir / "water.gpkg", self.config, seconds)
@@ -247,8 +263,8 @@ def _cogs_and_polygons(
         seconds["cog"] = time.perf_counter() - t
         return paths
 
-    mask_work = sink.close()
     try:
+        mask_work = sink.close()  # raises if a block was never written (a full disk)
         with ThreadPoolExecutor(1, thread_name_prefix="samgeo-cog") as pool:
             made = pool.submit(cogs)  # the pool waits for it, even if the polygons fail
             t = time.perf_counter()
@@ -287,6 +303,30 @@ def _image_stats(
         return stats, preview_rgb(data, valid, stats), info, share
     except RasterioError as exc:
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
+
+
+#: The files a finished run leaves beside its manifest.
+_OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png")
+
+
+def _output_identities(out_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """Output name -> (inode, mtime) of the file there now, or None: to tell later which ones a run replaced."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for name in _OUTPUT_NAMES:
+        try:
+            stat = (out_dir / name).stat()
+            found[name] = (stat.st_ino, stat.st_mtime_ns)
+        except OSError:
+            found[name] = None
+    return found
+
+
+def _remove_new_outputs(out_dir: Path, before: dict[str, tuple[int, int] | None]) -> None:
+    """Remove the outputs put in place since ``before`` (each rename makes a new inode): a failed
+    finish leaves no output without its manifest, and nothing it did not write is touched."""
+    for name, identity in _output_identities(out_dir).items():
+        if identity is not None and identity != before[name] and not (out_dir / "manifest.json").exists():
+            (out_dir / name).unlink(missing_ok=True)
 
 
 def _clear_stale_outputs(out_dir: Path, config: SegmentConfig) -> None:

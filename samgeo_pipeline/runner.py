@@ -14,7 +14,7 @@ from shapely.errors import ShapelyError
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
-from samgeo_pipeline.paths import check_inside
+from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.sam import (
@@ -105,7 +105,7 @@ def segment_many(
         ModelUnavailableError: the model cannot be loaded (nothing is processed).
     """
     predictor, source = load_predictor(config)
-    log(describe_model(config, predictor, source))
+    log(printable(describe_model(config, predictor, source)))
     return _Batch(config, predictor, source, log, root).run(list(zip(inputs, out_dirs, strict=True)))
 
 
@@ -159,7 +159,7 @@ class _Batch:
         """
         if isinstance(prepared, RasterRun):
             for message, _ in prepared.warnings:
-                self.log(f"warning: {message}")
+                self.log(printable(f"warning: {message}"))
             prepared = prepared.reused or _outcome(*job, partial(_tiles, prepared))
         self.unfinished = prepared if isinstance(prepared, RasterRun) else None
         self._report(block=False)  # an earlier finish that ran out of memory stops the batch here
@@ -204,11 +204,11 @@ def _resolved(result: SegmentResult) -> Future:
 
 
 def _log_outcome(result: SegmentResult, log: Callable[[str], None]) -> SegmentResult:
-    """Log a failed or reused input."""
+    """Log a failed or reused input (control characters of its name escaped)."""
     if result.status == "failed" or result.error:
-        log(f"error: {result.error}")
+        log(printable(f"error: {result.error}"))
     elif result.status == "skipped":
-        log(f"{result.input}: outputs exist with the same parameters, skipped (--overwrite to redo)")
+        log(printable(f"{result.input}: outputs exist with the same parameters, skipped (--overwrite to redo)"))
     return result
 
 
@@ -241,8 +241,8 @@ def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
             t = r.tiles
             counts = f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" if r.status != "failed" else "-"
             water, polygons, area, secs = r.water_fraction, r.polygons, r.water_area_m2, r.seconds.get("total")
-        table.add_row(  # file names and errors are text, not rich markup
-            escape(r.input.name),
+        table.add_row(  # file names and errors are text, not rich markup, nor terminal control sequences
+            escape(printable(r.input.name)),
             r.status,  # the reason is on its own line above the table
             counts,
             coarse_label(r.manifest),

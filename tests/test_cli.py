@@ -148,7 +148,7 @@ class TestSegment:
 
     def test_bad_option_value(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out", "--tile-size", "10") == 1
-        assert "error: tile_size=10: must be at least 32 pixels" in capsys.readouterr().err
+        assert "error: tile_size=10: must be >= 32 and <= 8192" in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
 
     def test_missing_input(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -181,6 +181,25 @@ class TestLandsatPucallpa:
         assert frame.area_m2.sum() == pytest.approx(pixel_m2.sum(), rel=0.01)
 
 
+    def test_gsd_is_in_metres(self, tmp_path: Path) -> None:
+        """Issue 21: on this EPSG:4326 file ``--gsd 30`` meant 30 degrees (537 source pixels per
+        working pixel, 0 % water without a word). ``--gsd`` is metres on every CRS: 90 m is about
+        the native grid and gives about the native water share; 30 m is finer and still finds the river.
+        """
+        path = files("landsat_pucallpa")[-1]
+        config = NONE.merged({"bands": "swir=1,nir=2,red=3,green=4"})
+        native = segment_raster(path, tmp_path / "native", config)
+        at_90 = segment_raster(path, tmp_path / "gsd90", config.merged({"gsd": 90}))
+        assert at_90.manifest["grid"]["source_px_per_working_px"] == pytest.approx(1.0, abs=0.03)
+        assert at_90.water_fraction == pytest.approx(native.water_fraction, abs=0.005)  # measured 4.11 vs 4.23 %
+        assert at_90.manifest["grid"]["gsd_unit"] == "metre"
+        assert "converted at the raster's centre latitude -8.4" in at_90.manifest["grid"]["gsd_note"]
+        assert any("--gsd 90 is in metres" in w for w in at_90.manifest["warnings"])
+        at_30 = segment_raster(path, tmp_path / "gsd30", config.merged({"gsd": 30}))
+        assert at_30.manifest["grid"]["source_px_per_working_px"] == pytest.approx(1 / 3, rel=0.03)
+        assert at_30.water_fraction == pytest.approx(native.water_fraction, abs=0.01)  # measured 4.44 %
+
+
 class TestLandsat8CloudyNoWater:
     """Landsat 8 L1, heavy cumulus, almost no water (NDWI > 0 on 0.1 %, README).
 
