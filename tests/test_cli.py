@@ -247,9 +247,11 @@ class TestBands:
         assert segment(path, "--out", tmp_path / "out", "--bands", spec) == 0
         m = manifest(tmp_path / "out" / "ms")
         assert m["input"]["band_map"] == bands
-        # uint16 Sentinel-2 is reflectance x 10000 (its quantification value): DSWE; Landsat 8 DN
-        # without an MTL beside it is not known as reflectance: MNDWI.
-        assert m["radiometry"]["index"] == ("dswe" if preset == "sentinel2" else "mndwi")
+        # uint16 Sentinel-2 is reflectance x 10000 (its quantification value): full DSWE; Landsat 8
+        # DN without an MTL beside it is not known as reflectance: DSWE's scale-free tests only.
+        assert m["radiometry"]["index"] == "dswe"
+        known = m["radiometry"]["coarse"]["reflectance_source"]
+        assert known == ("Sentinel-2 quantification value 10000" if preset == "sentinel2" else None)
         assert m["radiometry"]["composite"] == ["red", "green", "blue"]
         assert iou(read_mask(tmp_path / "out" / "ms") == 1, lake) > 0.98
 
