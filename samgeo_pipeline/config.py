@@ -22,6 +22,7 @@ IndexName = Literal["auto", "ndwi", "mndwi", "rgb"]
 PromptKind = Literal["points", "box"]
 PointMerge = Literal["joint", "mean", "best"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+OnUncertain = Literal["skip", "write"]
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
 #: Largest ``tile_size``: a tile is held as float32 per band, several at once (prefetch + batch).
@@ -154,6 +155,9 @@ class SegmentConfig(ImageOptions):
     """Polygon simplification tolerance in CRS units (0: none)."""
     overwrite: bool = False
     """Process inputs whose outputs already exist with the same parameters."""
+    on_uncertain: OnUncertain = "skip"
+    """When the coarse rule cannot tell water from land on an image: skip (no SAM, no mask: manifest and
+    quicklook only) or write (run as usual); either way the image's status is uncertain (exit code 3)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -161,6 +165,8 @@ class SegmentConfig(ImageOptions):
             raise ConfigError(f"max_pixels={self.max_pixels}, max_tiles={self.max_tiles}: must be > 0 and >= 1")
         if self.batch_size < 1 or self.prefetch < 1 or self.read_workers < 0 or self.attention_rows < 0:
             raise ConfigError("batch_size and prefetch must be >= 1, read_workers and attention_rows >= 0")
+        if self.on_uncertain not in _literal_values("on_uncertain"):
+            raise ConfigError(f"on_uncertain={self.on_uncertain!r}: choose one of skip, write")
 
     @property
     def core_size(self) -> int:
@@ -253,6 +259,7 @@ def _literal_values(name: str) -> tuple[str, ...]:
         "prompt": get_args(PromptKind),
         "point_merge": get_args(PointMerge),
         "precision": get_args(Precision),
+        "on_uncertain": get_args(OnUncertain),
     }[name]
 
 
