@@ -377,8 +377,9 @@ class TestUncertain:
         assert (quicklook == OUTLINE_RGB).all(axis=-1).any()  # the rule's candidate water, outlined
         err = capsys.readouterr().err
         assert f"uncertain: {scene}: the coarse rule cannot tell water from land: {REASON}; map NIR/SWIR" in err
-        row = next(line for line in err.split("samgeo-pipeline segment", 1)[1].splitlines() if "scene.tif" in line)
-        assert "uncertain" in row and "0/0/" in row  # the summary row; the reason wraps below it
+        table = err.split("samgeo-pipeline segment", 1)[1]
+        row = next(line for line in table.splitlines() if "scene.tif" in line)
+        assert "uncertain" in row and "0/0/" in row and "(separability 0.12)" in table  # the reason wraps below
 
     def test_a_failure_still_exits_1(self, scene: Path, tmp_path: Path, abstaining: None) -> None:
         bad = tmp_path / "broken.tif"
