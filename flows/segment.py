@@ -238,8 +238,9 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
         logger.warning(message)
     if reused is not None:
         return reused
-    with _gpu_slot(gpu_limit):
-        run.tiles()
+    if not run.abstains:  # an uncertain image has no tiles to run: it does not wait for the GPU
+        with _gpu_slot(gpu_limit):
+            run.tiles()
     return run.finish()
 
 

@@ -359,9 +359,19 @@ class TestSegmentFlow:
             return replace(found, coarse=replace(found.coarse, uncertain=reason)) if abstains else found
 
         monkeypatch.setattr(pipeline, "stats_from_array", stats)
+        slots, real_slot = [], seg._gpu_slot
+
+        @contextlib.contextmanager
+        def slot(gpu_limit):
+            with real_slot(gpu_limit):
+                slots.append(gpu_limit)
+                yield
+
+        monkeypatch.setattr(seg, "_gpu_slot", slot)
         out = tmp_path / "out"
         state = seg.segment_flow([str(two_scenes)], str(out), OPTIONS, return_state=True)
         assert state.is_completed()
+        assert len(slots) == 1  # alpha's tiles; beta has none to run and does not wait for the GPU
         summaries = state.result()
         assert [(s["status"], s["uncertain"]) for s in summaries] == [("done", None), ("uncertain", reason)]
         assert {p.name for p in (out / "beta").iterdir()} == {".samgeo-lock", "quicklook.png", "manifest.json"}
