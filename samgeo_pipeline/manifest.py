@@ -2,9 +2,9 @@
 
 A run is reused only when it finished (status ``done``, or ``uncertain``: the rule abstained, which
 the same bytes and parameters would do again) and the manifest names the same input checksum,
-parameter hash, package version and model fingerprint (:func:`model_fingerprint`: the bytes of a local model's weights, so
-retraining into the same folder is never mistaken for the old model), and every listed output
-still exists. The Prefect flow's cache key uses the same fingerprint.
+parameter hash, package version and model fingerprint (:func:`model_fingerprint`: the bytes of a
+local model's weights, so retraining into the same folder is never mistaken for the old model),
+and every listed output still exists. The Prefect flow's cache key uses the same fingerprint.
 """
 
 from __future__ import annotations

@@ -230,7 +230,8 @@ class RasterRun:
     def _finish_uncertain(self) -> SegmentResult:
         """An abstaining image's quicklook (the rule's candidate water outlined) and manifest; every tile skipped."""
         t = time.perf_counter()
-        quicklook = draw_quicklook(self.preview, self.candidate, self.out_dir / "quicklook.png")  # type: ignore[arg-type]
+        candidate = self.candidate if self.candidate is not None else np.zeros(self.preview.shape[:2], np.uint8)
+        quicklook = draw_quicklook(self.preview, candidate, self.out_dir / "quicklook.png")
         self.seconds["quicklook"] = time.perf_counter() - t
         self.seconds["total"] = sum(self.seconds.values())
         tiles = TileCounts(total=len(self.grid), skipped=len(self.grid))

@@ -94,9 +94,9 @@ def segment_many(
     :data:`MAX_FINISHING` waiting). Results and log lines come in input order; each image's
     warnings (no CRS, a poorly separated coarse mask) are logged as ``warning: ...`` lines and
     recorded in its manifest, and an image whose coarse rule abstained gets an ``uncertain: ...``
-    line (the reason and what to do). Interrupted (Ctrl-C), the batch stops the tiles at once and lets the
-    stages already running complete (the outputs of a finish are whole); the stages not started are
-    dropped and their work files removed.
+    line (the reason and what to do). Interrupted (Ctrl-C), the batch stops the tiles at once and
+    lets the stages already running complete (the outputs of a finish are whole); the stages not
+    started are dropped and their work files removed.
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
