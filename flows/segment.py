@@ -14,7 +14,10 @@ folder, results persisted) -> artifacts (a table and links per image, a markdown
 Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
 hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
 cluster, ``dask_address``). A failed image does not stop the others; the run ends Failed,
-with every reason, when any image failed.
+with every reason, when any image failed. An image whose coarse rule cannot tell water from land
+(status ``uncertain``: no SAM and no mask unless ``on_uncertain: write``) is not a failure: the run
+ends Completed, with a warning in its log naming each such image and its reason, the reason in the
+image's table artifact and an "Uncertain" section in the run's summary.
 
 Run it locally with ``python flows/segment.py INPUT... --out DIR [--model none]`` or deploy it
 with ``deployments/prefect.yaml``.
@@ -171,7 +174,7 @@ def segment_image(
     mapping, recorded in the manifest.
 
     Returns:
-        :func:`summarize` of its manifest (status ``done`` or ``skipped``).
+        :func:`summarize` of its manifest (status ``done``, ``skipped`` or ``uncertain``).
 
     Raises:
         SamgeoPipelineError: the image failed, or SAM failed on some tiles (``partial``: the
@@ -235,8 +238,9 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
         logger.warning(message)
     if reused is not None:
         return reused
-    with _gpu_slot(gpu_limit):
-        run.tiles()
+    if not run.abstains:  # an uncertain image has no tiles to run: it does not wait for the GPU
+        with _gpu_slot(gpu_limit):
+            run.tiles()
     return run.finish()
 
 
@@ -397,11 +401,22 @@ def segment_flow(
         summary.update(worker=_worker(), bands_source=bands_source)
     create_markdown_artifact(run_markdown(summaries, output_root if remote else root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
+    _warn_uncertain(summaries, logger)
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
         reasons = "\n".join(f"- {s['error']}" for s in failed)
         raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
     return summaries
+
+
+def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
+    """One warning naming the images the coarse rule abstained on, with their reasons (the run still completes)."""
+    uncertain = [s for s in summaries if s.get("uncertain")]
+    if uncertain:
+        reasons = "\n".join(f"- {s['input']}: {s['uncertain']}" for s in uncertain)
+        logger.warning("%d of %d image(s) uncertain (the coarse rule cannot tell water from land; no mask unless "
+                       "on_uncertain: write; map NIR/SWIR with bands or pass a threshold):\n%s",
+                       len(uncertain), len(summaries), reasons)  # fmt: skip
 
 
 def _worker() -> dict[str, Any]:
@@ -504,11 +519,12 @@ def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, fai
 def _image_artifacts(summary: dict[str, Any]) -> None:
     """A table and one link per output for one image (nothing but the table for a failed one)."""
     name = Path(summary["input"]).name
-    row = image_row(summary)
+    row = image_row(summary)  # the coarse rule's reason when it abstained (``uncertain``)
     if summary.get("error"):
         row["error"] = summary["error"]
+    uncertain = ", uncertain" if summary.get("uncertain") and summary["status"] != "uncertain" else ""
     create_table_artifact([row], key=artifact_key("segment", Path(name).stem),
-                          description=f"{name}: {summary['status']}")
+                          description=f"{name}: {summary['status']}{uncertain}")
     for output, url in (summary.get("links") or {}).items():
         create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
 

@@ -199,7 +199,8 @@ def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str 
     """JSON-able summary of one image from its manifest (paths as strings; no arrays).
 
     ``source``: this run's input (a reused manifest names the run that made it); default: the
-    manifest's.
+    manifest's. ``uncertain``: the coarse rule's reason when it abstained on the image (any status),
+    else None.
     """
     return {
         "input": source or manifest["input"].get("source") or manifest["input"]["path"],
@@ -207,6 +208,7 @@ def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str 
         "sha256": manifest["input"]["sha256"],
         "status": status,
         "error": manifest.get("error"),
+        "uncertain": (manifest.get("uncertain") or {}).get("reason"),
         "tiles": {k: manifest["tiles"][k] for k in ("total", "sam", "coarse_only", "skipped", "failed")},
         "water_area_m2": manifest["water"]["area_m2"],
         "water_fraction": manifest["water"]["fraction_of_valid"],

@@ -76,9 +76,14 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
     return config.merged(flags)
 
 
+#: Exit code of ``segment`` when no input failed but the coarse rule abstained on some (``uncertain``).
+EXIT_UNCERTAIN = 3
+
+
 def run_segment(args: argparse.Namespace) -> int:
-    """The ``segment`` command; returns the exit code: 0 when every input is done or skipped, 1 when
-    any failed or is ``partial`` (tiles SAM could not segment, listed in its manifest)."""
+    """The ``segment`` command; returns the exit code: 1 when any input failed or is ``partial``
+    (tiles SAM could not segment, listed in its manifest); else :data:`EXIT_UNCERTAIN` (3) when the
+    coarse rule abstained on any input (``uncertain``, also when its outputs were reused); else 0."""
     from rich.console import Console
 
     from samgeo_pipeline.raster import expand_inputs
@@ -89,12 +94,14 @@ def run_segment(args: argparse.Namespace) -> int:
     inputs = expand_inputs(args.inputs)
 
     def log(message: str) -> None:  # plain text (file names may hold [...] or ESC), one line per message
-        style = "red" if message.startswith("error:") else None
+        style = "red" if message.startswith("error:") else "yellow" if message.startswith("uncertain:") else None
         console.print(printable(message), style=style, markup=False, highlight=False, soft_wrap=True)
 
     results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
-    return 0 if all(r.status in ("done", "skipped") for r in results) else 1
+    if any(r.status in ("failed", "partial") for r in results):
+        return 1
+    return EXIT_UNCERTAIN if any(r.uncertain for r in results) else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ DsweWater = Literal["high", "moderate", "wetland"]
 PromptKind = Literal["points", "box"]
 PointMerge = Literal["joint", "mean", "best"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+OnUncertain = Literal["skip", "write"]
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
 #: Largest ``tile_size``: a tile is held as float32 per band, several at once (prefetch + batch).
@@ -252,10 +253,15 @@ class SegmentConfig(ImageOptions):
     """Polygon simplification tolerance in CRS units (0: none)."""
     overwrite: bool = False
     """Process inputs whose outputs already exist with the same parameters."""
+    on_uncertain: OnUncertain = "skip"
+    """When the coarse rule cannot tell water from land on an image: skip (no SAM, no mask: manifest and
+    quicklook only) or write (run as usual); either way the image's status is uncertain (exit code 3)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self, SEGMENT_RANGES)
+        if self.on_uncertain not in _literal_values("on_uncertain"):
+            raise ConfigError(f"on_uncertain={self.on_uncertain!r}: choose one of skip, write")
 
     @property
     def core_size(self) -> int:
@@ -349,6 +355,7 @@ def _literal_values(name: str) -> tuple[str, ...]:
         "point_merge": get_args(PointMerge),
         "precision": get_args(Precision),
         "dswe_water": get_args(DsweWater),
+        "on_uncertain": get_args(OnUncertain),
     }[name]
 
 

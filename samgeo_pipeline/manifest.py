@@ -1,9 +1,11 @@
 """``manifest.json``: everything needed to know how an output was made, and to skip re-runs.
 
-A run is reused only when the manifest names the same input checksum, parameter hash, package
-version and model fingerprint (:func:`model_fingerprint`: the bytes of the files a local model is
-loaded from, so retraining into the same folder is never mistaken for the old model), and every
-listed output still exists. The Prefect flow's cache key uses the same fingerprint.
+A run is reused only when it finished (status ``done``, or ``uncertain``: the rule abstained, which
+the same bytes and parameters would do again) and the manifest names the same input checksum,
+parameter hash, package version and model fingerprint (:func:`model_fingerprint`: the bytes of the
+files a local model is loaded from, so retraining into the same folder is never mistaken for the
+old model), and every listed output still exists. The Prefect flow's cache key uses the same
+fingerprint.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
-from samgeo_pipeline.results import SegmentResult
+from samgeo_pipeline.results import SegmentResult, uncertain_hint
 from samgeo_pipeline.weights import weight_files
 
 if TYPE_CHECKING:
@@ -107,8 +109,9 @@ def package_versions() -> dict[str, str | None]:
 
 
 def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[str, Any] | None:
-    """The previous manifest if it was made from the same bytes, parameters, package version and
-    model weights (:func:`model_fingerprint`) and all its outputs exist, else None."""
+    """The previous manifest if it finished (``done`` or ``uncertain``), was made from the same bytes,
+    parameters, package version and model weights (:func:`model_fingerprint`) and all its outputs
+    exist, else None."""
     path = out_dir / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
@@ -119,7 +122,7 @@ def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[s
     same = (
         manifest.get("input", {}).get("sha256") == checksum
         and manifest.get("params_hash") == config.params_hash()
-        and manifest.get("status") == "done"
+        and manifest.get("status") in ("done", "uncertain")
         and manifest.get("versions", {}).get("samgeo-pipeline") == _own_version()
         and manifest.get("model", {}).get("fingerprint") == model_fingerprint(config.model)
         and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
@@ -187,13 +190,15 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest of one finished run (JSON-able); ``source``: the input as the user named it;
     ``bands_source``: how the band mapping was chosen when a caller chose it (a watch rule), else
-    the mapping's own source (``given``, ``descriptions`` or ``guessed``)."""
+    the mapping's own source (``given``, ``descriptions`` or ``guessed``). ``uncertain`` is None, or
+    the rule's ``reason`` and ``what_to_do`` when it abstained on the image."""
     tiles = result.tiles
     return {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": result.status,
         "error": result.error,
+        "uncertain": _uncertain(result, stats),
         "input": {
             "path": str(info.path),
             "source": source if source is not None else str(info.path),
@@ -255,6 +260,13 @@ def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
     from samgeo_pipeline.raster import gsd_note
 
     return gsd_note(info, gsd)
+
+
+def _uncertain(result: SegmentResult, stats: ImageStats) -> dict[str, str] | None:
+    """The manifest's ``uncertain`` entry: why the rule abstained and what the user can do."""
+    if result.uncertain is None:
+        return None
+    return {"reason": result.uncertain, "what_to_do": uncertain_hint(stats.coarse.method)}
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
