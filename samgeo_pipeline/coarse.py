@@ -366,8 +366,8 @@ def _uncertainty(rule: CoarseRule, threshold_given: bool, rgb_max_water: float) 
 
 def rule_warnings(rule: CoarseRule, where: str) -> list[str]:
     """One-line warnings a user should see about an image's coarse mask (empty when it is sound)."""
-    if rule.uncertain:
-        return [f"{where}: uncertain: {rule.uncertain}"]
+    if rule.uncertain:  # the image's status and its own log line say it
+        return []
     messages = []
     if rule.method == "rgb":
         share = (

@@ -53,9 +53,15 @@ class SegmentResult:
 
 def uncertain_hint(method: str) -> str:
     """What a user can do about an image whose coarse rule abstained (``method``: the rule's)."""
-    index = "" if method == "rgb" else f"pass --threshold for {method.upper()}, "
+    if method == "rgb":
+        specific = "raise --rgb-max-water if the scene really is mostly water, "
+    else:
+        specific = (
+            f"pass --threshold for {method.upper()}, or --reflectance-scale when you know the values' "
+            "reflectance scale (DSWE then runs), "
+        )
     return (
-        f"map NIR/SWIR with --bands if the file has them, {index}check quicklook.png, "
+        f"map NIR/SWIR with --bands if the file has them, {specific}check quicklook.png, "
         "or pass --on-uncertain write to keep the coarse mask anyway"
     )
 
