@@ -161,10 +161,11 @@ def segment_image(
     remote: dict[str, Any] | None = None, bands_source: str | None = None,
 ) -> dict[str, Any]:
     """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
-    given) while its tiles go through the model, and the output folder's lock throughout.
+    given) while its tiles go through the model, and the output folder's lock from its first
+    write to its manifest (:class:`~samgeo_pipeline.pipeline.RasterRun`).
 
     Temporary files a killed run left in the output folder are removed first (the lock proves
-    their writer is dead). ``image`` names the task run only (it is not part of the cache key).
+    their writer is dead; logged as a warning). ``image`` names the task run only (it is not part of the cache key).
     ``remote`` (``root``, ``local_root``, ``storage_options``): the outputs go to the store below
     ``root`` (:mod:`flows.remote`: data first, manifest last) and the reuse check reads the remote
     manifest; the summary then names URLs. ``bands_source``: how the watch flow chose the band

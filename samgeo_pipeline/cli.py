@@ -16,7 +16,6 @@ from pathlib import Path
 
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
-from samgeo_pipeline.folders import check_inputs_outside
 from samgeo_pipeline.paths import output_dirs
 
 _NO_FLAG = {"progress"}
@@ -84,14 +83,12 @@ def run_segment(args: argparse.Namespace) -> int:
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
     config = config_from_args(args)
     inputs = expand_inputs(args.inputs, exclude=args.out)  # outputs are never inputs
-    out_dirs = output_dirs(inputs, args.out)
-    check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written
 
     def log(message: str) -> None:  # plain text (file names may hold [...]), one line per message
         style = "red" if message.startswith("error:") else None
         console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
 
-    results = segment_many(inputs, out_dirs, config, log=log, root=args.out)
+    results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
     return 0 if all(r.status in ("done", "skipped") for r in results) else 1
 

@@ -93,7 +93,8 @@ def remove_partials(out_dir: Path | str) -> list[Path]:
     removed = []
     for entry in sorted(folder.iterdir()):
         name = entry.name
-        if name.startswith(".") and any(m in name for m in TEMPORARY_MARKS) and not entry.is_symlink() and entry.is_file():
+        ours = name.startswith(".") and any(m in name for m in TEMPORARY_MARKS)
+        if ours and not entry.is_symlink() and entry.is_file():
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed

@@ -159,7 +159,7 @@ def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
         previous = json.loads(manifest_path.read_text())
     except (OSError, ValueError):
         previous = None
-    if not isinstance(previous, dict) or "manifest_version" not in previous or not isinstance(previous.get("input"), dict):
+    if not (isinstance(previous, dict) and "manifest_version" in previous and isinstance(previous.get("input"), dict)):
         raise OutputConflictError(
             f"{source}: {manifest_path} is not a manifest of samgeo-pipeline (the user's own file?); "
             "write to another output root (--out) or pass --overwrite to replace it"
