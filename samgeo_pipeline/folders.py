@@ -44,19 +44,22 @@ def check_inputs_outside(inputs: Sequence[Path | str], out_dirs: Sequence[Path |
         UnsafePathError: one line naming the input, the folder and the fix.
     """
     resolved = {Path(p).resolve(): Path(p) for p in inputs}
-    for out_dir in out_dirs:
-        folder = Path(out_dir).resolve()
-        for path, given in resolved.items():
-            if path == folder or folder in path.parents:
-                raise UnsafePathError(
-                    f"{given}: lies in the output folder {out_dir}, where a run replaces and deletes files; "
-                    "choose an output root (--out) whose image folders hold no input, e.g. a new, empty folder"
-                )
+    folders = {Path(d).resolve(): Path(d) for d in out_dirs}
+    for path, given in resolved.items():  # a walk up each input: linear in the batch, not quadratic
+        holder = next((folders[p] for p in (path, *path.parents) if p in folders), None)
+        if holder is not None:
+            raise UnsafePathError(
+                f"{given}: lies in the output folder {holder}, where a run replaces and deletes files; "
+                "choose an output root (--out) whose image folders hold no input, e.g. a new, empty folder"
+            )
+    for folder, out_dir in folders.items():
+        if not folder.is_dir():
+            continue  # nothing there yet: no name in it leads anywhere
         for name in OUTPUT_NAMES:
             target = (folder / name).resolve()
             if target in resolved:
                 raise UnsafePathError(
-                    f"{resolved[target]}: {Path(out_dir) / name} leads to this input and would be replaced; "
+                    f"{resolved[target]}: {out_dir / name} leads to this input and would be replaced; "
                     "remove that link or choose another output root (--out)"
                 )
 
