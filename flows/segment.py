@@ -65,14 +65,14 @@ from flows.stages import (  # noqa: E402
     PREDICTORS,
     expand_specs,
     fetch_to,
-    output_lock,
     prepare,
-    remove_partials,
     remove_staged,
+    remove_stale_staging,
     summarize,
 )
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
@@ -119,9 +119,9 @@ def _cache_key(context, parameters: dict[str, Any]) -> str | None:
 
 
 @task(name="expand-inputs", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
-def expand_inputs_task(inputs: list[str]) -> list[str]:
+def expand_inputs_task(inputs: list[str], exclude: str | None = None) -> list[str]:
     """Task wrapper of :func:`expand_specs`."""
-    return expand_specs(inputs)
+    return expand_specs(inputs, exclude)
 
 
 def _named(prefix: str, parameter: str):
@@ -164,10 +164,11 @@ def segment_image(
     remote: dict[str, Any] | None = None, bands_source: str | None = None,
 ) -> dict[str, Any]:
     """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
-    given) while its tiles go through the model, and the output folder's lock throughout.
+    given) while its tiles go through the model, and the output folder's lock from its first
+    write to its manifest (:class:`~samgeo_pipeline.pipeline.RasterRun`).
 
     Temporary files a killed run left in the output folder are removed first (the lock proves
-    their writer is dead). ``image`` names the task run only (it is not part of the cache key).
+    their writer is dead; logged as a warning). ``image`` names the task run only (it is not part of the cache key).
     ``remote`` (``root``, ``local_root``, ``storage_options``): the outputs go to the store below
     ``root`` (:mod:`flows.remote`: data first, manifest last) and the reuse check reads the remote
     manifest; the summary then names URLs. ``bands_source``: how the watch flow chose the band
@@ -189,10 +190,7 @@ def segment_image(
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
             return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
-    with output_lock(out_dir):
-        for leftover in remove_partials(out_dir):
-            logger.warning("%s: removed %s, left by a run that died while writing it", prepared.get("source"), leftover.name)
-        result = _segment(prepared, config, gpu_limit, logger, bands_source)
+    result = _segment(prepared, config, gpu_limit, logger, bands_source)  # under the folder's lock (RasterRun)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
     if remote_dir:
@@ -383,12 +381,16 @@ def segment_flow(
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
     if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
-    specs = expand_inputs_task(inputs)
+    specs = expand_inputs_task(inputs, None if remote else str(root))  # outputs are never inputs
     out_dirs = [str(d) for d in image_output_dirs(specs, root, relative_to)]
+    staging = root / ".samgeo-staging"
+    staged = [staging] if any(is_remote(s) for s in specs) else []  # where remote inputs are copied
+    check_inputs_outside([local_path(s) for s in specs if not is_remote(s)] + staged, out_dirs)
     logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), output_root if remote else root,
                 config.params_hash(), config.model)
 
-    staging = root / ".samgeo-staging"
+    for stale in remove_stale_staging(staging):
+        logger.warning("removed %s, the staged copies of a run that died", stale)
     fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
     try:
         summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs,

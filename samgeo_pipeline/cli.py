@@ -91,7 +91,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
     config = config_from_args(args)
-    inputs = expand_inputs(args.inputs)
+    inputs = expand_inputs(args.inputs, exclude=args.out)  # outputs are never inputs
 
     def log(message: str) -> None:  # plain text (file names may hold [...] or ESC), one line per message
         style = "red" if message.startswith("error:") else "yellow" if message.startswith("uncertain:") else None

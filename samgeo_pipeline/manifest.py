@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
+from samgeo_pipeline.folders import LOCK_NAME, OUTPUT_NAMES
 from samgeo_pipeline.results import SegmentResult, uncertain_hint
 from samgeo_pipeline.weights import weight_files
 
@@ -146,17 +147,35 @@ def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
     as the user named it; the file path in manifests without one) *and* other bytes: two runs
     whose inputs share a name (``A/scene.tif``, ``B/scene.tif``) must not silently overwrite each
     other. The same source with changed bytes is a re-run (processed again), and the same bytes
-    under another name make the same outputs (reused or redone, never lost). A folder without a
-    finished manifest holds no finished outputs and may be written.
+    under another name make the same outputs (reused or redone, never lost). A folder this pipeline
+    wrote in (its manifest, or the lock file of :func:`~samgeo_pipeline.folders.output_lock`)
+    without a finished manifest holds no finished outputs and may be written; a ``manifest.json``
+    that is not a manifest of this pipeline, or output names (``quicklook.png``...) in a folder it
+    never wrote in, are the user's own files and are not replaced.
 
     Raises:
-        OutputConflictError: the folder holds another input's outputs; the message says to pass
-            another output root or ``--overwrite``.
+        OutputConflictError: the folder holds another input's outputs, or files of the user; the
+            message says to pass another output root or ``--overwrite``.
     """
-    try:
-        previous = json.loads((out_dir / "manifest.json").read_text()).get("input", {})
-    except (OSError, ValueError, AttributeError):
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.exists() and not manifest_path.is_symlink():
+        foreign = [] if (out_dir / LOCK_NAME).exists() else [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
+        if foreign:
+            raise OutputConflictError(
+                f"{source}: {out_dir} holds files this pipeline did not write ({', '.join(foreign)}); "
+                "write to another output root (--out) or pass --overwrite to replace them"
+            )
         return
+    try:
+        previous = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if not (isinstance(previous, dict) and "manifest_version" in previous and isinstance(previous.get("input"), dict)):
+        raise OutputConflictError(
+            f"{source}: {manifest_path} is not a manifest of samgeo-pipeline (the user's own file?); "
+            "write to another output root (--out) or pass --overwrite to replace it"
+        )
+    previous = previous["input"]
     owner = previous.get("source") or previous.get("path")
     if not owner or previous.get("sha256") == checksum or _same_source(owner, source):
         return

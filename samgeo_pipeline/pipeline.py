@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from samgeo_pipeline.errors import (
     SamgeoPipelineError,
     SamgeoPipelineWarning,
 )
+from samgeo_pipeline.folders import check_inputs_outside, output_lock, remove_partials
 from samgeo_pipeline.inference import run_sam_batch
 from samgeo_pipeline.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
@@ -148,12 +150,14 @@ class RasterRun:
         self.seconds: dict[str, float] = {}
         self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
         self._sink: TileSink | None = None  # tiles written, COG not yet made
+        self._lock = ExitStack()  # the output folder's lock, from prepare's first write to the manifest
         self.reused: SegmentResult | None = None  # set by prepare when the outputs can be reused
 
     def prepare(self) -> SegmentResult | None:
         """Checks and statistics; returns the earlier result (``skipped``) when the outputs can be reused."""
         t0 = time.perf_counter()
         path, config = self.path, self.config
+        check_inputs_outside([path], [self.out_dir])  # before anything is read or written
         with gdal_env():
             self.info = inspect_raster(path, config.bands, config.nodata, warn=False)
             if not self.info.georeferenced:
@@ -178,7 +182,15 @@ class RasterRun:
         if self.info.nodata_source == "zero collar":
             self.warnings.append((zero_collar_message(path, collar), NodataWarning))
         self.warnings += [(message, CoarseMaskWarning) for message in rule_warnings(self.stats.coarse, str(path))]
-        _clear_stale_outputs(self.out_dir, config, self.abstains)
+        self._lock.enter_context(output_lock(self.out_dir))  # held until finish() or abort()
+        try:
+            for leftover in remove_partials(self.out_dir):
+                self.warnings.append((f"{self.out_dir}: removed {leftover.name}, left by a run that died while "
+                                      "writing it", SamgeoPipelineWarning))
+            _clear_stale_outputs(self.out_dir, config, self.abstains)
+        except BaseException:
+            self._lock.close()
+            raise
         return None
 
     @property
@@ -202,9 +214,13 @@ class RasterRun:
         if self.abstains:  # no SAM time on a mask nobody trusts
             return
         t = time.perf_counter()
-        with gdal_env():
-            self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, self.config,
-                                        self.predictor)
+        try:
+            with gdal_env():
+                self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, self.config,
+                                            self.predictor)
+        except BaseException:
+            self._lock.close()  # no work file is left (_segment_tiles removed them)
+            raise
         self.seconds["tiles"] = time.perf_counter() - t
         release_free_memory()
 
@@ -220,12 +236,13 @@ class RasterRun:
         sink, self._sink = self._sink, None
         if sink is None:
             raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
-        before = _output_identities(self.out_dir)
-        try:
-            return self._finish(sink)
-        except BaseException:
-            _remove_new_outputs(self.out_dir, before)
-            raise
+        with self._lock:  # released once the manifest is written, or on failure
+            before = _output_identities(self.out_dir)
+            try:
+                return self._finish(sink)
+            except BaseException:
+                _remove_new_outputs(self.out_dir, before)
+                raise
 
     def _finish(self, sink: TileSink) -> SegmentResult:
         out_dir, seconds = self.out_dir, self.seconds
@@ -275,6 +292,7 @@ class RasterRun:
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.remove_work()
+        self._lock.close()
 
 
 def _cogs_and_polygons(

@@ -39,16 +39,18 @@ GDAL_CACHE_BYTES = 128 << 20
 """GDAL block cache during a run (see :func:`gdal_env`)."""
 
 
-def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def expand_inputs(specs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[Path]:
     """Expand file paths, directories (their rasters, recursively) and glob patterns.
 
     Files named explicitly are kept whatever their suffix (a bad one fails later with its own
-    message); directories and globs contribute files with a raster suffix only. Order is stable and
+    message); directories and globs contribute files with a raster suffix only, never one below
+    ``exclude`` (the output root: outputs are never taken as inputs). Order is stable and
     duplicates are dropped.
 
     Raises:
         InputError: a spec matches nothing.
     """
+    skip = Path(exclude).resolve() if exclude is not None else None
     found: list[Path] = []
     for spec in specs:
         text = str(spec)
@@ -62,10 +64,21 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             matches = [p for p in matches if p.suffix.lower() in RASTER_SUFFIXES]
         else:
             raise InputError(f"{text}: no such file or directory")
+        if skip is not None and matches and matches != [path]:  # found by a search, not named
+            matches = [p for p in matches if not _below(p, skip)]
+            if not matches:
+                raise InputError(f"{text}: matches no raster file outside the output root {exclude} "
+                                 "(outputs are never taken as inputs)")
         if not matches:
             raise InputError(f"{text}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
         found.extend(matches)
     return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _below(path: Path, folder: Path) -> bool:
+    """True when ``path``, or the folder it was found in, resolves below the resolved ``folder``."""
+    parent = path.parent.resolve()
+    return folder == parent or folder in parent.parents or folder in path.resolve().parents
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from shapely.errors import ShapelyError
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
+from samgeo_pipeline.folders import check_inputs_outside
 from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
@@ -103,8 +104,11 @@ def segment_many(
             (:func:`~samgeo_pipeline.paths.check_inside`).
 
     Raises:
+        UnsafePathError: an input lies in an output folder of the batch, or an output name there
+            leads to one (:func:`~samgeo_pipeline.folders.check_inputs_outside`; nothing is processed).
         ModelUnavailableError: the model cannot be loaded (nothing is processed).
     """
+    check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written
     predictor, source = load_predictor(config)
     log(printable(describe_model(config, predictor, source)))
     return _Batch(config, predictor, source, log, root).run(list(zip(inputs, out_dirs, strict=True)))

@@ -11,6 +11,7 @@ import rasterio
 from PIL import Image
 
 from samgeo_pipeline.cli import build_parser, config_from_args, main, output_dirs
+from samgeo_pipeline.folders import LOCK_NAME
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from tests.scenes import disc, iou, multiband_scene, read_mask, write_raster
 
@@ -47,7 +48,7 @@ class TestSegment:
     def test_one_input(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out") == 0
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json", LOCK_NAME}
         assert manifest(out)["model"]["id"] == "none"
         err = capsys.readouterr().err
         assert "model: none (coarse water mask only" in err

@@ -20,6 +20,7 @@ from scipy import ndimage
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
+from samgeo_pipeline.folders import LOCK_NAME
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
 from samgeo_pipeline.raster import inspect_raster
 from samgeo_pipeline.tiling import make_grid
@@ -166,7 +167,7 @@ class TestProjected:
     def test_no_temporary_files(self, demo_utm_run: SegmentResult) -> None:
         assert not leftovers(demo_utm_run.out_dir)
         assert sorted(p.name for p in demo_utm_run.out_dir.iterdir()) == [
-            "manifest.json", "mask.tif", "probability.tif", "quicklook.png", "water.gpkg"
+            LOCK_NAME, "manifest.json", "mask.tif", "probability.tif", "quicklook.png", "water.gpkg"
         ]
 
 
@@ -356,7 +357,7 @@ class TestRerun:
         return path
 
     def mtimes(self, out: Path) -> dict[str, int]:
-        return {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != LOCK_NAME}
 
     def test_skip_with_same_parameters(self, scene: Path, tmp_path: Path) -> None:
         out = tmp_path / "out"
@@ -452,7 +453,7 @@ class TestRerun:
         monkeypatch.setattr(reader, "prepare_tile", failing)
         with pytest.raises(RuntimeError, match="reader died"):
             run(scene, tmp_path / "out")
-        assert list((tmp_path / "out").iterdir()) == []
+        assert [p.name for p in (tmp_path / "out").iterdir()] == [LOCK_NAME]  # no output, no work file
 
 
 class TestFinish:
