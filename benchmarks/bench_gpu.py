@@ -47,6 +47,7 @@ from samgeo_pipeline.radiometry import compute_stats
 from samgeo_pipeline.raster import inspect_raster
 from samgeo_pipeline.runner import load_predictor
 from samgeo_pipeline.tiling import make_grid
+from samgeo_pipeline.weights import weight_files
 
 TARGET_TILES_PER_S = 450.0
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
@@ -75,6 +76,7 @@ def load_encoder_model(model_dir: Path, args: argparse.Namespace) -> torch.nn.Mo
     """The SAM model on ``args.device`` with the options of ``args`` applied."""
     from transformers import SamModel
 
+    weight_files(model_dir)  # .safetensors inside the folder only, as segment loads them
     model = SamModel.from_pretrained(model_dir, attn_implementation=args.attn, use_safetensors=True)
     model = model.to(args.device).eval()
     if args.bf16_weights:

@@ -120,7 +120,8 @@ def artifact_key(prefix: str, name: str) -> str:
 
 
 def image_row(summary: dict[str, Any]) -> dict[str, Any]:
-    """The artifact table row of one image's summary (see ``flows.segment.summarize``)."""
+    """The artifact table row of one image's summary (see ``flows.segment.summarize``); ``uncertain``:
+    the coarse rule's reason when it abstained on the image."""
     tiles = summary.get("tiles") or {}
     area = summary.get("water_area_m2")
     seconds = summary.get("seconds")
@@ -133,16 +134,20 @@ def image_row(summary: dict[str, Any]) -> dict[str, Any]:
         "tiles skipped": tiles.get("skipped") if tiles else None,
         "tiles failed": tiles.get("failed") if tiles else None,
         "seconds": round(seconds, 1) if seconds is not None else None,
+        **({"uncertain": summary["uncertain"]} if summary.get("uncertain") else {}),
     }
 
 
 def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> str:
-    """The markdown summary of one segment run: a row per image with links, then the failures."""
-    done = sum(s["status"] in ("done", "skipped", "cached") for s in summaries)
+    """The markdown summary of one segment run: a row per image with links, then the failures and the
+    images the coarse rule abstained on (``uncertain``)."""
+    uncertain = [s for s in summaries if s.get("uncertain")]
+    done = sum(s["status"] in ("done", "skipped", "cached") and not s.get("uncertain") for s in summaries)
+    also = f", {len(uncertain)} uncertain" if uncertain else ""
     lines = [
         "# samgeo-pipeline segment",
         "",
-        f"{done} of {len(summaries)} image(s) done; outputs in `{root}`, links under <{base}> "
+        f"{done} of {len(summaries)} image(s) done{also}; outputs in `{root}`, links under <{base}> "
         f"(serve them with `samgeo-pipeline serve {root}`).",
         "",
         "| image | status | water km² | polygons | tiles processed/skipped/failed | seconds | outputs |",
@@ -163,6 +168,11 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
     if failures:
         lines += ["", "## Failures", ""]
         lines += [f"- `{Path(s['input']).name}`: {s['error']}" for s in failures]
+    if uncertain:
+        lines += ["", "## Uncertain: the coarse rule cannot tell water from land", "",
+                  "No SAM and no mask for these unless `on_uncertain: write`. Map NIR/SWIR (`bands`), pass a "
+                  "`threshold`, or set `on_uncertain: write`; see each image's quicklook.png and manifest.json.", ""]
+        lines += [f"- `{Path(s['input']).name}` ({s['status']}): {s['uncertain']}" for s in uncertain]
     return "\n".join(lines) + "\n"
 
 

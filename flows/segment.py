@@ -14,7 +14,10 @@ folder, results persisted) -> artifacts (a table and links per image, a markdown
 Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
 hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
 cluster, ``dask_address``). A failed image does not stop the others; the run ends Failed,
-with every reason, when any image failed.
+with every reason, when any image failed. An image whose coarse rule cannot tell water from land
+(status ``uncertain``: no SAM and no mask unless ``on_uncertain: write``) is not a failure: the run
+ends Completed, with a warning in its log naming each such image and its reason, the reason in the
+image's table artifact and an "Uncertain" section in the run's summary.
 
 Run it locally with ``python flows/segment.py INPUT... --out DIR [--model none]`` or deploy it
 with ``deployments/prefect.yaml``.
@@ -62,14 +65,14 @@ from flows.stages import (  # noqa: E402
     PREDICTORS,
     expand_specs,
     fetch_to,
-    output_lock,
     prepare,
-    remove_partials,
     remove_staged,
+    remove_stale_staging,
     summarize,
 )
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
@@ -116,9 +119,9 @@ def _cache_key(context, parameters: dict[str, Any]) -> str | None:
 
 
 @task(name="expand-inputs", retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_on_io)
-def expand_inputs_task(inputs: list[str]) -> list[str]:
+def expand_inputs_task(inputs: list[str], exclude: str | None = None) -> list[str]:
     """Task wrapper of :func:`expand_specs`."""
-    return expand_specs(inputs)
+    return expand_specs(inputs, exclude)
 
 
 def _named(prefix: str, parameter: str):
@@ -161,17 +164,18 @@ def segment_image(
     remote: dict[str, Any] | None = None, bands_source: str | None = None,
 ) -> dict[str, Any]:
     """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
-    given) while its tiles go through the model, and the output folder's lock throughout.
+    given) while its tiles go through the model, and the output folder's lock from its first
+    write to its manifest (:class:`~samgeo_pipeline.pipeline.RasterRun`).
 
     Temporary files a killed run left in the output folder are removed first (the lock proves
-    their writer is dead). ``image`` names the task run only (it is not part of the cache key).
+    their writer is dead; logged as a warning). ``image`` names the task run only (it is not part of the cache key).
     ``remote`` (``root``, ``local_root``, ``storage_options``): the outputs go to the store below
     ``root`` (:mod:`flows.remote`: data first, manifest last) and the reuse check reads the remote
     manifest; the summary then names URLs. ``bands_source``: how the watch flow chose the band
     mapping, recorded in the manifest.
 
     Returns:
-        :func:`summarize` of its manifest (status ``done`` or ``skipped``).
+        :func:`summarize` of its manifest (status ``done``, ``skipped`` or ``uncertain``).
 
     Raises:
         SamgeoPipelineError: the image failed, or SAM failed on some tiles (``partial``: the
@@ -186,10 +190,7 @@ def segment_image(
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
             return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
-    with output_lock(out_dir):
-        for leftover in remove_partials(out_dir):
-            logger.warning("%s: removed %s, left by a run that died while writing it", prepared.get("source"), leftover.name)
-        result = _segment(prepared, config, gpu_limit, logger, bands_source)
+    result = _segment(prepared, config, gpu_limit, logger, bands_source)  # under the folder's lock (RasterRun)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
     if remote_dir:
@@ -235,8 +236,9 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
         logger.warning(message)
     if reused is not None:
         return reused
-    with _gpu_slot(gpu_limit):
-        run.tiles()
+    if not run.abstains:  # an uncertain image has no tiles to run: it does not wait for the GPU
+        with _gpu_slot(gpu_limit):
+            run.tiles()
     return run.finish()
 
 
@@ -379,12 +381,16 @@ def segment_flow(
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
     if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
-    specs = expand_inputs_task(inputs)
+    specs = expand_inputs_task(inputs, None if remote else str(root))  # outputs are never inputs
     out_dirs = [str(d) for d in image_output_dirs(specs, root, relative_to)]
+    staging = root / ".samgeo-staging"
+    staged = [staging] if any(is_remote(s) for s in specs) else []  # where remote inputs are copied
+    check_inputs_outside([local_path(s) for s in specs if not is_remote(s)] + staged, out_dirs)
     logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), output_root if remote else root,
                 config.params_hash(), config.model)
 
-    staging = root / ".samgeo-staging"
+    for stale in remove_stale_staging(staging):
+        logger.warning("removed %s, the staged copies of a run that died", stale)
     fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
     try:
         summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs,
@@ -397,11 +403,22 @@ def segment_flow(
         summary.update(worker=_worker(), bands_source=bands_source)
     create_markdown_artifact(run_markdown(summaries, output_root if remote else root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
+    _warn_uncertain(summaries, logger)
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
         reasons = "\n".join(f"- {s['error']}" for s in failed)
         raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
     return summaries
+
+
+def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
+    """One warning naming the images the coarse rule abstained on, with their reasons (the run still completes)."""
+    uncertain = [s for s in summaries if s.get("uncertain")]
+    if uncertain:
+        reasons = "\n".join(f"- {s['input']}: {s['uncertain']}" for s in uncertain)
+        logger.warning("%d of %d image(s) uncertain (the coarse rule cannot tell water from land; no mask unless "
+                       "on_uncertain: write; map NIR/SWIR with bands or pass a threshold):\n%s",
+                       len(uncertain), len(summaries), reasons)  # fmt: skip
 
 
 def _worker() -> dict[str, Any]:
@@ -504,11 +521,12 @@ def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, fai
 def _image_artifacts(summary: dict[str, Any]) -> None:
     """A table and one link per output for one image (nothing but the table for a failed one)."""
     name = Path(summary["input"]).name
-    row = image_row(summary)
+    row = image_row(summary)  # the coarse rule's reason when it abstained (``uncertain``)
     if summary.get("error"):
         row["error"] = summary["error"]
+    uncertain = ", uncertain" if summary.get("uncertain") and summary["status"] != "uncertain" else ""
     create_table_artifact([row], key=artifact_key("segment", Path(name).stem),
-                          description=f"{name}: {summary['status']}")
+                          description=f"{name}: {summary['status']}{uncertain}")
     for output, url in (summary.get("links") or {}).items():
         create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
 

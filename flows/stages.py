@@ -9,32 +9,32 @@ import fcntl
 import glob
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flows.common import is_remote, local_path
-from samgeo_pipeline.atomic import PARTIAL_MARK
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError
+from samgeo_pipeline.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
 from samgeo_pipeline.limits import check_size
 from samgeo_pipeline.manifest import file_sha256, find_reusable
 from samgeo_pipeline.paths import check_inside, safe_name
 from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 
 
-def expand_specs(specs: list[str]) -> list[str]:
-    """Expand local paths, folders and globs (as the CLI does) and fsspec URLs (folders, globs).
+def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
+    """Expand local paths, folders and globs (as the CLI does, skipping ``exclude``: the output
+    root) and fsspec URLs (folders, globs).
 
     Raises:
         InputError: a spec matches nothing.
     """
     local = [local_path(s) for s in specs if not is_remote(s)]
-    found = [str(p) for p in expand_inputs(local)] if local else []
+    found = [str(p) for p in expand_inputs(local, exclude)] if local else []
     for spec in (s for s in specs if is_remote(s)):
         from fsspec.core import url_to_fs
 
@@ -58,6 +58,7 @@ def fetch_to(url: str, staging: Path) -> Path:
     The folder is created by this call, for this call: the caller removes it with
     :func:`remove_staged` once the image is done (whatever its outcome); a failed copy removes it
     here. The file keeps the URL's file name, made safe (:func:`samgeo_pipeline.paths.safe_name`).
+    While the folder lives, this process holds its lock (:func:`remove_stale_staging`).
     Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
     store (:func:`check_copy`) before it gets its name.
 
@@ -70,7 +71,9 @@ def fetch_to(url: str, staging: Path) -> Path:
     staging.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=hashlib.sha1(url.encode()).hexdigest()[:16] + "-", dir=staging))
     try:
-        target = check_inside(folder / safe_name(Path(path).name or "input"), folder)
+        _hold_staging_lock(folder)
+        name = safe_name(Path(path).name or "input")
+        target = check_inside(folder / (name if name != STAGING_LOCK else f"_{name}"), folder)
         part = target.with_name(target.name + ".part")
         info = fs.info(path)
         fs.get_file(path, str(part))
@@ -78,6 +81,7 @@ def fetch_to(url: str, staging: Path) -> Path:
         os.replace(part, target)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        _release_staging_lock(folder)
         raise
     return target
 
@@ -116,47 +120,65 @@ def remove_staged(staged: str | Path, staging: Path) -> None:
     folder = Path(staged).parent
     if folder.parent.resolve() == Path(staging).resolve() and not folder.is_symlink():
         shutil.rmtree(folder, ignore_errors=True)
+        _release_staging_lock(folder)
 
 
-#: Lock file of an output folder (hidden: never served).
-LOCK_NAME = ".samgeo-lock"
-#: Name parts of the library's temporary files (``.NAME.partial-*``, ``.NAME.work-*``).
-_TEMPORARY_MARKS = (PARTIAL_MARK, ".work-")
+#: Name of a staging folder :func:`fetch_to` makes (``tempfile.mkdtemp``: 16 hex digits, ``-``, 8 random).
+_STAGED_FOLDER = re.compile(r"[0-9a-f]{16}-[A-Za-z0-9_]{8}")
+#: The lock file inside each staging folder, held by the process that made the folder while it lives.
+STAGING_LOCK = ".samgeo-staging-lock"
+#: Open lock files of this process's staging folders (the kernel releases them when it dies).
+_STAGING_LOCKS: dict[Path, Any] = {}
+_STAGING_LOCKS_GUARD = threading.Lock()
 
 
-@contextmanager
-def output_lock(out_dir: Path | str) -> Iterator[None]:
-    """Hold an exclusive lock on ``out_dir`` (``flock`` on ``out_dir/.samgeo-lock``; waits for it).
-
-    The kernel drops the lock when its holder dies, even by ``kill -9``: whoever holds it knows
-    that no live process of another run writes in the folder.
-    """
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+def _hold_staging_lock(folder: Path) -> None:
+    """Create and hold (``flock``) the lock file of a staging folder this process just made."""
+    fh = open(folder / STAGING_LOCK, "a+b")  # noqa: SIM115 - held until _release_staging_lock
+    fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    with _STAGING_LOCKS_GUARD:
+        _STAGING_LOCKS[folder] = fh
 
 
-def remove_partials(out_dir: Path | str) -> list[Path]:
-    """Remove the library's temporary files (hidden, ``.partial-``/``.work-`` in the name) from
-    ``out_dir``; call it only while holding :func:`output_lock`, when their writer is known dead.
+def _release_staging_lock(folder: Path) -> None:
+    """Close the lock file of a staging folder (once the folder is removed)."""
+    with _STAGING_LOCKS_GUARD:
+        fh = _STAGING_LOCKS.pop(folder, None)
+    if fh is not None:
+        fh.close()
+
+
+def remove_stale_staging(staging: Path) -> list[Path]:
+    """Remove the staging folders of runs that died (crash, ``kill -9``) before removing their own.
+
+    A folder is removed only when :func:`fetch_to` made it (its name, a real folder holding
+    :data:`STAGING_LOCK`) and no live process holds its lock (tried without waiting): a running
+    fetch or image keeps its folder. Anything else in ``staging`` is left alone, and ``staging``
+    itself must be a real folder (not a link).
 
     Returns:
-        The files removed (nothing else is touched: no folder, no visible or foreign file).
+        The folders removed.
     """
-    folder = Path(out_dir)
-    if not folder.is_dir():
+    if staging.is_symlink() or not staging.is_dir():
         return []
     removed = []
-    for entry in sorted(folder.iterdir()):
-        name = entry.name
-        if name.startswith(".") and any(m in name for m in _TEMPORARY_MARKS) and entry.is_file() and not entry.is_symlink():
-            entry.unlink(missing_ok=True)
-            removed.append(entry)
+    for folder in sorted(staging.iterdir()):
+        lock = folder / STAGING_LOCK
+        if not _STAGED_FOLDER.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)  # no lock file (or a link): not a folder fetch_to made
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live run's
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
     return removed
 
 
@@ -199,7 +221,8 @@ def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str 
     """JSON-able summary of one image from its manifest (paths as strings; no arrays).
 
     ``source``: this run's input (a reused manifest names the run that made it); default: the
-    manifest's.
+    manifest's. ``uncertain``: the coarse rule's reason when it abstained on the image (any status),
+    else None.
     """
     return {
         "input": source or manifest["input"].get("source") or manifest["input"]["path"],
@@ -207,6 +230,7 @@ def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str 
         "sha256": manifest["input"]["sha256"],
         "status": status,
         "error": manifest.get("error"),
+        "uncertain": (manifest.get("uncertain") or {}).get("reason"),
         "tiles": {k: manifest["tiles"][k] for k in ("total", "sam", "coarse_only", "skipped", "failed")},
         "water_area_m2": manifest["water"]["area_m2"],
         "water_fraction": manifest["water"]["fraction_of_valid"],

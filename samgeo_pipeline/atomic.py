@@ -3,20 +3,79 @@
 A crash never leaves a half-written file under its final name. The temporary file is
 ``.NAME.partial-*`` in the destination folder (same file system, so :func:`os.replace` is atomic);
 on success its bytes and the folder entry are flushed to disk (``fsync``) before and after the
-rename, so a power loss leaves either the old file or the new one; on failure it is removed.
+rename, so a power loss leaves either the old file or the new one; on failure it is removed, and
+a full disk is reported as one line naming the disk and the file (:func:`no_space_error`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from samgeo_pipeline.errors import OutputWriteError
+
 PARTIAL_MARK = ".partial-"
 """Part of the name of every temporary file (tests and cleanup look for it)."""
+
+FULL_DISK_BYTES = 1 << 20
+"""A disk with less free space than this after a failed write is taken as full: GDAL often reports
+a full disk only as a failed read or commit later on, or prints it without raising."""
+
+
+def free_space(folder: Path) -> int:
+    """Free bytes on the disk of ``folder`` (or of its nearest existing parent)."""
+    folder = Path(folder).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def device_name(path: Path) -> str:
+    """The file system ``path`` is on, for messages: its mount point, and what is mounted there when
+    ``/proc/self/mounts`` says (``/mnt/out (tmpfs)``)."""
+    mount = Path(path).absolute()
+    while not mount.exists() and mount != mount.parent:
+        mount = mount.parent
+    while mount != mount.parent and mount.parent.stat().st_dev == mount.stat().st_dev:
+        mount = mount.parent
+    try:
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            source, target, *_ = line.split()
+            if target.replace("\\040", " ") == str(mount):
+                return f"{mount} ({source})"
+    except (OSError, ValueError):
+        pass
+    return str(mount)
+
+
+def no_space_error(final: Path, exc: BaseException | None = None) -> OutputWriteError | None:
+    """The one-line error of a full disk while writing ``final``, or None when the disk is not full.
+
+    The disk counts as full when ``exc`` or an exception it came from says so (``ENOSPC``, or GDAL's
+    "No space left on device"), or when ``final``'s disk has less than :data:`FULL_DISK_BYTES` free.
+    Call it before the failed temporary file is removed.
+    """
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    said = any(getattr(e, "errno", None) == errno.ENOSPC or "no space left" in str(e).lower() for e in chain)
+    try:
+        full = said or free_space(final.parent) < FULL_DISK_BYTES
+        device = device_name(final.parent) if full else ""
+    except OSError:
+        return None
+    if not full:
+        return None
+    return OutputWriteError(
+        f"no space left on {device} while writing {final}; free some space or write to another --out"
+    )
 
 
 def fsync_path(path: Path) -> None:
@@ -49,6 +108,11 @@ def atomic_path(final: Path) -> Iterator[Path]:
         fsync_path(tmp)
         os.replace(tmp, final)
         fsync_path(final.parent)
+    except Exception as exc:  # a full disk is named as such, whatever the writer raised
+        full = no_space_error(final, exc)
+        if full is None:
+            raise
+        raise full from None
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
-from samgeo_pipeline.paths import output_dirs
+from samgeo_pipeline.paths import output_dirs, printable
 
 _NO_FLAG = {"progress"}
 
@@ -30,10 +30,14 @@ def _add_segment_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         help_text = f"{docs.get(f.name, '')} (default: {default if not isinstance(default, tuple) else ','.join(map(str, default))})"
-        if isinstance(default, bool):
+        help_text = help_text.replace("%", "%%")
+        if default is True:  # on by default: the flag turns it off
+            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const=False, default=None,
+                                help=help_text)
+        elif isinstance(default, bool):
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
-            parser.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text.replace("%", "%%"))
+            parser.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
@@ -72,9 +76,14 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
     return config.merged(flags)
 
 
+#: Exit code of ``segment`` when no input failed but the coarse rule abstained on some (``uncertain``).
+EXIT_UNCERTAIN = 3
+
+
 def run_segment(args: argparse.Namespace) -> int:
-    """The ``segment`` command; returns the exit code: 0 when every input is done or skipped, 1 when
-    any failed or is ``partial`` (tiles SAM could not segment, listed in its manifest)."""
+    """The ``segment`` command; returns the exit code: 1 when any input failed or is ``partial``
+    (tiles SAM could not segment, listed in its manifest); else :data:`EXIT_UNCERTAIN` (3) when the
+    coarse rule abstained on any input (``uncertain``, also when its outputs were reused); else 0."""
     from rich.console import Console
 
     from samgeo_pipeline.raster import expand_inputs
@@ -82,15 +91,17 @@ def run_segment(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
     config = config_from_args(args)
-    inputs = expand_inputs(args.inputs)
+    inputs = expand_inputs(args.inputs, exclude=args.out)  # outputs are never inputs
 
-    def log(message: str) -> None:  # plain text (file names may hold [...]), one line per message
-        style = "red" if message.startswith("error:") else None
-        console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+    def log(message: str) -> None:  # plain text (file names may hold [...] or ESC), one line per message
+        style = "red" if message.startswith("error:") else "yellow" if message.startswith("uncertain:") else None
+        console.print(printable(message), style=style, markup=False, highlight=False, soft_wrap=True)
 
     results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
-    return 0 if all(r.status in ("done", "skipped") for r in results) else 1
+    if any(r.status in ("failed", "partial") for r in results):
+        return 1
+    return EXIT_UNCERTAIN if any(r.uncertain for r in results) else 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -107,11 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     warnings.simplefilter("default", SamgeoPipelineWarning)
-    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {printable(message)}\n"
     try:
         return args.handler(args)
     except SamgeoPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {printable(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -7,15 +7,20 @@ tile costs a few array comparisons, box filters for RGB, and one connected-compo
 Methods, picked from the mapped bands and from whether the input's reflectance is known
 (:mod:`samgeo_pipeline.reflectance`; ``--index auto``: dswe > mndwi > ndwi > fmask > rgb):
 
-- ``dswe`` (reflectance known; green, red, NIR, SWIR1; blue and SWIR2 used when mapped): the five
-  tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their classes, and the
-  classes counted as water set by ``dswe_water`` (default: high and moderate confidence, DSWx's
-  "open water"); Fmask's snow and (with blue) cloud tests run first and are never water. Every
-  constant is published; nothing is fitted to the image.
+- ``dswe`` (green, red, NIR, SWIR1 mapped; blue and SWIR2 used when mapped), with reflectance
+  known: the five tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their
+  classes, and the classes counted as water set by ``dswe_water`` (default ``wetland``: high and
+  moderate confidence, DSWx's "open water", and potential wetland, DSWx's conservative "partial
+  surface water", the latter only on images without cloud, whose shadows pass the same tests);
+  Fmask's snow and (with blue) cloud tests run first and are never water. Every constant is
+  published; nothing is fitted to the image.
+  Without known reflectance, only DSWE's scale-free tests 1-3 run, on values less the image's dark
+  floor (see below), and water is where all three pass (DSWE's moderate class or better whatever
+  tests 4 and 5 would say); snow and cloud cannot be tested then.
 - ``fmask`` (reflectance known; red and NIR, no green: e.g. red, NIR, SWIR1 only): Fmask's water
   test on NDVI and NIR (:func:`~samgeo_pipeline.water_tests.fmask_water`).
-- ``mndwi`` (SWIR mapped, reflectance unknown): MNDWI = (green - swir) / (green + swir) above the threshold (default
-  :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
+- ``mndwi`` (SWIR mapped, but not red and NIR): MNDWI = (green - swir) / (green + swir) above
+  the threshold (default :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
   pixels with an index below threshold - :data:`LAND_MARGIN`). Clouds and bright soils, whose
   index can come close to the threshold, are brighter than land in NIR/SWIR; turbid water is not.
 - ``ndwi`` (NIR, no SWIR): NDWI above the threshold, NIR darker than land, and darker than the
@@ -73,8 +78,10 @@ METHOD_BANDS: dict[str, frozenset[str]] = {
     "fmask": frozenset({"red", "nir"}),
     "rgb": frozenset({"red", "green", "blue"}),
 }
-#: Methods whose tests are on reflectance.
+#: Methods whose tests are on reflectance (``dswe`` also runs without it, on its ratio tests).
 REFLECTANCE_METHODS = frozenset({"dswe", "fmask"})
+#: Methods that need reflectance.
+NEEDS_REFLECTANCE = frozenset({"fmask"})
 #: ``dswe_water``: the DSWE classes counted as water.
 DSWE_WATER_CLASSES: dict[str, tuple[int, ...]] = {
     "high": (water_tests.HIGH,),
@@ -147,7 +154,7 @@ class CoarseRule:
     offset: float = 0.0
     scale: float = 1.0
     reflectance_source: str | None = None
-    dswe_water: str = "moderate"
+    dswe_water: str = "wetland"
     dropped: tuple[str, ...] = ()
     threshold: float | None = None
     nir_max: float | None = None
@@ -218,7 +225,7 @@ def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], cali
     names = set(band_names)
     if requested == "auto":
         for candidate, needs in METHOD_BANDS.items():
-            if needs <= names and (calibrated or candidate not in REFLECTANCE_METHODS):
+            if needs <= names and (calibrated or candidate not in NEEDS_REFLECTANCE):
                 return candidate  # type: ignore[return-value]
         hint = " (red+nir works with known reflectance: pass --reflectance-scale)" if {"red", "nir"} <= names else ""
         raise InputError(
@@ -227,7 +234,7 @@ def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], cali
     missing = METHOD_BANDS[requested] - names
     if missing:
         raise InputError(f"index {requested} needs band(s) {sorted(missing)}; map them with --bands")
-    if requested in REFLECTANCE_METHODS and not calibrated:
+    if requested in NEEDS_REFLECTANCE and not calibrated:
         raise InputError(
             f"index {requested} needs reflectance, and nothing says how this file's values map to it: "
             "pass --reflectance-scale (e.g. 0.0001 for reflectance x 10000)"
@@ -245,8 +252,9 @@ def fit_rule(
     min_area: int = 1,
     offset: float | None = None,
     reflectance: Reflectance | None = None,
-    dswe_water: str = "moderate",
+    dswe_water: str = "wetland",
     rgb_max_water: float = RGB_MAX_WATER,
+    edge_otsu: bool = False,
 ) -> CoarseRule:
     """Fit the image's rule on its decimated read (``data``, ``valid``: the whole image).
 
@@ -259,31 +267,72 @@ def fit_rule(
         min_area: as in :func:`apply_rule`, for the water fraction and separability.
         offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
         reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.reflectance`), or None.
-        dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`).
+        dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`); ``wetland``
+            is lowered to ``moderate`` on cloudy images (:func:`_gate_wetland`).
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
+        edge_otsu: ``mndwi``/``ndwi`` without ``threshold``: the threshold is Otsu's split of the
+            index around its edges (:func:`edge_otsu_threshold`); no valley there: uncertain.
 
     Raises:
         InputError: the method needs a band that is not mapped, or reflectance that is unknown.
     """
     method = resolve_method(requested, band_names, reflectance is not None)
-    if method in REFLECTANCE_METHODS:
+    if method == "dswe" and reflectance is None:
+        floor = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
+        base = CoarseRule(method, tuple(band_names), floor, dropped=RATIO_DSWE_DROPPED, texture_window=texture_window)
+        rule = _land_limits(data, valid, base, water_tests.DSWE_MNDWI)
+    elif method in REFLECTANCE_METHODS:
         assert reflectance is not None
         rule = CoarseRule(method, tuple(band_names), -reflectance.offset / reflectance.scale, reflectance.scale,
                           reflectance.source, dswe_water, _dropped(method, band_names), texture_window=texture_window)  # fmt: skip
+        if method == "dswe" and dswe_water == "wetland":
+            rule = _gate_wetland(data, valid, rule)
     else:
         offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
         base = CoarseRule(method, tuple(band_names), offset, texture_window=texture_window)
         if method == "rgb":
             rule = _fit_rgb(data, valid, base)
         else:
-            rule = _fit_spectral(data, valid, base, DEFAULT_THRESHOLDS[method] if threshold is None else threshold)
+            split = edge_otsu_threshold(_index(data, base), valid) if edge_otsu and threshold is None else None
+            chosen = threshold if threshold is not None else split if split is not None else DEFAULT_THRESHOLDS[method]
+            rule = _fit_spectral(data, valid, base, chosen)
+            if edge_otsu and threshold is None and split is None:
+                base = replace(base, uncertain=f"{method.upper()} has no valley around its edges (edge Otsu)")
     water = apply_rule(data, valid, rule, min_area, pools=False).water
     fraction = float(water[valid].mean())
     separability = None
     if MIN_WATER_FRACTION <= fraction <= 1 - MIN_WATER_FRACTION:
         separability = _separability(_feature(data, rule)[valid], water[valid])
     rule = replace(rule, separability=separability, water_fraction=fraction)
+    if method in ("mndwi", "ndwi") and edge_otsu and threshold is None:
+        return replace(rule, uncertain=base.uncertain)
     return replace(rule, uncertain=_uncertainty(rule, threshold is not None, rgb_max_water))
+
+
+#: What ``dswe`` drops when the reflectance is unknown.
+RATIO_DSWE_DROPPED = (
+    "DSWE tests 4 and 5 (need reflectance): water where tests 1-3 all pass",
+    "Fmask snow and cloud tests (need reflectance)",
+)
+
+
+#: ``dswe_water=wetland`` counts potential wetland only on images with at most this share of
+#: Fmask cloud: cloud shadows pass DSWE's partial-surface-water tests as wetland does, and only
+#: Fmask's shadow matching (not done here) tells them apart. A design bound, not fitted: any
+#: share from 0.5 % to 5 % gives the same masks on the shared imagery.
+WETLAND_MAX_CLOUD = 0.01
+
+
+def _gate_wetland(data: np.ndarray, valid: np.ndarray, rule: CoarseRule) -> CoarseRule:
+    """``rule`` with ``dswe_water`` lowered to moderate when the image's cloud share (or a missing
+    blue band) leaves cloud shadows possible (:data:`WETLAND_MAX_CLOUD`)."""
+    cloud = water_tests.fmask_cloud(_reflectances(data, rule))
+    share = float(cloud[valid].mean()) if cloud is not None and valid.any() else None
+    if share is not None and share <= WETLAND_MAX_CLOUD:
+        return rule
+    why = "no blue band for the cloud test" if share is None else f"{100 * share:.1f} % cloud"
+    dropped = (*rule.dropped, f"potential wetland class ({why}: cloud shadows look alike)")
+    return replace(rule, dswe_water="moderate", dropped=dropped)
 
 
 def _dropped(method: str, band_names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -317,8 +366,8 @@ def _uncertainty(rule: CoarseRule, threshold_given: bool, rgb_max_water: float) 
 
 def rule_warnings(rule: CoarseRule, where: str) -> list[str]:
     """One-line warnings a user should see about an image's coarse mask (empty when it is sound)."""
-    if rule.uncertain:
-        return [f"{where}: uncertain: {rule.uncertain}"]
+    if rule.uncertain:  # the image's status and its own log line say it
+        return []
     messages = []
     if rule.method == "rgb":
         share = (
@@ -416,6 +465,12 @@ def _reflectance_tests(
         assert r.nir is not None and r.red is not None
         return passes, sure if pools else None, (water_tests.ratio(r.nir, r.red) < 0.1) if pools else None
     code, _ = water_tests.dswe_tests(r)
+    if rule.reflectance_source is None:  # ratio tests only: tests 1-3 are free of the scale
+        passes = (code & 0b111) == 0b111
+        for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
+            if limit is not None:
+                passes &= getattr(r, band) < limit * rule.scale
+        return passes, passes if pools else None, (code & 0b111) != 0 if pools else None
     classes = water_tests.dswe_classes(code)
     excluded = water_tests.fmask_snow(r)
     cloud = water_tests.fmask_cloud(r)
@@ -554,6 +609,43 @@ def _ratio(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
     result = np.zeros(total.shape, np.float32)
     np.divide(diff, total, out=result, where=total != 0)
     return np.clip(result, -1.0, 1.0, out=result)
+
+
+#: Edge Otsu: Canny's hysteresis thresholds on the index scaled to 0-255, the buffer around edges
+#: (pixels), and the fewest buffered pixels worth a histogram.
+EDGE_CANNY = (40, 80)
+EDGE_BUFFER = 3
+EDGE_MIN_PIXELS = 200
+
+
+def edge_otsu_threshold(index: np.ndarray, valid: np.ndarray) -> float | None:
+    """Otsu's split of the index over the pixels near its edges (Donchyts et al. 2016), or None.
+
+    Canny edges of the index (``float32 (rows, cols)`` in [-1, 1]) buffered by
+    :data:`EDGE_BUFFER` px hold water and land in similar amounts, so their histogram is bimodal
+    even where the whole image's is not (little water, much cloud). None when fewer than
+    :data:`EDGE_MIN_PIXELS` valid pixels lie near edges or their histogram has no valley
+    (:func:`bimodal_split`): the image gives no per-image threshold.
+    """
+    scaled = np.clip((index + 1.0) * 127.5, 0, 255).astype(np.uint8)
+    edges = cv2.Canny(scaled, *EDGE_CANNY)
+    near = _grow(edges > 0, EDGE_BUFFER) & valid
+    if near.sum() < EDGE_MIN_PIXELS:
+        return None
+    return bimodal_split(index[near])
+
+
+def _land_limits(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, threshold: float) -> CoarseRule:
+    """``rule`` with ``nir_max`` / ``swir_max``: the medians of NIR and SWIR over the image's land
+    (pixels whose MNDWI, else NDWI, is below ``threshold`` - :data:`LAND_MARGIN`), when there are
+    enough of them. Clouds, snow and bright soils are brighter than land there; water is not."""
+    index = _index(data, replace(rule, method="mndwi" if "swir" in rule.band_names else "ndwi"))
+    land = valid & (index < threshold - LAND_MARGIN)
+    limits: dict[str, float | None] = {"nir": None, "swir": None}
+    for band in limits:
+        if band in rule.band_names and land.sum() >= _LAND_MIN_PIXELS:
+            limits[band] = float(np.median(_band(data, rule, band)[land]))
+    return replace(rule, nir_max=limits["nir"], swir_max=limits["swir"])
 
 
 def _fit_spectral(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, threshold: float) -> CoarseRule:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -23,10 +26,96 @@ DsweWater = Literal["high", "moderate", "wetland"]
 PromptKind = Literal["points", "box"]
 PointMerge = Literal["joint", "mean", "best"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+OnUncertain = Literal["skip", "write"]
 
 DEFAULT_MODEL = "facebook/sam-vit-base"
 #: Largest ``tile_size``: a tile is held as float32 per band, several at once (prefetch + batch).
 MAX_TILE_SIZE = 8192
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option may take: a finite number between ``low`` and ``high``.
+
+    Attributes:
+        low, high: bounds (``None``: unbounded on that side).
+        low_open, high_open: the bound itself is excluded.
+        hint: what the option measures or how to choose it, appended to the error.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    hint: str = ""
+
+    def text(self) -> str:
+        """The rule in words: ``>= 0``, ``> 0``, ``>= 32 and <= 8192``."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts) or "finite"
+
+    def contains(self, value: float) -> bool:
+        """True when ``value`` is finite and within the bounds."""
+        if not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+
+def check_ranges(options: object, ranges: Mapping[str, Range]) -> None:
+    """The one check of numeric options: each named in ``ranges`` is ``None`` or a finite number in its range.
+
+    Raises:
+        ConfigError: one line naming the first bad option, its value and the rule (nan, inf and
+            out-of-range values alike).
+    """
+    for name, rule in ranges.items():
+        value = getattr(options, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{name}={value!r}: must be a number {rule.text()}")
+        if not rule.contains(value):
+            finite = "" if math.isfinite(value) else "a finite number "
+            hint = f" ({rule.hint})" if rule.hint else ""
+            raise ConfigError(f"{name}={value}: must be {finite}{rule.text()}{hint}")
+
+
+#: The range of every numeric option of :class:`ImageOptions` (``nodata`` takes any value, NaN included).
+IMAGE_RANGES: dict[str, Range] = {
+    "tile_size": Range(32, MAX_TILE_SIZE, hint="working pixels; SAM sees 1024, use --gsd for more context"),
+    "halo": Range(0),  # and below half the tile size: checked with it
+    "gsd": Range(0, low_open=True, hint="metres per working pixel"),
+    "stats_size": Range(64, hint="pixels on the longest side of the statistics read"),
+    "threshold": Range(-1, 1, hint="a normalised-difference index threshold"),
+    "reflectance_scale": Range(0, low_open=True, hint="reflectance per file unit, e.g. 0.0001"),
+    "reflectance_offset": Range(-1, 1, hint="reflectance added after the scale"),
+    "rgb_max_water": Range(0, 1, low_open=True, hint="a share of the image"),
+    "texture_window": Range(3),  # and odd
+    "min_area": Range(0),
+    "points": Range(0),
+    "negatives": Range(0),
+    "erosion": Range(0),
+    "box_jitter": Range(0),
+    "max_components": Range(1),
+    "seed": Range(0),
+}
+
+#: The range of every numeric option :class:`SegmentConfig` adds.
+SEGMENT_RANGES: dict[str, Range] = {
+    "max_pixels": Range(0, low_open=True),
+    "max_tiles": Range(1),
+    "restrict_dilation": Range(0),
+    "batch_size": Range(1),
+    "attention_rows": Range(0),
+    "prefetch": Range(1),
+    "read_workers": Range(0),
+    "simplify": Range(0, hint="CRS units"),
+}
 
 #: Options that change how fast a run goes but not what it writes; left out of the parameter hash.
 _RUNTIME_ONLY = frozenset(
@@ -54,7 +143,8 @@ class ImageOptions:
     halo: int = 128
     """Context read around each tile's core; only the core is written."""
     gsd: float | None = None
-    """Target ground sample distance in CRS units per pixel (``None``: native resolution)."""
+    """Working pixel size in metres, on any CRS (geographic: converted to degrees at the raster's centre;
+    no CRS: source pixels); ``None``: native resolution."""
     # --- radiometry and coarse mask ---
     percentiles: tuple[float, float] = (2.0, 98.0)
     """Per-band percentiles (whole image, nodata excluded) mapped to 0 and 255 for SAM."""
@@ -67,13 +157,17 @@ class ImageOptions:
     is mapped, ndwi when NIR is, fmask (reflectance known, red and NIR), else rgb (dark and smooth)."""
     threshold: float | None = None
     """Fixed index threshold of mndwi/ndwi (water where index > threshold); ``None``: -0.1 for MNDWI, 0.0 for NDWI."""
+    edge_otsu: bool = False
+    """mndwi/ndwi without threshold: Otsu's split of the index near its Canny edges (Donchyts 2016);
+    an image whose edge histogram has no valley is uncertain."""
     reflectance_scale: float | None = None
     """Reflectance = value x scale + reflectance_offset (e.g. 0.0001 for reflectance x 10000); ``None``:
     from the file's scale/offset tags, a Landsat MTL beside it, or Sentinel-2's quantification value."""
     reflectance_offset: float = 0.0
     """Reflectance offset, used with reflectance_scale (e.g. -0.1 for Sentinel-2 baseline 04.00+)."""
-    dswe_water: DsweWater = "moderate"
-    """dswe method: DSWE classes counted as water: high, moderate (high + moderate), wetland (+ potential wetland)."""
+    dswe_water: DsweWater = "wetland"
+    """dswe method: DSWE classes counted as water: high, moderate (high + moderate), wetland (+ potential
+    wetland, on images with at most 1 % Fmask cloud; chosen by leave-one-source-out on shared data)."""
     rgb_max_water: float = 0.4
     """rgb method: an image with a larger dark-and-smooth share is uncertain (abstains)."""
     texture_window: int = 13
@@ -109,35 +203,20 @@ class ImageOptions:
     """Show progress bars."""
 
     def __post_init__(self) -> None:
-        if self.tile_size < 32:
-            raise ConfigError(f"tile_size={self.tile_size}: must be at least 32 pixels")
-        if self.tile_size > MAX_TILE_SIZE:
-            raise ConfigError(
-                f"tile_size={self.tile_size}: must be at most {MAX_TILE_SIZE} pixels (SAM sees 1024; use --gsd for context)"
-            )
+        check_ranges(self, IMAGE_RANGES)
         if not (len(self.percentiles) == 2 and 0 <= self.percentiles[0] < self.percentiles[1] <= 100):
             raise ConfigError(
                 f"percentiles={','.join(map(str, self.percentiles))}: give two values low,high with 0 <= low < high <= 100"
             )
         if not 0 <= self.halo < self.tile_size // 2:
             raise ConfigError(f"halo={self.halo}: must be >= 0 and below half the tile_size ({self.tile_size})")
-        if self.gsd is not None and self.gsd <= 0:
-            raise ConfigError(f"gsd={self.gsd}: must be a positive number of CRS units per pixel")
-        if self.points < 0 or self.negatives < 0 or self.max_components < 1:
-            raise ConfigError("points and negatives must be >= 0 and max_components >= 1")
         if self.prompt == "points" and self.points < 1:
             raise ConfigError("prompt=points needs points >= 1")
-        if self.reflectance_scale is not None and not (0 < self.reflectance_scale < float("inf")):
-            raise ConfigError(f"reflectance_scale={self.reflectance_scale}: must be a positive finite number")
-        if not abs(self.reflectance_offset) < float("inf"):
-            raise ConfigError(f"reflectance_offset={self.reflectance_offset}: must be a finite number")
-        if not 0 < self.rgb_max_water <= 1:
-            raise ConfigError(f"rgb_max_water={self.rgb_max_water}: must be a share in (0, 1]")
         for name in ("index", "prompt", "point_merge", "precision", "dswe_water"):
             allowed = _literal_values(name)
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        if self.texture_window < 3 or self.texture_window % 2 == 0:
+        if self.texture_window % 2 == 0:
             raise ConfigError(f"texture_window={self.texture_window}: must be an odd number of pixels >= 3")
         if self.composite != "auto":
             parse_composite(self.composite)
@@ -147,6 +226,9 @@ class ImageOptions:
 class SegmentConfig(ImageOptions):
     """Every option of ``samgeo-pipeline segment``: the shared :class:`ImageOptions` and these."""
 
+    zero_collar: bool = True
+    """When the file tags no nodata and has no mask, read 0 in every mapped band as nodata if such pixels cover
+    at least 1 % of the image border (a fill collar; warned); off: --no-zero-collar (YAML zero_collar: false)."""
     max_pixels: float = 2.5e9
     """Refuse an input whose grid (source, or working with --gsd) has more pixels than this (50k x 50k passes)."""
     max_tiles: int = 1_000_000
@@ -171,13 +253,15 @@ class SegmentConfig(ImageOptions):
     """Polygon simplification tolerance in CRS units (0: none)."""
     overwrite: bool = False
     """Process inputs whose outputs already exist with the same parameters."""
+    on_uncertain: OnUncertain = "skip"
+    """When the coarse rule cannot tell water from land on an image: skip (no SAM, no mask: manifest and
+    quicklook only) or write (run as usual); either way the image's status is uncertain (exit code 3)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.max_pixels > 0 or self.max_tiles < 1:
-            raise ConfigError(f"max_pixels={self.max_pixels}, max_tiles={self.max_tiles}: must be > 0 and >= 1")
-        if self.batch_size < 1 or self.prefetch < 1 or self.read_workers < 0 or self.attention_rows < 0:
-            raise ConfigError("batch_size and prefetch must be >= 1, read_workers and attention_rows >= 0")
+        check_ranges(self, SEGMENT_RANGES)
+        if self.on_uncertain not in _literal_values("on_uncertain"):
+            raise ConfigError(f"on_uncertain={self.on_uncertain!r}: choose one of skip, write")
 
     @property
     def core_size(self) -> int:
@@ -271,6 +355,7 @@ def _literal_values(name: str) -> tuple[str, ...]:
         "point_merge": get_args(PointMerge),
         "precision": get_args(Precision),
         "dswe_water": get_args(DsweWater),
+        "on_uncertain": get_args(OnUncertain),
     }[name]
 
 
@@ -286,13 +371,20 @@ def _coerce(key: str, value: Any, current: Any) -> Any:
             return bool(value)
         if key in {"nodata", "gsd", "threshold", "reflectance_scale"}:
             return float(value)
-        if key == "erosion":
-            return int(value)
-        if isinstance(current, (int, float)) and not isinstance(current, bool):
-            return type(current)(value)
+        if key == "erosion" or isinstance(current, int):
+            return _as_int(value)
+        if isinstance(current, float):
+            return float(value)
         return str(value) if not isinstance(value, (int, float)) or isinstance(current, str) else value
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"option {key}={value!r}: {exc}") from None
+
+
+def _as_int(value: Any) -> int:
+    """``value`` as an int; a float must be a whole number (``1.5``, ``nan`` and ``inf`` raise ``ValueError``)."""
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

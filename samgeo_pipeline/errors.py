@@ -60,6 +60,10 @@ class CoarseMaskWarning(SamgeoPipelineWarning):
     """The coarse water mask of an image is doubtful (RGB only, or water and land poorly separated)."""
 
 
+class NodataWarning(SamgeoPipelineWarning):
+    """The run reads as nodata pixels the file does not tag (a collar of zeros at the image border)."""
+
+
 class SamInferenceError(SamgeoPipelineError, RuntimeError):
     """SAM failed on a tile for a reason other than memory (the image fails; the message names the tile)."""
 

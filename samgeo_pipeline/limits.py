@@ -6,7 +6,8 @@ option that raises the limit:
 
 - more pixels than ``max_pixels`` (``--max-pixels``) on the source grid (the outputs are written
   on it) or on the working grid (``--gsd``);
-- more tiles than ``max_tiles`` (``--max-tiles``).
+- more tiles than ``max_tiles`` (``--max-tiles``);
+- a ``--gsd`` so coarse that the working grid has fewer than :data:`MIN_WORKING_SIDE` pixels on a side.
 
 :func:`check_free_disk` (once the run is known to write, before the statistics are read) refuses
 uncompressed work files (``mask.tif``, and ``probability.tif`` with ``--probability``) larger than
@@ -15,13 +16,16 @@ the free space of the output folder's disk.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from samgeo_pipeline.atomic import free_space
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SizeLimitError
-from samgeo_pipeline.raster import RasterInfo, source_resolution
-from samgeo_pipeline.tiling import TileGrid, make_grid
+from samgeo_pipeline.raster import RasterInfo, pixel_size_m
+from samgeo_pipeline.tiling import TileGrid, make_grid, working_size
+
+#: Fewest working pixels ``--gsd`` may leave on a side (a raster narrower than this keeps its own).
+MIN_WORKING_SIDE = 32
 
 
 def work_file_bytes(info: RasterInfo, config: SegmentConfig) -> int:
@@ -31,10 +35,7 @@ def work_file_bytes(info: RasterInfo, config: SegmentConfig) -> int:
 
 def free_bytes(folder: Path) -> int:
     """Free bytes on the disk of ``folder`` (or of its nearest existing parent)."""
-    folder = Path(folder).absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return shutil.disk_usage(folder).free
+    return free_space(folder)
 
 
 def check_size(info: RasterInfo, config: SegmentConfig) -> TileGrid:
@@ -50,8 +51,8 @@ def check_size(info: RasterInfo, config: SegmentConfig) -> TileGrid:
     """
     path = info.path
     source_px = info.width * info.height
-    scale = 1.0 if config.gsd is None else config.gsd / source_resolution(info)
-    working_px = source_px / (scale * scale)
+    rows, cols = working_size(info, config.gsd)
+    working_px = rows * cols
     if source_px > config.max_pixels:
         raise SizeLimitError(
             f"{path}: {info.width} x {info.height} pixels ({source_px:.3g}) exceed max_pixels={config.max_pixels:.3g}; "
@@ -60,9 +61,11 @@ def check_size(info: RasterInfo, config: SegmentConfig) -> TileGrid:
     if working_px > config.max_pixels:
         raise SizeLimitError(
             f"{path}: --gsd {config.gsd} makes a working grid of {working_px:.3g} pixels, above "
-            f"max_pixels={config.max_pixels:.3g}; choose a coarser --gsd (the file's is {source_resolution(info):.3g}) "
+            f"max_pixels={config.max_pixels:.3g}; choose a coarser --gsd (the file's pixel is {_pixel_m(info)}) "
             "or raise --max-pixels"
         )
+    if config.gsd is not None:
+        _check_not_tiny(info, config.gsd, rows, cols)
     grid = make_grid(info, config)
     if len(grid) > config.max_tiles:
         raise SizeLimitError(
@@ -70,6 +73,30 @@ def check_size(info: RasterInfo, config: SegmentConfig) -> TileGrid:
             "use a larger --tile-size or a coarser --gsd, or raise --max-tiles (YAML max_tiles)"
         )
     return grid
+
+
+def _pixel_m(info: RasterInfo) -> str:
+    """A source pixel's size for messages: ``30 m`` (``90.1 x 88.9 m`` when the sides differ)."""
+    height, width = pixel_size_m(info)
+    unit = " m" if info.georeferenced else " pixel"
+    return f"{height:.3g}{unit}" if f"{height:.3g}" == f"{width:.3g}" else f"{height:.3g} x {width:.3g}{unit}"
+
+
+def _check_not_tiny(info: RasterInfo, gsd: float, rows: float, cols: float) -> None:
+    """Refuse a ``--gsd`` that leaves fewer than :data:`MIN_WORKING_SIDE` working pixels on a side
+    (or fewer than the raster's own pixels, for a raster narrower than that).
+
+    Raises:
+        SizeLimitError: the message gives the grid, the file's pixel size and the coarsest --gsd that works.
+    """
+    need_rows, need_cols = min(MIN_WORKING_SIDE, info.height), min(MIN_WORKING_SIDE, info.width)
+    if round(rows) >= need_rows and round(cols) >= need_cols:
+        return
+    coarsest = gsd * min(rows / need_rows, cols / need_cols)
+    raise SizeLimitError(
+        f"{info.path}: --gsd {gsd:g} makes a working grid of {round(rows)} x {round(cols)} pixels (the file's pixel "
+        f"is {_pixel_m(info)}), too coarse to find water in; choose a --gsd of at most {coarsest:.3g}"
+    )
 
 
 def check_free_disk(info: RasterInfo, config: SegmentConfig, out_dir: Path) -> None:

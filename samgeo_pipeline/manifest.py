@@ -1,9 +1,11 @@
 """``manifest.json``: everything needed to know how an output was made, and to skip re-runs.
 
-A run is reused only when the manifest names the same input checksum, parameter hash, package
-version and model fingerprint (:func:`model_fingerprint`: the bytes of a local model's weights, so
-retraining into the same folder is never mistaken for the old model), and every listed output
-still exists. The Prefect flow's cache key uses the same fingerprint.
+A run is reused only when it finished (status ``done``, or ``uncertain``: the rule abstained, which
+the same bytes and parameters would do again) and the manifest names the same input checksum,
+parameter hash, package version and model fingerprint (:func:`model_fingerprint`: the bytes of the
+files a local model is loaded from, so retraining into the same folder is never mistaken for the
+old model), and every listed output still exists. The Prefect flow's cache key uses the same
+fingerprint.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from samgeo_pipeline.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import OutputConflictError
-from samgeo_pipeline.results import SegmentResult
+from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
+from samgeo_pipeline.folders import LOCK_NAME, OUTPUT_NAMES
+from samgeo_pipeline.results import SegmentResult, uncertain_hint
+from samgeo_pipeline.weights import weight_files
 
 if TYPE_CHECKING:
     from samgeo_pipeline.radiometry import ImageStats
@@ -42,26 +46,31 @@ def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
-#: Files of a local model folder whose bytes identify the model (weights, configs, checkpoint meta).
-_MODEL_FILES = ("*.safetensors", "*.json")
-
-
 def model_fingerprint(model: str) -> str:
     """What identifies the weights ``model`` names (``--model``), for reuse and the flow's cache.
 
-    ``none`` for the coarse mask alone; for a local folder (or file) the SHA-256 of the bytes of
-    its ``*.safetensors`` and ``*.json`` files, names included; for a hub id the id and, when the
-    Hugging Face cache holds it, the cached snapshot's revision (else the id alone).
+    ``none`` for the coarse mask alone; for a local folder the SHA-256 of the bytes (names
+    included) of exactly the weight files that are loaded (:func:`~samgeo_pipeline.weights.weight_files`:
+    ``model.safetensors``, or the index and every shard it names) and of its ``*.json`` files
+    (configs, checkpoint meta); ``unloadable:`` and the reason for a folder whose weights are
+    refused (never reused: no finished run used it); for a hub id the id and, when the Hugging
+    Face cache holds it, the cached snapshot's revision (else the id alone).
     """
     if model.lower() == "none":
         return "none"
     path = Path(model).expanduser()
     if path.exists():
-        files = [path] if path.is_file() else sorted(f for g in _MODEL_FILES for f in path.glob(g) if f.is_file())
+        folder = path.resolve()
+        try:
+            weights = weight_files(folder) if folder.is_dir() else [folder]
+        except ModelUnavailableError as exc:
+            return f"unloadable:{hashlib.sha256(str(exc).encode()).hexdigest()[:16]}"
+        configs = [f for f in folder.glob("*.json") if f.is_file()] if folder.is_dir() else []
         digest = hashlib.sha256()
-        for f in files:
+        for f in sorted(set(weights) | set(configs)):
             stat = f.stat()
-            digest.update(f"{f.name}:{_file_digest(f.resolve(), stat.st_size, stat.st_mtime_ns)}\n".encode())
+            name = f.relative_to(folder).as_posix() if folder.is_dir() else f.name
+            digest.update(f"{name}:{_file_digest(f.resolve(), stat.st_size, stat.st_mtime_ns)}\n".encode())
         return f"sha256:{digest.hexdigest()}"
     return f"{model}@{_hub_revision(model) or 'unknown revision'}"
 
@@ -77,7 +86,7 @@ def _hub_revision(repo_id: str) -> str | None:
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        found = try_to_load_from_cache(repo_id, "model.safetensors")
+        found = try_to_load_from_cache(repo_id, "config.json")
     except (ValueError, OSError, ImportError):
         return None
     if not isinstance(found, str):
@@ -101,8 +110,9 @@ def package_versions() -> dict[str, str | None]:
 
 
 def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[str, Any] | None:
-    """The previous manifest if it was made from the same bytes, parameters, package version and
-    model weights (:func:`model_fingerprint`) and all its outputs exist, else None."""
+    """The previous manifest if it finished (``done`` or ``uncertain``), was made from the same bytes,
+    parameters, package version and model weights (:func:`model_fingerprint`) and all its outputs
+    exist, else None."""
     path = out_dir / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
@@ -113,10 +123,12 @@ def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[s
     same = (
         manifest.get("input", {}).get("sha256") == checksum
         and manifest.get("params_hash") == config.params_hash()
-        and manifest.get("status") == "done"
+        and manifest.get("status") in ("done", "uncertain")
         and manifest.get("versions", {}).get("samgeo-pipeline") == _own_version()
         and manifest.get("model", {}).get("fingerprint") == model_fingerprint(config.model)
         and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
+        # --gsd was CRS units before it was metres: such a manifest (no gsd_unit) is not reused
+        and (config.gsd is None or bool((manifest.get("grid") or {}).get("gsd_unit")))
     )
     return manifest if same else None
 
@@ -135,17 +147,35 @@ def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
     as the user named it; the file path in manifests without one) *and* other bytes: two runs
     whose inputs share a name (``A/scene.tif``, ``B/scene.tif``) must not silently overwrite each
     other. The same source with changed bytes is a re-run (processed again), and the same bytes
-    under another name make the same outputs (reused or redone, never lost). A folder without a
-    finished manifest holds no finished outputs and may be written.
+    under another name make the same outputs (reused or redone, never lost). A folder this pipeline
+    wrote in (its manifest, or the lock file of :func:`~samgeo_pipeline.folders.output_lock`)
+    without a finished manifest holds no finished outputs and may be written; a ``manifest.json``
+    that is not a manifest of this pipeline, or output names (``quicklook.png``...) in a folder it
+    never wrote in, are the user's own files and are not replaced.
 
     Raises:
-        OutputConflictError: the folder holds another input's outputs; the message says to pass
-            another output root or ``--overwrite``.
+        OutputConflictError: the folder holds another input's outputs, or files of the user; the
+            message says to pass another output root or ``--overwrite``.
     """
-    try:
-        previous = json.loads((out_dir / "manifest.json").read_text()).get("input", {})
-    except (OSError, ValueError, AttributeError):
+    manifest_path = out_dir / "manifest.json"
+    if not manifest_path.exists() and not manifest_path.is_symlink():
+        foreign = [] if (out_dir / LOCK_NAME).exists() else [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
+        if foreign:
+            raise OutputConflictError(
+                f"{source}: {out_dir} holds files this pipeline did not write ({', '.join(foreign)}); "
+                "write to another output root (--out) or pass --overwrite to replace them"
+            )
         return
+    try:
+        previous = json.loads(manifest_path.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if not (isinstance(previous, dict) and "manifest_version" in previous and isinstance(previous.get("input"), dict)):
+        raise OutputConflictError(
+            f"{source}: {manifest_path} is not a manifest of samgeo-pipeline (the user's own file?); "
+            "write to another output root (--out) or pass --overwrite to replace it"
+        )
+    previous = previous["input"]
     owner = previous.get("source") or previous.get("path")
     if not owner or previous.get("sha256") == checksum or _same_source(owner, source):
         return
@@ -179,13 +209,15 @@ def build_manifest(
 ) -> dict[str, Any]:
     """The manifest of one finished run (JSON-able); ``source``: the input as the user named it;
     ``bands_source``: how the band mapping was chosen when a caller chose it (a watch rule), else
-    the mapping's own source (``given``, ``descriptions`` or ``guessed``)."""
+    the mapping's own source (``given``, ``descriptions`` or ``guessed``). ``uncertain`` is None, or
+    the rule's ``reason`` and ``what_to_do`` when it abstained on the image."""
     tiles = result.tiles
     return {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "status": result.status,
         "error": result.error,
+        "uncertain": _uncertain(result, stats),
         "input": {
             "path": str(info.path),
             "source": source if source is not None else str(info.path),
@@ -198,6 +230,7 @@ def build_manifest(
             "crs": info.crs.to_string() if info.crs else None,
             "transform": list(info.transform)[:6],
             "nodata": info.nodata,
+            "nodata_source": info.nodata_source,
             "band_map": info.bands.as_dict(),
             "band_map_source": bands_source or info.bands.source,
         },
@@ -216,6 +249,8 @@ def build_manifest(
             "core_source_px": grid.core,
             "halo_source_px": grid.halo,
             "source_px_per_working_px": grid.scale,
+            "gsd_unit": None if config.gsd is None else "metre" if info.georeferenced else "source pixel",
+            "gsd_note": _gsd_note(info, config.gsd),
             "rows": grid.rows,
             "cols": grid.cols,
             "model_px_per_image_px": round(grid.model_pixels_per_image_pixel(), 3),
@@ -238,6 +273,19 @@ def build_manifest(
         "warnings": run_warnings,
         "outputs": [p.name for p in outputs],
     }
+
+
+def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
+    from samgeo_pipeline.raster import gsd_note
+
+    return gsd_note(info, gsd)
+
+
+def _uncertain(result: SegmentResult, stats: ImageStats) -> dict[str, str] | None:
+    """The manifest's ``uncertain`` entry: why the rule abstained and what the user can do."""
+    if result.uncertain is None:
+        return None
+    return {"reason": result.uncertain, "what_to_do": uncertain_hint(stats.coarse.method)}
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:

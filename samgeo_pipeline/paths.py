@@ -2,14 +2,16 @@
 that an output path resolves under its root.
 
 Used by the CLI (:func:`samgeo_pipeline.cli.run_segment`) and the flows (``flows/common.py``), so
-both name folders the same way. A folder name is never ``.``, ``..`` or empty and holds no path
-separator or control character; every folder is checked with :func:`check_inside` before anything
-is written to it, which also catches a symbolic link in the output root pointing elsewhere.
+both name folders the same way. A folder name is never ``.``, ``..`` or empty, holds no path
+separator or control character and never passes :data:`NAME_MAX_BYTES`; every folder is checked
+with :func:`check_inside` before anything is written to it, which also catches a symbolic link in
+the output root pointing elsewhere. Names are printed through :func:`printable`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePath
@@ -20,13 +22,49 @@ from samgeo_pipeline.errors import UnsafePathError
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
-def safe_name(text: str) -> str:
+#: Longest file or folder name, in bytes, that common file systems take (ext4, XFS, APFS, NTFS's 255 units).
+NAME_MAX_BYTES = 255
+
+#: What a name must not print raw: C0 and C1 control characters (ESC, CSI, newline, ...), DEL,
+#: bidirectional overrides, and the lone surrogates that stand for undecodable bytes.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def safe_name(text: str, max_bytes: int = NAME_MAX_BYTES) -> str:
     """``text`` as one folder name: separators and control characters become ``_``; a name made
-    only of dots (``.``, ``..``) or an empty one becomes as many ``_`` (at least one)."""
+    only of dots (``.``, ``..``) or an empty one becomes as many ``_`` (at least one); a name over
+    ``max_bytes`` is shortened (:func:`cap_name`)."""
     name = _UNSAFE.sub("_", text)
     if not name.strip("."):
         name = "_" * max(1, len(name))
-    return name
+    return cap_name(name, max_bytes)
+
+
+def cap_name(name: str, max_bytes: int = NAME_MAX_BYTES) -> str:
+    """``name`` if it fits ``max_bytes`` (as the file system stores it: UTF-8, undecodable bytes as
+    they were); else its longest prefix of whole characters that leaves room for ``_`` and 8 hex
+    digits of the whole name's SHA-1, then those, then its suffix (``.tif``, when short): names
+    that differ anywhere stay different, and the result is never longer than ``max_bytes``."""
+    data = os.fsencode(name)
+    if len(data) <= max_bytes:
+        return name
+    suffix = PurePath(name).suffix if len(os.fsencode(PurePath(name).suffix)) <= 16 else ""
+    tail = f"_{hashlib.sha1(data).hexdigest()[:8]}{suffix}"
+    room, head = max_bytes - len(os.fsencode(tail)), []
+    for char in name:
+        room -= len(os.fsencode(char))
+        if room < 0:
+            break
+        head.append(char)
+    return "".join(head) + tail
+
+
+def printable(text: object) -> str:
+    """``str(text)`` safe to print on a terminal or in a log line: control characters, bidi
+    overrides and undecodable bytes are shown as escapes (``\\x1b``, ``\\u202e``), so a file name can
+    neither move the cursor, recolour or clear the screen, nor split or reorder a line.
+    The one helper for every place a name is printed (CLI log lines, errors, warnings, the summary table)."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))
 
 
 def output_name(path: PurePath, suffix_in_name: bool = False) -> str:
@@ -68,9 +106,14 @@ def output_dirs(
         for p, sub in zip(inputs, subs, strict=True)
     ]
     return [
-        d if dirs.count(d) == 1 else d.with_name(f"{d.name}_{hashlib.sha1(str(p).encode()).hexdigest()[:8]}")
+        d if dirs.count(d) == 1 else d.with_name(f"{cap_name(d.name, NAME_MAX_BYTES - 9)}_{_path_hash(p)}")
         for d, p in zip(dirs, inputs)
     ]
+
+
+def _path_hash(path: PurePath) -> str:
+    """8 hex digits of the SHA-1 of ``path`` (undecodable bytes as they were)."""
+    return hashlib.sha1(os.fsencode(str(path))).hexdigest()[:8]
 
 
 def check_inside(path: Path, root: Path) -> Path:
@@ -89,4 +132,4 @@ def check_inside(path: Path, root: Path) -> Path:
     return path
 
 
-__all__ = ["safe_name", "output_name", "output_dirs", "check_inside"]
+__all__ = ["NAME_MAX_BYTES", "safe_name", "cap_name", "printable", "output_name", "output_dirs", "check_inside"]

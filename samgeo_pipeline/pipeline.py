@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -21,28 +22,33 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
-from samgeo_pipeline.coarse import rule_warnings
+from samgeo_pipeline.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
     CoarseMaskWarning,
+    NodataWarning,
     NotGeoreferencedWarning,
     RasterReadError,
     SamgeoPipelineError,
     SamgeoPipelineWarning,
 )
+from samgeo_pipeline.folders import check_inputs_outside, output_lock, remove_partials
 from samgeo_pipeline.inference import run_sam_batch
 from samgeo_pipeline.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
-from samgeo_pipeline.quicklook import preview_rgb, write_quicklook
+from samgeo_pipeline.quicklook import draw_quicklook, preview_rgb, write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, source_dtype, stats_from_array
 from samgeo_pipeline.reflectance import resolve_reflectance
 from samgeo_pipeline.raster import (
     RasterInfo,
     decimated_shape,
     gdal_env,
+    gsd_note,
     inspect_raster,
     not_georeferenced_message,
     read_decimated,
+    with_zero_collar,
+    zero_collar_message,
 )
 from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, release_free_memory
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
@@ -50,6 +56,7 @@ from samgeo_pipeline.sam import ModelSource, SamPredictor
 from samgeo_pipeline.sink import TileSink
 from samgeo_pipeline.tiling import TileGrid
 from samgeo_pipeline.vectorize import write_polygons
+from samgeo_pipeline.writers import MASK_NODATA
 
 __all__ = ["segment_raster", "RasterRun", "SegmentResult", "TileCounts", "Status"]
 
@@ -80,8 +87,11 @@ def segment_raster(
             replaced without ``overwrite`` (:func:`~samgeo_pipeline.manifest.check_folder_owner`).
 
     Returns:
-        The result: ``done``, ``skipped`` (reused), or ``partial`` when SAM ran out of memory on
-        some tiles even one at a time (written as nodata, listed in the manifest). Errors a user can
+        The result: ``done``, ``skipped`` (reused), ``partial`` when SAM ran out of memory on
+        some tiles even one at a time (written as nodata, listed in the manifest), or ``uncertain``
+        when the image's coarse rule cannot tell water from land (``CoarseRule.uncertain``): with
+        ``on_uncertain="skip"`` SAM is not run and only quicklook.png (the rule's candidate water
+        outlined) and manifest.json are written; with ``write`` the image runs as usual. Errors a user can
         cause raise :class:`SamgeoPipelineError` (one-line message; SAM failing for another reason
         raises :class:`~samgeo_pipeline.errors.SamInferenceError`); no partial output is left under
         a final name. Inputs over the size limits are refused before any read
@@ -103,6 +113,9 @@ class RasterRun:
     2. :meth:`tiles`: coarse mask, prompts and SAM per tile, each core into the mask's work file;
     3. :meth:`finish`: mask COG and polygons at once (both read the work file), quicklook, manifest.
 
+    An image whose rule abstains (:attr:`abstains`) skips :meth:`tiles`, and :meth:`finish` writes
+    its quicklook and manifest only.
+
     A caller running several images keeps one GPU busy by holding it for :meth:`tiles` only: one
     image's tiles go through the model while another image prepares or finishes on other threads
     (:func:`~samgeo_pipeline.runner.segment_many`, the Prefect flow). The stages of one run are
@@ -115,6 +128,7 @@ class RasterRun:
     checksum: str
     stats: ImageStats
     preview: np.ndarray
+    candidate: np.ndarray | None  # the rule's water at the preview's size, when the run abstains
 
     def __init__(
         self,
@@ -136,33 +150,53 @@ class RasterRun:
         self.seconds: dict[str, float] = {}
         self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
         self._sink: TileSink | None = None  # tiles written, COG not yet made
+        self._lock = ExitStack()  # the output folder's lock, from prepare's first write to the manifest
         self.reused: SegmentResult | None = None  # set by prepare when the outputs can be reused
 
     def prepare(self) -> SegmentResult | None:
         """Checks and statistics; returns the earlier result (``skipped``) when the outputs can be reused."""
         t0 = time.perf_counter()
         path, config = self.path, self.config
+        check_inputs_outside([path], [self.out_dir])  # before anything is read or written
         with gdal_env():
             self.info = inspect_raster(path, config.bands, config.nodata, warn=False)
             if not self.info.georeferenced:
                 self.warnings.append((not_georeferenced_message(path), NotGeoreferencedWarning))
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
+            if (note := gsd_note(self.info, config.gsd)) is not None:  # --gsd in metres on a CRS in degrees
+                self.warnings.append((note, SamgeoPipelineWarning))
             self.checksum = file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:
                 previous = find_reusable(self.out_dir, self.checksum, config)
                 if previous is not None:
-                    self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous)
+                    uncertain = (previous.get("uncertain") or {}).get("reason")
+                    self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous, uncertain=uncertain)
                     return self.reused
                 check_folder_owner(self.out_dir, self.source, self.checksum)
             check_free_disk(self.info, config, self.out_dir)
             t = time.perf_counter()
-            self.stats, self.preview = _image_stats(path, self.info, config)
+            self.stats, self.preview, self.candidate, self.info, collar = _image_stats(path, self.info, config)
             self.seconds["stats"] = time.perf_counter() - t
         release_free_memory()
+        if self.info.nodata_source == "zero collar":
+            self.warnings.append((zero_collar_message(path, collar), NodataWarning))
         self.warnings += [(message, CoarseMaskWarning) for message in rule_warnings(self.stats.coarse, str(path))]
-        _clear_stale_outputs(self.out_dir, config)
+        self._lock.enter_context(output_lock(self.out_dir))  # held until finish() or abort()
+        try:
+            for leftover in remove_partials(self.out_dir):
+                self.warnings.append((f"{self.out_dir}: removed {leftover.name}, left by a run that died while "
+                                      "writing it", SamgeoPipelineWarning))
+            _clear_stale_outputs(self.out_dir, config, self.abstains)
+        except BaseException:
+            self._lock.close()
+            raise
         return None
+
+    @property
+    def abstains(self) -> bool:
+        """The image's rule is uncertain and ``on_uncertain`` is ``skip``: no tiles, no mask (after :meth:`prepare`)."""
+        return _abstains(self.stats, self.config)
 
     def emit_warnings(self) -> None:
         """Issue :meth:`prepare`'s warnings with ``warnings.warn``, from the calling thread.
@@ -177,18 +211,40 @@ class RasterRun:
 
     def tiles(self) -> None:
         """Every tile through the coarse mask and (with prompts) SAM into the mask's work file."""
+        if self.abstains:  # no SAM time on a mask nobody trusts
+            return
         t = time.perf_counter()
-        with gdal_env():
-            self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, self.config,
-                                        self.predictor)
+        try:
+            with gdal_env():
+                self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, self.config,
+                                            self.predictor)
+        except BaseException:
+            self._lock.close()  # no work file is left (_segment_tiles removed them)
+            raise
         self.seconds["tiles"] = time.perf_counter() - t
         release_free_memory()
 
     def finish(self) -> SegmentResult:
-        """The mask COG (and probability COG), polygons, quicklook and manifest; the result."""
+        """The mask COG (and probability COG), polygons, quicklook and manifest; the result.
+
+        The manifest is written last; if anything fails before it is in place (a full disk, say),
+        the outputs this run had already put in place are removed again, so no output is left
+        without its manifest (outputs of earlier runs are left as they are).
+        """
+        if self.abstains:
+            return self._finish_uncertain()
         sink, self._sink = self._sink, None
         if sink is None:
             raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
+        with self._lock:  # released once the manifest is written, or on failure
+            before = _output_identities(self.out_dir)
+            try:
+                return self._finish(sink)
+            except BaseException:
+                _remove_new_outputs(self.out_dir, before)
+                raise
+
+    def _finish(self, sink: TileSink) -> SegmentResult:
         out_dir, seconds = self.out_dir, self.seconds
         t = time.perf_counter()
         raster_outputs, (n_polygons, area_m2) = _cogs_and_polygons(sink, out_dir / "water.gpkg", self.config, seconds)
@@ -201,17 +257,34 @@ class RasterRun:
 
         counts = sink.counts
         fraction = sink.water_pixels / sink.valid_pixels if sink.valid_pixels else 0.0
-        status: Status = "partial" if counts.failed else "done"
+        uncertain = self.stats.coarse.uncertain
+        status: Status = "partial" if counts.failed else "uncertain" if uncertain else "done"
         reason = _partial_reason(self.path, counts)
-        result = SegmentResult(self.path, out_dir, status, reason, counts, fraction, area_m2, n_polygons, seconds)
+        result = SegmentResult(self.path, out_dir, status, reason, counts, fraction, area_m2, n_polygons, seconds,
+                               uncertain=uncertain)  # fmt: skip
         # this image's own time, not the waits between stages; the COGs and the polygons overlap
         seconds["total"] = sum(v for k, v in seconds.items() if k not in ("cog", "vectorize")) + rasters_and_polygons
-        outputs = [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"]
+        return self._with_manifest(result, [*raster_outputs, out_dir / "water.gpkg", out_dir / "quicklook.png"])
+
+    def _finish_uncertain(self) -> SegmentResult:
+        """An abstaining image's quicklook (the rule's candidate water outlined) and manifest; every tile skipped."""
+        t = time.perf_counter()
+        candidate = self.candidate if self.candidate is not None else np.zeros(self.preview.shape[:2], np.uint8)
+        quicklook = draw_quicklook(self.preview, candidate, self.out_dir / "quicklook.png")
+        self.seconds["quicklook"] = time.perf_counter() - t
+        self.seconds["total"] = sum(self.seconds.values())
+        tiles = TileCounts(total=len(self.grid), skipped=len(self.grid))
+        result = SegmentResult(self.path, self.out_dir, "uncertain", None, tiles, seconds=self.seconds,
+                               uncertain=self.stats.coarse.uncertain)  # fmt: skip
+        return self._with_manifest(result, [quicklook])
+
+    def _with_manifest(self, result: SegmentResult, outputs: list[Path]) -> SegmentResult:
+        """``result`` with its manifest built and written (last: its presence means the run finished)."""
         result.manifest = build_manifest(
             self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
             outputs, [message for message, _ in self.warnings], self.source, self.bands_source,
         )
-        write_manifest(out_dir / "manifest.json", result.manifest)
+        write_manifest(self.out_dir / "manifest.json", result.manifest)
         return result
 
     def abort(self) -> None:
@@ -219,6 +292,7 @@ class RasterRun:
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.remove_work()
+        self._lock.close()
 
 
 def _cogs_and_polygons(
@@ -242,8 +316,8 @@ def _cogs_and_polygons(
         seconds["cog"] = time.perf_counter() - t
         return paths
 
-    mask_work = sink.close()
     try:
+        mask_work = sink.close()  # raises if a block was never written (a full disk)
         with ThreadPoolExecutor(1, thread_name_prefix="samgeo-cog") as pool:
             made = pool.submit(cogs)  # the pool waits for it, even if the polygons fail
             t = time.perf_counter()
@@ -254,8 +328,18 @@ def _cogs_and_polygons(
         sink.remove_work()
 
 
-def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[ImageStats, np.ndarray]:
-    """Whole-image statistics and the quicklook's preview, from one decimated read.
+def _image_stats(
+    path: Path, info: RasterInfo, config: SegmentConfig
+) -> tuple[ImageStats, np.ndarray, np.ndarray | None, RasterInfo, float]:
+    """Whole-image statistics, the quicklook's preview and, when the run abstains, the rule's
+    candidate water (``uint8``, as the mask COG), from one decimated read.
+
+    The same read finds a collar of zeros the file does not tag as nodata
+    (:func:`~samgeo_pipeline.raster.with_zero_collar`, unless ``config.zero_collar`` is off).
+
+    Returns:
+        ``(stats, preview, info, share)``: ``info`` is the run's from now on (``nodata`` 0 when a
+        collar was found); ``share``: the share of the image border that is 0 in every mapped band.
 
     Raises:
         RasterReadError: the raster cannot be read.
@@ -266,18 +350,64 @@ def _image_stats(path: Path, info: RasterInfo, config: SegmentConfig) -> tuple[I
             data, valid = read_decimated(ds, info, shape, Resampling.nearest, workers=read_workers(config))
             dtype = source_dtype(ds, info)
             reflectance = resolve_reflectance(ds, info, config.reflectance_scale, config.reflectance_offset, config.bands)
+        share = 0.0
+        if config.zero_collar:
+            info, valid, share = with_zero_collar(info, data, valid)
         stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path), dtype, reflectance)
-        return stats, preview_rgb(data, valid, stats)
+        candidate = _candidate_water(data, valid, stats, config) if _abstains(stats, config) else None
+        return stats, preview_rgb(data, valid, stats), candidate, info, share
     except RasterioError as exc:
         raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
 
 
-def _clear_stale_outputs(out_dir: Path, config: SegmentConfig) -> None:
-    """Remove what the outputs about to be written make stale (the manifest first: the run is not finished)."""
+#: The files a finished run leaves beside its manifest.
+_OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png")
+
+
+def _output_identities(out_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """Output name -> (inode, mtime) of the file there now, or None: to tell later which ones a run replaced."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for name in _OUTPUT_NAMES:
+        try:
+            stat = (out_dir / name).stat()
+            found[name] = (stat.st_ino, stat.st_mtime_ns)
+        except OSError:
+            found[name] = None
+    return found
+
+
+def _remove_new_outputs(out_dir: Path, before: dict[str, tuple[int, int] | None]) -> None:
+    """Remove the outputs put in place since ``before`` (each rename makes a new inode): a failed
+    finish leaves no output without its manifest, and nothing it did not write is touched."""
+    for name, identity in _output_identities(out_dir).items():
+        if identity is not None and identity != before[name] and not (out_dir / "manifest.json").exists():
+            (out_dir / name).unlink(missing_ok=True)
+
+
+def _abstains(stats: ImageStats, config: SegmentConfig) -> bool:
+    """Whether a run skips the tiles of this image: its rule is uncertain and ``on_uncertain`` is ``skip``."""
+    return stats.coarse.uncertain is not None and config.on_uncertain == "skip"
+
+
+def _candidate_water(data: np.ndarray, valid: np.ndarray, stats: ImageStats, config: SegmentConfig) -> np.ndarray:
+    """The rule's water on the decimated read as the mask COG codes it (1 water, 0 land, nodata)."""
+    water = apply_rule(data, valid, stats.coarse, config.min_area, pools=False).water
+    return np.where(valid, water, MASK_NODATA).astype(np.uint8)
+
+
+def _clear_stale_outputs(out_dir: Path, config: SegmentConfig, abstains: bool = False) -> None:
+    """Remove what the outputs about to be written make stale (the manifest first: the run is not finished).
+
+    An abstaining run writes no mask: an earlier run's mask, polygons and probabilities would be
+    taken for this one's.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "manifest.json").unlink(missing_ok=True)
+    stale = ["mask.tif", "water.gpkg", "probability.tif"] if abstains else []
     if not config.probability:  # a probability raster from an earlier run would no longer match
-        (out_dir / "probability.tif").unlink(missing_ok=True)
+        stale.append("probability.tif")
+    for name in dict.fromkeys(stale):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _segment_tiles(

@@ -43,9 +43,22 @@ def write_quicklook(preview: np.ndarray, mask_path: Path, png_path: Path) -> Pat
     The mask is read decimated to the preview's size; nodata is shown dark grey. Memory is bounded
     by the preview's size, whatever the raster size.
     """
-    shape = preview.shape[:2]
     with rasterio.open(mask_path) as ms:
-        mask = ms.read(1, out_shape=shape, resampling=Resampling.nearest)
+        mask = ms.read(1, out_shape=preview.shape[:2], resampling=Resampling.nearest)
+    return draw_quicklook(preview, mask, png_path)
+
+
+def draw_quicklook(preview: np.ndarray, mask: np.ndarray, png_path: Path) -> Path:
+    """Write ``preview`` with the water of ``mask`` outlined (see :func:`write_quicklook`).
+
+    Args:
+        preview: ``uint8 (rows, cols, 3)``, see :func:`preview_rgb`.
+        mask: ``uint8 (rows', cols')`` as the mask COG (1 water, 0 land, ``MASK_NODATA``); resized
+            (nearest) to the preview's size when it differs.
+    """
+    shape = preview.shape[:2]
+    if mask.shape != shape:
+        mask = cv2.resize(mask, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     rgb = np.ascontiguousarray(preview.copy())
     rgb[mask == MASK_NODATA] = (48, 48, 48)
     contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)

@@ -130,7 +130,7 @@ def stats_from_array(
         high=tuple(float(v) for v in high),
         coarse=fit_rule(
             data, valid, names, config.index, config.threshold, config.texture_window, config.min_area, floor.min(),
-            reflectance, config.dswe_water, config.rgb_max_water,
+            reflectance, config.dswe_water, config.rgb_max_water, config.edge_otsu,
         ),  # fmt: skip
         valid_fraction=float(valid.mean()),
         composite=resolve_composite(config.composite, names, where),

@@ -9,7 +9,9 @@ shape ``(rows, cols)`` (True = some mapped band holds data, GDAL's per-band noda
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
+import math
 import os
 import threading
 import warnings
@@ -37,16 +39,18 @@ GDAL_CACHE_BYTES = 128 << 20
 """GDAL block cache during a run (see :func:`gdal_env`)."""
 
 
-def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def expand_inputs(specs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[Path]:
     """Expand file paths, directories (their rasters, recursively) and glob patterns.
 
     Files named explicitly are kept whatever their suffix (a bad one fails later with its own
-    message); directories and globs contribute files with a raster suffix only. Order is stable and
+    message); directories and globs contribute files with a raster suffix only, never one below
+    ``exclude`` (the output root: outputs are never taken as inputs). Order is stable and
     duplicates are dropped.
 
     Raises:
         InputError: a spec matches nothing.
     """
+    skip = Path(exclude).resolve() if exclude is not None else None
     found: list[Path] = []
     for spec in specs:
         text = str(spec)
@@ -60,10 +64,21 @@ def expand_inputs(specs: Iterable[str | os.PathLike[str]]) -> list[Path]:
             matches = [p for p in matches if p.suffix.lower() in RASTER_SUFFIXES]
         else:
             raise InputError(f"{text}: no such file or directory")
+        if skip is not None and matches and matches != [path]:  # found by a search, not named
+            matches = [p for p in matches if not _below(p, skip)]
+            if not matches:
+                raise InputError(f"{text}: matches no raster file outside the output root {exclude} "
+                                 "(outputs are never taken as inputs)")
         if not matches:
             raise InputError(f"{text}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
         found.extend(matches)
     return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def _below(path: Path, folder: Path) -> bool:
+    """True when ``path``, or the folder it was found in, resolves below the resolved ``folder``."""
+    parent = path.parent.resolve()
+    return folder == parent or folder in parent.parents or folder in path.resolve().parents
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,9 @@ class RasterInfo:
     bands: BandMap
     has_mask: bool
     """True when the file carries a per-dataset mask or an unmapped alpha band (used when nodata is None)."""
+    nodata_source: str | None = None
+    """Where :attr:`nodata` comes from: ``option`` (``--nodata``), ``file``, ``zero collar``
+    (:func:`with_zero_collar`), or None when there is none."""
 
     @property
     def georeferenced(self) -> bool:
@@ -137,6 +155,7 @@ def inspect_raster(
                 nodata=nodata if nodata is not None else file_nodata,
                 bands=band_map,
                 has_mask=(MaskFlags.per_dataset in flags or MaskFlags.alpha in flags) and not mapped_alpha,
+                nodata_source="option" if nodata is not None else "file" if file_nodata is not None else None,
             )
     except InputError as exc:
         if str(exc).startswith(str(path)):
@@ -255,6 +274,93 @@ def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
     if missing is None:
         return np.ones(native.shape[1:], dtype=bool)
     return ~missing.all(axis=0)
+
+
+ZERO_COLLAR_MIN_BORDER_SHARE = 0.01
+"""Share of the image's outer ring of pixels that must be 0 in every mapped band for a zero collar."""
+
+
+def with_zero_collar(info: RasterInfo, data: np.ndarray, valid: np.ndarray) -> tuple[RasterInfo, np.ndarray, float]:
+    """Nodata the file does not tag: a collar of exact zeros touching the image border.
+
+    Landsat L1 scenes, reprojected or padded rasters often fill the area outside the footprint
+    with 0 in every band and tag no nodata; read as data, the fill is dark, smooth "water" and
+    drags every percentile down. When the file has no nodata and no mask (and ``--nodata`` was not
+    given), a whole-image read (the decimated statistics read) is checked: if at least
+    :data:`ZERO_COLLAR_MIN_BORDER_SHARE` (1 %) of its outer ring of pixels is 0 in every mapped
+    band, 0 becomes the nodata value of the whole run, under the per-band rule of
+    :func:`nodata_valid` (a pixel is nodata where all its mapped bands are 0).
+
+    Why the border ring: fill covers whole runs of it (a Landsat L1 footprint, turned inside its
+    frame, touches the frame at four points only, so nearly all of the ring is fill; a padded or
+    reprojected raster's fill runs along whole sides or corners), while exact zeros in every band
+    of real imagery are isolated pixels (shadows clipped to black in 8-bit data); 1 % of the ring
+    of a 2048² read is about 80 pixels. Looking at the ring only costs
+    O(rows + cols), so an image without a collar pays nothing. Why mapped bands, not every band of
+    the file: they are the bands validity is judged on everywhere else, and a band stacked beside
+    the data need not be 0 on fill (Landsat's QA_PIXEL marks fill with 1), which would hide the
+    collar. Every all-zero pixel becomes nodata, inside the footprint too, not only those connected
+    to the collar: the tiles are read one by one and cannot tell, and a pixel at exactly 0 in
+    every mapped band is not a measurement in real imagery (NAIP's deep water keeps red, green
+    and blue where its NIR is 0, so it stays valid).
+
+    Args:
+        info: the raster's info; returned unchanged when it has a nodata value or a mask.
+        data: ``float32 (bands, rows, cols)``: the mapped bands of the whole image (decimated).
+        valid: ``bool (rows, cols)`` of ``data``.
+
+    Returns:
+        ``(info, valid, share)``: with a collar, ``info`` with ``nodata=0`` and ``nodata_source``
+        ``"zero collar"`` and ``valid`` without the all-zero pixels; else both unchanged. ``share``:
+        the share of the ring that is 0 in every band.
+    """
+    if info.nodata is not None or info.has_mask or data.size == 0:
+        return info, valid, 0.0
+    share = zero_border_share(data, valid)
+    if share < ZERO_COLLAR_MIN_BORDER_SHARE:
+        return info, valid, share
+    collared = dataclasses.replace(info, nodata=0.0, nodata_source="zero collar")
+    return collared, valid & nodata_valid(data, 0.0), share
+
+
+def zero_border_share(data: np.ndarray, valid: np.ndarray) -> float:
+    """Share of the outer ring of pixels of ``data`` (``(bands, rows, cols)``) that is valid and 0 in every band."""
+    rows, cols = valid.shape
+    between = np.arange(1, rows - 1)  # rows of the left and right sides, between the top and the bottom
+    r = np.concatenate([np.zeros(cols, np.intp), np.full(cols, rows - 1), between, between])
+    c = np.concatenate([np.arange(cols), np.arange(cols), np.zeros_like(between), np.full_like(between, cols - 1)])
+    ring = np.unique(r * cols + c)  # one row or one column: opposite sides coincide
+    r, c = np.divmod(ring, cols)
+    zero = valid[r, c] & (data[:, r, c] == 0).all(axis=0)
+    return float(zero.mean())
+
+
+def open_for_tiles(info: RasterInfo, resampled: bool) -> rasterio.DatasetReader:
+    """``info.path`` opened for the tile reads.
+
+    With a zero collar (:func:`with_zero_collar`) and tiles resampled (``--gsd``), the file is
+    opened through GDAL's ``vrt://`` with ``a_nodata=0``: it then reads exactly as if it were
+    tagged nodata 0, so resampling leaves the fill out instead of blending it into the edge of
+    the footprint (a dark fringe the coarse mask took for water). Without resampling the reads are
+    the same either way and the file is opened directly; so it is when its path holds a ``?``
+    (which ``vrt://`` would take for its options).
+
+    Args:
+        info: the run's raster info.
+        resampled: True when the tiles are read at another resolution than the file's.
+    """
+    if info.nodata_source == "zero collar" and resampled and "?" not in str(info.path):
+        return rasterio.open(f"vrt://{info.path}?a_nodata=0")
+    return rasterio.open(info.path)
+
+
+def zero_collar_message(path: str | os.PathLike[str], share: float) -> str:
+    """What a run that found a zero collar (:func:`with_zero_collar`) is warned with."""
+    return (
+        f"{path}: no nodata tagged, but {share:.0%} of the image border is 0 in every mapped band (a fill collar): "
+        "pixels 0 in every mapped band are read as nodata; pass --no-zero-collar (YAML zero_collar: false) "
+        "if they are data"
+    )
 
 
 def _representable(value: float, dtype: np.dtype) -> bool:
@@ -414,6 +520,54 @@ def _first_line(exc: BaseException) -> str:
 def source_resolution(info: RasterInfo) -> float:
     """Pixel size in CRS units (mean of x and y; 1.0 for pixel coordinates)."""
     return float((abs(info.transform.a) + abs(info.transform.e)) / 2) if info.georeferenced else 1.0
+
+
+def pixel_size_m(info: RasterInfo) -> tuple[float, float]:
+    """``(height, width)`` of a source pixel in metres, the unit of ``--gsd`` on every CRS.
+
+    Projected CRS: the pixel's sides times the CRS's metres per unit. Geographic CRS: the degrees
+    of one pixel measured on the CRS's ellipsoid at the raster's centre (a degree of longitude
+    shrinks with latitude, so the two sides differ). Without georeferencing ``(1.0, 1.0)``:
+    ``--gsd`` is then in source pixels.
+
+    Raises:
+        InputError: the CRS's units cannot be converted to metres, or its centre is off the globe.
+    """
+    if not info.georeferenced:
+        return 1.0, 1.0
+    from pyproj import CRS as ProjCRS
+    from pyproj import Geod
+
+    t = info.transform
+    deg_h, deg_w = math.hypot(t.b, t.e), math.hypot(t.a, t.d)  # a pixel's sides in CRS units
+    proj = ProjCRS.from_user_input(info.crs.to_wkt())  # type: ignore[union-attr]
+    if proj.is_geographic:
+        lon, lat = t @ (info.width / 2, info.height / 2)
+        geod = proj.get_geod() or Geod(ellps="WGS84")
+        size = (geod.inv(lon, lat - deg_h / 2, lon, lat + deg_h / 2)[2] if abs(lat) < 90 else math.nan,
+                geod.inv(lon - deg_w / 2, lat, lon + deg_w / 2, lat)[2] if abs(lat) < 90 else math.nan)  # fmt: skip
+    else:
+        factor = proj.axis_info[0].unit_conversion_factor if proj.axis_info else math.nan
+        size = (deg_h * factor, deg_w * factor)
+    if not all(math.isfinite(v) and v > 0 for v in size):
+        raise InputError(
+            f"{info.path}: --gsd is in metres, and the pixel size of this raster in {info.crs} cannot be "
+            "converted to metres (unknown units, or a centre off the globe); run it without --gsd"
+        )
+    return size
+
+
+def gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
+    """What ``--gsd`` became on a geographic CRS (degrees per working pixel at the centre), else None."""
+    if gsd is None or not info.georeferenced or not info.crs.is_geographic:  # type: ignore[union-attr]
+        return None
+    (h, w), t = pixel_size_m(info), info.transform
+    lat = (t @ (info.width / 2, info.height / 2))[1]
+    deg_h, deg_w = gsd * math.hypot(t.b, t.e) / h, gsd * math.hypot(t.a, t.d) / w
+    return (
+        f"{info.path}: --gsd {gsd:g} is in metres; {info.crs} is in degrees, so a working pixel is "
+        f"{deg_h:.4g} x {deg_w:.4g} degrees (lat x lon), converted at the raster's centre latitude {lat:.3f}"
+    )
 
 
 def decimated_shape(height: int, width: int, max_side: int) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
 from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.radiometry import ImageStats, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, as_float32, read_native
+from samgeo_pipeline.raster import RasterInfo, as_float32, open_for_tiles, read_native
 from samgeo_pipeline.tiling import Tile, TileGrid, inside_part
 
 ignore_rasterio_georeference_warnings()
@@ -129,7 +129,7 @@ def prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: 
         with opening:
             ds = handles[strip]
             if ds is None:
-                ds = handles[strip] = SharedDataset(rasterio.open(info.path))
+                ds = handles[strip] = SharedDataset(open_for_tiles(info, not (grid.x.native and grid.y.native)))
         return prepare_tile(ds, info, stats, tile, config)  # type: ignore[arg-type]
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="samgeo-reader")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypedDict
 
-Status = Literal["done", "skipped", "partial", "failed"]
+Status = Literal["done", "skipped", "partial", "failed", "uncertain"]
 
 
 class FailedTile(TypedDict):
@@ -31,7 +31,12 @@ class TileCounts:
 
 @dataclass
 class SegmentResult:
-    """Outcome of one input; ``error`` is a one-line reason when ``status`` is failed/partial."""
+    """Outcome of one input; ``error`` is a one-line reason when ``status`` is failed/partial.
+
+    ``uncertain`` is the coarse rule's reason when it cannot tell water from land on this image
+    (:attr:`~samgeo_pipeline.coarse.CoarseRule.uncertain`; also set on a reused result whose
+    manifest says so): the status is then ``uncertain`` (or ``partial``/``skipped``, which say more).
+    """
 
     input: Path
     out_dir: Path
@@ -43,6 +48,22 @@ class SegmentResult:
     polygons: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     manifest: dict | None = None
+    uncertain: str | None = None
 
 
-__all__ = ["Status", "FailedTile", "TileCounts", "SegmentResult"]
+def uncertain_hint(method: str) -> str:
+    """What a user can do about an image whose coarse rule abstained (``method``: the rule's)."""
+    if method == "rgb":
+        specific = "raise --rgb-max-water if the scene really is mostly water, "
+    else:
+        specific = (
+            f"pass --threshold for {method.upper()}, or --reflectance-scale when you know the values' "
+            "reflectance scale (DSWE then runs), "
+        )
+    return (
+        f"map NIR/SWIR with --bands if the file has them, {specific}check quicklook.png, "
+        "or pass --on-uncertain write to keep the coarse mask anyway"
+    )
+
+
+__all__ = ["Status", "FailedTile", "TileCounts", "SegmentResult", "uncertain_hint"]

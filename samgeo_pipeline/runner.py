@@ -14,7 +14,8 @@ from shapely.errors import ShapelyError
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
-from samgeo_pipeline.paths import check_inside
+from samgeo_pipeline.folders import check_inputs_outside
+from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.sam import (
@@ -93,19 +94,23 @@ def segment_many(
     statistics) and another finishes the images before (COG, polygons, quicklook, manifest; at most
     :data:`MAX_FINISHING` waiting). Results and log lines come in input order; each image's
     warnings (no CRS, a poorly separated coarse mask) are logged as ``warning: ...`` lines and
-    recorded in its manifest. Interrupted (Ctrl-C), the batch stops the tiles at once and lets the
-    stages already running complete (the outputs of a finish are whole); the stages not started are
-    dropped and their work files removed.
+    recorded in its manifest, and an image whose coarse rule abstained gets an ``uncertain: ...``
+    line (the reason and what to do). Interrupted (Ctrl-C), the batch stops the tiles at once and
+    lets the stages already running complete (the outputs of a finish are whole); the stages not
+    started are dropped and their work files removed.
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
             (:func:`~samgeo_pipeline.paths.check_inside`).
 
     Raises:
+        UnsafePathError: an input lies in an output folder of the batch, or an output name there
+            leads to one (:func:`~samgeo_pipeline.folders.check_inputs_outside`; nothing is processed).
         ModelUnavailableError: the model cannot be loaded (nothing is processed).
     """
+    check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written
     predictor, source = load_predictor(config)
-    log(describe_model(config, predictor, source))
+    log(printable(describe_model(config, predictor, source)))
     return _Batch(config, predictor, source, log, root).run(list(zip(inputs, out_dirs, strict=True)))
 
 
@@ -159,7 +164,7 @@ class _Batch:
         """
         if isinstance(prepared, RasterRun):
             for message, _ in prepared.warnings:
-                self.log(f"warning: {message}")
+                self.log(printable(f"warning: {message}"))
             prepared = prepared.reused or _outcome(*job, partial(_tiles, prepared))
         self.unfinished = prepared if isinstance(prepared, RasterRun) else None
         self._report(block=False)  # an earlier finish that ran out of memory stops the batch here
@@ -204,12 +209,25 @@ def _resolved(result: SegmentResult) -> Future:
 
 
 def _log_outcome(result: SegmentResult, log: Callable[[str], None]) -> SegmentResult:
-    """Log a failed or reused input."""
+    """Log a failed, reused or uncertain input (control characters of its name escaped)."""
     if result.status == "failed" or result.error:
-        log(f"error: {result.error}")
+        log(printable(f"error: {result.error}"))
     elif result.status == "skipped":
-        log(f"{result.input}: outputs exist with the same parameters, skipped (--overwrite to redo)")
+        log(printable(f"{result.input}: outputs exist with the same parameters, skipped (--overwrite to redo)"))
+    if result.uncertain:
+        hint = ((result.manifest or {}).get("uncertain") or {}).get("what_to_do")
+        log(printable(f"uncertain: {result.input}: the coarse rule cannot tell water from land: {result.uncertain}"
+                      + (f"; {hint}" if hint else "")))
     return result
+
+
+def status_label(result: SegmentResult) -> str:
+    """The status as the summary shows it: ``uncertain`` (with the rule's reason on a second line)
+    for an image whose coarse rule abstained, also when reused (``skipped, uncertain``)."""
+    if not result.uncertain:
+        return result.status
+    status = "uncertain" if result.status == "uncertain" else f"{result.status}, uncertain"
+    return f"{status}\n{result.uncertain}"
 
 
 def coarse_label(manifest: dict | None) -> str:
@@ -241,9 +259,9 @@ def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
             t = r.tiles
             counts = f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" if r.status != "failed" else "-"
             water, polygons, area, secs = r.water_fraction, r.polygons, r.water_area_m2, r.seconds.get("total")
-        table.add_row(  # file names and errors are text, not rich markup
-            escape(r.input.name),
-            r.status,  # the reason is on its own line above the table
+        table.add_row(  # file names and errors are text, not rich markup, nor terminal control sequences
+            escape(printable(r.input.name)),
+            escape(status_label(r)),  # a failure's reason is on its own line above the table
             counts,
             coarse_label(r.manifest),
             f"{100 * water:.2f}" if water is not None else "-",

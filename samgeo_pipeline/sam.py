@@ -26,6 +26,7 @@ from samgeo_pipeline.prompts import ComponentPrompt
 from samgeo_pipeline.sam_attention import chunk_global_attention
 from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, RowBatch, component_logits, prompt_rows
 from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
+from samgeo_pipeline.weights import weight_files, weights_present
 
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
@@ -66,16 +67,16 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     """Load a ``SamModel`` from a local ``save_pretrained`` directory or a hub id.
 
     A hub id is looked up in the local cache first; only if absent (and ``HF_HUB_OFFLINE`` is not
-    set) is it downloaded. Only ``model.safetensors`` weights are read: pickle files
-    (``pytorch_model.bin``) can run code when loaded and are refused.
+    set) is it downloaded (its ``.json`` and ``.safetensors`` files only). Weights are read only
+    from ``.safetensors`` files inside the model folder (or the hub snapshot), an index's shards
+    included (:func:`~samgeo_pipeline.weights.weight_files`, checked before transformers opens
+    anything): pickle files (``pytorch_model.bin``) can run code when loaded and are refused.
 
     Raises:
-        ModelUnavailableError: the directory is not a SAM model, or the weights are neither cached
-            nor reachable. The message says how to pass a local model or ``--model none``.
+        ModelUnavailableError: the directory is not a SAM model or names weights that are not
+            safetensors inside it, or the weights are neither cached nor reachable. The message says
+            how to pass a local model or ``--model none``.
     """
-    from safetensors import SafetensorError
-    from transformers import SamModel
-
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -84,21 +85,10 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
                 "SamModel.from_pretrained(...).save_pretrained(DIR) on a machine with internet access"
             )
         origin = "fine-tuned checkpoint" if (path / CHECKPOINT_META).is_file() else "local directory"
-        if not any(path.glob("*.safetensors")):
-            raise ModelUnavailableError(
-                f"{path}: no model.safetensors (pickle weights such as pytorch_model.bin are not loaded: they can "
-                "run code); convert them where you trust the file with SamModel.from_pretrained(DIR).save_pretrained(DIR)"
-            )
-        try:
-            loaded = SamModel.from_pretrained(path, use_safetensors=True)
-            return loaded.eval(), ModelSource(str(path), origin)  # type: ignore[arg-type]
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
-            raise ModelUnavailableError(f"{path}: cannot load SAM weights ({_first_line(exc)})") from None
-    try:
-        cached = SamModel.from_pretrained(model, local_files_only=True, use_safetensors=True)
-        return cached.eval(), ModelSource(model, "hub cache")
-    except (OSError, ValueError):
-        pass
+        return _load_folder(path, path, ModelSource(str(path), origin))
+    snapshot = _hub_snapshot(model, local_only=True)
+    if snapshot is not None and weights_present(snapshot):
+        return _load_folder(snapshot, snapshot.parent.parent, ModelSource(model, "hub cache"))
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
     hint = (
         f"SAM weights {model!r} are not in the Hugging Face cache and cannot be downloaded"
@@ -109,9 +99,43 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     if offline:
         raise ModelUnavailableError(hint)
     try:
-        return SamModel.from_pretrained(model, use_safetensors=True).eval(), ModelSource(model, "hub download")
+        snapshot = _hub_snapshot(model, local_only=False)
     except Exception as exc:  # noqa: BLE001 - hub/network errors come in many types
         raise ModelUnavailableError(f"{hint} ({_first_line(exc)})") from None
+    assert snapshot is not None
+    return _load_folder(snapshot, snapshot.parent.parent, ModelSource(model, "hub download"))
+
+
+def _load_folder(folder: Path, root: Path, source: ModelSource) -> tuple[torch.nn.Module, ModelSource]:
+    """``SamModel.from_pretrained(folder)`` once :func:`~samgeo_pipeline.weights.weight_files` has
+    checked every file it will read (``root``: where they must resolve, see there)."""
+    from safetensors import SafetensorError
+    from transformers import SamModel
+
+    weight_files(folder, root)
+    try:
+        loaded = SamModel.from_pretrained(folder.resolve(), use_safetensors=True)
+        return loaded.eval(), source  # type: ignore[arg-type]
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
+        raise ModelUnavailableError(f"{folder}: cannot load SAM weights ({_first_line(exc)})") from None
+
+
+def _hub_snapshot(repo_id: str, local_only: bool) -> Path | None:
+    """The Hugging Face cache snapshot folder of ``repo_id`` (downloading its ``.json`` and
+    ``.safetensors`` files unless ``local_only``), or None when ``local_only`` and not cached.
+
+    Raises:
+        Exception: hub and network errors of the download (``local_only=False``).
+    """
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors"]
+    if not local_only:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), not a repo id
+        return None
 
 
 def read_checkpoint_preprocessing(model: str) -> dict | None:

@@ -20,10 +20,17 @@ Refused:
 
 No request has a body: one of up to :data:`MAX_DISCARDED_BODY` bytes is read and dropped, so the
 next request on a keep-alive connection starts in step; a larger, chunked, ambiguous or
-``Expect``-ing one is not read and the connection closes after the answer. A connection silent for
-:data:`IDLE_TIMEOUT_S` seconds (no request, or a stalled read or write) is closed, and at most
-:data:`MAX_CONNECTIONS` are served at once (one thread each); more are answered ``503`` and closed.
-``--idle-timeout`` and ``--max-connections`` (or ``make_server``'s keywords) change both.
+``Expect``-ing one is not read and the connection closes after the answer.
+
+Slow and idle clients cannot hold the server (see :mod:`samgeo_pipeline.serve_limits`): a request
+head (request line and headers, and a body to drop) must be complete within :data:`HEADER_TIMEOUT_S` seconds of the
+connection's start or of the previous answer, however steadily it trickles in, else the connection
+is closed; a read or write stalled for :data:`IDLE_TIMEOUT_S` seconds closes it too. A connection
+waiting for a head holds no answering slot: at most :data:`MAX_CONNECTIONS` requests are answered
+at once (more get ``503`` and the connection closes), while up to :data:`OPEN_PER_SLOT` times as
+many connections may be open, at most :data:`MAX_PER_CLIENT` from one client address; a connection
+beyond either is answered ``503`` and closed at once. ``--header-timeout``, ``--idle-timeout``,
+``--max-connections`` and ``--max-per-client`` (or ``make_server``'s keywords) change them.
 """
 
 from __future__ import annotations
@@ -31,7 +38,9 @@ from __future__ import annotations
 import argparse
 import email.utils
 import html
+import io
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -44,6 +53,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.serve_limits import ConnectionBudget, HeadDeadlineReader
 
 CONTENT_TYPES = {
     ".tif": "image/tiff",
@@ -64,8 +74,14 @@ CONTENT_TYPES = {
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 #: Seconds a connection may stay silent (no request, or a stalled read or write) before it is closed.
 IDLE_TIMEOUT_S = 30.0
-#: Connections served at once, one thread each; more are answered 503 and closed.
+#: Seconds within which a request head must be complete, from the connection's start or the previous answer.
+HEADER_TIMEOUT_S = 10.0
+#: Requests answered at once; a complete request head beyond them is answered 503 and its connection closed.
 MAX_CONNECTIONS = 32
+#: Open connections (one thread each) allowed per answering slot, idle or waiting for a head included.
+OPEN_PER_SLOT = 4
+#: Open connections from one client address; more are answered 503 and closed at once.
+MAX_PER_CLIENT = 8
 #: Largest request body read and dropped to keep a keep-alive connection in step; larger ones close it.
 MAX_DISCARDED_BODY = 64 * 1024
 # Bytes per write: a write must finish within the idle timeout, so a 64 KiB chunk in 30 s lets
@@ -202,34 +218,66 @@ class OutputRootHandler(BaseHTTPRequestHandler):
 
     root: Path = Path(".").resolve()
     #: Socket timeout of each connection (``StreamRequestHandler.setup`` applies it); see IDLE_TIMEOUT_S.
-    timeout: float | None = IDLE_TIMEOUT_S
+    timeout: float = IDLE_TIMEOUT_S
+    #: See HEADER_TIMEOUT_S.
+    header_timeout: float = HEADER_TIMEOUT_S
     server_version = "samgeo-pipeline-serve"
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        """Buffered reads through a :class:`HeadDeadlineReader`, so a request head has a deadline."""
+        super().setup()
+        self.rfile.close()  # the socket's own reader: closed, or the socket's close would wait for it
+        self._clock = HeadDeadlineReader(self.connection, self.timeout)
+        self.rfile = io.BufferedReader(self._clock)
+        self._answering = False
+
     def handle_one_request(self) -> None:
-        """One request; a client that hangs up mid-answer ends its connection without a traceback."""
+        """One request, its head due within the header timeout; a client that hangs up ends quietly."""
+        self._clock.start_deadline(self.header_timeout)
         try:
             super().handle_one_request()
         except ConnectionError:  # reset or broken pipe: nobody is left to answer
             self.close_connection = True
+        finally:
+            if self._answering:
+                self._answering = False
+                self.server.answering.release()
+
+    def parse_request(self) -> bool:
+        """Parse the head, then take an answering slot; none free: ``503`` and the connection closes."""
+        if not super().parse_request():
+            return False
+        if not self.server.answering.acquire(blocking=False):
+            self.close_connection = True
+            self._send_error(HTTPStatus.SERVICE_UNAVAILABLE, "server busy", {"Retry-After": "1"},
+                             body=self.command != "HEAD")
+            return False
+        self._answering = True
+        return True
 
     def handle_expect_100(self) -> bool:
         """Never invite a body with ``100 Continue``: no request here uses one (see _discard_body)."""
         return True
 
     def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
-        self._discard_body()
+        self._finish_reading()
         self._respond(body=False)
 
     def do_GET(self) -> None:  # noqa: N802
-        self._discard_body()
+        self._finish_reading()
         self._respond(body=True)
 
     def _refuse_method(self) -> None:
-        self._discard_body()
+        self._finish_reading()
         self._send_error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only server: GET and HEAD only", {"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_method  # noqa: N815
+
+    def _finish_reading(self) -> None:
+        """Drop the body within the head's deadline (a slow body holds a slot no longer), then lift it."""
+        self._discard_body()
+        self._clock.clear_deadline()
 
     def _discard_body(self) -> None:
         """Read and drop a request body, so that it is not taken for the connection's next request.
@@ -356,33 +404,36 @@ def _copy_bytes(src, dst, length: int) -> None:
 
 
 class _Server(ThreadingHTTPServer):
-    """One daemon thread per connection, at most ``max_connections`` at once."""
+    """One daemon thread per open connection (see :class:`ConnectionBudget`), ``answering`` slots."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: type[OutputRootHandler], max_connections: int) -> None:
-        self._slots = threading.BoundedSemaphore(max_connections)
+    def __init__(self, address: tuple[str, int], handler: type[OutputRootHandler], max_connections: int,
+                 max_per_client: int) -> None:
+        #: Requests answered at once; a handler takes one when a request head is complete.
+        self.answering = threading.BoundedSemaphore(max_connections)
+        self._open = ConnectionBudget(OPEN_PER_SLOT * max_connections, max_per_client)
         super().__init__(address, handler)
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
-        """Serve the connection on a thread of its own if a slot is free; else answer 503 and close it."""
-        if not self._slots.acquire(blocking=False):
+        """Serve the connection on a thread of its own if the budget allows; else answer 503 and close it."""
+        if not self._open.take(client_address[0]):
             _answer_busy(request)
             self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
-        except RuntimeError:  # the thread could not start: give its slot back
-            self._slots.release()
+        except RuntimeError:  # the thread could not start: give its place back
+            self._open.give_back(client_address[0])
             raise
 
     def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
-        """The connection's thread; frees the slot when the connection ends."""
+        """The connection's thread; gives its place in the budget back when the connection ends."""
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._open.give_back(client_address[0])
 
 
 def _answer_busy(request: socket.socket) -> None:
@@ -405,27 +456,44 @@ def make_server(
     *,
     idle_timeout: float | None = None,
     max_connections: int | None = None,
+    header_timeout: float | None = None,
+    max_per_client: int | None = None,
 ) -> ThreadingHTTPServer:
     """A threaded read-only server for ``root``, bound but not yet serving (port 0: any free port).
 
+    Defaults (``None``) are the module's constants, read at call time.
+
     Args:
-        idle_timeout: seconds a connection may stay silent before it is closed (default
-            :data:`IDLE_TIMEOUT_S`, read at call time).
-        max_connections: connections served at once (default :data:`MAX_CONNECTIONS`).
+        idle_timeout: seconds a read or write may stall before the connection is closed
+            (:data:`IDLE_TIMEOUT_S`).
+        max_connections: requests answered at once (:data:`MAX_CONNECTIONS`).
+        header_timeout: seconds within which a request head must be complete (:data:`HEADER_TIMEOUT_S`).
+        max_per_client: open connections from one client address (:data:`MAX_PER_CLIENT`).
 
     Raises:
-        InputError: ``root`` is not a folder, or a limit is not positive.
+        InputError: ``root`` is not a folder, or a limit is not positive (or not finite).
     """
     idle_timeout = IDLE_TIMEOUT_S if idle_timeout is None else idle_timeout
+    header_timeout = HEADER_TIMEOUT_S if header_timeout is None else header_timeout
     max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
-    if not idle_timeout > 0 or max_connections < 1:
-        raise InputError(f"idle timeout ({idle_timeout}) and connection limit ({max_connections}) must be positive")
+    max_per_client = MAX_PER_CLIENT if max_per_client is None else max_per_client
+    _check_limits(idle_timeout=idle_timeout, header_timeout=header_timeout,
+                  max_connections=max_connections, max_per_client=max_per_client)
     root_path = Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise InputError(f"{root}: no such directory (give the --out folder of the segment runs)")
-    handler = type("BoundOutputRootHandler", (OutputRootHandler,), {"root": root_path, "timeout": idle_timeout})
+    handler = type("BoundOutputRootHandler", (OutputRootHandler,),
+                   {"root": root_path, "timeout": idle_timeout, "header_timeout": header_timeout})
     server_class = _Server6 if ":" in host else _Server
-    return server_class((host, port), handler, max_connections)
+    return server_class((host, port), handler, max_connections, max_per_client)
+
+
+def _check_limits(**limits: float) -> None:
+    """Raise :class:`InputError` naming the first limit that is not a positive, finite number."""
+    for name, value in limits.items():
+        if not 0 < value < math.inf:
+            option = "--" + name.replace("_", "-")
+            raise InputError(f"{option} must be a positive number, not {value} (leave it out for the default)")
 
 
 def is_loopback(host: str) -> bool:
@@ -445,9 +513,14 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
-                        help=f"close a connection silent this long (default: {IDLE_TIMEOUT_S:g})")
+                        help=f"close a connection whose read or write stalls this long (default: {IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--header-timeout", type=float, metavar="SECONDS",
+                        help=f"close a connection whose request head takes longer (default: {HEADER_TIMEOUT_S:g})")
     parser.add_argument("--max-connections", type=int, metavar="N",
-                        help=f"connections served at once; more get 503 (default: {MAX_CONNECTIONS})")
+                        help=f"requests answered at once; more get 503 (default: {MAX_CONNECTIONS}); "
+                             f"{OPEN_PER_SLOT}x as many connections may be open")
+    parser.add_argument("--max-per-client", type=int, metavar="N",
+                        help=f"open connections from one address; more get 503 (default: {MAX_PER_CLIENT})")
     parser.set_defaults(handler=run_serve)
     return parser
 
@@ -455,7 +528,8 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 def run_serve(args: argparse.Namespace) -> int:
     """The ``serve`` command: serve until interrupted."""
     server = make_server(args.output_root, args.host, args.port,
-                         idle_timeout=args.idle_timeout, max_connections=args.max_connections)
+                         idle_timeout=args.idle_timeout, max_connections=args.max_connections,
+                         header_timeout=args.header_timeout, max_per_client=args.max_per_client)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
     if not is_loopback(args.host):
@@ -475,4 +549,5 @@ def run_serve(args: argparse.Namespace) -> int:
 __all__ = [
     "make_server", "resolve_request_path", "resolve_below", "visible_entries", "parse_range",
     "add_serve_parser", "run_serve", "CONTENT_TYPES", "IDLE_TIMEOUT_S", "MAX_CONNECTIONS", "MAX_DISCARDED_BODY",
+    "HEADER_TIMEOUT_S", "MAX_PER_CLIENT", "OPEN_PER_SLOT",
 ]

@@ -6,10 +6,11 @@ Frames:
   here is in source pixels; with ``gsd`` a read window's offsets and sizes may be fractional.
 - *working pixels*: what the coarse mask and SAM see. Without ``gsd`` they are the source pixels.
   With ``gsd`` the raster is resampled to ``round(height / scale) x round(width / scale)`` working
-  pixels that span it exactly (``scale`` = gsd / source resolution), so per axis one working pixel
-  is ``length / working`` source pixels and working pixel ``y`` covers source rows
-  ``[y * length / working, (y + 1) * length / working)``. A read of the whole raster at that
-  ``out_shape`` is the *full-grid read*; every tile read is a window of it, pixel for pixel.
+  pixels that span it exactly (``scale`` = gsd / the source pixel's side in metres, per axis:
+  :func:`working_size`), so per axis one working pixel is ``length / working`` source pixels and
+  working pixel ``y`` covers source rows ``[y * length / working, (y + 1) * length / working)``. A
+  read of the whole raster at that ``out_shape`` is the *full-grid read*; every tile read is a
+  window of it, pixel for pixel.
 - *tile pixels*: a tile is ``tile_size x tile_size`` working pixels whose top-left is working pixel
   :attr:`Tile.start`. Where the raster is shorter than a tile the tile starts at 0 and the rest of
   the array (bottom or right) is padding: invalid zeros.
@@ -34,7 +35,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.raster import RasterInfo, read_bands, source_resolution
+from samgeo_pipeline.raster import RasterInfo, pixel_size_m, read_bands
 
 #: Side of SAM's encoder input in pixels: every tile is resized to it.
 SAM_INPUT_SIDE = 1024
@@ -167,15 +168,27 @@ class TileGrid:
                 yield Tile(row, col, self)
 
 
+def working_size(info: RasterInfo, gsd: float | None) -> tuple[float, float]:
+    """``(rows, cols)``: the raster's extent in working pixels of ``gsd`` metres (not yet rounded,
+    so a limit can be checked before a grid is made; may be huge or below 1), or its size without ``gsd``.
+
+    The one place ``--gsd`` meets the raster's pixel size (:func:`~samgeo_pipeline.raster.pixel_size_m`:
+    metres on any CRS, degrees converted at the centre latitude on a geographic one).
+    """
+    if gsd is None:
+        return float(info.height), float(info.width)
+    height_m, width_m = pixel_size_m(info)
+    return info.height * height_m / gsd, info.width * width_m / gsd
+
+
 def make_grid(info: RasterInfo, config: SegmentConfig) -> TileGrid:
     """The grid for ``info`` under ``config`` (``gsd`` sets the working pixels, see the module doc)."""
-    scale = 1.0 if config.gsd is None else config.gsd / source_resolution(info)
+    rows, cols = working_size(info, config.gsd)
 
-    def axis(length: int) -> Axis:
-        working = length if scale == 1.0 else max(1, round(length / scale))
-        return _axis(length, working, config.tile_size, config.halo)
+    def axis(length: int, working: float) -> Axis:
+        return _axis(length, length if config.gsd is None else max(1, round(working)), config.tile_size, config.halo)
 
-    return TileGrid(config.tile_size, config.halo, axis(info.height), axis(info.width))
+    return TileGrid(config.tile_size, config.halo, axis(info.height, rows), axis(info.width, cols))
 
 
 @dataclass(frozen=True)
@@ -297,4 +310,6 @@ def _linear(array: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
     return a + (b - a) * frac
 
 
-__all__ = ["SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "make_grid", "inside_part", "read_tile", "core_of"]
+__all__ = [
+    "SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "working_size", "make_grid", "inside_part", "read_tile", "core_of",
+]  # fmt: skip

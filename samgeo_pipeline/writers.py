@@ -17,7 +17,7 @@ import rasterio.shutil
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from samgeo_pipeline.atomic import atomic_path
+from samgeo_pipeline.atomic import atomic_path, no_space_error
 from samgeo_pipeline.errors import OutputWriteError, ignore_rasterio_georeference_warnings
 from samgeo_pipeline.raster import RasterInfo
 
@@ -67,9 +67,24 @@ class WindowedRasterWriter:
         self._ds.write(array, 1, window=window)
 
     def close(self) -> Path:
-        """Close the work file (idempotent); returns its path: every window written is then readable there."""
+        """Close the work file (idempotent); returns its path: every window written is then readable there.
+
+        Raises:
+            OutputWriteError: the work file is shorter than its blocks: a write failed (GDAL writes
+                cached blocks from whichever thread evicts them, and a failed flush is printed,
+                never raised); a full disk is named as such (:func:`~samgeo_pipeline.atomic.no_space_error`).
+        """
         if not self._ds.closed:
+            blocks = self._ds.block_shapes[0]
+            rows, cols = -(-self._ds.height // blocks[0]), -(-self._ds.width // blocks[1])
+            need = rows * cols * blocks[0] * blocks[1] * np.dtype(self._ds.dtypes[0]).itemsize
             self._ds.close()
+            size = self.work.stat().st_size
+            if size < need:
+                raise no_space_error(self.final) or OutputWriteError(
+                    f"{self.final}: the work file holds {size} of its {need} bytes of blocks (a write failed); "
+                    "check the disk there"
+                )
         return self.work
 
     def make_cog(self, overview_resampling: str) -> Path:
@@ -91,5 +106,6 @@ class WindowedRasterWriter:
 
     def remove_work(self) -> None:
         """Close and delete the work file (after an error, or once it is no longer read)."""
-        self.close()
+        if not self._ds.closed:
+            self._ds.close()
         self.work.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import rasterio
 from PIL import Image
 
 from samgeo_pipeline.cli import build_parser, config_from_args, main, output_dirs
+from samgeo_pipeline.folders import LOCK_NAME
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from tests.scenes import disc, iou, multiband_scene, read_mask, write_raster
 
@@ -47,7 +48,7 @@ class TestSegment:
     def test_one_input(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out") == 0
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json", LOCK_NAME}
         assert manifest(out)["model"]["id"] == "none"
         err = capsys.readouterr().err
         assert "model: none (coarse water mask only" in err
@@ -148,7 +149,7 @@ class TestSegment:
 
     def test_bad_option_value(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out", "--tile-size", "10") == 1
-        assert "error: tile_size=10: must be at least 32 pixels" in capsys.readouterr().err
+        assert "error: tile_size=10: must be >= 32 and <= 8192" in capsys.readouterr().err
         assert not (tmp_path / "out").exists()
 
     def test_missing_input(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -247,9 +248,11 @@ class TestBands:
         assert segment(path, "--out", tmp_path / "out", "--bands", spec) == 0
         m = manifest(tmp_path / "out" / "ms")
         assert m["input"]["band_map"] == bands
-        # uint16 Sentinel-2 is reflectance x 10000 (its quantification value): DSWE; Landsat 8 DN
-        # without an MTL beside it is not known as reflectance: MNDWI.
-        assert m["radiometry"]["index"] == ("dswe" if preset == "sentinel2" else "mndwi")
+        # uint16 Sentinel-2 is reflectance x 10000 (its quantification value): full DSWE; Landsat 8
+        # DN without an MTL beside it is not known as reflectance: DSWE's scale-free tests only.
+        assert m["radiometry"]["index"] == "dswe"
+        known = m["radiometry"]["coarse"]["reflectance_source"]
+        assert known == ("Sentinel-2 quantification value 10000" if preset == "sentinel2" else None)
         assert m["radiometry"]["composite"] == ["red", "green", "blue"]
         assert iou(read_mask(tmp_path / "out" / "ms") == 1, lake) > 0.98
 
@@ -324,3 +327,101 @@ def test_file_names_are_printed_verbatim(scene: Path, tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert f"error: {bad}: not a readable raster" in err.splitlines()[1]
     assert "[old" in err.split("samgeo-pipeline segment", 1)[1]  # in the (wrapped) summary table too
+
+
+REASON = "water and land overlap (separability 0.12)"
+
+
+def abstain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every image's coarse rule abstains with :data:`REASON` (the rule as fitted, ``uncertain`` set)."""
+    from dataclasses import replace
+
+    import samgeo_pipeline.radiometry as radiometry
+
+    fitted = radiometry.fit_rule
+    monkeypatch.setattr(radiometry, "fit_rule", lambda *a, **k: replace(fitted(*a, **k), uncertain=REASON))
+
+
+@pytest.fixture
+def abstaining(monkeypatch: pytest.MonkeyPatch) -> None:
+    abstain(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.tiny_sam import save_tiny_sam
+
+    return save_tiny_sam(tmp_path_factory.mktemp("model") / "tiny")
+
+
+class TestUncertain:
+    """An image whose coarse rule cannot tell water from land: status ``uncertain``, exit code 3."""
+
+    def sam_segment(self, model: Path, *args: object) -> int:
+        return main(["segment", *map(str, args), "--model", str(model), "--device", "cpu", "--tile-size", "256",
+                     "--halo", "32", "--no-progress"])  # fmt: skip
+
+    def test_sam_is_not_prompted_and_no_mask_is_written(
+        self, scene: Path, tiny_model: Path, tmp_path: Path, abstaining: None, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:  # fmt: skip
+        import samgeo_pipeline.pipeline as pipeline
+        from samgeo_pipeline.quicklook import OUTLINE_RGB
+
+        batches = []
+        monkeypatch.setattr(pipeline, "run_sam_batch", lambda *a, **k: batches.append(a))
+        assert self.sam_segment(tiny_model, scene, "--out", tmp_path / "out") == 3
+        out = tmp_path / "out" / "scene"
+        assert batches == []
+        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json"}
+        m = manifest(out)
+        assert (m["status"], m["uncertain"]["reason"], m["outputs"]) == ("uncertain", REASON, ["quicklook.png"])
+        assert "--bands" in m["uncertain"]["what_to_do"] and "--on-uncertain write" in m["uncertain"]["what_to_do"]
+        assert m["tiles"]["sam"] == 0 and m["tiles"]["skipped"] == m["tiles"]["total"] > 0
+        quicklook = np.asarray(Image.open(out / "quicklook.png"))
+        assert (quicklook == OUTLINE_RGB).all(axis=-1).any()  # the rule's candidate water, outlined
+        err = capsys.readouterr().err
+        assert f"uncertain: {scene}: the coarse rule cannot tell water from land: {REASON}; map NIR/SWIR" in err
+        table = err.split("samgeo-pipeline segment", 1)[1]
+        row = next(line for line in table.splitlines() if "scene.tif" in line)
+        assert "uncertain" in row and "0/0/" in row and "(separability 0.12)" in table  # the reason wraps below
+
+    def test_a_failure_still_exits_1(self, scene: Path, tmp_path: Path, abstaining: None) -> None:
+        bad = tmp_path / "broken.tif"
+        bad.write_text("not a raster")
+        assert segment(bad, scene, "--out", tmp_path / "out") == 1
+        assert manifest(tmp_path / "out" / "scene")["status"] == "uncertain"
+
+    def test_rerun_reuses_the_uncertain_outputs(
+        self, scene: Path, tmp_path: Path, abstaining: None, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert segment(scene, "--out", tmp_path / "out") == 3
+        capsys.readouterr()
+        assert segment(scene, "--out", tmp_path / "out") == 3
+        err = capsys.readouterr().err
+        assert "outputs exist with the same parameters, skipped" in err and f"uncertain: {scene}" in err
+        assert "skipped, uncertain" in err  # the summary row
+
+    def test_an_earlier_runs_mask_is_removed(self, scene: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+        out = tmp_path / "out" / "scene"
+        assert segment(scene, "--out", tmp_path / "out", "--probability") == 0
+        assert (out / "mask.tif").is_file() and (out / "probability.tif").is_file()
+        abstain(monkeypatch)
+        assert segment(scene, "--out", tmp_path / "out", "--overwrite", "--probability") == 3
+        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json"}
+
+    def test_on_uncertain_write_runs_the_image_as_usual(self, scene: Path, tmp_path: Path, abstaining: None) -> None:
+        assert segment(scene, "--out", tmp_path / "out", "--on-uncertain", "write") == 3
+        out = tmp_path / "out" / "scene"
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
+        m = manifest(out)
+        assert (m["status"], m["uncertain"]["reason"]) == ("uncertain", REASON)
+        assert m["parameters"]["on_uncertain"] == "write"
+        water = demo_water(200, 300) & ~demo_nodata(200, 300)
+        assert iou(read_mask(out) == 1, water) > 0.99
+
+    def test_on_uncertain_takes_skip_or_write(self, scene: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+        assert segment(scene, "--out", tmp_path / "out", "--on-uncertain", "guess") == 1
+        assert "on_uncertain='guess': choose one of skip, write" in capsys.readouterr().err

@@ -60,7 +60,7 @@ LAKE = (slice(20, 70), slice(20, 70))
 class TestResolveMethod:
     @pytest.mark.parametrize(
         ("names", "expected"),
-        [(MS, "mndwi"), (("green", "swir"), "mndwi"), (RGBN, "ndwi"), (("green", "nir"), "ndwi"), (RGB, "rgb")],
+        [(MS, "dswe"), (("green", "swir"), "mndwi"), (("green", "swir", "nir"), "mndwi"), (RGBN, "ndwi"), (("green", "nir"), "ndwi"), (RGB, "rgb")],
     )
     def test_auto(self, names: tuple[str, ...], expected: str) -> None:
         assert resolve_method("auto", names) == expected
@@ -116,13 +116,13 @@ class TestSpectral:
 
     def test_fixed_threshold(self) -> None:
         data = scene({"turbid": LAKE})  # MNDWI ~ 0.77 once the dark floor (~ 255) is subtracted
-        assert coarse(data)[LAKE].all()
-        assert not coarse(data, threshold=0.9)[LAKE].any()
+        assert coarse(data, requested="mndwi")[LAKE].all()
+        assert not coarse(data, requested="mndwi", threshold=0.9)[LAKE].any()
 
     def test_fixed_threshold_is_used(self) -> None:
         data = scene({"water": LAKE})
         valid = np.ones((120, 120), bool)
-        rule = fit_rule(data, valid, MS, threshold=0.95)  # water: ~0.87 after the dark floor
+        rule = fit_rule(data, valid, MS, "mndwi", threshold=0.95)  # water: ~0.87 after the dark floor
         assert rule.threshold == 0.95 and apply_rule(data, valid, rule, 1).water[LAKE].mean() < 0.2
 
     def test_invalid_pixels_are_never_water(self) -> None:
@@ -424,7 +424,7 @@ class TestRuleDetails:
         NIR split."""
         data = scene({"water": LAKE, "cloud": (slice(80, 115), slice(10, 110))})
         valid = np.ones((120, 120), bool)
-        rule = fit_rule(data, valid, MS)
+        rule = fit_rule(data, valid, MS, "mndwi")
         green, nir, swir = (data[MS.index(n)] - np.float32(rule.offset) for n in ("green", "nir", "swir"))
         land = normalized_difference(green, swir) < rule.threshold - 0.1
         assert rule.swir_max == pytest.approx(float(np.median(swir[land])), rel=1e-6)
@@ -459,7 +459,7 @@ class TestSpectralPools:
         data = scene({"water": LAKE})
         data[:, 80:110, 20:100] = np.array(SPECTRA_NIR_BRIGHT, np.float32)[:, None, None]
         valid = np.ones((120, 120), bool)
-        rule = fit_rule(data, valid, MS)
+        rule = fit_rule(data, valid, MS, "mndwi")
         assert rule.method == "mndwi" and rule.separability > 0.95
         mask = apply_rule(data, valid, rule, 1)
         assert mask.water[80:110, 20:100].all() and mask.water.sum() == 2500 + 2400
@@ -473,7 +473,7 @@ class TestSpectralPools:
         data[:, 80:115, 60:110] = np.array([900, 1000, 1100, 2000, 1300], np.float32)[:, None, None]
         valid = np.ones((120, 120), bool)
         valid[:, 115:] = False
-        rule = fit_rule(data, valid, MS)
+        rule = fit_rule(data, valid, MS, "mndwi")
         mask = apply_rule(data, valid, rule, 1)
         for surface in (mask.water, mask.sure_water, mask.sure_land):
             assert not surface[80:115, 10:110].any() and not surface[:, 115:].any()

@@ -34,20 +34,20 @@ class TestValidation:
     @pytest.mark.parametrize(
         ("options", "match"),
         [
-            ({"tile_size": 16}, r"tile_size=16: must be at least 32"),
+            ({"tile_size": 16}, r"tile_size=16: must be >= 32 and <= 8192"),
             ({"tile_size": 256, "halo": 128}, r"halo=128: must be >= 0 and below half the tile_size \(256\)"),
             ({"halo": -1}, r"halo=-1"),
-            ({"gsd": 0.0}, r"gsd=0.0: must be a positive"),
+            ({"gsd": 0.0}, r"gsd=0.0: must be > 0 \(metres per working pixel\)"),
             ({"gsd": -2.0}, r"gsd=-2.0"),
             ({"points": 0}, r"prompt=points needs points >= 1"),
-            ({"negatives": -1}, r"points and negatives must be >= 0"),
-            ({"max_components": 0}, r"max_components >= 1"),
+            ({"negatives": -1}, r"negatives=-1: must be >= 0"),
+            ({"max_components": 0}, r"max_components=0: must be >= 1"),
             ({"index": "ndvi"}, r"index='ndvi': choose one of auto, dswe, fmask, ndwi, mndwi, rgb"),
             ({"prompt": "mask"}, r"prompt='mask': choose one of points, box"),
             ({"point_merge": "max"}, r"point_merge='max': choose one of joint, mean, best"),
             ({"precision": "fp8"}, r"precision='fp8'"),
-            ({"batch_size": 0}, r"batch_size and prefetch must be >= 1"),
-            ({"prefetch": 0}, r"batch_size and prefetch must be >= 1"),
+            ({"batch_size": 0}, r"batch_size=0: must be >= 1"),
+            ({"prefetch": 0}, r"prefetch=0: must be >= 1"),
         ],
     )
     def test_bad_values(self, options: dict, match: str) -> None:
@@ -59,6 +59,45 @@ class TestValidation:
             SegmentConfig(tile_size=1)
         with pytest.raises(ValueError):
             SegmentConfig(tile_size=1)
+
+    @pytest.mark.parametrize(
+        ("values", "match"),
+        [
+            ({"gsd": "nan"}, r"^gsd=nan: must be a finite number > 0 \(metres per working pixel\)$"),
+            ({"gsd": "inf"}, r"^gsd=inf: must be a finite number > 0"),
+            ({"gsd": "-inf"}, r"^gsd=-inf: must be a finite number > 0"),
+            ({"stats_size": "0"}, r"^stats_size=0: must be >= 64"),
+            ({"threshold": "nan"}, r"^threshold=nan: must be a finite number >= -1 and <= 1"),
+            ({"threshold": "1.5"}, r"^threshold=1.5: must be >= -1 and <= 1"),
+            ({"max_pixels": "inf"}, r"^max_pixels=inf: must be a finite number > 0"),
+            ({"simplify": "nan"}, r"^simplify=nan: must be a finite number >= 0"),
+            ({"simplify": "-1"}, r"^simplify=-1.0: must be >= 0"),
+            ({"seed": "-1"}, r"^seed=-1: must be >= 0"),
+            ({"erosion": "-2"}, r"^erosion=-2: must be >= 0"),
+            ({"read_workers": "-1"}, r"^read_workers=-1: must be >= 0"),
+            ({"max_tiles": "0"}, r"^max_tiles=0: must be >= 1"),
+            ({"tile_size": "nan"}, r"^option tile_size='nan': invalid literal"),
+            ({"tile_size": float("inf")}, r"^option tile_size=inf: must be a whole number"),  # YAML .inf
+            ({"halo": 1.5}, r"^option halo=1.5: must be a whole number"),  # YAML 1.5 was cut to 1
+        ],
+    )
+    def test_nan_inf_zero_and_out_of_range(self, values: dict, match: str) -> None:
+        """Issue 21: --gsd nan raised a raw ValueError; inf, --stats-size 0 and --threshold nan were
+        accepted and gave 0 % water. Every numeric option is checked against its declared range."""
+        with pytest.raises(ConfigError, match=match):
+            SegmentConfig().merged(values)
+
+    def test_every_numeric_option_has_a_range(self) -> None:
+        """Issue 21: one mechanism for every numeric option; a new one without a declared range fails here."""
+        from samgeo_pipeline.config import IMAGE_RANGES, SEGMENT_RANGES
+        from samgeo_pipeline.finetune.config import FINETUNE_RANGES, FinetuneConfig
+
+        any_value = {"nodata", "label_ignore"}  # a nodata value may be NaN; a label value any int
+        numbers = {"int", "float", "int | None", "float | None"}
+        for cls, ranges in ((SegmentConfig, IMAGE_RANGES | SEGMENT_RANGES),
+                            (FinetuneConfig, IMAGE_RANGES | FINETUNE_RANGES)):  # fmt: skip
+            numeric = {f.name for f in dataclasses.fields(cls) if f.type in numbers}
+            assert len(numeric) > 20 and numeric - any_value == set(ranges), cls
 
     def test_box_prompt_allows_zero_points(self) -> None:
         assert SegmentConfig(prompt="box", points=0).points == 0
@@ -72,7 +111,7 @@ class TestValidation:
 
     def test_size_limits(self) -> None:
         """Issue 11: --tile-size 100000 ended in a 112 GiB allocation; the limits are options."""
-        with pytest.raises(ConfigError, match=r"tile_size=100000: must be at most 8192"):
+        with pytest.raises(ConfigError, match=r"tile_size=100000: must be >= 32 and <= 8192"):
             SegmentConfig().merged({"tile_size": "100000"})
         assert SegmentConfig(tile_size=8192).tile_size == 8192
         assert SegmentConfig().max_pixels >= 50_000 * 50_000

@@ -29,6 +29,18 @@ class TestFinetuneConfig:
             ({"prompt": "mask"}, "prompt"),
             ({"halo": 600}, "halo"),
             ({"unknown": 1}, "unknown finetune option"),
+            # issue 21: nan, inf, zero and out-of-range values of the numeric options
+            ({"lr": "nan"}, r"^lr=nan: must be a finite number > 0$"),
+            ({"lr": "0"}, r"^lr=0.0: must be > 0$"),
+            ({"val_fraction": "nan"}, r"^val_fraction=nan: must be a finite number >= 0 and < 1"),
+            ({"weight_decay": "inf"}, r"^weight_decay=inf: must be a finite number >= 0"),
+            ({"focal_alpha": "2"}, r"^focal_alpha=2.0: must be <= 1"),
+            ({"focal_gamma": "-1"}, r"^focal_gamma=-1.0: must be >= 0"),
+            ({"epochs": "0"}, r"^epochs=0: must be >= 1"),
+            ({"workers": "-1"}, r"^workers=-1: must be >= 0"),
+            ({"max_images": 2.5}, r"^option max_images=2.5: must be a whole number"),
+            ({"stats_size": "0"}, r"^stats_size=0: must be >= 64"),
+            ({"gsd": "inf"}, r"^gsd=inf: must be a finite number > 0"),
         ],
     )
     def test_invalid(self, values: dict, match: str) -> None:

@@ -20,6 +20,7 @@ from scipy import ndimage
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
+from samgeo_pipeline.folders import LOCK_NAME
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
 from samgeo_pipeline.raster import inspect_raster
 from samgeo_pipeline.tiling import make_grid
@@ -166,7 +167,7 @@ class TestProjected:
     def test_no_temporary_files(self, demo_utm_run: SegmentResult) -> None:
         assert not leftovers(demo_utm_run.out_dir)
         assert sorted(p.name for p in demo_utm_run.out_dir.iterdir()) == [
-            "manifest.json", "mask.tif", "probability.tif", "quicklook.png", "water.gpkg"
+            LOCK_NAME, "manifest.json", "mask.tif", "probability.tif", "quicklook.png", "water.gpkg"
         ]
 
 
@@ -274,6 +275,22 @@ class TestTiling:
         assert iou(mask == 255, nodata) > 0.9
         check_polygons_on_mask(tmp_path / "gsd")
 
+    def test_gsd_in_metres_on_a_geographic_crs(self, demo_geo: Path, tmp_path: Path, demo_truth: tuple) -> None:
+        """Issue 21: --gsd was CRS units (degrees here). 1e-4 degree pixels at the equator are about
+        11.06 x 11.13 m: --gsd 22 m is about 2 source pixels per working pixel, and a manifest of
+        the old meaning (no gsd_unit) is not reused."""
+        result = run(demo_geo, tmp_path / "geo", gsd=22.0, tile_size=256, halo=32, min_area=16)
+        assert result.manifest["grid"]["source_px_per_working_px"] == pytest.approx(22.0 / 11.1, rel=0.01)
+        assert result.manifest["grid"]["gsd_unit"] == "metre"
+        assert "converted at the raster's centre latitude 0.020" in result.manifest["grid"]["gsd_note"]
+        water, nodata = demo_truth
+        assert iou(read_mask(tmp_path / "geo") == 1, water & ~nodata) > 0.95
+        assert run(demo_geo, tmp_path / "geo", gsd=22.0, tile_size=256, halo=32, min_area=16).status == "skipped"
+        manifest = json.loads((tmp_path / "geo" / "manifest.json").read_text())
+        del manifest["grid"]["gsd_unit"]
+        (tmp_path / "geo" / "manifest.json").write_text(json.dumps(manifest))
+        assert run(demo_geo, tmp_path / "geo", gsd=22.0, tile_size=256, halo=32, min_area=16).status == "done"
+
 
 class TestSpecialInputs:
     @pytest.mark.filterwarnings("ignore:'crs' was not provided")  # pyogrio, on the CRS-less GeoPackage
@@ -340,7 +357,7 @@ class TestRerun:
         return path
 
     def mtimes(self, out: Path) -> dict[str, int]:
-        return {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != LOCK_NAME}
 
     def test_skip_with_same_parameters(self, scene: Path, tmp_path: Path) -> None:
         out = tmp_path / "out"
@@ -436,7 +453,7 @@ class TestRerun:
         monkeypatch.setattr(reader, "prepare_tile", failing)
         with pytest.raises(RuntimeError, match="reader died"):
             run(scene, tmp_path / "out")
-        assert list((tmp_path / "out").iterdir()) == []
+        assert [p.name for p in (tmp_path / "out").iterdir()] == [LOCK_NAME]  # no output, no work file
 
 
 class TestFinish:
@@ -492,7 +509,8 @@ class TestFinish:
         with pytest.raises(RuntimeError, match=f"{failing} failed"):
             run(scene, out)
         assert not leftovers(out) and not (out / "manifest.json").exists()
-        assert (out / "mask.tif").exists() == (failing == "polygons")  # the other one still ends
+        # the other one still ends, but (issue 21) no output stays without its manifest
+        assert list(out.iterdir()) == []
         monkeypatch.undo()
         assert run(scene, out).status == "done"
 

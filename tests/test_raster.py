@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning
 from samgeo_pipeline.raster import (
+    pixel_size_m,
     _first_line,
     as_float32,
     decimated_shape,
@@ -222,6 +223,25 @@ class TestReadBands:
         with rasterio.open(rgbn) as ds:
             data, valid = read_bands(ds, info, Window(0, 0, 48, 32), out_shape=(16, 24))
         assert data.shape == (4, 16, 24) and valid.shape == (16, 24)
+
+
+@pytest.mark.parametrize(
+    ("crs", "transform", "expected"),
+    [
+        ("EPSG:32633", Affine(3.0, 0, 500000, 0, -5.0, 5600000), (5.0, 3.0)),
+        ("EPSG:2263", Affine(10.0, 0, 1e6, 0, -10.0, 2e5), (3.048, 3.048)),  # US survey feet
+        ("EPSG:4326", Affine(1e-3, 0, 30.0, 0, -1e-3, 0.002), (110.57, 111.32)),  # at the equator
+        ("EPSG:4326", Affine(1e-3, 0, 30.0, 0, -1e-3, 60.002), (111.41, 55.80)),  # at 60 N, lon shrinks
+        (None, Affine(2.0, 0, 0, 0, -2.0, 0), (1.0, 1.0)),  # no CRS: --gsd in source pixels
+    ],
+)
+def test_pixel_size_in_metres(crs: str | None, transform: Affine, expected: tuple, tmp_path: Path) -> None:
+    """Issue 21: --gsd is metres on every CRS (it was CRS units: 30 meant 30 degrees on EPSG:4326)."""
+    path = write_raster(tmp_path / "r.tif", np.ones((4, 4, 4), np.uint8), crs=crs, transform=transform)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = inspect_raster(path)
+    assert pixel_size_m(info) == pytest.approx(expected, rel=1e-3)
 
 
 def test_source_resolution(tmp_path: Path) -> None:

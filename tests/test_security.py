@@ -28,6 +28,7 @@ from rasterio.transform import Affine
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
+from samgeo_pipeline.folders import LOCK_NAME
 from samgeo_pipeline.errors import (
     CheckpointError,
     ConfigError,
@@ -36,7 +37,7 @@ from samgeo_pipeline.errors import (
     SizeLimitError,
     UnsafePathError,
 )
-from samgeo_pipeline.paths import check_inside, output_dirs, safe_name
+from samgeo_pipeline.paths import cap_name, check_inside, output_dirs, printable, safe_name
 from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.raster import inspect_raster
 from tests.scenes import leftovers
@@ -226,6 +227,44 @@ class TestOutputPaths:
         with pytest.raises(UnsafePathError):
             check_inside(root, root)  # the root itself is no image's folder
 
+    def test_three_inputs_with_the_same_251_byte_stem(self, scene: Path, tmp_path: Path, capsys) -> None:
+        """Issue 21: the hashed folder name of same-named inputs passed 255 bytes (OSError Errno 36):
+        those inputs could never be processed. Names are capped in bytes, keeping them apart."""
+        stem = "é" * 120 + "w" * 11  # 251 bytes in UTF-8: a 255-byte file name with .tif
+        inputs = []
+        for folder in "abc":
+            (tmp_path / folder).mkdir()
+            inputs.append(tmp_path / folder / f"{stem}.tif")
+            shutil.copy(scene, inputs[-1])
+        out = tmp_path / "out"
+        assert segment(*inputs, "--out", out) == 0, capsys.readouterr().err
+        folders = sorted(out.iterdir())
+        assert len(folders) == 3 and all((d / "manifest.json").is_file() for d in folders)
+        assert all(len(os.fsencode(d.name)) <= 255 and d.name.startswith("é" * 100) for d in folders)
+
+    @pytest.mark.parametrize("max_bytes", [255, 246, 20])
+    def test_capped_names_fit_and_stay_apart(self, max_bytes: int) -> None:
+        names = ["é" * 200 + "a", "é" * 200 + "b", "x" * 300 + ".tif", "\udcff" * 300, "short"]
+        capped = [cap_name(n, max_bytes) for n in names]
+        assert all(len(os.fsencode(c)) <= max_bytes for c in capped)
+        assert len(set(capped)) == len(names) and capped[-1] == "short"
+        assert capped[2].endswith(".tif") and capped[0].startswith("é")  # whole characters, suffix kept
+        capped[0].encode("utf-8")  # valid UTF-8: no character cut in half
+
+    def test_escape_sequences_in_names_are_printed_escaped(self, scene: Path, tmp_path: Path, capsys) -> None:
+        """Issue 21: an ESC sequence in a file name was printed raw into the terminal summary table;
+        the log lines and error messages print it escaped too."""
+        (tmp_path / "in").mkdir()
+        good, bad = tmp_path / "in" / "a\x1b[2Jclear.tif", tmp_path / "in" / "b\x1b]0;title\x07\u202e.tif"
+        shutil.copy(scene, good)
+        bad.write_bytes(b"")  # an empty file: an error line naming it
+        assert segment(good, bad, "--out", tmp_path / "out") == 1
+        err = capsys.readouterr().err
+        assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+        assert "a\\x1b[2Jclear.tif" in err  # the summary table
+        assert "error: " in err and "b\\x1b]0;title\\x07\\u202e.tif: empty file" in err  # the error line
+        assert printable("ok\tname\x9b\udcff") == "ok\\x09name\\x9b\\udcff"
+
     def test_a_link_in_the_output_root_is_not_followed(self, scene: Path, tmp_path: Path, capsys) -> None:
         elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
         elsewhere.mkdir()
@@ -267,16 +306,37 @@ class TestSizeLimits:
         assert not (tmp_path / "out").exists()
 
     def test_huge_tile_size_is_refused(self, scene: Path, tmp_path: Path, capsys) -> None:
-        with pytest.raises(ConfigError, match=r"tile_size=100000: must be at most 8192"):
+        with pytest.raises(ConfigError, match=r"tile_size=100000: must be >= 32 and <= 8192"):
             SegmentConfig(tile_size=100000)
         assert segment(scene, "--out", tmp_path / "out", "--tile-size", "100000") == 1
-        assert "at most 8192" in capsys.readouterr().err and not (tmp_path / "out").exists()
+        assert "<= 8192" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
     def test_tiny_gsd_is_refused_before_planning_millions_of_tiles(self, scene: Path, tmp_path: Path) -> None:
         start = time.perf_counter()
         with pytest.raises(SizeLimitError, match=r"--gsd 1e-06 .* choose a coarser --gsd"):
             segment_raster(scene, tmp_path / "out", SegmentConfig(model="none", progress=False, gsd=1e-6))
         assert time.perf_counter() - start < 5 and not (tmp_path / "out").exists()
+
+    @pytest.mark.parametrize("gsd", ["1e6", "3000", "1e300"])
+    def test_coarse_gsd_is_refused_with_the_reason(self, gsd: str, scene: Path, tmp_path: Path, capsys) -> None:
+        """Issue 21: --gsd 1e6 (a 1 x 1 working grid) silently gave 0 % water; the scene is 100 x 120
+        pixels of 2 m, so at most 2 * 100 / 32 = 6.25 m leaves 32 working pixels on a side."""
+        assert segment(scene, "--out", tmp_path / "out", "--gsd", gsd) == 1
+        err = capsys.readouterr().err
+        assert f"--gsd {float(gsd):g} makes a working grid of " in err
+        assert "(the file's pixel is 2 m), too coarse to find water in; choose a --gsd of at most 6.25" in err
+        assert not (tmp_path / "out").exists()
+        assert segment(scene, "--out", tmp_path / "out", "--gsd", "6.25") == 0
+
+    @pytest.mark.parametrize(("flag", "value"), [("--gsd", "nan"), ("--gsd", "inf"), ("--stats-size", "0"),
+                                                 ("--threshold", "nan"), ("--simplify", "inf")])  # fmt: skip
+    def test_nan_inf_zero_options_are_one_line_errors(self, flag: str, value: str, scene: Path, tmp_path: Path,
+                                                      capsys) -> None:  # fmt: skip
+        """Issue 21: --gsd nan raised a raw ValueError, the others silently gave 0 % water."""
+        assert segment(scene, "--out", tmp_path / "out", flag, value) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {flag[2:].replace('-', '_')}={value}: must be ")
+        assert not (tmp_path / "out").exists()
 
     def test_too_many_tiles_and_the_option_that_raises_the_limit(self, scene: Path, tmp_path: Path, capsys) -> None:
         small = ["--tile-size", "32", "--halo", "0", "--min-area", "0"]
@@ -290,7 +350,7 @@ class TestSizeLimits:
         config = SegmentConfig(model="none", progress=False)
         assert segment_raster(scene, tmp_path / "done" / "scene", config).status == "done"
         usage = namedtuple("usage", "total used free")
-        monkeypatch.setattr(limits.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 100, 100))
         with pytest.raises(SizeLimitError, match=r"work files need about .* GB free"):
             segment_raster(scene, tmp_path / "out" / "scene", config)
         assert not (tmp_path / "out").exists()
@@ -300,7 +360,7 @@ class TestSizeLimits:
         import samgeo_pipeline.limits as limits
 
         usage = namedtuple("usage", "total used free")
-        monkeypatch.setattr(limits.shutil, "disk_usage", lambda path: usage(10**13, 0, 10**13))
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**13, 0, 10**13))
         info = dataclasses.replace(inspect_raster(scene), width=50_000, height=50_000)
         grid = limits.check_size(info, SegmentConfig())
         limits.check_free_disk(info, SegmentConfig(), tmp_path)
@@ -320,6 +380,97 @@ class TestSizeLimits:
         with pytest.raises(OutputWriteError, match=r"mask.tif: cannot create the work file"):
             writers.WindowedRasterWriter(info, tmp_path / "out" / "mask.tif", "uint8", 255)
         assert list((tmp_path / "out").iterdir()) == []  # not even a 0-byte hidden file
+
+
+# --------------------------------------------------------------------------- a full disk
+
+
+class TestFullDisk:
+    """Issue 21: a disk filling up after the estimate passed gave dozens of GDAL lines, then a misleading
+    reason (``RasterioIOError: Read failed``, ``Failed to commit transaction``), and a ``mask.tif`` could
+    remain without its manifest. Now: one line ``no space left on DEVICE while writing FILE``, exit 1,
+    and no output without its manifest. ENOSPC is simulated where each writer meets it."""
+
+    def check(self, scene: Path, out: Path, capsys, written: str) -> None:
+        assert segment(scene, "--out", out) == 1
+        errors = error_lines(capsys.readouterr().err)
+        assert len(errors) == 1 and errors[0].startswith("error: no space left on /"), errors
+        assert errors[0].endswith(f" while writing {out / 'scene' / written}; free some space or write to another --out")  # noqa: E501
+        assert list((out / "scene").iterdir()) == []  # neither outputs without a manifest nor temporary files
+
+    def test_enospc_while_writing_the_quicklook(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+        """The last file before the manifest: mask.tif and water.gpkg are in place by then."""
+        import errno
+
+        from PIL import Image
+
+        def full(*args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(Image.Image, "save", full)
+        self.check(scene, tmp_path / "out", capsys, "quicklook.png")
+
+    def test_a_gdal_failure_on_a_full_disk(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+        """GDAL's COG copy fails with its own words; the disk has no space left: that is the reason given."""
+        import samgeo_pipeline.atomic as atomic
+        import samgeo_pipeline.writers as writers
+        from rasterio.errors import RasterioIOError
+
+        def copy(*args, **kwargs):
+            raise RasterioIOError("TIFFAppendToStrip:Write error at scanline 2048")
+
+        monkeypatch.setattr(writers.rasterio.shutil, "copy", copy)
+        monkeypatch.setattr(atomic, "free_space", lambda folder: 4096)
+        self.check(scene, tmp_path / "out", capsys, "mask.tif")
+
+    def test_a_work_file_flush_that_failed_silently(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+        """GDAL writes cached blocks from whichever thread evicts them and only prints a failure: the
+        work file is then short, and the polygons read "Missing data for block 46". Its size is checked."""
+        import samgeo_pipeline.atomic as atomic
+        import samgeo_pipeline.writers as writers
+
+        class ShortClose:  # the dataset, whose close leaves the file as a failed flush does
+            def __init__(self, ds, path: Path) -> None:
+                self._ds, self._path = ds, path
+
+            def __getattr__(self, name: str):
+                return getattr(self._ds, name)
+
+            def close(self) -> None:
+                self._ds.close()
+                os.truncate(self._path, self._path.stat().st_size // 2)
+
+        real_open = writers.rasterio.open
+
+        def open_short(path, mode="r", **kwargs):
+            ds = real_open(path, mode, **kwargs)
+            return ShortClose(ds, Path(path)) if mode == "w" else ds
+
+        monkeypatch.setattr(writers.rasterio, "open", open_short)
+        monkeypatch.setattr(atomic, "free_space", lambda folder: 0)
+        self.check(scene, tmp_path / "out", capsys, "mask.tif")
+
+    def test_a_real_full_tmpfs(self, tmp_path: Path, capsys) -> None:
+        """As reported: a 20 MB tmpfs as --out, a 4000 x 3000 input whose 12 MB work file passes the
+        estimate, the disk filled up meanwhile. Needs root and mount (skipped elsewhere)."""
+        import subprocess
+
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)],
+                                               capture_output=True).returncode != 0:  # fmt: skip
+            pytest.skip("mounting a tmpfs needs root")
+        try:
+            scene = write_demo_scene(tmp_path / "in" / "scene.tif", 3000, 4000)
+            (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - 12_120_000))  # 12.12 MB left
+            out = disk / "out"
+            assert segment(scene, "--out", out) == 1
+            errors = error_lines(capsys.readouterr().err)
+            assert errors == [f"error: no space left on {disk} (tmpfs) while writing {out / 'scene' / 'mask.tif'}; "
+                              "free some space or write to another --out"]  # fmt: skip
+            assert list((out / "scene").iterdir()) == []
+        finally:
+            subprocess.run(["umount", str(disk)], check=True)
 
 
 # --------------------------------------------------------------------------- a batch goes on
@@ -396,10 +547,10 @@ class TestBatchGoesOn:
         # The images around the stopped one (finished in the background, or already under way when
         # the stop was seen) are whole or have no outputs at all; no work file is left anywhere.
         for out_dir in (out_dirs[0], out_dirs[2]):
-            names = sorted(p.name for p in out_dir.glob("*")) if out_dir.exists() else []
+            names = sorted(p.name for p in out_dir.glob("*") if p.name != LOCK_NAME) if out_dir.exists() else []
             assert names in ([], ["manifest.json", "mask.tif", "quicklook.png", "water.gpkg"]), out_dir
         assert not (out_dirs[1] / "manifest.json").exists()
-        assert [p.name for p in (tmp_path / "o").rglob(".*")] == []
+        assert [p.name for p in (tmp_path / "o").rglob(".*") if p.name != LOCK_NAME] == []
 
 
 # --------------------------------------------------------------------------- one folder, one input

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import math
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline import serve
 from samgeo_pipeline.serve import PathRefused, is_loopback, make_server, parse_range, resolve_request_path
 
 
@@ -267,21 +270,133 @@ class TestAttacks:
         finally:
             reader.close()
 
-    def test_connections_beyond_the_limit_are_turned_away_and_slots_come_back(self, start_server) -> None:
+    def test_requests_beyond_the_answering_slots_get_503_and_slots_come_back(self, start_server) -> None:
         server = start_server(max_connections=2)
-        first, second = connect(server), connect(server)
+        (root_of(server) / "scene" / "big.tif").write_bytes(bytes(32 << 20))  # far more than socket buffers
+        idle = [connect(server) for _ in range(3)]  # waiting for a head: they hold no answering slot
+        readers = [stalled_reader(server, "/scene/big.tif") for _ in range(2)]  # these two hold both
         try:
-            second.sendall(b"GET /scene/quicklook.png HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert second.recv(65536).startswith(b"HTTP/1.1 200 ")  # both slots are now taken
-            with connect(server) as third:
-                assert read_until_closed(third).startswith(b"HTTP/1.1 503 ")
+            status, headers, body = request(server, "GET", "/scene/mask.tif")
+            assert (status, headers["connection"], body) == (503, "close", b"server busy\n")
         finally:
-            first.close()
-            second.close()
-        deadline = time.monotonic() + 4
-        while (status := request(server, "GET", "/scene/mask.tif")[0]) == 503 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert status == 200
+            for sock in idle + readers:
+                sock.close()
+        assert eventually_ok(server)
+
+    def test_idle_connections_do_not_keep_requests_out(self, start_server) -> None:
+        server = start_server(max_connections=2)
+        idle = [connect(server) for _ in range(4)]
+        try:
+            assert request(server, "GET", "/scene/mask.tif")[0] == 200
+        finally:
+            for sock in idle:
+                sock.close()
+
+    def test_open_connections_beyond_the_budget_are_turned_away_at_once(self, start_server) -> None:
+        server = start_server(max_connections=1, max_per_client=100)
+        held = [connect(server) for _ in range(serve.OPEN_PER_SLOT)]  # the whole budget of open connections
+        try:
+            with connect(server) as extra:
+                assert read_until_closed(extra).startswith(b"HTTP/1.1 503 ")
+        finally:
+            for sock in held:
+                sock.close()
+        assert eventually_ok(server)
+
+    def test_a_client_over_its_cap_is_turned_away_without_using_the_global_budget(self, start_server) -> None:
+        server = start_server(max_connections=1, max_per_client=2)  # 4 open connections in all
+        held = [connect(server) for _ in range(2)]
+        try:
+            for _ in range(5):  # had these been counted, nothing would be left for another address
+                with connect(server) as extra:
+                    assert read_until_closed(extra).startswith(b"HTTP/1.1 503 ")
+            try:
+                other = http.client.HTTPConnection(*server.server_address[:2], timeout=5,
+                                                   source_address=("127.0.0.2", 0))
+                other.request("GET", "/scene/mask.tif")
+            except OSError:
+                pytest.skip("127.0.0.2 is not a loopback address here")
+            assert other.getresponse().status == 200
+            other.close()
+        finally:
+            for sock in held:
+                sock.close()
+        assert eventually_ok(server)  # the address is served again once its connections end
+
+    def test_a_normal_client_is_served_while_32_slow_clients_drip_their_heads(self, start_server) -> None:
+        server = start_server(max_per_client=64)  # every test client is 127.0.0.1
+        slow = [connect(server) for _ in range(32)]
+        stop = threading.Event()
+        drippers = [threading.Thread(target=drip, args=(sock, stop), daemon=True) for sock in slow]
+        try:
+            for thread in drippers:
+                thread.start()
+            time.sleep(1)  # every slow client has sent a few bytes of its head
+            for _ in range(3):
+                assert request(server, "GET", "/scene/mask.tif")[0] == 200
+            assert all(thread.is_alive() for thread in drippers)  # the slow ones are all still connected
+        finally:
+            stop.set()
+            for thread in drippers:
+                thread.join()
+            for sock in slow:
+                sock.close()
+
+    @pytest.mark.parametrize("when", ["first head", "head after an answer", "body"])
+    def test_a_request_that_trickles_in_is_cut_off_at_the_header_deadline(self, start_server, when: str) -> None:
+        server = start_server(header_timeout=1.0)  # the idle timeout stays 30 s: each byte is in time
+        with connect(server) as sock:
+            if when == "head after an answer":
+                sock.sendall(b"GET /scene/quicklook.png HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            elif when == "body":
+                sock.sendall(b"POST /scene/mask.tif HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+            started = time.monotonic()
+            drip(sock, threading.Event(), until=started + 8)
+            assert time.monotonic() - started < 6  # closed by the 1 s deadline, not at the test's 8 s
+
+    def test_an_idle_keep_alive_connection_is_closed_at_the_header_deadline(self, start_server) -> None:
+        server = start_server(header_timeout=0.5)
+        with connect(server) as sock:
+            sock.sendall(b"GET /scene/quicklook.png HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 200 ")  # within the client's 5 s timeout
+
+    @pytest.mark.parametrize("option", ["header_timeout", "max_per_client", "max_connections", "idle_timeout"])
+    @pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+    def test_limits_must_be_positive_and_finite(self, tmp_path: Path, option: str, value: float) -> None:
+        with pytest.raises(InputError, match=f"--{option.replace('_', '-')} must be a positive number"):
+            make_server(tmp_path, port=0, **{option: value})
+
+
+def stalled_reader(server, path: str) -> socket.socket:
+    """A connection that asks for ``path`` and stops reading after the status line: its answer stalls."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5)
+    sock.connect(server.server_address[:2])
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert sock.recv(64).startswith(b"HTTP/1.1 200 ")
+    return sock
+
+
+def drip(sock: socket.socket, stop: threading.Event, until: float = math.inf) -> None:
+    """Send a never-ending header one byte every 0.2 s until ``stop``, ``until`` or the server closes."""
+    sock.sendall(b"GET /scene/mask.tif HTTP/1.1\r\nX-Slow: ")
+    while not stop.is_set() and time.monotonic() < until:
+        try:
+            sock.sendall(b"a")
+            if select.select([sock], [], [], 0.2)[0] and not sock.recv(65536):
+                return
+        except ConnectionError:
+            return
+
+
+def eventually_ok(server) -> bool:
+    """True once a GET is answered 200 within 4 s (closed connections free their places asynchronously)."""
+    deadline = time.monotonic() + 4
+    while (status := request(server, "GET", "/scene/mask.tif")[0]) == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return status == 200
 
 
 class TestPathRules:

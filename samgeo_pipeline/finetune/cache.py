@@ -43,14 +43,24 @@ class EmbeddingCache:
         dtype: storage dtype (float32, or bf16/fp16 with mixed precision).
         directory: root of the disk cache (a sub-folder per ``fingerprint`` is used).
         fingerprint: see :func:`embedding_fingerprint`.
+        shape: the ``(C, e, e)`` of an embedding of this model; a disk entry of another shape or
+            dtype (a truncated, foreign or tampered file) is a miss, recomputed and rewritten.
+            None checks the dtype alone.
     """
 
     def __init__(
-        self, mode: str, device: torch.device, dtype: torch.dtype, directory: Path | None = None, fingerprint: str = ""
+        self,
+        mode: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        directory: Path | None = None,
+        fingerprint: str = "",
+        shape: tuple[int, ...] | None = None,
     ) -> None:
         self.mode = mode
         self.device = device
         self.dtype = dtype
+        self.shape = shape
         self._memory: dict[str, torch.Tensor] = {}
         self.directory: Path | None = None
         if mode == "disk":
@@ -78,15 +88,14 @@ class EmbeddingCache:
         return False
 
     def get(self, key: str) -> torch.Tensor | None:
-        """The cached ``(C, e, e)`` embedding on the device, or None."""
+        """The cached ``(C, e, e)`` embedding on the device, or None (a miss: the caller embeds the
+        image again and :meth:`put` replaces the entry)."""
         if self.mode == "memory":
             found = self._memory.get(key)
         elif self.mode == "disk" and self._path(key).is_file():
             try:  # tensors only (weights_only): a file holding anything else is a miss, recomputed
-                found = torch.load(self._path(key), map_location=self.device, weights_only=True)
+                found = self._valid(torch.load(self._path(key), map_location=self.device, weights_only=True))
             except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
-                found = None
-            if not isinstance(found, torch.Tensor):
                 found = None
         else:
             found = None
@@ -95,6 +104,12 @@ class EmbeddingCache:
         else:
             self.hits += 1
         return found
+
+    def _valid(self, found: object) -> torch.Tensor | None:
+        """``found`` when it is a tensor of the storage dtype and the expected shape, else None."""
+        if not isinstance(found, torch.Tensor) or found.dtype != self.dtype:
+            return None
+        return found if self.shape is None or tuple(found.shape) == tuple(self.shape) else None
 
     def put(self, key: str, embedding: torch.Tensor) -> None:
         """Store one ``(C, e, e)`` embedding (converted to the storage dtype)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from samgeo_pipeline.config import field_docs
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file
+from samgeo_pipeline.paths import printable
 
 #: Options of ``evaluate`` (data, radiometry, tiling, prompts at inference, device).
 EVALUATE_OPTIONS = (
@@ -114,7 +115,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     config = finetune_config_from_args(args)
-    result = finetune(config, log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    result = finetune(config, log=lambda m: console.print(printable(m), highlight=False, markup=False, soft_wrap=True))
     best = next((h for h in result.history if h["epoch"] == result.best_epoch), None)
     console.print(f"best epoch {result.best_epoch}: {result.best_dir}", highlight=False)
     if best and best.get("val"):
@@ -142,7 +143,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.split,
         prompts=[p.strip() for p in args.prompts.split(",") if p.strip()],
         prompt_sources=[p.strip() for p in args.prompt_sources.split(",") if p.strip()],
-        log=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
+        log=lambda m: console.print(printable(m), highlight=False, markup=False, soft_wrap=True),
     )
     assert result.markdown_path is not None
     text = result.markdown_path.read_text()

@@ -15,8 +15,11 @@ from typing import Any, Literal, get_args
 
 from samgeo_pipeline.config import (
     ImageOptions,
+    Range,
     SegmentConfig,
+    _as_int,
     _coerce,
+    check_ranges,
     load_config_file,
 )
 from samgeo_pipeline.errors import ConfigError
@@ -137,18 +140,7 @@ class FinetuneConfig(ImageOptions):
         for name, allowed in _LITERALS.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        positive = ("epochs", "batch_size", "tile_size", "stats_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ConfigError("lr must be > 0; weight_decay, warmup_steps and grad_clip >= 0")
-        if self.max_images is not None and self.max_images < 1:
-            raise ConfigError(f"max_images={self.max_images}: must be >= 1")
-        if self.stop_after_epoch is not None and self.stop_after_epoch < 1:
-            raise ConfigError(f"stop_after_epoch={self.stop_after_epoch}: must be >= 1")
+        check_ranges(self, FINETUNE_RANGES)
 
     def segment_config(self) -> SegmentConfig:
         """The shared options as a :class:`SegmentConfig` (for stats, coarse mask, prompts, tiling)."""
@@ -182,6 +174,24 @@ class FinetuneConfig(ImageOptions):
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 
 
+#: The range of every numeric option :class:`FinetuneConfig` adds (``label_ignore`` takes any label value).
+FINETUNE_RANGES: dict[str, Range] = {
+    "val_fraction": Range(0, 1, high_open=True),
+    "max_images": Range(1),
+    "epochs": Range(1),
+    "batch_size": Range(1),
+    "lr": Range(0, low_open=True),
+    "weight_decay": Range(0),
+    "warmup_steps": Range(0),
+    "grad_clip": Range(0, hint="0: no clipping"),
+    "focal_weight": Range(0),
+    "dice_weight": Range(0),
+    "focal_gamma": Range(0),
+    "focal_alpha": Range(high=1, hint="negative: no weighting"),
+    "stop_after_epoch": Range(1),
+    "workers": Range(0),
+}
+
 _OPTIONAL_TYPES: dict[str, type] = {
     "labels": str, "val_data": str, "val_labels": str, "label_ignore": int, "max_images": int,
     "nodata": float, "threshold": float, "gsd": float, "erosion": int, "cache_dir": str,
@@ -192,8 +202,8 @@ _OPTIONAL_TYPES: dict[str, type] = {
 def _coerce_optional(key: str, value: Any) -> Any:
     kind = _OPTIONAL_TYPES.get(key, str)
     try:
-        return kind(value)
-    except (TypeError, ValueError) as exc:
+        return _as_int(value) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"option {key}={value!r}: {exc}") from None
 
 

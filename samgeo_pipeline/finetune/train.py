@@ -161,7 +161,9 @@ def finetune(
     dtype = embedding_dtype(config, accelerator)
     workers = config.workers if config.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if accelerator.device.type == "cuda" else 0)
     cache_root = Path(config.cache_dir) if config.cache_dir else out / "embedding_cache"
-    cache = EmbeddingCache(config.cache, accelerator.device, dtype, cache_root, embedding_fingerprint(config, image_size, dtype))
+    side = int(model.config.prompt_encoder_config.image_embedding_size)
+    cache = EmbeddingCache(config.cache, accelerator.device, dtype, cache_root, embedding_fingerprint(config, image_size, dtype),
+                           shape=(int(model.config.vision_config.output_channels), side, side))  # fmt: skip
     run = Run(config, accelerator, model, model, cache, dtype, image_size,
               4 * int(model.config.prompt_encoder_config.image_embedding_size), workers)  # fmt: skip
 

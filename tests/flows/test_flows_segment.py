@@ -342,6 +342,48 @@ class TestSegmentFlow:
         redone = seg.segment_flow([str(two_scenes / "alpha.tif")], str(out), {**OPTIONS, "min_area": 32})
         assert redone[0]["status"] == "done" and (out / "alpha" / "mask.tif").is_file()  # missing outputs: redone
 
+    def test_uncertain_image_completes_the_run_with_its_reason(self, two_scenes: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:  # fmt: skip
+        """beta's coarse rule abstains: no mask for it, the run still ends Completed, and its table
+        artifact and the run's summary give the reason; a re-run reuses it and keeps saying so."""
+        from dataclasses import replace
+
+        import samgeo_pipeline.pipeline as pipeline
+
+        reason = "no clear dark-smooth mode"
+        real = pipeline.stats_from_array
+
+        def stats(*args, **kwargs):
+            found = real(*args, **kwargs)
+            abstains = "beta" in str(args[4] if len(args) > 4 else kwargs.get("where"))
+            return replace(found, coarse=replace(found.coarse, uncertain=reason)) if abstains else found
+
+        monkeypatch.setattr(pipeline, "stats_from_array", stats)
+        slots, real_slot = [], seg._gpu_slot
+
+        @contextlib.contextmanager
+        def slot(gpu_limit):
+            with real_slot(gpu_limit):
+                slots.append(gpu_limit)
+                yield
+
+        monkeypatch.setattr(seg, "_gpu_slot", slot)
+        out = tmp_path / "out"
+        state = seg.segment_flow([str(two_scenes)], str(out), OPTIONS, return_state=True)
+        assert state.is_completed()
+        assert len(slots) == 1  # alpha's tiles; beta has none to run and does not wait for the GPU
+        summaries = state.result()
+        assert [(s["status"], s["uncertain"]) for s in summaries] == [("done", None), ("uncertain", reason)]
+        assert {p.name for p in (out / "beta").iterdir()} == {".samgeo-lock", "quicklook.png", "manifest.json"}
+        artifacts = self._artifacts(state.state_details.flow_run_id)
+        tables = {a.key: json.loads(a.data) for a in artifacts if a.type == "table"}
+        assert tables["segment-beta"][0]["status"] == "uncertain" and tables["segment-beta"][0]["uncertain"] == reason
+        assert "uncertain" not in tables["segment-alpha"][0]
+        summary = next(a.data for a in artifacts if a.key == "segment-run-summary")
+        assert "1 of 2 image(s) done, 1 uncertain" in summary and f"`beta.tif` (uncertain): {reason}" in summary
+        again = seg.segment_flow([str(two_scenes)], str(out), OPTIONS)
+        assert [(s["status"], s["uncertain"]) for s in again] == [("skipped", None), ("skipped", reason)]
+
     def test_remote_input_on_dask(self, tmp_path: Path) -> None:
         import fsspec
 
