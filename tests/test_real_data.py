@@ -414,8 +414,9 @@ class TestSourceFloors:
         return apply_rule(data, valid, stats.coarse, self.CELLULA.min_area, pools=False).water
 
     def test_cellula_pooled_iou(self, tmp_path: Path) -> None:
-        """Bands 1-7 only (8-12 leak the answer), reflectance x 1e-4: measured pooled IoU 0.625
-        (545de76: 0.642); the labels are noisy (README of the data, issue 22)."""
+        """Bands 1-7 only (8-12 leak the answer), reflectance x 1e-4: measured pooled IoU 0.670
+        (545de76: 0.642; dswe_water high / moderate: 0.617 / 0.625); the labels are noisy (README
+        of the data, issue 22)."""
         folder = dataset("cellula_water")
         chips = sorted((folder / "images").glob("*.tif"), key=lambda p: int(p.stem))
         if len(chips) < 100:
@@ -427,7 +428,7 @@ class TestSourceFloors:
             predicted = np.zeros(label.shape, bool) if predicted is None else predicted
             tp += int((predicted & label).sum())
             union += int((predicted | label).sum())
-        assert tp / union > 0.615
+        assert tp / union > 0.66
         for chip in chips[::75]:  # the stages above are what segment_raster writes
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
