@@ -147,7 +147,9 @@ def fmask_cloud(r: Reflectances) -> np.ndarray | None:
 
     SWIR2 > 0.03 (when SWIR2 exists), NDSI < 0.8, NDVI < 0.8, whiteness (mean absolute deviation
     of blue, green, red from their mean, over that mean) < 0.7, HOT = blue - 0.5 red - 0.08 > 0, and
-    NIR / SWIR1 > 0.75. Clear water fails HOT and SWIR2; bright clouds pass all of them.
+    NIR / SWIR1 > 0.75. Clear water fails HOT and SWIR2; bright clouds pass all of them. Pixels
+    that pass Fmask's water test (:func:`fmask_water`) are not cloud: hazy or frozen-rimmed lakes
+    can pass the cloud tests, but thick cloud is never that dark in NIR.
     """
     if r.blue is None:
         return None
@@ -160,7 +162,7 @@ def fmask_cloud(r: Reflectances) -> np.ndarray | None:
     cloud &= (b - 0.5 * red - 0.08 > 0) & (nir > CLOUD_NIR_SWIR1 * s1)
     if r.swir2 is not None:
         cloud &= r.swir2 > CLOUD_SWIR2
-    return cloud
+    return cloud & ~fmask_water(r)[0]
 
 
 def fmask_water(r: Reflectances) -> tuple[np.ndarray, np.ndarray]:

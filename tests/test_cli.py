@@ -373,7 +373,7 @@ class TestUncertain:
         assert self.sam_segment(tiny_model, scene, "--out", tmp_path / "out") == 3
         out = tmp_path / "out" / "scene"
         assert batches == []
-        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json"}
+        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json", LOCK_NAME}
         m = manifest(out)
         assert (m["status"], m["uncertain"]["reason"], m["outputs"]) == ("uncertain", REASON, ["quicklook.png"])
         assert "--bands" in m["uncertain"]["what_to_do"] and "--on-uncertain write" in m["uncertain"]["what_to_do"]
@@ -409,12 +409,12 @@ class TestUncertain:
         assert (out / "mask.tif").is_file() and (out / "probability.tif").is_file()
         abstain(monkeypatch)
         assert segment(scene, "--out", tmp_path / "out", "--overwrite", "--probability") == 3
-        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json"}
+        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json", LOCK_NAME}
 
     def test_on_uncertain_write_runs_the_image_as_usual(self, scene: Path, tmp_path: Path, abstaining: None) -> None:
         assert segment(scene, "--out", tmp_path / "out", "--on-uncertain", "write") == 3
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json", LOCK_NAME}
         m = manifest(out)
         assert (m["status"], m["uncertain"]["reason"]) == ("uncertain", REASON)
         assert m["parameters"]["on_uncertain"] == "write"

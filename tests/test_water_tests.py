@@ -26,6 +26,7 @@ SURFACES = {
     "snow": (0.70, 0.68, 0.65, 0.55, 0.04, 0.03),  # NDSI 0.89: beyond the cloud test's 0.8
     "frost": (0.30, 0.30, 0.29, 0.30, 0.15, 0.10),
     "cloud": (0.45, 0.43, 0.42, 0.45, 0.30, 0.20),
+    "hazy_water": (0.14, 0.13, 0.11, 0.06, 0.05, 0.035),  # passes every cloud test, and Fmask's water test
 }
 REFLECTANCE = Reflectance(1e-4, 0.0, "test")
 
@@ -61,8 +62,8 @@ class TestDswe:
         assert wt.fmask_snow(spectra("snow", "water", "turbid")).tolist() == [[True, False, False]]
 
     def test_fmask_cloud_catches_cloud_not_water(self) -> None:
-        cloud = wt.fmask_cloud(spectra("cloud", "water", "turbid", "forest"))
-        assert cloud is not None and cloud.tolist() == [[True, False, False, False]]
+        cloud = wt.fmask_cloud(spectra("cloud", "water", "turbid", "forest", "hazy_water"))
+        assert cloud is not None and cloud.tolist() == [[True, False, False, False, False]]
         no_blue = spectra("cloud")
         assert wt.fmask_cloud(wt.Reflectances(no_blue.green, no_blue.red, no_blue.nir, no_blue.swir)) is None
 
