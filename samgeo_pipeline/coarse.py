@@ -57,6 +57,7 @@ order (:func:`apply_rule` also takes the file's own dtype); masks are ``bool (ro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -342,7 +343,7 @@ def _reflectance_tests(
     if rule.method == "fmask":
         passes, sure = water_tests.fmask_water(r)
         assert r.nir is not None and r.red is not None
-        return passes, sure if pools else None, (water_tests.ratio(r.nir, r.red) < 0.1) if pools else None
+        return passes, sure if pools else None, r.ndvi_below(0.1) if pools else None
     code, _ = water_tests.dswe_tests(r)
     if rule.reflectance_source is None:  # ratio tests only: tests 1-3 are free of the scale
         passes = (code & 0b111) == 0b111
@@ -350,21 +351,33 @@ def _reflectance_tests(
             if limit is not None:
                 passes &= getattr(r, band) < limit * rule.scale
         return passes, passes if pools else None, (code & 0b111) != 0 if pools else None
-    classes = water_tests.dswe_classes(code)
     excluded = water_tests.fmask_snow(r)
     cloud = water_tests.fmask_cloud(r)
     if cloud is not None:
         excluded |= cloud
-    passes = np.isin(classes, DSWE_WATER_CLASSES[rule.dswe_water]) & ~excluded
+    passes = np.take(_water_by_code(rule.dswe_water), code) & ~excluded
     if not pools:
         return passes, None, None
+    classes = water_tests.dswe_classes(code)
     return passes, (classes == water_tests.HIGH) & ~excluded, classes != water_tests.NOT_WATER
+
+
+@functools.lru_cache(maxsize=4)
+def _water_by_code(dswe_water: str) -> np.ndarray:
+    """``bool (32,)``: whether each DSWE diagnostic code's class counts as water."""
+    return np.isin(water_tests.DSWE_CLASS_OF_CODE, DSWE_WATER_CLASSES[dswe_water])
 
 
 def _reflectances(data: np.ndarray, rule: CoarseRule) -> water_tests.Reflectances:
     """The mapped bands of ``data`` as reflectance under ``rule``."""
-    bands = {name: (data[i] - np.float32(rule.offset)) * np.float32(rule.scale) for i, name in enumerate(rule.band_names)}
-    return water_tests.Reflectances(**{k: v for k, v in bands.items() if k in water_tests.Reflectances.__dataclass_fields__})
+    fields = water_tests.Reflectances.__dataclass_fields__
+    offset, scale = np.float32(rule.offset), np.float32(rule.scale)
+    bands = {}
+    for i, name in enumerate(rule.band_names):
+        if name in fields:
+            band = np.subtract(data[i], offset, dtype=np.float32)
+            bands[name] = band if scale == 1 else np.multiply(band, scale, out=band)
+    return water_tests.Reflectances(**bands)
 
 
 def _feature(data: np.ndarray, rule: CoarseRule) -> np.ndarray:

@@ -13,6 +13,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
+from samgeo_pipeline.water_tests import nd_above, ratio_of
 from samgeo_pipeline.water_rule import LAND_MARGIN, LAND_MIN_PIXELS, SURE_MARGIN, CoarseRule, band_of, grow
 
 #: Index threshold of each spectral method when ``--threshold`` is not given.
@@ -111,14 +112,14 @@ def index_tests(
     other = _second_band(rule)
     green, second = band_of(data, rule, "green"), band_of(data, rule, other)
     total, diff = green + second, green - second  # once per tile, for all three comparisons
-    passes = _sums_above(total, diff, rule.threshold)
+    passes = nd_above(total, diff, rule.threshold)
     for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
         if limit is not None:
             passes &= (second if band == other else band_of(data, rule, band)) < limit
     if not pools:
         return passes, None, None
-    above_sure = _sums_above(total, diff, rule.threshold + SURE_MARGIN)
-    return passes, above_sure, _sums_above(total, diff, rule.threshold - LAND_MARGIN)
+    above_sure = nd_above(total, diff, rule.threshold + SURE_MARGIN)
+    return passes, above_sure, nd_above(total, diff, rule.threshold - LAND_MARGIN)
 
 
 #: Bits of :func:`_spectral_lut`'s codes: :func:`index_tests`'s three tests.
@@ -173,31 +174,12 @@ def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
     reverse where a + b < 0 (negative reflectances), and 0 > t where a + b = 0 (the index is 0).
     Other thresholds fall back to :func:`normalized_difference`.
     """
-    return _sums_above(a + b, a - b, threshold)
-
-
-def _sums_above(total: np.ndarray, diff: np.ndarray, threshold: float) -> np.ndarray:
-    """:func:`index_above` from ``total = a + b`` and ``diff = a - b``."""
-    if not -1.0 < threshold < 1.0:
-        return _ratio(total, diff) > threshold
-    scaled = total * np.float32(threshold)
-    above = diff > scaled
-    if (total <= 0).any():  # rare
-        negative = total < 0
-        above[negative] = diff[negative] < scaled[negative]
-        above[total == 0] = threshold < 0
-    return above
+    return nd_above(a + b, a - b, threshold)
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)`` as float32 in [-1, 1]; 0 where the sum is 0."""
-    return _ratio(a + b, a - b)
-
-
-def _ratio(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
-    result = np.zeros(total.shape, np.float32)
-    np.divide(diff, total, out=result, where=total != 0)
-    return np.clip(result, -1.0, 1.0, out=result)
+    return ratio_of(a + b, a - b)
 
 
 def _second_band(rule: CoarseRule) -> str:
