@@ -18,6 +18,7 @@ functions say what they do without it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,11 @@ WATER_NDVI, WATER_NIR, WATER_NDVI_LOW, WATER_NIR_LOW = 0.01, 0.11, 0.1, 0.05
 
 @dataclass(frozen=True)
 class Reflectances:
-    """The bands of one array in reflectance (``float32 (rows, cols)`` each, None when absent)."""
+    """The bands of one array in reflectance (``float32 (rows, cols)`` each, None when absent).
+
+    The sums and differences of the normalised differences the tests share (MNDWI and NDSI are
+    the same ratio of green and SWIR1; NDVI of NIR and red) are formed once, on first use.
+    """
 
     green: np.ndarray | None = None
     red: np.ndarray | None = None
@@ -51,13 +56,73 @@ class Reflectances:
     blue: np.ndarray | None = None
     swir2: np.ndarray | None = None
 
+    @functools.cached_property
+    def _green_swir(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        assert self.green is not None and self.swir is not None
+        return _sum_diff(self.green, self.swir)
+
+    @functools.cached_property
+    def _nir_red(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        assert self.nir is not None and self.red is not None
+        return _sum_diff(self.nir, self.red)
+
+    def mndwi_above(self, threshold: float) -> np.ndarray:
+        """MNDWI (= Fmask's NDSI) = (green - SWIR1) / (green + SWIR1) > ``threshold``."""
+        total, diff, signed = self._green_swir
+        return nd_above(total, diff, threshold, signed)
+
+    def ndvi_above(self, threshold: float) -> np.ndarray:
+        """NDVI = (NIR - red) / (NIR + red) > ``threshold``."""
+        total, diff, signed = self._nir_red
+        return nd_above(total, diff, threshold, signed)
+
+    def mndwi_below(self, threshold: float) -> np.ndarray:
+        """MNDWI < ``threshold``."""
+        total, diff, signed = self._green_swir
+        return nd_above(total, -diff, -threshold, signed)
+
+    def ndvi_below(self, threshold: float) -> np.ndarray:
+        """NDVI < ``threshold``."""
+        total, diff, signed = self._nir_red
+        return nd_above(total, -diff, -threshold, signed)
+
+
+def _sum_diff(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``a + b``, ``a - b`` and whether any sum is <= 0 (for :func:`nd_above`)."""
+    total = a + b
+    return total, a - b, bool((total <= 0).any())
+
+
+def nd_above(total: np.ndarray, diff: np.ndarray, threshold: float, signed: bool | None = None) -> np.ndarray:
+    """``diff / total > threshold`` for a normalised difference ``(a - b) / (a + b)`` given as
+    ``total = a + b`` and ``diff = a - b``, without a division (this runs on every tile).
+
+    For ``-1 < threshold < 1``: ``diff > threshold x total`` where the total is positive, the
+    reverse where it is negative (negative reflectances), and ``0 > threshold`` where it is 0
+    (the index is 0 there). Other thresholds divide. ``signed``: whether any total is <= 0, when
+    the caller knows (else it is checked).
+    """
+    if not -1.0 < threshold < 1.0:
+        return ratio_of(total, diff) > threshold
+    scaled = total * np.float32(threshold)
+    above = diff > scaled
+    if (total <= 0).any() if signed is None else signed:  # rare
+        negative = total < 0
+        above[negative] = diff[negative] < scaled[negative]
+        above[total == 0] = threshold < 0
+    return above
+
+
+def ratio_of(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    """``diff / total`` as float32 clipped to [-1, 1], 0 where ``total`` is 0."""
+    result = np.zeros(total.shape, np.float32)
+    np.divide(diff, total, out=result, where=total != 0)
+    return np.clip(result, -1.0, 1.0, out=result)
+
 
 def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(a - b) / (a + b)`` as float32, 0 where the sum is 0 (NDVI, MNDWI, NDSI)."""
-    total = a + b
-    out = np.zeros(total.shape, np.float32)
-    np.divide(a - b, total, out=out, where=total != 0)
-    return out
+    return ratio_of(a + b, a - b)
 
 
 def dswe_tests(r: Reflectances) -> tuple[np.ndarray, list[str]]:
@@ -78,9 +143,9 @@ def dswe_tests(r: Reflectances) -> tuple[np.ndarray, list[str]]:
     if g is None or red is None or nir is None or s1 is None:
         raise ValueError("DSWE needs green, red, NIR and SWIR1 reflectance")
     dropped = []
-    mndwi, ndvi = ratio(g, s1), ratio(nir, red)
-    awei = 2.5 * g - 1.5 * (nir + s1)
-    psw2 = (mndwi > PSW2_MNDWI) & (s1 < PSW2_SWIR1) & (nir < PSW2_NIR)
+    nir_s1 = nir + s1
+    awei = 2.5 * g - 1.5 * nir_s1
+    psw2 = r.mndwi_above(PSW2_MNDWI) & (s1 < PSW2_SWIR1) & (nir < PSW2_NIR)
     if r.blue is not None:
         awei += r.blue
         psw2 &= r.blue < PSW2_BLUE
@@ -92,10 +157,10 @@ def dswe_tests(r: Reflectances) -> tuple[np.ndarray, list[str]]:
     else:
         dropped.append("SWIR2 terms of tests 3 and 5")
     tests = (
-        mndwi > DSWE_MNDWI,
-        (g + red) > (nir + s1),
+        r.mndwi_above(DSWE_MNDWI),
+        (g + red) > nir_s1,
         awei > 0,
-        (mndwi > PSW1_MNDWI) & (s1 < PSW1_SWIR1) & (nir < PSW1_NIR) & (ndvi < PSW1_NDVI),
+        r.mndwi_above(PSW1_MNDWI) & (s1 < PSW1_SWIR1) & (nir < PSW1_NIR) & r.ndvi_below(PSW1_NDVI),
         psw2,
     )
     code = np.zeros(g.shape, np.uint8)
@@ -138,8 +203,8 @@ def fmask_snow(r: Reflectances) -> np.ndarray:
 
     (Fmask also asks for a brightness temperature below 9.85 °C; no thermal band is read here.)
     """
-    assert r.green is not None and r.swir is not None and r.nir is not None
-    return (ratio(r.green, r.swir) > SNOW_NDSI) & (r.nir > SNOW_NIR) & (r.green > SNOW_GREEN)
+    assert r.green is not None and r.nir is not None
+    return r.mndwi_above(SNOW_NDSI) & (r.nir > SNOW_NIR) & (r.green > SNOW_GREEN)
 
 
 def fmask_cloud(r: Reflectances) -> np.ndarray | None:
@@ -155,13 +220,13 @@ def fmask_cloud(r: Reflectances) -> np.ndarray | None:
         return None
     b, g, red, nir, s1 = r.blue, r.green, r.red, r.nir, r.swir
     assert g is not None and red is not None and nir is not None and s1 is not None
-    mean = (b + g + red) / 3
-    deviation = np.abs(b - mean) + np.abs(g - mean) + np.abs(red - mean)
-    whiteness = np.divide(deviation, mean, out=np.full(mean.shape, np.inf, np.float32), where=mean > 0)
-    cloud = (ratio(g, s1) < CLOUD_NDSI) & (ratio(nir, red) < CLOUD_NDVI) & (whiteness < CLOUD_WHITENESS)
-    cloud &= (b - 0.5 * red - 0.08 > 0) & (nir > CLOUD_NIR_SWIR1 * s1)
+    cloud = (b - 0.5 * red - 0.08 > 0) & (nir > CLOUD_NIR_SWIR1 * s1)
     if r.swir2 is not None:
         cloud &= r.swir2 > CLOUD_SWIR2
+    cloud &= r.mndwi_below(CLOUD_NDSI) & r.ndvi_below(CLOUD_NDVI)
+    mean = (b + g + red) / 3
+    deviation = np.abs(b - mean) + np.abs(g - mean) + np.abs(red - mean)
+    cloud &= (mean > 0) & (deviation < CLOUD_WHITENESS * mean)  # whiteness < 0.7, without a division
     return cloud & ~fmask_water(r)[0]
 
 
@@ -172,7 +237,7 @@ def fmask_water(r: Reflectances) -> tuple[np.ndarray, np.ndarray]:
     and NIR < 0.05 (both branches' strictest limits), for positive prompts.
     """
     assert r.red is not None and r.nir is not None
-    ndvi = ratio(r.nir, r.red)
-    water = (ndvi < WATER_NDVI) & (r.nir < WATER_NIR)
-    water |= (ndvi > 0) & (ndvi < WATER_NDVI_LOW) & (r.nir < WATER_NIR_LOW)
-    return water, (ndvi < WATER_NDVI) & (r.nir < WATER_NIR_LOW)
+    low_ndvi = r.ndvi_below(WATER_NDVI)
+    water = low_ndvi & (r.nir < WATER_NIR)
+    water |= r.ndvi_above(0.0) & r.ndvi_below(WATER_NDVI_LOW) & (r.nir < WATER_NIR_LOW)
+    return water, low_ndvi & (r.nir < WATER_NIR_LOW)

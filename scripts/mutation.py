@@ -44,7 +44,11 @@ _SLOW_VECTORIZE = [
 ]
 TESTS: dict[str, list[str]] = {
     "radiometry": ["tests/test_radiometry.py"],
-    "coarse": ["tests/test_coarse.py"],
+    "coarse": ["tests/test_coarse.py", "tests/test_water_tests.py"],
+    "water_rule": ["tests/test_coarse.py"],
+    "index_rule": ["tests/test_coarse.py", "tests/test_water_tests.py"],
+    "rgb_rule": ["tests/test_coarse.py"],
+    "water_tests": ["tests/test_water_tests.py"],
     "prompts": ["tests/test_prompts.py"],
     "vectorize": ["tests/test_vectorize.py", *(f"--deselect={t}" for t in _SLOW_VECTORIZE)],
     "raster": ["tests/test_raster.py", "tests/test_radiometry.py"],  # the latter: decimated reads

@@ -19,7 +19,9 @@ from samgeo_pipeline.coarse import (
     resolve_method,
     rule_warnings,
 )
-from samgeo_pipeline.coarse import _grey, _grow, _separability, dark_floor
+from samgeo_pipeline.coarse import _separability, dark_floor
+from samgeo_pipeline.rgb_rule import grey_level as _grey
+from samgeo_pipeline.water_rule import grow as _grow
 from samgeo_pipeline.errors import InputError
 
 MS = ("blue", "green", "red", "nir", "swir")
