@@ -57,10 +57,18 @@ def local_path(spec: str) -> str:
 
 
 def url_path(spec: str) -> PurePosixPath:
-    """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``)."""
+    """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``).
+
+    A URL's user-info (``user:password@``) is dropped, and an http(s) URL's query and fragment
+    (``?X-Amz-Signature=...`` of a presigned URL): no credential becomes part of a folder or file name.
+    """
     spec = local_path(spec)
     if is_remote(spec):
-        spec = spec.split("://", 1)[1].lstrip("/")  # memory:///a and memory://a name the same file
+        scheme, rest = spec.split("://", 1)
+        if scheme.lower() in ("http", "https"):
+            rest = rest.split("#", 1)[0].split("?", 1)[0]
+        host, sep, tail = rest.partition("/")
+        spec = (host.rsplit("@", 1)[-1] + sep + tail).lstrip("/")  # memory:///a and memory://a name the same file
     return PurePosixPath(spec.replace(os.sep, "/"))
 
 

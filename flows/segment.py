@@ -71,6 +71,7 @@ from flows.stages import (  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
+from samgeo_pipeline.redact import redact  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
@@ -129,14 +130,15 @@ def _named(prefix: str, parameter: str):
 
         value = task_run.parameters.get(parameter)
         value = value.get("input") if isinstance(value, dict) else value
-        return f"{prefix} {Path(str(value)).name}" if isinstance(value, (str, Path)) else prefix
+        return f"{prefix} {Path(redact(str(value))).name}" if isinstance(value, (str, Path)) else prefix
 
     return name
 
 
-@task(name="fetch-input", retries=3, retry_delay_seconds=[2, 10, 30], task_run_name=_named("fetch", "url"))
+@task(name="fetch-input", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_retry_on_io,
+      task_run_name=_named("fetch", "url"))
 def fetch_input(url: str, staging: str) -> str:
-    """Task wrapper of :func:`fetch_to`."""
+    """Task wrapper of :func:`fetch_to` (a missing or forbidden file is not retried)."""
     return str(fetch_to(url, Path(staging)))
 
 
@@ -181,8 +183,11 @@ def segment_image(
     out_dir = Path(prepared["out_dir"])
     remote_dir = _remote_dir(out_dir, remote)
     if not config.overwrite:
-        previous = (remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
-                    if remote_dir else find_reusable(out_dir, prepared["sha256"], config))
+        if remote_dir:
+            with stages.remote_errors(remote_dir):
+                previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
+        else:
+            previous = find_reusable(out_dir, prepared["sha256"], config)
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
             return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
@@ -193,8 +198,10 @@ def segment_image(
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
     if remote_dir:
-        uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
-        logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded), remote_dir)
+        with stages.remote_errors(remote_dir):
+            uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
+        logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded),
+                    redact(remote_dir))
     return _publish(summarize(result.manifest, result.status, out_dir, prepared.get("source")), remote_dir)
 
 
@@ -206,8 +213,8 @@ def _remote_dir(out_dir: Path, remote: dict[str, Any] | None) -> str | None:
 
 
 def _publish(summary: dict[str, Any], remote_dir: str | None) -> dict[str, Any]:
-    """``summary``, naming the store's URLs when the outputs were uploaded."""
-    return remote_store.remote_summary(summary, remote_dir) if remote_dir else summary
+    """``summary``, naming the store's URLs (credentials hidden) when the outputs were uploaded."""
+    return remote_store.remote_summary(summary, redact(remote_dir)) if remote_dir else summary
 
 
 @contextmanager
@@ -362,7 +369,7 @@ def segment_flow(
     logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
                 os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
     if attempt > MAX_ATTEMPTS:
-        raise SegmentFlowError(f"{inputs}: run started {attempt} times, crashing each time (worker or process "
+        raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or process "
                                f"died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
     if bands_source:
         logger.info("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
@@ -376,26 +383,27 @@ def segment_flow(
         root = Path(output_root).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         base = base_url(output_base_url)
+    base, shown_root = redact(base), redact(output_root) if remote else root  # links and summaries: no credentials
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
     if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
     specs = expand_inputs_task(inputs)
     out_dirs = [str(d) for d in image_output_dirs(specs, root, relative_to)]
-    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), output_root if remote else root,
+    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), shown_root,
                 config.params_hash(), config.model)
 
     staging = root / ".samgeo-staging"
     fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
     try:
-        summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs,
-                             remote, bands_source)
+        summaries = _process([redact(s) for s in specs], fetched, out_dirs, root, base, config, gpu_limit,
+                             dask_address, dask_cluster_kwargs, remote, bands_source)
     finally:
         _remove_staged_copies(fetched, staging)
         if remote:
             shutil.rmtree(root, ignore_errors=True)
     for summary in summaries:
         summary.update(worker=_worker(), bands_source=bands_source)
-    create_markdown_artifact(run_markdown(summaries, output_root if remote else root, base), key="segment-run-summary",
+    create_markdown_artifact(run_markdown(summaries, shown_root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
@@ -422,7 +430,10 @@ def _process(
     remote: dict[str, Any] | None = None,
     bands_source: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Prepare and segment every image (local paths or fetch futures); one summary per image, with artifacts."""
+    """Prepare and segment every image (local paths or fetch futures); one summary per image, with artifacts.
+
+    ``specs`` name the images in summaries, logs and artifacts (credentials already hidden).
+    """
     failures: dict[int, str] = {}
     if dask_address:
         wait([f for f in fetched if not isinstance(f, str)])
@@ -456,11 +467,11 @@ def _process(
 
     summaries = []
     for i, spec in enumerate(specs):
-        summary = _collect(i, spec, out_dirs[i], prepared.get(i), segmented.get(i), failures)
+        summary = _collect(i, spec, out_dirs[i], fetched[i], prepared.get(i), segmented.get(i), failures)
         if summary["status"] == "failed":
             summary["links"] = {}
         elif remote:
-            summary["links"] = remote_store.output_links(summary, remote["root"], base)
+            summary["links"] = remote_store.output_links(summary, redact(remote["root"]), base)
         else:
             summary["links"] = output_links(Path(summary["out_dir"]), root, base)
         summaries.append(summary)
@@ -482,10 +493,16 @@ def _remove_staged_copies(fetched: list[Any], staging: Path) -> None:
             remove_staged(value, staging)
 
 
-def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, failures: dict[int, str]) -> dict[str, Any]:
-    """One image's summary from its futures, or a failed summary with the first stage's reason."""
+def _collect(
+    i: int, spec: str, out_dir: str, fetched: Any, prepared: Any, segmented: Any, failures: dict[int, str]
+) -> dict[str, Any]:
+    """One image's summary from its futures, or a failed summary with the first stage's reason (a
+    failed fetch's own reason, not the "upstream failed" of the stages after it)."""
     failed = {"input": spec, "out_dir": out_dir, "status": "failed", "error": failures.get(i)}
     if i in failures:
+        return failed
+    if not isinstance(fetched, str) and not fetched.state.is_completed():
+        failed["error"] = _reason(spec, fetched.state.result(raise_on_failure=False))
         return failed
     if prepared is not None and not isinstance(prepared, dict) and not prepared.state.is_completed():
         failed["error"] = _reason(spec, prepared.state.result(raise_on_failure=False))

@@ -17,6 +17,7 @@ from pathlib import Path
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
 from samgeo_pipeline.paths import output_dirs
+from samgeo_pipeline.redact import redact
 
 _NO_FLAG = {"progress"}
 
@@ -86,7 +87,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
     def log(message: str) -> None:  # plain text (file names may hold [...]), one line per message
         style = "red" if message.startswith("error:") else None
-        console.print(message, style=style, markup=False, highlight=False, soft_wrap=True)
+        console.print(redact(message), style=style, markup=False, highlight=False, soft_wrap=True)
 
     results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SamgeoPipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)  # a URL's credentials never shown
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
