@@ -57,6 +57,7 @@ from flows.common import (  # noqa: E402
     output_links,
     run_markdown,
     segment_cache_key,
+    url_path,
 )
 from flows.stages import (  # noqa: E402
     PREDICTORS,
@@ -130,7 +131,7 @@ def _named(prefix: str, parameter: str):
 
         value = task_run.parameters.get(parameter)
         value = value.get("input") if isinstance(value, dict) else value
-        return f"{prefix} {Path(redact(str(value))).name}" if isinstance(value, (str, Path)) else prefix
+        return f"{prefix} {url_path(str(value)).name}" if isinstance(value, (str, Path)) else prefix  # no credentials
 
     return name
 
