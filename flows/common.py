@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -19,6 +20,7 @@ from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig, load_config_file
 from samgeo_pipeline.manifest import model_fingerprint
 from samgeo_pipeline.paths import output_dirs
+from samgeo_pipeline.redact import redact
 
 #: Environment variable with the base URL that artifact links start with.
 BASE_URL_ENV = "SAMGEO_OUTPUT_BASE_URL"
@@ -176,3 +178,15 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+class RedactedLog(logging.LoggerAdapter):
+    """A run logger whose lines never show a URL's credentials: each message is formatted, then
+    passed through :func:`samgeo_pipeline.redact.redact`."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            self.logger.log(level, redact(str(msg) % args if args else str(msg)), **kwargs)

@@ -31,8 +31,9 @@ SECRET_WORDS = ("signature", "credential", "token", "secret", "password", "passw
                 "authorization", "cookie")
 #: Whole names (lower case, letters and digits only) that are secret.
 SECRET_NAMES = frozenset({"sig", "key", "pwd", "pass", "auth", "apikey", "code"})
-#: A URL inside free text: a scheme, ``://``, then anything up to white space or a quote.
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
+#: A URL inside free text: a scheme, ``://``, then anything up to white space or a quote, less
+#: the punctuation that ends it in a sentence (``URL: reason``, ``(URL)``, ``URL.``).
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]*[^\s'\"<>`:;,.!?)\]}]")
 
 
 def is_secret_name(name: str) -> bool:

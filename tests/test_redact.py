@@ -27,11 +27,13 @@ PRESIGNED = ("https://bucket.example/k/scene.tif?X-Amz-Algorithm=AWS4-HMAC-SHA25
         ("ftp://a:p@ss:s3cr3tpw@host/x.tif", "ftp://***@host/x.tif"),  # '@' in the password
         (PRESIGNED, "https://bucket.example/k/scene.tif?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=***"
                     "&X-Amz-Date=20260101T000000Z&X-Amz-Security-Token=***&X-Amz-Signature=***"),
-        ("https://acc.blob.core.windows.net/c/x.tif?sv=2022&sig=SIGSECRET&se=2030", 
+        ("https://acc.blob.core.windows.net/c/x.tif?sv=2022&sig=SIGSECRET&se=2030",
          "https://acc.blob.core.windows.net/c/x.tif?sv=2022&sig=***&se=2030"),
         ("error: FileNotFoundError('http://u:s3cr3tpw@h/x.tif?token=TOKSECRET')",
          "error: FileNotFoundError('http://***@h/x.tif?token=***')"),
         ("/vsicurl/http://u:s3cr3tpw@h/x.tif: no such file", "/vsicurl/http://***@h/x.tif: no such file"),
+        ("http://u:s3cr3tpw@h/m.tif?sig=SIGSECRET: refused (see http://h/x?key=K).",
+         "http://***@h/m.tif?sig=***: refused (see http://h/x?key=***)."),  # sentence punctuation kept
         ("s3://bucket/a/x.tif", "s3://bucket/a/x.tif"),
         ("/data/a@b/x.tif and http://h/x.tif?page=2", "/data/a@b/x.tif and http://h/x.tif?page=2"),
     ],

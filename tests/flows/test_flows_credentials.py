@@ -145,3 +145,31 @@ class TestFlowRuns:
         assert fetches == ["fetch missing.tif"]
         assert not _leaks("\n".join(prefect_log) + json.dumps([a.data for a in artifacts]))
         assert not any((out / ".samgeo-staging").iterdir())
+
+    def test_watch_flow_logs_and_artifacts_hide_credentials(self, http_root, tmp_path: Path, monkeypatch,
+                                                            prefect_log: list[str]) -> None:
+        """The watch flow names each file (a URL of the watched root) in its logs, artifacts and run names."""
+        from types import SimpleNamespace
+
+        from flows import watch
+
+        host, _ = http_root
+        root = f"http://alice:s3cr3tpw@{host}/?token=TOKSECRET"
+        good, missing = (f"http://alice:s3cr3tpw@{host}/{n}?sig=SIGSECRET" for n in ("scene.tif", "missing.tif"))
+        monkeypatch.setattr(watch, "list_rasters", lambda url: {good: {"size": 1, "mtime": "1"},
+                                                                missing: {"size": 1, "mtime": "1"}})
+        calls = []
+        monkeypatch.setattr(watch, "run_deployment", lambda name, parameters, timeout, idempotency_key, flow_run_name:
+                            calls.append((parameters, flow_run_name)) or SimpleNamespace(id=f"run-{len(calls)}"))
+        rules = tmp_path / "watch.yaml"
+        rules.write_text("stable_seconds: 0\ndefaults: {model: none}\n")
+        states = [watch.watch_flow(root, str(tmp_path / "out"), rules_path=str(rules),
+                                   state_path=str(tmp_path / "state.json"), return_state=True) for _ in range(2)]
+        result = states[1].result()
+        assert list(result["submitted"]) == [good] and list(result["failed"]) == [missing]
+        assert calls[0][0]["inputs"] == [good]  # the real URL is what the segment run reads
+        assert calls[0][1] == "segment-scene.tif"
+        texts = [a.data for s in states for a in self._artifacts(s.state_details.flow_run_id)]
+        assert any("missing.tif" in t for t in texts) and not _leaks("\n".join(texts))
+        assert any(f"http://***@{host}/missing.tif?sig=***: refused" in line for line in prefect_log)
+        assert not _leaks("\n".join(prefect_log))
