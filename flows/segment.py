@@ -72,7 +72,7 @@ from flows.stages import (  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
-from samgeo_pipeline.redact import redact  # noqa: E402
+from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
@@ -379,7 +379,9 @@ def segment_flow(
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
         remote = {"root": output_root, "local_root": str(root), "storage_options": output_storage_options or {}}
-        base = base_url(output_base_url or remote_store.store_base_url(output_root, output_storage_options))
+        shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
+        logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
+        base = base_url(output_base_url or remote_store.store_base_url(output_root, shown_options))
     else:
         root = Path(output_root).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)

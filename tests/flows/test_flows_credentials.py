@@ -19,6 +19,12 @@ from flows import segment as seg
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.serve import make_server
 
+try:  # moto's S3 server on loopback, for the storage-options test
+    from flows import remote
+    from tests.flows.test_flows_remote import s3  # noqa: F401
+except pytest.skip.Exception:  # s3fs or moto missing: that test skips itself
+    pass
+
 OPTIONS = {"model": "none", "tile_size": 256, "halo": 32}
 SECRETS = ("s3cr3tpw", "SIGSECRET", "CREDSECRET", "TOKSECRET")
 
@@ -173,3 +179,22 @@ class TestFlowRuns:
         assert any("missing.tif" in t for t in texts) and not _leaks("\n".join(texts))
         assert any(f"http://***@{host}/missing.tif?sig=***: refused" in line for line in prefect_log)
         assert not _leaks("\n".join(prefect_log))
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_storage_options_are_shown_redacted(two_scenes: Path, monkeypatch, prefect_log, request) -> None:
+    """Secret storage options of an ``s3://`` output root: used for the upload, shown as ``***``."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    endpoint, _ = request.getfixturevalue("s3")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    options = {"endpoint_url": endpoint, "key": "AKIDCREDSECRET", "secret": "s3cr3tpw",
+               "client_kwargs": {"aws_session_token": "TOKSECRET"}}
+    state = seg.segment_flow([str(two_scenes / "alpha.tif")], "s3://shared/creds", OPTIONS,
+                             output_storage_options=options, return_state=True)
+    assert state.is_completed(), state.message
+    fs, _ = remote.remote_fs("s3://shared", options)
+    assert fs.exists("shared/creds/alpha/manifest.json")  # the real options were used
+    assert not _leaks(fs.cat_file("shared/creds/alpha/manifest.json").decode())
+    assert any("'secret': '***'" in line and "'aws_session_token': '***'" in line for line in prefect_log)
+    assert not _leaks("\n".join(prefect_log) + json.dumps(state.result()))
