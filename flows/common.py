@@ -135,7 +135,7 @@ def image_row(summary: dict[str, Any]) -> dict[str, Any]:
     area = summary.get("water_area_m2")
     seconds = summary.get("seconds")
     return {
-        "image": Path(summary["input"]).name,
+        "image": url_path(summary["input"]).name,
         "status": summary["status"],
         "water area km²": round(area / 1e6, 4) if area is not None else None,
         "polygons": summary.get("polygons"),
@@ -172,7 +172,7 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
     failures = [s for s in summaries if s.get("error")]
     if failures:
         lines += ["", "## Failures", ""]
-        lines += [f"- `{Path(s['input']).name}`: {s['error']}" for s in failures]
+        lines += [f"- `{url_path(s['input']).name}`: {s['error']}" for s in failures]
     return "\n".join(lines) + "\n"
 
 

@@ -13,8 +13,10 @@ temporary files a killed run left there; cached by input checksum + parameters +
 folder, results persisted) -> artifacts (a table and links per image, a markdown summary per run).
 Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
 hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
-cluster, ``dask_address``). A failed image does not stop the others; the run ends Failed,
-with every reason, when any image failed.
+cluster, ``dask_address``). A failed image does not stop the others (a remote input that cannot be
+fetched is one failed image too); the run ends Failed, with every reason, when any image failed.
+Sources, links, logs and errors show URLs with their credentials hidden
+(:mod:`samgeo_pipeline.redact`).
 
 Run it locally with ``python flows/segment.py INPUT... --out DIR [--model none]`` or deploy it
 with ``deployments/prefect.yaml``.
@@ -523,7 +525,7 @@ def _collect(
 
 def _image_artifacts(summary: dict[str, Any]) -> None:
     """A table and one link per output for one image (nothing but the table for a failed one)."""
-    name = Path(summary["input"]).name
+    name = url_path(summary["input"]).name  # a URL: its file name, without the query
     row = image_row(summary)
     if summary.get("error"):
         row["error"] = summary["error"]

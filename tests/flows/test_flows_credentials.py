@@ -123,6 +123,8 @@ class TestFlowRuns:
         assert not _leaks(json.dumps(summaries))
         artifacts = self._artifacts(state.state_details.flow_run_id)
         assert artifacts and not _leaks(" ".join(f"{a.data} {a.description}" for a in artifacts))
+        tables = {a.key: json.loads(a.data) for a in artifacts if a.type == "table"}
+        assert tables["segment-scene"][0]["image"] == "scene.tif"  # the file name, not its query
         names = self._task_run_names(state.state_details.flow_run_id)
         assert "fetch scene.tif" in names and not _leaks(" ".join(names))
         again = seg.segment_flow([url], str(out), OPTIONS)  # its log line names the source
