@@ -188,7 +188,8 @@ def segment_image(
     if not config.overwrite:
         if remote_dir:
             with stages.remote_errors(remote_dir):
-                previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
+                previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config,
+                                                        remote["storage_options"])
         else:
             previous = find_reusable(out_dir, prepared["sha256"], config)
         if previous is not None:
@@ -372,8 +373,8 @@ def segment_flow(
     logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
                 os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
     if attempt > MAX_ATTEMPTS:
-        raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or process "
-                               f"died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
+        raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
+                               f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
     if bands_source:
         logger.info("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
     config = build_config(options, config_path)
