@@ -54,11 +54,17 @@ def prefect_log() -> Iterator[list[str]]:
             lines.append(logging.Formatter("%(name)s %(message)s").format(record))
 
     handler, logger = Keep(level=logging.DEBUG), logging.getLogger("prefect")
+    run_loggers = [logging.getLogger(f"prefect.{n}") for n in ("flow_runs", "task_runs")]
+    was_disabled = [r.disabled for r in run_loggers]
+    for run_logger in run_loggers:  # prefect's disable_run_logger, used from threads elsewhere, can leave them off
+        run_logger.disabled = False
     logger.addHandler(handler)
     try:
         yield lines
     finally:
         logger.removeHandler(handler)
+        for run_logger, disabled in zip(run_loggers, was_disabled):
+            run_logger.disabled = disabled
 
 
 def _leaks(text: str) -> list[str]:
