@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import re
@@ -19,6 +20,7 @@ from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig, load_config_file
 from samgeo_pipeline.manifest import model_fingerprint
 from samgeo_pipeline.paths import output_dirs
+from samgeo_pipeline.redact import redact
 
 #: Environment variable with the base URL that artifact links start with.
 BASE_URL_ENV = "SAMGEO_OUTPUT_BASE_URL"
@@ -57,10 +59,18 @@ def local_path(spec: str) -> str:
 
 
 def url_path(spec: str) -> PurePosixPath:
-    """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``)."""
+    """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``).
+
+    A URL's user-info (``user:password@``) is dropped, and an http(s) URL's query and fragment
+    (``?X-Amz-Signature=...`` of a presigned URL): no credential becomes part of a folder or file name.
+    """
     spec = local_path(spec)
     if is_remote(spec):
-        spec = spec.split("://", 1)[1].lstrip("/")  # memory:///a and memory://a name the same file
+        scheme, rest = spec.split("://", 1)
+        if scheme.lower() in ("http", "https"):
+            rest = rest.split("#", 1)[0].split("?", 1)[0]
+        host, sep, tail = rest.partition("/")
+        spec = (host.rsplit("@", 1)[-1] + sep + tail).lstrip("/")  # memory:///a and memory://a name the same file
     return PurePosixPath(spec.replace(os.sep, "/"))
 
 
@@ -126,7 +136,7 @@ def image_row(summary: dict[str, Any]) -> dict[str, Any]:
     area = summary.get("water_area_m2")
     seconds = summary.get("seconds")
     return {
-        "image": Path(summary["input"]).name,
+        "image": url_path(summary["input"]).name,
         "status": summary["status"],
         "water area km²": round(area / 1e6, 4) if area is not None else None,
         "polygons": summary.get("polygons"),
@@ -167,14 +177,26 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
     failures = [s for s in summaries if s.get("error")]
     if failures:
         lines += ["", "## Failures", ""]
-        lines += [f"- `{Path(s['input']).name}`: {s['error']}" for s in failures]
+        lines += [f"- `{url_path(s['input']).name}`: {s['error']}" for s in failures]
     if uncertain:
         lines += ["", "## Uncertain: the coarse rule cannot tell water from land", "",
                   "No SAM and no mask for these unless `on_uncertain: write`. Map NIR/SWIR (`bands`), pass a "
                   "`threshold`, or set `on_uncertain: write`; see each image's quicklook.png and manifest.json.", ""]
-        lines += [f"- `{Path(s['input']).name}` ({s['status']}): {s['uncertain']}" for s in uncertain]
+        lines += [f"- `{url_path(s['input']).name}` ({s['status']}): {s['uncertain']}" for s in uncertain]
     return "\n".join(lines) + "\n"
 
 
 def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+class RedactedLog(logging.LoggerAdapter):
+    """A run logger whose lines never show a URL's credentials: each message is formatted, then
+    passed through :func:`samgeo_pipeline.redact.redact`."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            self.logger.log(level, redact(str(msg) % args if args else str(msg)), **kwargs)

@@ -13,11 +13,13 @@ temporary files a killed run left there; cached by input checksum + parameters +
 folder, results persisted) -> artifacts (a table and links per image, a markdown summary per run).
 Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
 hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
-cluster, ``dask_address``). A failed image does not stop the others; the run ends Failed,
-with every reason, when any image failed. An image whose coarse rule cannot tell water from land
-(status ``uncertain``: no SAM and no mask unless ``on_uncertain: write``) is not a failure: the run
-ends Completed, with a warning in its log naming each such image and its reason, the reason in the
-image's table artifact and an "Uncertain" section in the run's summary.
+cluster, ``dask_address``). A failed image does not stop the others (a remote input that cannot be
+fetched is one failed image too); the run ends Failed, with every reason, when any image failed.
+An image whose coarse rule cannot tell water from land (status ``uncertain``: no SAM and no mask
+unless ``on_uncertain: write``) is not a failure: the run ends Completed, with a warning in its log
+naming each such image and its reason, the reason in the image's table artifact and an
+"Uncertain" section in the run's summary. Sources, links, logs and errors show URLs with their
+credentials hidden (:mod:`samgeo_pipeline.redact`).
 
 Run it locally with ``python flows/segment.py INPUT... --out DIR [--model none]`` or deploy it
 with ``deployments/prefect.yaml``.
@@ -60,6 +62,7 @@ from flows.common import (  # noqa: E402
     output_links,
     run_markdown,
     segment_cache_key,
+    url_path,
 )
 from flows.stages import (  # noqa: E402
     PREDICTORS,
@@ -74,6 +77,7 @@ from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
+from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
@@ -132,14 +136,15 @@ def _named(prefix: str, parameter: str):
 
         value = task_run.parameters.get(parameter)
         value = value.get("input") if isinstance(value, dict) else value
-        return f"{prefix} {Path(str(value)).name}" if isinstance(value, (str, Path)) else prefix
+        return f"{prefix} {url_path(str(value)).name}" if isinstance(value, (str, Path)) else prefix  # no credentials
 
     return name
 
 
-@task(name="fetch-input", retries=3, retry_delay_seconds=[2, 10, 30], task_run_name=_named("fetch", "url"))
+@task(name="fetch-input", retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_retry_on_io,
+      task_run_name=_named("fetch", "url"))
 def fetch_input(url: str, staging: str) -> str:
-    """Task wrapper of :func:`fetch_to`."""
+    """Task wrapper of :func:`fetch_to` (a missing or forbidden file is not retried)."""
     return str(fetch_to(url, Path(staging)))
 
 
@@ -185,8 +190,12 @@ def segment_image(
     out_dir = Path(prepared["out_dir"])
     remote_dir = _remote_dir(out_dir, remote)
     if not config.overwrite:
-        previous = (remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
-                    if remote_dir else find_reusable(out_dir, prepared["sha256"], config))
+        if remote_dir:
+            with stages.remote_errors(remote_dir):
+                previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config,
+                                                        remote["storage_options"])
+        else:
+            previous = find_reusable(out_dir, prepared["sha256"], config)
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
             return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
@@ -194,8 +203,10 @@ def segment_image(
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
     if remote_dir:
-        uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
-        logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded), remote_dir)
+        with stages.remote_errors(remote_dir):
+            uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
+        logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded),
+                    redact(remote_dir))
     return _publish(summarize(result.manifest, result.status, out_dir, prepared.get("source")), remote_dir)
 
 
@@ -207,8 +218,8 @@ def _remote_dir(out_dir: Path, remote: dict[str, Any] | None) -> str | None:
 
 
 def _publish(summary: dict[str, Any], remote_dir: str | None) -> dict[str, Any]:
-    """``summary``, naming the store's URLs when the outputs were uploaded."""
-    return remote_store.remote_summary(summary, remote_dir) if remote_dir else summary
+    """``summary``, naming the store's URLs (credentials hidden) when the outputs were uploaded."""
+    return remote_store.remote_summary(summary, redact(remote_dir)) if remote_dir else summary
 
 
 @contextmanager
@@ -364,8 +375,8 @@ def segment_flow(
     logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
                 os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
     if attempt > MAX_ATTEMPTS:
-        raise SegmentFlowError(f"{inputs}: run started {attempt} times, crashing each time (worker or process "
-                               f"died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
+        raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
+                               f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
     if bands_source:
         logger.info("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
     config = build_config(options, config_path)
@@ -373,11 +384,14 @@ def segment_flow(
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
         remote = {"root": output_root, "local_root": str(root), "storage_options": output_storage_options or {}}
-        base = base_url(output_base_url or remote_store.store_base_url(output_root, output_storage_options))
+        shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
+        logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
+        base = base_url(output_base_url or remote_store.store_base_url(output_root, shown_options))
     else:
         root = Path(output_root).expanduser().resolve()
         root.mkdir(parents=True, exist_ok=True)
         base = base_url(output_base_url)
+    base, shown_root = redact(base), redact(output_root) if remote else root  # links and summaries: no credentials
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
     if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
@@ -386,22 +400,22 @@ def segment_flow(
     staging = root / ".samgeo-staging"
     staged = [staging] if any(is_remote(s) for s in specs) else []  # where remote inputs are copied
     check_inputs_outside([local_path(s) for s in specs if not is_remote(s)] + staged, out_dirs)
-    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), output_root if remote else root,
+    logger.info("%d image(s) -> %s (params %s, model %s)", len(specs), shown_root,
                 config.params_hash(), config.model)
 
     for stale in remove_stale_staging(staging):
         logger.warning("removed %s, the staged copies of a run that died", stale)
     fetched = [fetch_input.submit(s, str(staging)) if is_remote(s) else local_path(s) for s in specs]
     try:
-        summaries = _process(specs, fetched, out_dirs, root, base, config, gpu_limit, dask_address, dask_cluster_kwargs,
-                             remote, bands_source)
+        summaries = _process([redact(s) for s in specs], fetched, out_dirs, root, base, config, gpu_limit,
+                             dask_address, dask_cluster_kwargs, remote, bands_source)
     finally:
         _remove_staged_copies(fetched, staging)
         if remote:
             shutil.rmtree(root, ignore_errors=True)
     for summary in summaries:
         summary.update(worker=_worker(), bands_source=bands_source)
-    create_markdown_artifact(run_markdown(summaries, output_root if remote else root, base), key="segment-run-summary",
+    create_markdown_artifact(run_markdown(summaries, shown_root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
     _warn_uncertain(summaries, logger)
     failed = [s for s in summaries if s["status"] == "failed"]
@@ -439,7 +453,10 @@ def _process(
     remote: dict[str, Any] | None = None,
     bands_source: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Prepare and segment every image (local paths or fetch futures); one summary per image, with artifacts."""
+    """Prepare and segment every image (local paths or fetch futures); one summary per image, with artifacts.
+
+    ``specs`` name the images in summaries, logs and artifacts (credentials already hidden).
+    """
     failures: dict[int, str] = {}
     if dask_address:
         wait([f for f in fetched if not isinstance(f, str)])
@@ -473,11 +490,11 @@ def _process(
 
     summaries = []
     for i, spec in enumerate(specs):
-        summary = _collect(i, spec, out_dirs[i], prepared.get(i), segmented.get(i), failures)
+        summary = _collect(i, spec, out_dirs[i], fetched[i], prepared.get(i), segmented.get(i), failures)
         if summary["status"] == "failed":
             summary["links"] = {}
         elif remote:
-            summary["links"] = remote_store.output_links(summary, remote["root"], base)
+            summary["links"] = remote_store.output_links(summary, redact(remote["root"]), base)
         else:
             summary["links"] = output_links(Path(summary["out_dir"]), root, base)
         summaries.append(summary)
@@ -499,10 +516,16 @@ def _remove_staged_copies(fetched: list[Any], staging: Path) -> None:
             remove_staged(value, staging)
 
 
-def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, failures: dict[int, str]) -> dict[str, Any]:
-    """One image's summary from its futures, or a failed summary with the first stage's reason."""
+def _collect(
+    i: int, spec: str, out_dir: str, fetched: Any, prepared: Any, segmented: Any, failures: dict[int, str]
+) -> dict[str, Any]:
+    """One image's summary from its futures, or a failed summary with the first stage's reason (a
+    failed fetch's own reason, not the "upstream failed" of the stages after it)."""
     failed = {"input": spec, "out_dir": out_dir, "status": "failed", "error": failures.get(i)}
     if i in failures:
+        return failed
+    if not isinstance(fetched, str) and not fetched.state.is_completed():
+        failed["error"] = _reason(spec, fetched.state.result(raise_on_failure=False))
         return failed
     if prepared is not None and not isinstance(prepared, dict) and not prepared.state.is_completed():
         failed["error"] = _reason(spec, prepared.state.result(raise_on_failure=False))
@@ -520,7 +543,7 @@ def _collect(i: int, spec: str, out_dir: str, prepared: Any, segmented: Any, fai
 
 def _image_artifacts(summary: dict[str, Any]) -> None:
     """A table and one link per output for one image (nothing but the table for a failed one)."""
-    name = Path(summary["input"]).name
+    name = url_path(summary["input"]).name  # a URL: its file name, without the query
     row = image_row(summary)  # the coarse rule's reason when it abstained (``uncertain``)
     if summary.get("error"):
         row["error"] = summary["error"]

@@ -13,43 +13,97 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flows.common import is_remote, local_path
+from flows.common import is_remote, local_path, url_path
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import InputError, RasterReadError
+from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError
 from samgeo_pipeline.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
 from samgeo_pipeline.limits import check_size
 from samgeo_pipeline.manifest import file_sha256, find_reusable
 from samgeo_pipeline.paths import check_inside, safe_name
 from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
+from samgeo_pipeline.redact import redact
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
     """Expand local paths, folders and globs (as the CLI does, skipping ``exclude``: the output
     root) and fsspec URLs (folders, globs).
 
+    A remote file named without a glob that is neither found nor a folder is kept as it is: its
+    fetch fails, and that image alone is reported failed with the reason (the others go on). The
+    ``?`` of an http(s) URL starts its query (a presigned URL), never a glob.
+
     Raises:
-        InputError: a spec matches nothing.
+        InputError: a local spec matches nothing, or a folder or glob URL holds no raster (the
+            message names the URL with its credentials hidden, :func:`~samgeo_pipeline.redact.redact`).
+        RemoteReadError: a listing failed (network; retried by the flow).
     """
     local = [local_path(s) for s in specs if not is_remote(s)]
     found = [str(p) for p in expand_inputs(local, exclude)] if local else []
     for spec in (s for s in specs if is_remote(s)):
-        from fsspec.core import url_to_fs
+        found.extend(_expand_remote(spec))
+    return list(dict.fromkeys(found))
 
+
+def _expand_remote(spec: str) -> list[str]:
+    """The files one fsspec URL names (see :func:`expand_specs`)."""
+    from fsspec.core import url_to_fs
+
+    with remote_errors(spec):
         fs, path = url_to_fs(spec)
-        if glob.has_magic(path):
+        if glob.has_magic(str(url_path(spec))):
             matches = sorted(fs.glob(path))
         elif fs.isdir(path):
             matches = sorted(fs.find(path))
         else:
-            matches = [path] if fs.exists(path) else []
-        matches = [m for m in matches if m == path or Path(m).suffix.lower() in RASTER_SUFFIXES]
-        if not matches:
-            raise InputError(f"{spec}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
-        found.extend(fs.unstrip_protocol(m) for m in matches)
-    return list(dict.fromkeys(found))
+            return [spec if not fs.exists(path) else fs.unstrip_protocol(path)]
+    matches = [m for m in matches if Path(m).suffix.lower() in RASTER_SUFFIXES]
+    if not matches:
+        raise InputError(f"{redact(spec)}: matches no raster file ({', '.join(RASTER_SUFFIXES)})")
+    return [fs.unstrip_protocol(m) for m in matches]
+
+
+class RemoteInputError(InputError):
+    """A remote input does not exist or may not be read (not retried)."""
+
+
+class RemoteReadError(RasterReadError):
+    """Reading or listing a remote input failed (network, server error; retried)."""
+
+
+@contextmanager
+def remote_errors(url: str) -> Iterator[None]:
+    """Turn an error of fsspec I/O on ``url`` into a one-line error naming ``url`` with its
+    credentials hidden (:func:`~samgeo_pipeline.redact.redact`), its own text redacted as well: a
+    backend's message may quote the URL, and the flow logs tracebacks.
+
+    Raises:
+        RemoteInputError: not found (fsspec's http also says so when the server cannot be reached),
+            access denied, or an unusable URL (unknown protocol, missing backend).
+        RemoteReadError: any other error of the backend.
+    """
+    try:
+        yield
+    except SamgeoPipelineError:
+        raise
+    except FileNotFoundError:
+        raise RemoteInputError(f"{redact(url)}: not found, or the server cannot be reached; check the URL") from None
+    except PermissionError:
+        raise RemoteInputError(f"{redact(url)}: access denied; check the credentials") from None
+    except (ValueError, ImportError) as exc:
+        raise RemoteInputError(_redacted_reason(url, exc)) from None
+    except Exception as exc:  # noqa: BLE001 - any backend's error: its text may hold the URL's credentials
+        raise RemoteReadError(_redacted_reason(url, exc)) from None
+
+
+def _redacted_reason(url: str, exc: BaseException) -> str:
+    """``URL: ErrorType: first line of its message``, credentials hidden in both."""
+    text = redact(str(exc).splitlines()[0]) if str(exc).strip() else ""
+    return f"{redact(url)}: {type(exc).__name__}" + (f": {text}" if text else "")
 
 
 def fetch_to(url: str, staging: Path) -> Path:
@@ -57,26 +111,29 @@ def fetch_to(url: str, staging: Path) -> Path:
 
     The folder is created by this call, for this call: the caller removes it with
     :func:`remove_staged` once the image is done (whatever its outcome); a failed copy removes it
-    here. The file keeps the URL's file name, made safe (:func:`samgeo_pipeline.paths.safe_name`).
-    While the folder lives, this process holds its lock (:func:`remove_stale_staging`).
+    here. The file keeps the URL's file name (no user-info or query: :func:`flows.common.url_path`),
+    made safe (:func:`samgeo_pipeline.paths.safe_name`). While the folder lives, this process holds
+    its lock (:func:`remove_stale_staging`).
     Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
     store (:func:`check_copy`) before it gets its name.
 
     Raises:
         StagedCopyError: the copy differs from what the store describes (size, or MD5 ETag).
+        RemoteInputError, RemoteReadError: see :func:`remote_errors` (the URL's credentials hidden).
     """
     from fsspec.core import url_to_fs
 
-    fs, path = url_to_fs(url)
     staging.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=hashlib.sha1(url.encode()).hexdigest()[:16] + "-", dir=staging))
     try:
         _hold_staging_lock(folder)
-        name = safe_name(Path(path).name or "input")
+        name = safe_name(url_path(url).name or "input")
         target = check_inside(folder / (name if name != STAGING_LOCK else f"_{name}"), folder)
         part = target.with_name(target.name + ".part")
-        info = fs.info(path)
-        fs.get_file(path, str(part))
+        with remote_errors(url):
+            fs, path = url_to_fs(url)
+            info = fs.info(path)
+            fs.get_file(path, str(part))
         check_copy(url, part, info)
         os.replace(part, target)
     except BaseException:
@@ -99,7 +156,7 @@ def check_copy(url: str, copy: Path, info: dict[str, Any]) -> None:
     """
     size = info.get("size")
     if size is not None and copy.stat().st_size != size:
-        raise StagedCopyError(f"{url}: the copy has {copy.stat().st_size} bytes, the store says {size}; "
+        raise StagedCopyError(f"{redact(url)}: the copy has {copy.stat().st_size} bytes, the store says {size}; "
                               "was it replaced while being read? Run again")
     etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
     if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower()):
@@ -108,7 +165,7 @@ def check_copy(url: str, copy: Path, info: dict[str, Any]) -> None:
             for chunk in iter(lambda: fh.read(8 << 20), b""):
                 digest.update(chunk)
         if digest.hexdigest() != etag.lower():
-            raise StagedCopyError(f"{url}: the copy's MD5 differs from the store's ETag; run again")
+            raise StagedCopyError(f"{redact(url)}: the copy's MD5 differs from the store's ETag; run again")
 
 
 def remove_staged(staged: str | Path, staging: Path) -> None:
@@ -206,7 +263,7 @@ def prepare(
     reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
     return {
         "input": str(path),
-        "source": source or str(path),
+        "source": redact(source or str(path)),
         "out_dir": str(out_dir),
         "sha256": checksum,
         "bytes": Path(path).stat().st_size,
@@ -225,7 +282,7 @@ def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str 
     else None.
     """
     return {
-        "input": source or manifest["input"].get("source") or manifest["input"]["path"],
+        "input": redact(source or manifest["input"].get("source") or manifest["input"]["path"]),
         "out_dir": str(out_dir),
         "sha256": manifest["input"]["sha256"],
         "status": status,

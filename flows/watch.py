@@ -34,9 +34,11 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.deployments import run_deployment  # noqa: E402
 
-from flows.common import GEOTIFF_SUFFIXES, is_remote, local_path, url_path  # noqa: E402
+from flows.common import GEOTIFF_SUFFIXES, RedactedLog, is_remote, local_path, url_path  # noqa: E402
+from flows.stages import remote_errors  # noqa: E402
 from samgeo_pipeline.atomic import write_bytes_atomic  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.redact import redact  # noqa: E402
 from samgeo_pipeline.watch_rules import DONE_SUFFIX, WatchRules, load_rules, options_for, read_meta  # noqa: E402
 
 STATE_VERSION = 1
@@ -247,7 +249,8 @@ def file_options(path: str, rel: str, rules: WatchRules, base: dict[str, Any] | 
     ``base``, the flow's ``options``, under the rules file's defaults).
 
     Raises:
-        InputError: not a readable raster, or its band mapping is refused.
+        InputError: not a readable raster, its band mapping is refused, or a remote file that
+            cannot be read (:func:`flows.stages.remote_errors`: the URL's credentials hidden).
     """
     from dataclasses import replace
 
@@ -255,7 +258,7 @@ def file_options(path: str, rel: str, rules: WatchRules, base: dict[str, Any] | 
     if is_remote(path):
         import fsspec
 
-        with fsspec.open(path, "rb") as fh:
+        with remote_errors(path), fsspec.open(path, "rb") as fh:
             meta = read_meta(fh)
     else:
         meta = read_meta(local_path(path))
@@ -325,7 +328,7 @@ def watch_flow(
         WatchFlowError: a segment run could not be started (the file is retried next scan).
         ConfigError: the rules file is broken (nothing is started until it is fixed).
     """
-    logger = get_run_logger()
+    logger = RedactedLog(get_run_logger())  # paths are URLs that may hold credentials
     if not is_remote(watch_url):
         watch_url = str(Path(local_path(watch_url)).expanduser().resolve())
         if not Path(watch_url).exists():
@@ -356,7 +359,7 @@ def watch_flow(
         save_state(state_file, state)  # one at a time: a crash loses no submission
     _artifacts(watch_url, state_file, files, submitted, waiting, errors)
     if errors:
-        raise WatchFlowError(f"{len(errors)} segment run(s) could not be started:\n" + "\n".join(errors))
+        raise WatchFlowError(redact(f"{len(errors)} segment run(s) could not be started:\n" + "\n".join(errors)))
     return {"submitted": submitted, "waiting": waiting, "failed": failed, "known": len(files)}
 
 
@@ -395,7 +398,7 @@ def _submit(path, entry, watch_url, output_root, deployment, rules, options, ext
                        "add a watch rule if it is wrong", path, opts["bands"], bands_source)
     parameters = {"inputs": [path], "output_root": output_root, "relative_to": watch_url, "options": opts,
                   "bands_source": bands_source, **{k: v for k, v in extra.items() if v is not None}}
-    run_name = f"segment-{PurePosixPath(path).name}"
+    run_name = f"segment-{url_path(path).name}"
     state_run = start_segment_run(deployment, parameters, idempotency_key(path, entry), run_name, return_state=True)
     if not state_run.is_completed():
         return f"error:{path}: {state_run.message or 'could not start a segment run'}"
@@ -406,14 +409,16 @@ def _submit(path, entry, watch_url, output_root, deployment, rules, options, ext
 
 
 def _artifacts(watch_url, state_file, files, submitted, waiting, errors) -> None:
-    """The markdown of this scan (``watch-scan``) and the list of failed files (``watch-failed``)."""
+    """The markdown of this scan (``watch-scan``) and the list of failed files (``watch-failed``),
+    credentials of URLs hidden."""
     if submitted or waiting or errors:
         lines = ["# samgeo-pipeline watch", "", f"Watched: `{watch_url}`; state: `{state_file}`.", ""]
-        lines += [f"- started `{Path(p).name}`: flow run `{r}`" for p, r in submitted.items()]
-        lines += [f"- waiting for `{Path(p).name}`" for p in waiting]
+        lines += [f"- started `{url_path(p).name}`: flow run `{r}`" for p, r in submitted.items()]
+        lines += [f"- waiting for `{url_path(p).name}`" for p in waiting]
         lines += [f"- **not started** {e}" for e in errors]
-        create_markdown_artifact("\n".join(lines) + "\n", key="watch-scan", description="last scan of the watch flow")
-    create_markdown_artifact(failed_markdown(files, watch_url), key="watch-failed",
+        create_markdown_artifact(redact("\n".join(lines) + "\n"), key="watch-scan",
+                                 description="last scan of the watch flow")
+    create_markdown_artifact(redact(failed_markdown(files, watch_url)), key="watch-failed",
                              description="files whose segment runs failed, with the reasons")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
 from samgeo_pipeline.paths import output_dirs, printable
+from samgeo_pipeline.redact import redact
 
 _NO_FLAG = {"progress"}
 
@@ -95,7 +96,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
     def log(message: str) -> None:  # plain text (file names may hold [...] or ESC), one line per message
         style = "red" if message.startswith("error:") else "yellow" if message.startswith("uncertain:") else None
-        console.print(printable(message), style=style, markup=False, highlight=False, soft_wrap=True)
+        console.print(printable(redact(message)), style=style, markup=False, highlight=False, soft_wrap=True)
 
     results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
     console.print(summary_table(results))
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except SamgeoPipelineError as exc:
-        print(f"error: {printable(exc)}", file=sys.stderr)
+        print(f"error: {printable(redact(str(exc)))}", file=sys.stderr)  # a URL's credentials never shown
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

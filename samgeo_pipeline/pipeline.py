@@ -51,6 +51,7 @@ from samgeo_pipeline.raster import (
     zero_collar_message,
 )
 from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, release_free_memory
+from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.sam import ModelSource, SamPredictor
 from samgeo_pipeline.sink import TileSink
@@ -82,7 +83,8 @@ def segment_raster(
         predictor: loaded SAM, or None when ``config.model`` is ``none``.
         model_source: where the weights came from (manifest).
         source: the input as the user named it (a URL for a staged remote copy); default: ``path``
-            resolved. The manifest records it (and ``bands_source``: how a caller such as the watch
+            resolved. The manifest records it, credentials hidden
+            (:func:`~samgeo_pipeline.redact.redact`) (and ``bands_source``: how a caller such as the watch
             flow chose ``config.bands``, beside the mapping); outputs of another source with other bytes are not
             replaced without ``overwrite`` (:func:`~samgeo_pipeline.manifest.check_folder_owner`).
 
@@ -146,7 +148,7 @@ class RasterRun:
             config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
         self.path, self.out_dir, self.config = Path(path), Path(out_dir), config
         self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
-        self.source = source if source is not None else str(self.path.resolve())
+        self.source = redact(source) if source is not None else str(self.path.resolve())  # written, shown
         self.seconds: dict[str, float] = {}
         self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
         self._sink: TileSink | None = None  # tiles written, COG not yet made

@@ -99,7 +99,7 @@ class TestPlainFunctions:
         assert sorted(p.name for p in victim.iterdir()) == ["KEEP_ME.txt", "x.tif"]
         remove_staged(first, staging)
         assert not first.parent.exists() and second.is_file()
-        with pytest.raises(FileNotFoundError):
+        with pytest.raises(InputError, match="missing.tif: not found"):  # one line, not retried (issue 21)
             seg.fetch_to("memory://issue11-stage/missing.tif", staging)
         assert sorted(p.name for p in staging.iterdir()) == [second.parent.name]  # a failed fetch cleans up
 
