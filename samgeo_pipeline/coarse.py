@@ -343,7 +343,7 @@ def _reflectance_tests(
     if rule.method == "fmask":
         passes, sure = water_tests.fmask_water(r)
         assert r.nir is not None and r.red is not None
-        return passes, sure if pools else None, r.ndvi_below(0.1) if pools else None
+        return passes, sure if pools else None, (r.ndvi < 0.1) if pools else None
     code, _ = water_tests.dswe_tests(r)
     if rule.reflectance_source is None:  # ratio tests only: tests 1-3 are free of the scale
         passes = (code & 0b111) == 0b111
@@ -351,15 +351,31 @@ def _reflectance_tests(
             if limit is not None:
                 passes &= getattr(r, band) < limit * rule.scale
         return passes, passes if pools else None, (code & 0b111) != 0 if pools else None
-    excluded = water_tests.fmask_snow(r)
-    cloud = water_tests.fmask_cloud(r)
-    if cloud is not None:
-        excluded |= cloud
-    passes = np.take(_water_by_code(rule.dswe_water), code) & ~excluded
+    passes = np.take(_water_by_code(rule.dswe_water), code)
+    _drop_snow_and_cloud(passes, r)
     if not pools:
         return passes, None, None
-    classes = water_tests.dswe_classes(code)
-    return passes, (classes == water_tests.HIGH) & ~excluded, classes != water_tests.NOT_WATER
+    classes = water_tests.dswe_classes(code)  # high confidence is water under every dswe_water
+    return passes, (classes == water_tests.HIGH) & passes, classes != water_tests.NOT_WATER
+
+
+def _drop_snow_and_cloud(water: np.ndarray, r: water_tests.Reflectances) -> None:
+    """Set ``water`` (``bool``, C-contiguous) False where Fmask's snow or cloud tests pass.
+
+    The tests run on the water pixels only (a few percent of most tiles): they are what costs
+    most per pixel, and elsewhere their answer would change nothing.
+    """
+    flat = water.reshape(-1)
+    at = np.flatnonzero(flat)
+    if at.size == 0:
+        return
+    fields = {name: band.reshape(-1)[at] for name, band in vars(r).items() if isinstance(band, np.ndarray)}
+    some = water_tests.Reflectances(**{k: v for k, v in fields.items() if k in water_tests.Reflectances.__dataclass_fields__})
+    excluded = water_tests.fmask_snow(some)
+    cloud = water_tests.fmask_cloud(some)
+    if cloud is not None:
+        excluded |= cloud
+    flat[at[excluded]] = False
 
 
 @functools.lru_cache(maxsize=4)
