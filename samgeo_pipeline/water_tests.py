@@ -69,26 +69,6 @@ class Reflectances:
         return ratio(self.nir, self.red)
 
 
-def nd_above(total: np.ndarray, diff: np.ndarray, threshold: float, signed: bool | None = None) -> np.ndarray:
-    """``diff / total > threshold`` for a normalised difference ``(a - b) / (a + b)`` given as
-    ``total = a + b`` and ``diff = a - b``, without a division (this runs on every tile).
-
-    For ``-1 < threshold < 1``: ``diff > threshold x total`` where the total is positive, the
-    reverse where it is negative (negative reflectances), and ``0 > threshold`` where it is 0
-    (the index is 0 there). Other thresholds divide. ``signed``: whether any total is <= 0, when
-    the caller knows (else it is checked).
-    """
-    if not -1.0 < threshold < 1.0:
-        return ratio_of(total, diff) > threshold
-    scaled = total * np.float32(threshold)
-    above = diff > scaled
-    if (total <= 0).any() if signed is None else signed:  # rare
-        negative = total < 0
-        above[negative] = diff[negative] < scaled[negative]
-        above[total == 0] = threshold < 0
-    return above
-
-
 def ratio_of(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
     """``diff / total`` as float32 clipped to [-1, 1], 0 where ``total`` is 0."""
     result = np.zeros(total.shape, np.float32)
