@@ -126,13 +126,19 @@ RGB_SUSPECT_FRACTION = 0.4
 MIN_WATER_FRACTION = 1e-3
 
 
-def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], calibrated: bool = False) -> Method:
+def resolve_method(
+    requested: str, band_names: tuple[str, ...] | list[str], calibrated: bool = False, common_scale: bool = True
+) -> Method:
     """The method for ``requested`` (``auto``: dswe > mndwi > ndwi > fmask > rgb, see the module docstring).
 
     Args:
         requested: ``auto`` or a method name.
         band_names: the mapped bands.
-        calibrated: whether the input's reflectance is known (``dswe`` and ``fmask`` need it).
+        calibrated: whether the input's reflectance is known (``fmask`` needs it).
+        common_scale: whether the bands share one scale when reflectance is unknown (raw digital
+            numbers, reflectance x 10000: yes; 8-bit display products, each band stretched to
+            its own range: no). ``auto`` takes ``dswe`` without reflectance only then: its tests
+            2 and 3 compare magnitudes across bands.
 
     Raises:
         InputError: the method needs a band that is not mapped, or reflectance that is unknown.
@@ -140,7 +146,8 @@ def resolve_method(requested: str, band_names: tuple[str, ...] | list[str], cali
     names = set(band_names)
     if requested == "auto":
         for candidate, needs in METHOD_BANDS.items():
-            if needs <= names and (calibrated or candidate not in NEEDS_REFLECTANCE):
+            usable = calibrated or (candidate not in NEEDS_REFLECTANCE and (candidate != "dswe" or common_scale))
+            if needs <= names and usable:
                 return candidate  # type: ignore[return-value]
         hint = " (red+nir works with known reflectance: pass --reflectance-scale)" if {"red", "nir"} <= names else ""
         raise InputError(
@@ -170,6 +177,7 @@ def fit_rule(
     dswe_water: str = "wetland",
     rgb_max_water: float = RGB_MAX_WATER,
     edge_otsu: bool = False,
+    common_scale: bool = True,
 ) -> CoarseRule:
     """Fit the image's rule on its decimated read (``data``, ``valid``: the whole image).
 
@@ -187,11 +195,12 @@ def fit_rule(
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
         edge_otsu: ``mndwi``/``ndwi`` without ``threshold``: the threshold is Otsu's split of the
             index around its edges (:func:`edge_otsu_threshold`); no valley there: uncertain.
+        common_scale: whether the bands share one scale (see :func:`resolve_method`).
 
     Raises:
         InputError: the method needs a band that is not mapped, or reflectance that is unknown.
     """
-    method = resolve_method(requested, band_names, reflectance is not None)
+    method = resolve_method(requested, band_names, reflectance is not None, common_scale)
     if method == "dswe" and reflectance is None:
         floor = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
         base = CoarseRule(method, tuple(band_names), floor, dropped=RATIO_DSWE_DROPPED, texture_window=texture_window)
@@ -204,7 +213,8 @@ def fit_rule(
             rule = _gate_wetland(data, valid, rule)
     else:
         offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
-        base = CoarseRule(method, tuple(band_names), offset, texture_window=texture_window)
+        skipped = () if common_scale or not METHOD_BANDS["dswe"] <= set(band_names) else (DISPLAY_DROPPED,)
+        base = CoarseRule(method, tuple(band_names), offset, dropped=skipped, texture_window=texture_window)
         if method == "rgb":
             rule = fit_rgb(data, valid, base)
         else:
@@ -224,6 +234,8 @@ def fit_rule(
     return replace(rule, uncertain=_uncertainty(rule, threshold is not None, rgb_max_water))
 
 
+#: Why an 8-bit image with DSWE's bands takes a fitted index instead.
+DISPLAY_DROPPED = "DSWE: 8-bit bands are display products, each stretched to its own range, and DSWE compares bands"
 #: What ``dswe`` drops when the reflectance is unknown.
 RATIO_DSWE_DROPPED = (
     "DSWE tests 4 and 5 (need reflectance): water where tests 1-3 all pass",
@@ -343,7 +355,7 @@ def _reflectance_tests(
     if rule.method == "fmask":
         passes, sure = water_tests.fmask_water(r)
         assert r.nir is not None and r.red is not None
-        return passes, sure if pools else None, r.ndvi_below(0.1) if pools else None
+        return passes, sure if pools else None, (r.ndvi < 0.1) if pools else None
     code, _ = water_tests.dswe_tests(r)
     if rule.reflectance_source is None:  # ratio tests only: tests 1-3 are free of the scale
         passes = (code & 0b111) == 0b111
@@ -351,15 +363,31 @@ def _reflectance_tests(
             if limit is not None:
                 passes &= getattr(r, band) < limit * rule.scale
         return passes, passes if pools else None, (code & 0b111) != 0 if pools else None
-    excluded = water_tests.fmask_snow(r)
-    cloud = water_tests.fmask_cloud(r)
-    if cloud is not None:
-        excluded |= cloud
-    passes = np.take(_water_by_code(rule.dswe_water), code) & ~excluded
+    passes = np.take(_water_by_code(rule.dswe_water), code)
+    _drop_snow_and_cloud(passes, r)
     if not pools:
         return passes, None, None
-    classes = water_tests.dswe_classes(code)
-    return passes, (classes == water_tests.HIGH) & ~excluded, classes != water_tests.NOT_WATER
+    classes = water_tests.dswe_classes(code)  # high confidence is water under every dswe_water
+    return passes, (classes == water_tests.HIGH) & passes, classes != water_tests.NOT_WATER
+
+
+def _drop_snow_and_cloud(water: np.ndarray, r: water_tests.Reflectances) -> None:
+    """Set ``water`` (``bool``, C-contiguous) False where Fmask's snow or cloud tests pass.
+
+    The tests run on the water pixels only (a few percent of most tiles): they are what costs
+    most per pixel, and elsewhere their answer would change nothing.
+    """
+    flat = water.reshape(-1)
+    at = np.flatnonzero(flat)
+    if at.size == 0:
+        return
+    fields = {name: band.reshape(-1)[at] for name, band in vars(r).items() if isinstance(band, np.ndarray)}
+    some = water_tests.Reflectances(**{k: v for k, v in fields.items() if k in water_tests.Reflectances.__dataclass_fields__})
+    excluded = water_tests.fmask_snow(some)
+    cloud = water_tests.fmask_cloud(some)
+    if cloud is not None:
+        excluded |= cloud
+    flat[at[excluded]] = False
 
 
 @functools.lru_cache(maxsize=4)

@@ -13,7 +13,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from samgeo_pipeline.water_tests import nd_above, ratio_of
+from samgeo_pipeline.water_tests import ratio_of
 from samgeo_pipeline.water_rule import LAND_MARGIN, LAND_MIN_PIXELS, SURE_MARGIN, CoarseRule, band_of, grow
 
 #: Index threshold of each spectral method when ``--threshold`` is not given.
@@ -175,6 +175,25 @@ def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
     Other thresholds fall back to :func:`normalized_difference`.
     """
     return nd_above(a + b, a - b, threshold)
+
+
+def nd_above(total: np.ndarray, diff: np.ndarray, threshold: float) -> np.ndarray:
+    """``diff / total > threshold`` for a normalised difference ``(a - b) / (a + b)`` given as
+    ``total = a + b`` and ``diff = a - b``, without a division (this runs on every tile).
+
+    For ``-1 < threshold < 1``: ``diff > threshold x total`` where the total is positive, the
+    reverse where it is negative (negative reflectances), and ``0 > threshold`` where it is 0
+    (the index is 0 there). Other thresholds divide.
+    """
+    if not -1.0 < threshold < 1.0:
+        return ratio_of(total, diff) > threshold
+    scaled = total * np.float32(threshold)
+    above = diff > scaled
+    if (total <= 0).any():  # rare
+        negative = total < 0
+        above[negative] = diff[negative] < scaled[negative]
+        above[total == 0] = threshold < 0
+    return above
 
 
 def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:

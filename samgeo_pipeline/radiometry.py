@@ -131,6 +131,7 @@ def stats_from_array(
         coarse=fit_rule(
             data, valid, names, config.index, config.threshold, config.texture_window, config.min_area, floor.min(),
             reflectance, config.dswe_water, config.rgb_max_water, config.edge_otsu,
+            common_scale=source_dtype != "uint8",  # 8-bit multispectral: display products
         ),  # fmt: skip
         valid_fraction=float(valid.mean()),
         composite=resolve_composite(config.composite, names, where),

@@ -45,8 +45,8 @@ WATER_NDVI, WATER_NIR, WATER_NDVI_LOW, WATER_NIR_LOW = 0.01, 0.11, 0.1, 0.05
 class Reflectances:
     """The bands of one array in reflectance (``float32 (rows, cols)`` each, None when absent).
 
-    The sums and differences of the normalised differences the tests share (MNDWI and NDSI are
-    the same ratio of green and SWIR1; NDVI of NIR and red) are formed once, on first use.
+    MNDWI (= Fmask's NDSI, the same ratio of green and SWIR1) and NDVI are computed once, on
+    first use, and compared with every threshold the tests need.
     """
 
     green: np.ndarray | None = None
@@ -57,60 +57,16 @@ class Reflectances:
     swir2: np.ndarray | None = None
 
     @functools.cached_property
-    def _green_swir(self) -> tuple[np.ndarray, np.ndarray, bool]:
+    def mndwi(self) -> np.ndarray:
+        """MNDWI = NDSI = (green - SWIR1) / (green + SWIR1), ``float32`` in [-1, 1] (0 where the sum is 0)."""
         assert self.green is not None and self.swir is not None
-        return _sum_diff(self.green, self.swir)
+        return ratio(self.green, self.swir)
 
     @functools.cached_property
-    def _nir_red(self) -> tuple[np.ndarray, np.ndarray, bool]:
+    def ndvi(self) -> np.ndarray:
+        """NDVI = (NIR - red) / (NIR + red), ``float32`` in [-1, 1] (0 where the sum is 0)."""
         assert self.nir is not None and self.red is not None
-        return _sum_diff(self.nir, self.red)
-
-    def mndwi_above(self, threshold: float) -> np.ndarray:
-        """MNDWI (= Fmask's NDSI) = (green - SWIR1) / (green + SWIR1) > ``threshold``."""
-        total, diff, signed = self._green_swir
-        return nd_above(total, diff, threshold, signed)
-
-    def ndvi_above(self, threshold: float) -> np.ndarray:
-        """NDVI = (NIR - red) / (NIR + red) > ``threshold``."""
-        total, diff, signed = self._nir_red
-        return nd_above(total, diff, threshold, signed)
-
-    def mndwi_below(self, threshold: float) -> np.ndarray:
-        """MNDWI < ``threshold``."""
-        total, diff, signed = self._green_swir
-        return nd_above(total, -diff, -threshold, signed)
-
-    def ndvi_below(self, threshold: float) -> np.ndarray:
-        """NDVI < ``threshold``."""
-        total, diff, signed = self._nir_red
-        return nd_above(total, -diff, -threshold, signed)
-
-
-def _sum_diff(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """``a + b``, ``a - b`` and whether any sum is <= 0 (for :func:`nd_above`)."""
-    total = a + b
-    return total, a - b, bool((total <= 0).any())
-
-
-def nd_above(total: np.ndarray, diff: np.ndarray, threshold: float, signed: bool | None = None) -> np.ndarray:
-    """``diff / total > threshold`` for a normalised difference ``(a - b) / (a + b)`` given as
-    ``total = a + b`` and ``diff = a - b``, without a division (this runs on every tile).
-
-    For ``-1 < threshold < 1``: ``diff > threshold x total`` where the total is positive, the
-    reverse where it is negative (negative reflectances), and ``0 > threshold`` where it is 0
-    (the index is 0 there). Other thresholds divide. ``signed``: whether any total is <= 0, when
-    the caller knows (else it is checked).
-    """
-    if not -1.0 < threshold < 1.0:
-        return ratio_of(total, diff) > threshold
-    scaled = total * np.float32(threshold)
-    above = diff > scaled
-    if (total <= 0).any() if signed is None else signed:  # rare
-        negative = total < 0
-        above[negative] = diff[negative] < scaled[negative]
-        above[total == 0] = threshold < 0
-    return above
+        return ratio(self.nir, self.red)
 
 
 def ratio_of(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
@@ -145,7 +101,7 @@ def dswe_tests(r: Reflectances) -> tuple[np.ndarray, list[str]]:
     dropped = []
     nir_s1 = nir + s1
     awei = 2.5 * g - 1.5 * nir_s1
-    psw2 = r.mndwi_above(PSW2_MNDWI) & (s1 < PSW2_SWIR1) & (nir < PSW2_NIR)
+    psw2 = (r.mndwi > PSW2_MNDWI) & (s1 < PSW2_SWIR1) & (nir < PSW2_NIR)
     if r.blue is not None:
         awei += r.blue
         psw2 &= r.blue < PSW2_BLUE
@@ -157,10 +113,10 @@ def dswe_tests(r: Reflectances) -> tuple[np.ndarray, list[str]]:
     else:
         dropped.append("SWIR2 terms of tests 3 and 5")
     tests = (
-        r.mndwi_above(DSWE_MNDWI),
+        r.mndwi > DSWE_MNDWI,
         (g + red) > nir_s1,
         awei > 0,
-        r.mndwi_above(PSW1_MNDWI) & (s1 < PSW1_SWIR1) & (nir < PSW1_NIR) & r.ndvi_below(PSW1_NDVI),
+        (r.mndwi > PSW1_MNDWI) & (s1 < PSW1_SWIR1) & (nir < PSW1_NIR) & (r.ndvi < PSW1_NDVI),
         psw2,
     )
     code = np.zeros(g.shape, np.uint8)
@@ -204,7 +160,7 @@ def fmask_snow(r: Reflectances) -> np.ndarray:
     (Fmask also asks for a brightness temperature below 9.85 °C; no thermal band is read here.)
     """
     assert r.green is not None and r.nir is not None
-    return r.mndwi_above(SNOW_NDSI) & (r.nir > SNOW_NIR) & (r.green > SNOW_GREEN)
+    return (r.mndwi > SNOW_NDSI) & (r.nir > SNOW_NIR) & (r.green > SNOW_GREEN)
 
 
 def fmask_cloud(r: Reflectances) -> np.ndarray | None:
@@ -223,7 +179,7 @@ def fmask_cloud(r: Reflectances) -> np.ndarray | None:
     cloud = (b - 0.5 * red - 0.08 > 0) & (nir > CLOUD_NIR_SWIR1 * s1)
     if r.swir2 is not None:
         cloud &= r.swir2 > CLOUD_SWIR2
-    cloud &= r.mndwi_below(CLOUD_NDSI) & r.ndvi_below(CLOUD_NDVI)
+    cloud &= (r.mndwi < CLOUD_NDSI) & (r.ndvi < CLOUD_NDVI)
     mean = (b + g + red) / 3
     deviation = np.abs(b - mean) + np.abs(g - mean) + np.abs(red - mean)
     cloud &= (mean > 0) & (deviation < CLOUD_WHITENESS * mean)  # whiteness < 0.7, without a division
@@ -237,7 +193,7 @@ def fmask_water(r: Reflectances) -> tuple[np.ndarray, np.ndarray]:
     and NIR < 0.05 (both branches' strictest limits), for positive prompts.
     """
     assert r.red is not None and r.nir is not None
-    low_ndvi = r.ndvi_below(WATER_NDVI)
+    low_ndvi = r.ndvi < WATER_NDVI
     water = low_ndvi & (r.nir < WATER_NIR)
-    water |= r.ndvi_above(0.0) & r.ndvi_below(WATER_NDVI_LOW) & (r.nir < WATER_NIR_LOW)
+    water |= (r.ndvi > 0.0) & (r.ndvi < WATER_NDVI_LOW) & (r.nir < WATER_NIR_LOW)
     return water, low_ndvi & (r.nir < WATER_NIR_LOW)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +142,16 @@ def read_mask(out_dir: Path) -> np.ndarray:
 def leftovers(root: Path) -> Sequence[Path]:
     """Temporary files (``.partial`` / ``.work``) left anywhere under ``root``."""
     return [p for p in root.rglob("*") if ".partial-" in p.name or ".work-" in p.name]
+
+
+def inputs_inside_outputs(root: Path, scene: Path, first: str = "mask") -> list[Path]:
+    """Issue 21's layout: copies of ``scene`` at ``root/FIRST/mask.tif``, ``root/probability/probability.tif``
+    and ``root/scene/scene.tif``, with a user's own ``manifest.json`` and ``quicklook.png`` beside
+    the last; ``root`` is then given as the output folder."""
+    inputs = [root / first / "mask.tif", root / "probability" / "probability.tif", root / "scene" / "scene.tif"]
+    for path in inputs:
+        path.parent.mkdir(parents=True)
+        shutil.copy(scene, path)
+    (root / "scene" / "manifest.json").write_text('{"my": "notes"}')
+    (root / "scene" / "quicklook.png").write_bytes(b"my picture")
+    return inputs

@@ -19,7 +19,7 @@ from samgeo_pipeline.cli import main
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import UnsafePathError
 from samgeo_pipeline.folders import LOCK_NAME, check_inputs_outside
-from tests.scenes import leftovers
+from tests.scenes import inputs_inside_outputs, leftovers
 
 FAST = ["--model", "none", "--no-progress"]
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +56,7 @@ class TestInputsAreUntouchable:
         """Row 1: ``R/mask/mask.tif`` was replaced by the output mask, ``R/probability/probability.tif``
         deleted, and the user's manifest.json / quicklook.png beside ``R/scene/scene.tif`` overwritten."""
         root = tmp_path / "R"
-        inputs = [root / "mask" / "mask.tif", root / "probability" / "probability.tif", root / "scene" / "scene.tif"]
-        for path in inputs:
-            path.parent.mkdir(parents=True)
-            shutil.copy(scene, path)
-        (root / "scene" / "manifest.json").write_text('{"my": "notes"}')
-        (root / "scene" / "quicklook.png").write_bytes(b"my picture")
+        inputs = inputs_inside_outputs(root, scene, first="mask")
         before = snapshot(root)
         assert segment(*inputs, "--out", root, *overwrite) == 1
         lines = error_lines(capsys.readouterr().err)

@@ -98,6 +98,9 @@ class TestRules:
         assert resolve_method("auto", SIX, calibrated=True) == "dswe"
         assert resolve_method("auto", SIX, calibrated=False) == "dswe"  # its ratio tests 1-3
         assert resolve_method("auto", ("green", "swir", "nir"), calibrated=False) == "mndwi"
+        # 8-bit display products (each band stretched on its own): no cross-band DSWE tests
+        assert resolve_method("auto", SIX, calibrated=False, common_scale=False) == "mndwi"
+        assert resolve_method("auto", SIX, calibrated=True, common_scale=False) == "dswe"
         assert resolve_method("auto", ("red", "nir", "swir"), calibrated=True) == "fmask"
         with pytest.raises(InputError, match=r"red\+nir works with known reflectance: pass --reflectance-scale"):
             resolve_method("auto", ("red", "nir", "swir"))
@@ -134,6 +137,13 @@ class TestRules:
         assert any("tests 4 and 5" in d for d in rule.dropped)
         water = apply_rule(data, valid, rule, 1).water
         assert water[LAKE].all() and water.sum() == water[LAKE].size
+
+    def test_8_bit_display_bands_take_the_fitted_index_and_say_why(self) -> None:
+        data = image({"water": LAKE}) / 40  # as if stretched to 0-255
+        valid = np.ones(data.shape[1:], bool)
+        rule = fit_rule(data, valid, SIX, common_scale=False)
+        assert rule.method == "mndwi" and any("display products" in d for d in rule.dropped)
+        assert fit_rule(data, valid, SIX).dropped[0].startswith("DSWE tests 4 and 5")
 
     def test_fmask_method_on_red_nir_swir(self) -> None:
         names = ("red", "nir", "swir")

@@ -3,7 +3,6 @@ as inputs (row 7), and the staging folders of crashed runs are removed (row 6)."
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from flows import segment as seg
 from samgeo_pipeline.demo import write_demo_scene
+from tests.scenes import inputs_inside_outputs
 
 OPTIONS = {"model": "none", "tile_size": 256, "halo": 32}
 REPO = Path(__file__).resolve().parents[2]
@@ -33,12 +33,7 @@ class TestFlowInputs:
         ``R/a/mask.tif`` lies in the folder of the input ``a.tif``, whose mask would replace it."""
         root = tmp_path / "R"
         scene = write_demo_scene(tmp_path / "a.tif", 100, 120)
-        inputs = [root / "a" / "mask.tif", root / "probability" / "probability.tif", root / "scene" / "scene.tif"]
-        for path in inputs:
-            path.parent.mkdir(parents=True)
-            shutil.copy(scene, path)
-        (root / "scene" / "manifest.json").write_text('{"my": "notes"}')
-        (root / "scene" / "quicklook.png").write_bytes(b"my picture")
+        inputs = inputs_inside_outputs(root, scene, first="a")
         before = snapshot(root)
         state = seg.segment_flow([str(scene), *map(str, inputs)], str(root), OPTIONS, return_state=True)
         assert state.is_failed() and "lies in the output folder" in state.message
