@@ -1,7 +1,9 @@
 """samgeo_pipeline: find water in orthoimagery and satellite imagery with Segment Anything.
 
 Stages, one module each: :mod:`raster` (inputs), :mod:`radiometry` (whole-image statistics),
-:mod:`tiling`, :mod:`coarse` (index/HSV mask), :mod:`prompts`, :mod:`sam`, :mod:`writers` (COG),
+:mod:`tiling`, :mod:`coarse` (the coarse water mask: DSWE and Fmask tests from :mod:`water_tests`
+on reflectance from :mod:`reflectance`, fitted indices, RGB darkness), :mod:`prompts`, :mod:`sam`,
+:mod:`writers` (COG),
 :mod:`vectorize` (GeoPackage), :mod:`quicklook`, :mod:`manifest`; :mod:`pipeline` runs one raster
 and :mod:`runner` a batch. Importing this package does not import Prefect.
 """
