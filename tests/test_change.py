@@ -97,6 +97,17 @@ class TestClasses:
         assert rows[0] == "kind,key,name,pixels,area_m2,share_of_valid"
         assert "class,2,new permanent,250,25000.0," in "\n".join(rows)
 
+    def test_water_bodies_are_numbered_largest_first(self, tmp_path):
+        a = np.zeros((30, 30), np.uint8)
+        a[1:3, 1:3] = 1  # a small pond in the first rows
+        a[10:25, 5:25] = 1  # a large lake below it
+        b = a.copy()
+        b[10:25, 5:15] = 0
+        run_change([folder(tmp_path, "x_2001", a), folder(tmp_path, "x_2002", b)], tmp_path / "chg", log=quiet)
+        bodies = gpd.read_file(tmp_path / "chg" / "change.gpkg", layer="water_bodies")
+        assert list(bodies["extent_m2"]) == pytest.approx([30000, 400])
+        assert list(bodies["water_m2_2002"]) == pytest.approx([15000, 400])
+
     def test_outputs_are_cogs_and_a_png(self, pair, tmp_path):
         run_change(pair[:2], tmp_path / "chg", log=quiet)
         for name in ("change.tif", "occurrence.tif"):
@@ -199,6 +210,7 @@ class TestDates:
             ("S2A_MSIL1C_20170216T103021_N0204.tif", (dt.date(2017, 2, 16), "day")),
             ("scene_2020-08-31.tif", (dt.date(2020, 8, 31), "day")),
             ("tile_20090231.tif", None),
+            ("tile_20090231_20100105.tif", (dt.date(2010, 1, 5), "day")),
             ("scene.tif", None),
         ],
     )
