@@ -321,7 +321,9 @@ def occurrence_percent(water: np.ndarray) -> np.ndarray:
     return np.rint(100.0 * water.sum(axis=0) / len(water)).astype(np.uint8)
 
 
-def compute_rasters(dates: list[DateInput], grid: Grid, out_dir: Path) -> tuple[WindowedRasterWriter, WindowedRasterWriter, dict[str, Any]]:
+def compute_rasters(
+    dates: list[DateInput], grid: Grid, out_dir: Path
+) -> tuple[WindowedRasterWriter, WindowedRasterWriter, dict[str, Any]]:
     """Classes and occurrence of every pixel of ``grid``, window by window, into two work files.
 
     Returns:
@@ -342,7 +344,7 @@ def compute_rasters(dates: list[DateInput], grid: Grid, out_dir: Path) -> tuple[
         with ExitStack() as stack:
             sources = [stack.enter_context(on_grid(d.mask, grid)) for d in dates]
             for window in windows(grid):
-                water, valid = _read_dates(sources, window)
+                water, valid = read_window(sources, window)
                 classes = transitions(water, years)
                 classes[~valid] = NODATA
                 occ = occurrence_percent(water)
@@ -357,8 +359,9 @@ def compute_rasters(dates: list[DateInput], grid: Grid, out_dir: Path) -> tuple[
     return change, occurrence, tallies
 
 
-def _read_dates(sources: list[Any], window: Window) -> tuple[np.ndarray, np.ndarray]:
-    """``(water bool (dates, rows, cols), valid bool (rows, cols))`` of one window: valid where every date is 0 or 1."""
+def read_window(sources: list[Any], window: Window) -> tuple[np.ndarray, np.ndarray]:
+    """``(water bool (dates, rows, cols), valid bool (rows, cols))`` of one window of every date
+    (:func:`on_grid` datasets): valid where every date is 0 or 1."""
     values = np.stack([src.read(1, window=window) for src in sources])
     valid = (values <= 1).all(axis=0)
     return values == 1, valid
@@ -457,6 +460,6 @@ def run_change(
         result.date_pixels = [int(v) for v in tallies["date_pixels"]]
         result.date_area_m2 = [float(v) for v in tallies["date_area"]]
         result.valid_pixels, result.valid_area_m2 = int(tallies.get("valid_pixels", 0)), float(tallies.get("valid_area", 0.0))
-        write_outputs(result, change, occurrence, crs, gsd, time.perf_counter() - started)
+        write_outputs(result, change, occurrence, crs, gsd, started)
     log(f"change: {len(usable)} dates -> {out_dir}")
     return result

@@ -81,7 +81,7 @@ def water_bodies(occurrence_work: Path, result: ChangeResult) -> tuple[np.ndarra
         ``(polygons, areas)``: pixel-coordinate polygons, largest extent first, and ``float64
         (bodies, dates)`` m² (pixels times their row's area; NaN without a CRS).
     """
-    from samgeo_pipeline.change import _read_dates, on_grid, row_areas_m2, windows
+    from samgeo_pipeline.change import read_window, on_grid, row_areas_m2, windows
 
     with gdal_env(read_once=True), rasterio.open(occurrence_work) as ds:
         bodies = _polygons(ds, lambda v: (v > 0) & (v <= 100))
@@ -100,7 +100,7 @@ def water_bodies(occurrence_work: Path, result: ChangeResult) -> tuple[np.ndarra
                 continue
             ids = features.rasterize(((bodies[i], int(i) + 1) for i in hits), out_shape=(h, w),
                                      transform=Affine.translation(c0, r0), fill=0, dtype="int32")  # fmt: skip
-            water, valid = _read_dates(sources, window)
+            water, valid = read_window(sources, window)
             weight = np.broadcast_to(row_area[r0 : r0 + h, None], (h, w))
             for d, wet in enumerate(water):
                 here = wet & valid & (ids > 0)
@@ -210,9 +210,11 @@ def build_manifest(result: ChangeResult, crs: str | None, gsd: float | None, sec
 
 def write_outputs(
     result: ChangeResult, change: WindowedRasterWriter, occurrence: WindowedRasterWriter,
-    crs: str | None, gsd: float | None, seconds: float,
+    crs: str | None, gsd: float | None, started: float,
 ) -> None:
-    """Finish the run into ``result.out_dir``: COGs, GeoPackage, CSV, plot, manifest (last)."""
+    """Finish the run into ``result.out_dir``: COGs, GeoPackage, CSV, plot, manifest (last).
+
+    ``started``: ``time.perf_counter()`` at the start of the run (the manifest's ``seconds``)."""
     from samgeo_pipeline.change import CLASSES
     from samgeo_pipeline.manifest import write_manifest
 
@@ -232,5 +234,5 @@ def write_outputs(
         change.remove_work()
         occurrence.remove_work()
     result.outputs = [*outputs, out / "manifest.json"]
-    result.manifest = build_manifest(result, crs, gsd, seconds)
+    result.manifest = build_manifest(result, crs, gsd, time.perf_counter() - started)
     write_manifest(out / "manifest.json", result.manifest)

@@ -162,7 +162,6 @@ class TestGrids:
         a[10:30, 10:30] = 1
         d1 = folder(tmp_path, "x_2001", a)
         # the same mask in WGS84, finely sampled (2.5 m), so the nearest-neighbour round trip is exact inside
-        geo = tmp_path / "geo.tif"
         with rasterio.open(d1 / "mask.tif") as src:
             from rasterio.warp import calculate_default_transform, reproject
 
