@@ -454,12 +454,27 @@ def run_change(
             change, occurrence, tallies = compute_rasters(usable, grid, out_dir)
         except RasterioError as exc:
             raise ChangeInputError(f"{out_dir}: reading the masks failed ({str(exc).splitlines()[0]})") from None
-        result = ChangeResult(out_dir, usable, left_out, grid)
-        result.class_pixels = {c: int(tallies["class_pixels"][c]) for c in CLASSES}
-        result.class_area_m2 = {c: float(tallies["class_area"][c]) for c in CLASSES}
-        result.date_pixels = [int(v) for v in tallies["date_pixels"]]
-        result.date_area_m2 = [float(v) for v in tallies["date_area"]]
-        result.valid_pixels, result.valid_area_m2 = int(tallies.get("valid_pixels", 0)), float(tallies.get("valid_area", 0.0))
+        result = _result(out_dir, usable, left_out, grid, tallies)
+        if result.valid_pixels == 0:
+            change.remove_work()
+            occurrence.remove_work()
+            raise ChangeInputError(f"{out_dir}: no pixel has data on every date (do the masks cover the same place?); "
+                                   "no output written")
         write_outputs(result, change, occurrence, crs, gsd, started)
     log(f"change: {len(usable)} dates -> {out_dir}")
     return result
+
+
+def _result(
+    out_dir: Path, dates: list[DateInput], left_out: list[dict[str, str]], grid: Grid, tallies: dict[str, Any]
+) -> ChangeResult:
+    """A :class:`ChangeResult` from :func:`compute_rasters`'s tallies (plain ints and floats)."""
+    return ChangeResult(
+        out_dir, dates, left_out, grid,
+        class_pixels={c: int(tallies["class_pixels"][c]) for c in CLASSES},
+        class_area_m2={c: float(tallies["class_area"][c]) for c in CLASSES},
+        date_pixels=[int(v) for v in tallies["date_pixels"]],
+        date_area_m2=[float(v) for v in tallies["date_area"]],
+        valid_pixels=int(tallies.get("valid_pixels", 0)),
+        valid_area_m2=float(tallies.get("valid_area", 0.0)),
+    )  # fmt: skip

@@ -13,8 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,22 +57,21 @@ def _polygons(ds: rasterio.io.DatasetReader, test: Callable[[np.ndarray], np.nda
     return np.concatenate(batches) if batches else np.empty(0, dtype=object)
 
 
-def class_frame(change_work: Path, grid: Grid, codes: list[int]) -> gpd.GeoDataFrame:
-    """Layer ``change``: one polygon per 4-connected region of each class in ``codes``, with its area."""
+def class_frames(change_work: Path, grid: Grid, codes: list[int]) -> Iterator[gpd.GeoDataFrame]:
+    """Layer ``change``, one class at a time: a polygon per 4-connected region of each class in
+    ``codes``, with ``class``, ``name`` and ``area_m2`` (an empty frame when ``codes`` is empty)."""
     from samgeo_pipeline.change import CLASSES
 
-    geoms, classes = [], []
     with gdal_env(read_once=True), rasterio.open(change_work) as ds:
-        for code in codes:
-            found = _polygons(ds, lambda v, c=code: v == c)
-            geoms.append(found)
-            classes.extend([code] * len(found))
-    mapped = to_map(np.concatenate(geoms) if geoms else np.empty(0, dtype=object), grid.transform)
-    area, _ = area_perimeter_m(mapped, grid.crs)
-    return gpd.GeoDataFrame(
-        {"class": np.asarray(classes, dtype=np.int32), "name": [CLASSES[c] for c in classes], "area_m2": area},
-        geometry=gpd.GeoSeries(mapped, crs=grid.crs),
-    )
+        for code in codes or [None]:
+            found = _polygons(ds, lambda v, c=code: v == c) if code is not None else np.empty(0, dtype=object)
+            mapped = to_map(found, grid.transform)
+            area, _ = area_perimeter_m(mapped, grid.crs)
+            yield gpd.GeoDataFrame(
+                {"class": np.full(len(found), code or 0, np.int32), "name": [CLASSES[code or 0]] * len(found),
+                 "area_m2": area},
+                geometry=gpd.GeoSeries(mapped, crs=grid.crs),
+            )  # fmt: skip
 
 
 def water_bodies(occurrence_work: Path, result: ChangeResult) -> tuple[np.ndarray, np.ndarray]:
@@ -123,10 +123,10 @@ def date_column(label: str) -> str:
     return "water_m2_" + label.replace("-", "_")
 
 
-def write_gpkg(path: Path, layers: dict[str, gpd.GeoDataFrame]) -> None:
-    """Write ``layers`` into one GeoPackage, atomically."""
+def write_gpkg(path: Path, layers: Iterable[tuple[str, gpd.GeoDataFrame]]) -> None:
+    """Write ``(layer name, frame)`` pairs into one GeoPackage, atomically (frames of one layer are appended)."""
     with atomic_path(path) as tmp:
-        for name, frame in layers.items():
+        for name, frame in layers:
             pyogrio.write_dataframe(frame, tmp, layer=name, driver="GPKG", geometry_type="Polygon",
                                     append=tmp.exists())  # fmt: skip
 
@@ -223,10 +223,10 @@ def write_outputs(
         change_work, occurrence_work = change.close(), occurrence.close()
         outputs = [change.make_cog("nearest"), occurrence.make_cog("nearest")]
         codes = [c for c in CLASSES if c != 0 and result.class_pixels[c] > 0]
-        classes = class_frame(change_work, result.grid, codes)
         bodies, body_areas = water_bodies(occurrence_work, result)
         result.bodies = len(bodies)
-        write_gpkg(out / "change.gpkg", {"change": classes, "water_bodies": bodies_frame(bodies, body_areas, result)})
+        layers = (("change", frame) for frame in class_frames(change_work, result.grid, codes))  # one class at a time
+        write_gpkg(out / "change.gpkg", chain(layers, [("water_bodies", bodies_frame(bodies, body_areas, result))]))
         write_text_atomic(out / "areas.csv", areas_csv(result))
         write_plot(out / "change.png", result, body_areas)
         outputs += [out / "change.gpkg", out / "areas.csv", out / "change.png"]

@@ -330,3 +330,33 @@ def test_real_pair_naip_2009_2020(tmp_path):
     assert (change == 2).sum() == 85518 and (change == 3).sum() == 282
     assert (change[-1] == 255).all() and (change == 255).sum() == 934  # 2020 is one row shorter
     assert result.date_pixels == [90486, 175722]
+
+
+def test_without_crs_pixels_are_counted_and_areas_unknown(tmp_path):
+    """Masks in pixel coordinates (inputs without georeferencing) on the same grid: exact pixels, NaN areas."""
+    a = np.zeros((20, 20), np.uint8)
+    b = np.zeros((20, 20), np.uint8)
+    a[2:6, 2:6] = 1
+    b[2:6, 4:8] = 1
+    ident = Affine.identity()
+    result = run_change([folder(tmp_path, "c_2001", a, crs=None, transform=ident),
+                         folder(tmp_path, "c_2002", b, crs=None, transform=ident)], tmp_path / "chg", log=quiet)  # fmt: skip
+    assert [result.class_pixels[c] for c in (1, 2, 3)] == [8, 8, 8] and np.isnan(result.class_area_m2[1])
+    assert len(gpd.read_file(tmp_path / "chg" / "change.gpkg", layer="change")) == 3
+
+
+def test_masks_that_do_not_overlap_are_refused(tmp_path):
+    a = np.ones((10, 10), np.uint8)
+    far = from_origin(600000, 5000000, 10, 10)  # 100 km east
+    with pytest.raises(ChangeInputError, match="no pixel has data on every date .* no output written"):
+        run_change([folder(tmp_path, "x_2001", a), folder(tmp_path, "x_2002", a, transform=far)], tmp_path / "chg",
+                   log=quiet)  # fmt: skip
+    assert not [p for p in (tmp_path / "chg").iterdir() if not p.name.startswith(".samgeo-lock")]
+
+
+def test_no_water_on_any_date_gives_empty_layers(tmp_path):
+    a = np.zeros((10, 10), np.uint8)
+    result = run_change([folder(tmp_path, "x_2001", a), folder(tmp_path, "x_2002", a)], tmp_path / "chg", log=quiet)
+    assert result.class_pixels[0] == 100 and result.bodies == 0
+    for layer in ("change", "water_bodies"):
+        assert len(gpd.read_file(tmp_path / "chg" / "change.gpkg", layer=layer)) == 0
