@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -29,12 +29,11 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.atomic import atomic_path, write_text_atomic
+from samgeo_pipeline.change_raster import CLASSES, ChangeResult, Grid, on_grid, read_window, row_areas_m2, windows
+from samgeo_pipeline.manifest import MANIFEST_VERSION, package_versions, write_manifest
 from samgeo_pipeline.raster import gdal_env
 from samgeo_pipeline.vectorize import area_perimeter_m, polygon_batches, to_map
 from samgeo_pipeline.writers import WindowedRasterWriter
-
-if TYPE_CHECKING:
-    from samgeo_pipeline.change import ChangeResult, Grid
 
 TOP_BODIES = 5
 """Water bodies drawn in ``change.png`` (the largest by their extent over all dates)."""
@@ -60,7 +59,6 @@ def _polygons(ds: rasterio.io.DatasetReader, test: Callable[[np.ndarray], np.nda
 def class_frames(change_work: Path, grid: Grid, codes: list[int]) -> Iterator[gpd.GeoDataFrame]:
     """Layer ``change``, one class at a time: a polygon per 4-connected region of each class in
     ``codes``, with ``class``, ``name`` and ``area_m2`` (an empty frame when ``codes`` is empty)."""
-    from samgeo_pipeline.change import CLASSES
 
     with gdal_env(read_once=True), rasterio.open(change_work) as ds:
         for code in codes or [None]:
@@ -81,7 +79,6 @@ def water_bodies(occurrence_work: Path, result: ChangeResult) -> tuple[np.ndarra
         ``(polygons, areas)``: pixel-coordinate polygons, largest extent first, and ``float64
         (bodies, dates)`` m² (pixels times their row's area; NaN without a CRS).
     """
-    from samgeo_pipeline.change import read_window, on_grid, row_areas_m2, windows
 
     with gdal_env(read_once=True), rasterio.open(occurrence_work) as ds:
         bodies = _polygons(ds, lambda v: (v > 0) & (v <= 100))
@@ -133,7 +130,6 @@ def write_gpkg(path: Path, layers: Iterable[tuple[str, gpd.GeoDataFrame]]) -> No
 
 def areas_csv(result: ChangeResult) -> str:
     """``areas.csv``: water per date, then each class (pixels, m², share of the area valid on every date)."""
-    from samgeo_pipeline.change import CLASSES
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -178,8 +174,6 @@ def write_plot(path: Path, result: ChangeResult, body_areas: np.ndarray) -> None
 
 def build_manifest(result: ChangeResult, crs: str | None, gsd: float | None, seconds: float) -> dict[str, Any]:
     """The run's ``manifest.json``: a ``change`` section, versions and outputs."""
-    from samgeo_pipeline.change import CLASSES
-    from samgeo_pipeline.manifest import MANIFEST_VERSION, package_versions
 
     dates = [
         {"folder": str(d.folder), "image": d.image, "status": d.status, **d.date.to_dict(),
@@ -215,8 +209,6 @@ def write_outputs(
     """Finish the run into ``result.out_dir``: COGs, GeoPackage, CSV, plot, manifest (last).
 
     ``started``: ``time.perf_counter()`` at the start of the run (the manifest's ``seconds``)."""
-    from samgeo_pipeline.change import CLASSES
-    from samgeo_pipeline.manifest import write_manifest
 
     out = result.out_dir
     try:
