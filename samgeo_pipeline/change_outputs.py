@@ -29,6 +29,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.atomic import atomic_path, write_text_atomic
+from samgeo_pipeline import change_raster
 from samgeo_pipeline.change_raster import CLASSES, ChangeResult, Grid, on_grid, read_window, row_areas_m2, windows
 from samgeo_pipeline.manifest import MANIFEST_VERSION, package_versions, write_manifest
 from samgeo_pipeline.raster import gdal_env
@@ -52,7 +53,7 @@ class _Where:
 
 def _polygons(ds: rasterio.io.DatasetReader, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Pixel-coordinate polygons of the regions where ``test`` holds (an object array)."""
-    batches = list(polygon_batches(_Where(ds, test)))  # type: ignore[arg-type]
+    batches = list(polygon_batches(_Where(ds, test), change_raster.WINDOW))  # type: ignore[arg-type]
     return np.concatenate(batches) if batches else np.empty(0, dtype=object)
 
 

@@ -64,7 +64,7 @@ CLASSES: dict[int, str] = {
 """Codes and names of ``change.tif`` (the GSW transition classes; see the module docstring)."""
 NODATA = 255
 WINDOW = 1024
-"""Side of the windows the grid is computed by."""
+"""Side of the windows the grid is computed, counted and traced by (the results do not depend on it)."""
 
 # first-year state x last-year state (0 not water, 1 seasonal, 2 permanent) -> class
 _TRANSITION = np.array([[0, 5, 2], [6, 4, 7], [3, 8, 1]], dtype=np.uint8)
@@ -206,14 +206,15 @@ def row_areas_m2(grid: Grid) -> np.ndarray:
     col = grid.width / 2
     areas = np.empty(grid.height)
     for row in range(grid.height):
-        corners = [t * (col, row), t * (col + 1, row), t * (col + 1, row + 1), t * (col, row + 1)]
+        corners = [t @ (col, row), t @ (col + 1, row), t @ (col + 1, row + 1), t @ (col, row + 1)]
         lons, lats = zip(*corners)
         areas[row] = abs(geod.polygon_area_perimeter(lons, lats)[0])
     return areas
 
 
-def windows(grid: Grid, size: int = WINDOW) -> Iterator[Window]:
-    """The grid cut into windows of ``size``² (row by row)."""
+def windows(grid: Grid, size: int | None = None) -> Iterator[Window]:
+    """The grid cut into windows of ``size``² (default :data:`WINDOW`), row by row."""
+    size = size or WINDOW
     for r0 in range(0, grid.height, size):
         for c0 in range(0, grid.width, size):
             yield Window(c0, r0, min(size, grid.width - c0), min(size, grid.height - r0))

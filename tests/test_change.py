@@ -360,3 +360,35 @@ def test_no_water_on_any_date_gives_empty_layers(tmp_path):
     assert result.class_pixels[0] == 100 and result.bodies == 0
     for layer in ("change", "water_bodies"):
         assert len(gpd.read_file(tmp_path / "chg" / "change.gpkg", layer=layer)) == 0
+
+
+def test_results_do_not_depend_on_the_windows(pair, tmp_path, monkeypatch):
+    """Rasters, counts, polygons and bodies by 1024² windows and by 16² ones (regions across many windows)."""
+    import samgeo_pipeline.change_raster as change_raster
+
+    big = run_change(pair[:2], tmp_path / "big", log=quiet)
+    monkeypatch.setattr(change_raster, "WINDOW", 16)
+    small = run_change(pair[:2], tmp_path / "small", log=quiet)
+    for name in ("change.tif", "occurrence.tif"):
+        assert (read(tmp_path / "big" / name) == read(tmp_path / "small" / name)).all()
+    assert (big.class_pixels, big.date_area_m2) == (small.class_pixels, small.date_area_m2)
+    for layer in ("change", "water_bodies"):
+        a = gpd.read_file(tmp_path / "big" / "change.gpkg", layer=layer).drop(columns="geometry")
+        b = gpd.read_file(tmp_path / "small" / "change.gpkg", layer=layer).drop(columns="geometry")
+        assert a.sort_values(list(a.columns)).values.tolist() == b.sort_values(list(b.columns)).values.tolist()
+
+
+def test_real_series_pucallpa_1985_2000_2020(tmp_path):
+    """Three Landsat dates (EPSG:4326, years in the file names): lost, new and ephemeral river bed pinned."""
+    folder_ = DATA_DIR / "landsat_pucallpa"
+    images = sorted(folder_.glob("landsat_*.tif")) if folder_.is_dir() else []
+    if len(images) != 3:
+        pytest.skip(f"real data not found: {folder_} (../shared/data beside the project)")
+    argv = ["segment", *map(str, images), "--out", str(tmp_path / "seg"), "--model", "none",
+            "--bands", "swir=1,nir=2,red=3,green=4", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    result = run_change(sorted((tmp_path / "seg").iterdir()), tmp_path / "chg", log=quiet)
+    assert [(d.date.label, d.date.source) for d in result.dates] == [(y, "file name") for y in ("1985", "2000", "2020")]
+    assert [result.class_pixels[c] for c in (1, 2, 3, 9)] == [2540, 5908, 10196, 4597]
+    assert result.date_pixels == [12736, 11378, 8448]
+    assert result.date_area_m2[0] == pytest.approx(101.39e6, rel=1e-3)  # geodesic pixel areas near 8.4° S
