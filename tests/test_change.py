@@ -392,3 +392,13 @@ def test_real_series_pucallpa_1985_2000_2020(tmp_path):
     assert [result.class_pixels[c] for c in (1, 2, 3, 9)] == [2540, 5908, 10196, 4597]
     assert result.date_pixels == [12736, 11378, 8448]
     assert result.date_area_m2[0] == pytest.approx(101.39e6, rel=1e-3)  # geodesic pixel areas near 8.4° S
+    import samgeo_pipeline.change_raster as change_raster
+
+    with pytest.MonkeyPatch.context() as patch:  # by 100² windows: each row keeps its own area
+        patch.setattr(change_raster, "WINDOW", 100)
+        windowed = run_change(sorted((tmp_path / "seg").iterdir()), tmp_path / "chg100", log=quiet)
+    assert windowed.date_area_m2 == pytest.approx(result.date_area_m2, rel=1e-12)
+    assert windowed.class_area_m2 == pytest.approx(result.class_area_m2, rel=1e-12)
+    bodies = [gpd.read_file(tmp_path / d / "change.gpkg", layer="water_bodies") for d in ("chg", "chg100")]
+    assert bodies[0]["water_m2_2020"].sum() == pytest.approx(result.date_area_m2[2], rel=1e-9)
+    assert bodies[1]["water_m2_2020"].sum() == pytest.approx(result.date_area_m2[2], rel=1e-9)
