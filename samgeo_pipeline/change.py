@@ -24,6 +24,7 @@ from samgeo_pipeline.change_raster import (
     DateInput,
     Grid,
     compute_rasters,
+    grid_options,
     result_from,
     target_grid,
     transitions,
@@ -154,6 +155,7 @@ def run_change(
     """
     started = time.perf_counter()
     folders = [Path(f) for f in folders]
+    grid_options(crs, gsd)  # a bad option is refused before anything is read
     usable, left_out = read_folders(folders, dates, log)
     check_out_dir(Path(out_dir), folders, [d.image for d in usable])
     grid = target_grid(usable[0].mask, crs, gsd)

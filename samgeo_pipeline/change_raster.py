@@ -129,26 +129,34 @@ class ChangeResult:
 # --------------------------------------------------------------------------- grid
 
 
+def grid_options(crs: str | None, gsd: float | None) -> CRS | None:
+    """``--crs`` as a CRS (None when not given), after checking it and ``--gsd``.
+
+    Raises:
+        ChangeInputError: ``crs`` is not a CRS, or ``gsd`` is not a finite number > 0.
+    """
+    if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
+        raise ChangeInputError(f"gsd={gsd}: must be a finite number > 0 (metres per pixel)")
+    try:
+        return CRS.from_user_input(crs) if crs else None
+    except CRSError:
+        raise ChangeInputError(f"crs={crs!r}: not a CRS (e.g. EPSG:32633)") from None
+
+
 def target_grid(first: Path, crs: str | None = None, gsd: float | None = None) -> Grid:
     """The grid of the result: ``first``'s (a mask), or over its extent in ``crs`` at ``gsd`` metres.
 
     Raises:
-        ChangeInputError: ``crs`` is not a CRS, ``gsd`` is not > 0, or ``first`` has no CRS to warp from.
+        ChangeInputError: bad ``crs`` or ``gsd`` (:func:`grid_options`), or ``first`` has no CRS to warp from.
     """
+    dst = grid_options(crs, gsd)
     with rasterio.open(first) as ds:
         if crs is None and gsd is None:
             return Grid(ds.crs, ds.transform, ds.width, ds.height)
         if ds.crs is None:
             raise ChangeInputError(f"{first}: no CRS, so it cannot be warped to --crs/--gsd; run without them")
-        if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
-            raise ChangeInputError(f"gsd={gsd}: must be a finite number > 0 (metres per pixel)")
-        try:
-            dst = CRS.from_user_input(crs) if crs else ds.crs
-        except CRSError:
-            raise ChangeInputError(f"crs={crs!r}: not a CRS (e.g. EPSG:32633)") from None
-        resolution = None
-        if gsd is not None:
-            resolution = gsd / metres_per_unit(dst, ds.crs, ds.bounds)
+        dst = dst or ds.crs
+        resolution = None if gsd is None else gsd / metres_per_unit(dst, ds.crs, ds.bounds)
         transform, width, height = calculate_default_transform(
             ds.crs, dst, ds.width, ds.height, *ds.bounds, resolution=resolution
         )

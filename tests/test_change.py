@@ -309,6 +309,13 @@ class TestRefusals:
         assert main(["change", str(a_dir), "--out", str(tmp_path / "c2"), "--dates", "2009,2010"]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err == ["error: --dates gives 2 date(s) for 1 folder(s); give one per folder, in order"]
+        for flag, value, reason in (("--gsd", "nan", "gsd=nan: must be a finite number > 0"),
+                                    ("--gsd", "-5", "gsd=-5.0: must be a finite number > 0"),
+                                    ("--crs", "EPSG:999999", "crs='EPSG:999999': not a CRS")):  # fmt: skip
+            assert main(["change", str(a_dir), str(b_dir), "--out", str(tmp_path / "c3"), flag, value]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and reason in err[0]
+        assert not (tmp_path / "c3").exists()
 
 
 def test_real_pair_naip_2009_2020(tmp_path):
