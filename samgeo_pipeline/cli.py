@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="write a small synthetic scene with known water")
     demo.add_argument("out_dir", type=Path, help="folder for demo_scene.tif")
     demo.set_defaults(handler=run_demo)
+    change = sub.add_parser("change", help="compare the water of output folders of one place at two or more dates")
+    change.add_argument("folders", nargs="+", type=Path, help="output folders of segment (one per date)")
+    change.add_argument("--out", required=True, type=Path, help="folder for change.tif, occurrence.tif, change.gpkg, ...")
+    change.add_argument("--dates", help="one date per folder, in order, comma-separated (YYYY-MM-DD, YYYYMMDD or "
+                        "YYYY); default: the input's tags, else its file name")
+    change.add_argument("--crs", help="CRS of the result's grid (default: the earliest date's grid)")
+    change.add_argument("--gsd", type=float, help="metres per pixel of the result's grid (default: the earliest date's)")
+    change.set_defaults(handler=run_change)
     # Further subcommands register here: each module adds its parser and sets `handler`.
     from samgeo_pipeline.serve import add_serve_parser
 
@@ -103,6 +111,19 @@ def run_segment(args: argparse.Namespace) -> int:
     if any(r.status in ("failed", "partial") for r in results):
         return 1
     return EXIT_UNCERTAIN if any(r.uncertain for r in results) else 0
+
+
+def run_change(args: argparse.Namespace) -> int:
+    """The ``change`` command: 0 when the comparison is written (folders left out are logged)."""
+    from samgeo_pipeline.change import run_change as compare
+
+    dates = [d.strip() for d in args.dates.split(",")] if args.dates else None
+    result = compare(args.folders, args.out, dates, args.crs, args.gsd,
+                     log=lambda m: print(printable(m), file=sys.stderr))  # fmt: skip
+    for item, area in zip(result.dates, result.date_area_m2, strict=True):
+        print(f"{item.date.label}\t{area / 1e6:.4f} km² water\t{item.folder}")
+    print(result.out_dir)
+    return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:

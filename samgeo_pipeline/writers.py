@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.crs import CRS
 from rasterio.errors import RasterioError
+from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.atomic import atomic_path, no_space_error
 from samgeo_pipeline.errors import OutputWriteError, ignore_rasterio_georeference_warnings
-from samgeo_pipeline.raster import RasterInfo
 
 ignore_rasterio_georeference_warnings()  # outputs of inputs without georeferencing have none either
 
@@ -27,11 +29,20 @@ MASK_NODATA = 255
 """Value of ``mask.tif`` where the input has no data (1 water, 0 not water)."""
 
 
+class GridLike(Protocol):
+    """What an output grid needs: a :class:`~samgeo_pipeline.raster.RasterInfo`, or the grid of ``change``."""
+
+    width: int
+    height: int
+    crs: CRS | None
+    transform: Affine
+
+
 class WindowedRasterWriter:
     """Single-band output on the input's grid, written window by window, finished as a COG.
 
     Args:
-        info: the input raster (CRS, transform and size are copied).
+        info: the input raster, or any grid (CRS, transform and size are copied).
         final: final path of the COG.
         dtype: ``uint8`` (mask) or ``float32`` (probability).
         nodata: nodata value of the output.
@@ -40,7 +51,7 @@ class WindowedRasterWriter:
         OutputWriteError: the work file cannot be created (nothing is left behind).
     """
 
-    def __init__(self, info: RasterInfo, final: Path, dtype: str, nodata: float) -> None:
+    def __init__(self, info: GridLike, final: Path, dtype: str, nodata: float) -> None:
         self.final = final
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.work-", suffix=".tif", dir=final.parent)
