@@ -18,6 +18,7 @@ from samgeo_pipeline.folders import check_inputs_outside
 from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
+from samgeo_pipeline.stac import register_item
 from samgeo_pipeline.sam import (
     ModelSource,
     SamPredictor,
@@ -177,7 +178,10 @@ class _Batch:
     def _report(self, block: bool) -> None:
         """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""
         while self.unreported and (block or self.unreported[0][0].done() or len(self.unreported) > MAX_FINISHING):
-            self.results.append(_log_outcome(self.unreported.pop(0)[0].result(), self.log))
+            result = _log_outcome(self.unreported.pop(0)[0].result(), self.log)
+            if self.root is not None:
+                _catalog(result, self.root, self.log)
+            self.results.append(result)
 
     def _stop(self) -> None:
         """Let the running stages end, drop the others, remove the work files of tiles never finished."""
@@ -199,6 +203,17 @@ def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentRe
         return stage()
     except (SamgeoPipelineError, *BAD_INPUT_ERRORS) as exc:
         return SegmentResult(path, out_dir, "failed", describe_error(path, exc))
+
+
+def _catalog(result: SegmentResult, root: Path, log: Callable[[str], None]) -> None:
+    """List a finished image's ``item.json`` in ``root/catalog.json`` (:func:`~samgeo_pipeline.stac.register_item`);
+    a catalog that cannot be written is logged, the image stays finished."""
+    if result.status == "failed" or result.manifest is None:
+        return
+    try:
+        register_item(root, result.out_dir)
+    except (SamgeoPipelineError, OSError, ValueError) as exc:
+        log(printable(f"error: {root}/catalog.json: not updated with {result.out_dir.name} ({exc})"))
 
 
 def _resolved(result: SegmentResult) -> Future:
