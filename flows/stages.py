@@ -27,6 +27,7 @@ from samgeo_pipeline.manifest import file_sha256, find_reusable
 from samgeo_pipeline.paths import check_inside, safe_name
 from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact
+from samgeo_pipeline.stac_input import inspect_item, is_stac_item
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
@@ -257,9 +258,12 @@ def prepare(
     """
     if root is not None:
         check_inside(Path(out_dir), Path(root))
-    info = inspect_raster(path, config.bands, config.nodata)
+    if is_stac_item(path):  # read as the VRT of its mapped assets, as RasterRun does
+        info, checksum = inspect_item(path, config.bands, config.nodata)
+    else:
+        info = inspect_raster(path, config.bands, config.nodata)
+        checksum = file_sha256(Path(path))
     check_size(info, config)
-    checksum = file_sha256(Path(path))
     reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
     return {
         "input": str(path),

@@ -27,7 +27,6 @@ from samgeo_pipeline.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
     CoarseMaskWarning,
-    InputError,
     NodataWarning,
     NotGeoreferencedWarning,
     RasterReadError,
@@ -58,7 +57,7 @@ from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.sam import ModelSource, SamPredictor
 from samgeo_pipeline.sink import TileSink
 from samgeo_pipeline.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
-from samgeo_pipeline.stac_input import StacInput, StacWorkspace, is_stac_item, open_stac_item
+from samgeo_pipeline.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
 from samgeo_pipeline.tiling import TileGrid
 from samgeo_pipeline.vectorize import write_polygons
 from samgeo_pipeline.writers import MASK_NODATA
@@ -217,9 +216,7 @@ class RasterRun:
         config = self.config
         if not is_stac_item(self.path):
             return inspect_raster(self.path, config.bands, config.nodata, warn=False)
-        if config.bands != "auto":
-            raise InputError(f"{self.path}: a STAC Item's bands are mapped from its eo:bands common names; "
-                             f"drop --bands {config.bands}")
+        check_no_bands(self.path, config.bands)
         self._workspace = StacWorkspace()
         self.stac = open_stac_item(self.path, self._workspace.folder)
         info = inspect_raster(self.stac.vrt, self.stac.bands.as_dict(), config.nodata, warn=False)
@@ -257,6 +254,7 @@ class RasterRun:
                                             self.predictor)
         except BaseException:
             self._lock.close()  # no work file is left (_segment_tiles removed them)
+            self._close_workspace()
             raise
         self.seconds["tiles"] = time.perf_counter() - t
         release_free_memory()

@@ -260,6 +260,32 @@ def stac_metadata(ds: rasterio.DatasetReader) -> dict[str, str]:
         return {}
 
 
+def check_no_bands(path: str | Path, bands: str) -> None:
+    """Refuse ``--bands`` for a STAC Item: its ``eo:bands`` map them (one-line :class:`InputError`)."""
+    if bands != "auto":
+        raise InputError(f"{path}: a STAC Item's bands are mapped from its eo:bands common names; drop --bands {bands}")
+
+
+def inspect_item(path: str | Path, bands: str, nodata: float | None) -> tuple[Any, str]:
+    """``(RasterInfo of the Item's VRT, checksum)`` as a run computes them (the VRT is removed again).
+
+    Raises:
+        InputError: as :func:`open_stac_item`, or ``bands`` other than ``auto`` (the Item maps them).
+    """
+    from dataclasses import replace
+
+    from samgeo_pipeline.raster import inspect_raster
+
+    check_no_bands(path, bands)
+    workspace = StacWorkspace()
+    try:
+        stac = open_stac_item(path, workspace.folder)
+        info = inspect_raster(stac.vrt, stac.bands.as_dict(), nodata, warn=False)
+        return replace(info, bands=stac.bands), stac.checksum
+    finally:
+        workspace.close()
+
+
 class StacWorkspace:
     """The temporary folder of one run's VRT; removed by :meth:`close` (idempotent)."""
 
