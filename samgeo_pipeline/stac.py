@@ -149,7 +149,7 @@ def footprint(crs_text: str | None, transform: list[float], width: int, height: 
     steps = [i / per_side for i in range(per_side)]
     ring = ([(s * width, 0) for s in steps] + [(width, s * height) for s in steps]
             + [((1 - s) * width, height) for s in steps] + [(0, (1 - s) * height) for s in steps])  # fmt: skip
-    xs, ys = zip(*(t * p for p in ring), strict=True)
+    xs, ys = zip(*(t @ p for p in ring), strict=True)
     lon, lat = warp(CRS.from_user_input(crs_text), CRS.from_epsg(4326), list(xs), list(ys))
     coords = [[round(x, 8), round(y, 8)] for x, y in zip(lon, lat, strict=True)]
     return {"type": "Polygon", "coordinates": [coords + [coords[0]]]}

@@ -548,7 +548,7 @@ class TestBatchGoesOn:
         # the stop was seen) are whole or have no outputs at all; no work file is left anywhere.
         for out_dir in (out_dirs[0], out_dirs[2]):
             names = sorted(p.name for p in out_dir.glob("*") if p.name != LOCK_NAME) if out_dir.exists() else []
-            assert names in ([], ["manifest.json", "mask.tif", "quicklook.png", "water.gpkg"]), out_dir
+            assert names in ([], ["item.json", "manifest.json", "mask.tif", "quicklook.png", "water.gpkg"]), out_dir
         assert not (out_dirs[1] / "manifest.json").exists()
         assert [p.name for p in (tmp_path / "o").rglob(".*") if p.name != LOCK_NAME] == []
 
