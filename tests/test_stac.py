@@ -247,8 +247,15 @@ L8_SCALE = {"scale": 2e-5, "offset": -0.1}
 
 def landsat_item(tmp_path: Path) -> Path:
     bands = {"B2": "blue", "B3": "green", "B4": "red", "B5": "nir08", "B6": "swir16"}
-    # assets listed out of band order: the mapping comes from the common names, not the order
-    return write_item(tmp_path / "l8.json", {b: (L8 / f"l8_{b}.tif", c, L8_SCALE) for b, c in reversed(bands.items())})
+    # assets listed out of band order: the mapping comes from the common names, not the order; a
+    # JPEG 2000 copy of red listed first (never opened: the GeoTIFF asset of the same band wins)
+    assets = {"B4-jp2": (tmp_path / "missing_B4.jp2", "red", L8_SCALE)}
+    assets.update({b: (L8 / f"l8_{b}.tif", c, L8_SCALE) for b, c in reversed(bands.items())})
+    path = write_item(tmp_path / "l8.json", assets)
+    item = load(path)
+    item["assets"]["B4-jp2"]["type"] = "image/jp2"
+    path.write_text(json.dumps(item))
+    return path
 
 
 @needs_l8
