@@ -219,6 +219,8 @@ class RasterRun:
         check_no_bands(self.path, config.bands)
         self._workspace = StacWorkspace()
         self.stac = open_stac_item(self.path, self._workspace.folder)
+        local_assets = [Path(s.href) for s in self.stac.sources.values() if not s.href.startswith("/vsi")]
+        check_inputs_outside(local_assets, [self.out_dir])  # an asset is an input too
         info = inspect_raster(self.stac.vrt, self.stac.bands.as_dict(), config.nodata, warn=False)
         return dataclasses.replace(info, bands=self.stac.bands)
 

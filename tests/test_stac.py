@@ -295,6 +295,16 @@ class TestLandsatItem:
             open_stac_item(bare, tmp_path / "vrt")
 
 
+def test_an_asset_in_the_output_folder_is_refused(tmp_path: Path, lake: np.ndarray) -> None:
+    out = tmp_path / "out"
+    (out / "scene").mkdir(parents=True)
+    asset = write_raster(out / "scene" / "mask.tif", multiband_scene(lake, 1, {"nir": 1}), nodata=None)
+    item = write_item(tmp_path / "scene.json", {"B8": (asset, "nir", {}), "B3": (asset, "green", {})})
+    before = asset.read_bytes()
+    assert segment(item, "--out", out) == 1
+    assert asset.read_bytes() == before and not (out / "scene" / "manifest.json").exists()
+
+
 @needs_havel
 def test_sentinel2_bands_at_two_resolutions_are_read_on_the_finest_grid(tmp_path: Path) -> None:
     """The Havel scene's bands split into files, SWIR at 20 m: the Item run finds the same water as
