@@ -44,7 +44,7 @@ def test_flow_outputs_are_valid_items_in_a_valid_catalog(two_scenes: Path, tmp_p
     items = _catalog_items(out)
     assert {"alpha", "beta"} <= set(items) and all("mask" in i["assets"] for i in items.values())
     if L8.is_dir():
-        manifest = json.loads((out / "l8" / "manifest.json").read_text())
+        manifest = json.loads((out / "l8_json" / "manifest.json").read_text())  # the flow keeps the suffix
         assert manifest["input"]["band_map_source"] == "STAC eo:bands" and manifest["input"]["stac"]["assets"]["red"]["asset"] == "B4"
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
