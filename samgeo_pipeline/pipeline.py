@@ -74,7 +74,7 @@ def segment_raster(
     source: str | None = None,
     bands_source: str | None = None,
 ) -> SegmentResult:
-    """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
+    """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, item.json, manifest.json).
 
     The three stages of :class:`RasterRun` in order, on this thread.
 

@@ -219,7 +219,7 @@ def _vrt_xml(item_path: str, item: Any, sources: dict[str, BandSource], grids: d
     t = target.transform
     dtypes = {g.dtype for g in grids.values()}
     dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
-    metadata = {"ITEM": item_path, "DATETIME": _datetime(item) or ""}
+    metadata = {"ITEM": str(Path(item_path).resolve()), "DATETIME": _datetime(item) or ""}  # the checksum's part
     pairs = {(s.scale, s.offset) for s in sources.values()}
     if len(pairs) == 1 and (pair := pairs.pop())[0] is not None:
         metadata.update(REFLECTANCE_SCALE=repr(pair[0]), REFLECTANCE_OFFSET=repr(pair[1] or 0.0))
