@@ -27,7 +27,7 @@ from samgeo_pipeline.manifest import file_sha256, find_reusable
 from samgeo_pipeline.paths import check_inside, safe_name
 from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact
-from samgeo_pipeline.stac_input import inspect_item, is_stac_item
+from samgeo_pipeline.stac_input import anchor_assets, inspect_item, is_stac_item
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
@@ -116,7 +116,9 @@ def fetch_to(url: str, staging: Path) -> Path:
     made safe (:func:`samgeo_pipeline.paths.safe_name`). While the folder lives, this process holds
     its lock (:func:`remove_stale_staging`).
     Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
-    store (:func:`check_copy`) before it gets its name.
+    store (:func:`check_copy`) before it gets its name. A STAC Item's relative asset hrefs are made
+    absolute against ``url`` (:func:`~samgeo_pipeline.stac_input.anchor_assets`), so the copy reads
+    the assets beside the remote Item.
 
     Raises:
         StagedCopyError: the copy differs from what the store describes (size, or MD5 ETag).
@@ -137,6 +139,8 @@ def fetch_to(url: str, staging: Path) -> Path:
             fs.get_file(path, str(part))
         check_copy(url, part, info)
         os.replace(part, target)
+        if is_stac_item(target):  # a STAC Item: its relative asset hrefs keep pointing next to its URL
+            anchor_assets(target, url)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         _release_staging_lock(folder)

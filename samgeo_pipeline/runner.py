@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -87,6 +87,7 @@ def segment_many(
     config: SegmentConfig,
     log: Callable[[str], None] = print,
     root: Path | None = None,
+    sources: Mapping[Path, str] | None = None,
 ) -> list[SegmentResult]:
     """Segment each input into its folder; a failed input is reported and the others go on.
 
@@ -102,7 +103,10 @@ def segment_many(
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
-            (:func:`~samgeo_pipeline.paths.check_inside`).
+            (:func:`~samgeo_pipeline.paths.check_inside`), and each finished folder's STAC Item is
+            listed in its ``catalog.json`` (:func:`~samgeo_pipeline.stac.register_item`).
+        sources: input path -> what the user named (a STAC Item's URL for its local copy), for the
+            manifests; default: the path.
 
     Raises:
         UnsafePathError: an input lies in an output folder of the batch, or an output name there
@@ -112,7 +116,7 @@ def segment_many(
     check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written
     predictor, source = load_predictor(config)
     log(printable(describe_model(config, predictor, source)))
-    return _Batch(config, predictor, source, log, root).run(list(zip(inputs, out_dirs, strict=True)))
+    return _Batch(config, predictor, source, log, root, sources or {}).run(list(zip(inputs, out_dirs, strict=True)))
 
 
 class _Batch:
@@ -120,8 +124,9 @@ class _Batch:
     (the calling thread: the model's), finish (background, at most :data:`MAX_FINISHING` behind)."""
 
     def __init__(self, config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None,
-                 log: Callable[[str], None], root: Path | None) -> None:  # fmt: skip
+                 log: Callable[[str], None], root: Path | None, sources: Mapping[Path, str]) -> None:  # fmt: skip
         self.config, self.predictor, self.source, self.log, self.root = config, predictor, source, log, root
+        self.sources = sources
         self.results: list[SegmentResult] = []
         self.unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), in order
         self.unfinished: RasterRun | None = None  # tiles written, finish not yet queued
@@ -151,7 +156,7 @@ class _Batch:
         def prepare() -> RasterRun:
             if self.root is not None:
                 check_inside(out_dir, self.root)
-            run = RasterRun(path, out_dir, self.config, self.predictor, self.source)
+            run = RasterRun(path, out_dir, self.config, self.predictor, self.source, self.sources.get(path))
             run.prepare()
             return run
 

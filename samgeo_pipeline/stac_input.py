@@ -184,10 +184,71 @@ def _is_tiff(asset: Any) -> bool:
 
 
 def _gdal_href(href: str) -> str:
-    """The path GDAL opens for an asset href (``/vsicurl/`` for http(s), the path for ``file://``)."""
+    """The path GDAL opens for an asset href (``/vsicurl/`` for http(s), ``/vsis3/`` for s3, the path
+    for ``file://``)."""
     if href.startswith(("http://", "https://")):
         return "/vsicurl/" + href
+    if href.startswith("s3://"):
+        return "/vsis3/" + href[len("s3://"):]
     return href[len("file://"):] if href.startswith("file://") else href
+
+
+def is_item_url(spec: str) -> bool:
+    """True for an http(s) URL whose path ends in ``.json`` (a STAC Item to fetch; the query is ignored)."""
+    from urllib.parse import urlsplit
+
+    return spec.startswith(("http://", "https://")) and urlsplit(spec).path.lower().endswith(".json")
+
+
+def anchor_assets(path: Path, url: str) -> None:
+    """Rewrite the relative asset hrefs of the Item copied to ``path`` from ``url`` as absolute URLs
+    (resolved against ``url``), so the local copy reads the same assets; absolute hrefs are kept."""
+    data = json.loads(path.read_text())
+    for asset in (data.get("assets") or {}).values():
+        href = asset.get("href") if isinstance(asset, dict) else None
+        if isinstance(href, str) and "://" not in href and not href.startswith("/"):
+            asset["href"] = _join_url(url, href)
+    path.write_text(json.dumps(data))
+
+
+def _join_url(base: str, href: str) -> str:
+    """``href`` relative to ``base``'s folder, for any scheme (``urljoin`` leaves ``s3://`` alone)."""
+    import posixpath
+    from urllib.parse import urljoin, urlsplit, urlunsplit
+
+    if base.startswith(("http://", "https://")):
+        return urljoin(base, href)
+    parts = urlsplit(base)
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(parts.path) or "/", href))
+    return urlunsplit((parts.scheme, parts.netloc, joined, "", ""))
+
+
+def fetch_item(url: str, folder: Path, timeout: float = 60.0) -> Path:
+    """Download the STAC Item at ``url`` into a new sub-folder of ``folder`` (named as the URL's file),
+    its relative asset hrefs made absolute (:func:`anchor_assets`).
+
+    Raises:
+        InputError: the URL cannot be read, or what it returns is not a STAC Item (the message shows
+            the URL with its credentials hidden).
+    """
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from samgeo_pipeline.paths import safe_name
+    from samgeo_pipeline.redact import redact
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) only (is_item_url)
+            raw = response.read(50_000_000)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise InputError(f"{redact(url)}: cannot read this STAC Item ({type(exc).__name__})") from None
+    target = Path(tempfile.mkdtemp(dir=folder)) / safe_name(Path(urlsplit(url).path).name or "item.json")
+    target.write_bytes(raw)
+    if not is_stac_item(target):
+        raise InputError(f"{redact(url)}: not a STAC Item (a JSON object with type Feature and stac_version)")
+    anchor_assets(target, url)
+    return target
 
 
 @dataclass(frozen=True)

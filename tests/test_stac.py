@@ -305,6 +305,71 @@ def test_an_asset_in_the_output_folder_is_refused(tmp_path: Path, lake: np.ndarr
     assert asset.read_bytes() == before and not (out / "scene" / "manifest.json").exists()
 
 
+@pytest.fixture
+def serve_folder(tmp_path: Path):
+    """``serve FOLDER`` in a subprocess (GDAL opens /vsicurl/ URLs holding the GIL: an in-process
+    server would never answer); yields a function ``folder -> base URL``."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    procs = []
+
+    def start(folder: Path) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        code = "import sys; from samgeo_pipeline.cli import main; sys.exit(main())"
+        procs.append(subprocess.Popen([sys.executable, "-c", code, "serve", str(folder), "--port", str(port)],
+                                      cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL))  # fmt: skip
+        base = f"http://127.0.0.1:{port}/"
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(base, timeout=2).close()
+                return base
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("serve did not start")
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(20)
+
+
+@needs_l8
+def test_an_item_url_is_fetched_and_its_relative_assets_read_over_http(tmp_path: Path, serve_folder) -> None:
+    """An Item given by URL (served by ``serve``): copied locally, its relative asset hrefs made
+    absolute against the URL and read through /vsicurl/; the manifest names the URL."""
+    served = tmp_path / "served"
+    served.mkdir()
+    for band in ("B3", "B4", "B5"):
+        shutil.copy(L8 / f"l8_{band}.tif", served)
+    write_item(served / "scene.json", {b: (served / f"l8_{b}.tif", c, L8_SCALE)
+                                       for b, c in {"B3": "green", "B4": "red", "B5": "nir"}.items()})  # fmt: skip
+    base = serve_folder(served)
+    url = base + "scene.json"
+    assert segment(url, "--out", tmp_path / "out") == 0
+    manifest = load(tmp_path / "out" / "scene" / "manifest.json")
+    assert manifest["input"]["source"] == url
+    assert manifest["input"]["stac"]["assets"]["red"]["href"] == f"/vsicurl/{base}l8_B4.tif"
+    assert manifest["input"]["band_map_source"] == "STAC eo:bands"
+    assert check_catalog(tmp_path / "out")["scene"]["properties"]["samgeo:input"] == url
+
+
+def test_an_item_url_that_is_not_an_item_is_one_error_line(tmp_path: Path, serve_folder,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    (tmp_path / "x.json").write_text('{"type": "FeatureCollection"}')
+    base = serve_folder(tmp_path)
+    assert segment(base + "x.json", "--out", tmp_path / "out") == 1
+    assert segment(base + "missing.json?sig=secret", "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "x.json: not a STAC Item" in err and "missing.json?sig=***: cannot read this STAC Item" in err
+    assert "secret" not in err
+
+
 @needs_havel
 def test_sentinel2_bands_at_two_resolutions_are_read_on_the_finest_grid(tmp_path: Path) -> None:
     """The Havel scene's bands split into files, SWIR at 20 m: the Item run finds the same water as

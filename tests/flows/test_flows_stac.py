@@ -73,3 +73,18 @@ def test_s3_root_gets_a_catalog_of_the_uploaded_items(two_scenes: Path, monkeypa
 
 
 from tests.flows.test_flows_remote import s3  # noqa: E402, F401 - the moto server fixture
+
+
+def test_a_fetched_item_keeps_its_assets_beside_its_url(tmp_path: Path) -> None:
+    """The segment flow stages a remote Item: its relative asset hrefs are made absolute against its URL."""
+    import fsspec
+
+    from flows.stages import fetch_to
+
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "x", "geometry": None, "properties": {"datetime": None},
+            "links": [], "assets": {"B4": {"href": "bands/B4.tif"}, "B3": {"href": "https://h.example/B3.tif"}}}
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/stac-bucket/items/x.json", json.dumps(item).encode())
+    copy = fetch_to("memory://stac-bucket/items/x.json", tmp_path / "staging")
+    hrefs = {k: v["href"] for k, v in json.loads(copy.read_text())["assets"].items()}
+    assert hrefs == {"B4": "memory://stac-bucket/items/bands/B4.tif", "B3": "https://h.example/B3.tif"}
