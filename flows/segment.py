@@ -10,7 +10,9 @@ Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 
 retried on I/O errors) -> segment (statistics, tiles through SAM, COG, polygons, quicklook; holds
 the process's GPU lock for the tiles only and the output folder's lock throughout, removes the
 temporary files a killed run left there; cached by input checksum + parameters + model + output
-folder, results persisted) -> artifacts (a table and links per image, a markdown summary per run).
+folder, results persisted; the finished image's ``item.json`` is then listed in the root's STAC
+``catalog.json``) -> artifacts (a table and links per image, a markdown summary and a link to the
+catalog per run).
 Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
 hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
 cluster, ``dask_address``). A failed image does not stop the others (a remote input that cannot be
