@@ -27,7 +27,7 @@ BASE_URL_ENV = "SAMGEO_OUTPUT_BASE_URL"
 #: Where ``samgeo-pipeline serve OUTPUT_ROOT`` listens by default.
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/"
 #: Output files linked from the artifacts, in this order, when they exist.
-LINKED_OUTPUTS = ("mask.tif", "water.gpkg", "quicklook.png", "probability.tif", "manifest.json")
+LINKED_OUTPUTS = ("mask.tif", "water.gpkg", "quicklook.png", "probability.tif", "item.json", "manifest.json")
 #: Suffixes the watch flow picks up.
 GEOTIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -158,7 +158,7 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
         "# samgeo-pipeline segment",
         "",
         f"{done} of {len(summaries)} image(s) done{also}; outputs in `{root}`, links under <{base}> "
-        f"(serve them with `samgeo-pipeline serve {root}`).",
+        f"(serve them with `samgeo-pipeline serve {root}`); STAC catalog: <{base}catalog.json>.",
         "",
         "| image | status | water km² | polygons | tiles processed/skipped/failed | seconds | outputs |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",

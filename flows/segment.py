@@ -10,7 +10,9 @@ Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 
 retried on I/O errors) -> segment (statistics, tiles through SAM, COG, polygons, quicklook; holds
 the process's GPU lock for the tiles only and the output folder's lock throughout, removes the
 temporary files a killed run left there; cached by input checksum + parameters + model + output
-folder, results persisted) -> artifacts (a table and links per image, a markdown summary per run).
+folder, results persisted; the finished image's ``item.json`` is then listed in the root's STAC
+``catalog.json``) -> artifacts (a table and links per image, a markdown summary and a link to the
+catalog per run).
 Images run in a bounded thread pool (``SAMGEO_FLOW_WORKERS``, default 4): while one image's tiles
 hold the GPU, the others compute statistics or write outputs (the CPU stage can run on a Dask
 cluster, ``dask_address``). A failed image does not stop the others (a remote input that cannot be
@@ -78,6 +80,7 @@ from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError 
 from samgeo_pipeline.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
 from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
+from samgeo_pipeline.stac import CATALOG_NAME, rebuild_remote_catalog, register_item  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
@@ -166,7 +169,7 @@ def prepare_image(
 )
 def segment_image(
     prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None = None, image: str = "",
-    remote: dict[str, Any] | None = None, bands_source: str | None = None,
+    remote: dict[str, Any] | None = None, bands_source: str | None = None, root: str | None = None,
 ) -> dict[str, Any]:
     """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
     given) while its tiles go through the model, and the output folder's lock from its first
@@ -177,7 +180,9 @@ def segment_image(
     ``remote`` (``root``, ``local_root``, ``storage_options``): the outputs go to the store below
     ``root`` (:mod:`flows.remote`: data first, manifest last) and the reuse check reads the remote
     manifest; the summary then names URLs. ``bands_source``: how the watch flow chose the band
-    mapping, recorded in the manifest.
+    mapping, recorded in the manifest. ``root``: the local output root, whose ``catalog.json`` lists
+    the image's ``item.json`` once it is finished (:func:`_catalog`; a remote root's catalog is
+    rebuilt from the store's listing after the upload).
 
     Returns:
         :func:`summarize` of its manifest (status ``done``, ``skipped`` or ``uncertain``).
@@ -198,6 +203,7 @@ def segment_image(
             previous = find_reusable(out_dir, prepared["sha256"], config)
         if previous is not None:
             logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
+            _catalog(out_dir, root, remote_dir, remote, logger)
             return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
     result = _segment(prepared, config, gpu_limit, logger, bands_source)  # under the folder's lock (RasterRun)
     if result.status in ("failed", "partial") or result.manifest is None:
@@ -207,7 +213,23 @@ def segment_image(
             uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
         logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded),
                     redact(remote_dir))
+    _catalog(out_dir, root, remote_dir, remote, logger)
     return _publish(summarize(result.manifest, result.status, out_dir, prepared.get("source")), remote_dir)
+
+
+def _catalog(out_dir: Path, root: str | None, remote_dir: str | None, remote: dict[str, Any] | None, logger) -> None:
+    """List the finished image in its root's STAC catalog: ``register_item`` under the catalog's lock
+    on a local root, :func:`~samgeo_pipeline.stac.rebuild_remote_catalog` on a store. A catalog that
+    cannot be written is a warning: the image is finished all the same."""
+    try:
+        if remote_dir and remote:
+            with stages.remote_errors(remote["root"]):
+                fs, path = remote_store.remote_fs(remote["root"], remote["storage_options"])
+                rebuild_remote_catalog(fs, path)
+        elif root is not None:
+            register_item(Path(root), out_dir)
+    except (SamgeoPipelineError, OSError, ValueError) as exc:
+        logger.warning("%s: catalog.json not updated (%s)", redact(remote["root"] if remote else str(root)), exc)
 
 
 def _remote_dir(out_dir: Path, remote: dict[str, Any] | None) -> str | None:
@@ -417,6 +439,9 @@ def segment_flow(
         summary.update(worker=_worker(), bands_source=bands_source)
     create_markdown_artifact(run_markdown(summaries, shown_root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
+    if any(s["status"] != "failed" for s in summaries):
+        create_link_artifact(base + CATALOG_NAME, link_text="STAC catalog of the outputs",
+                             description=f"catalog.json of {shown_root}: one STAC Item per finished image")
     _warn_uncertain(summaries, logger)
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
@@ -482,7 +507,8 @@ def _process(
             i: prepare_image.submit(f, d, config, str(root), specs[i])
             for i, (f, d) in enumerate(zip(fetched, out_dirs, strict=True))
         }
-    segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i], remote, bands_source) for i, p in prepared.items()}
+    segmented = {i: segment_image.submit(p, config, gpu_limit, specs[i], remote, bands_source, str(root))
+                 for i, p in prepared.items()}
     try:
         wait(list(segmented.values()) + [p for p in prepared.values() if not isinstance(p, dict)])
     finally:

@@ -27,6 +27,7 @@ from samgeo_pipeline.manifest import file_sha256, find_reusable
 from samgeo_pipeline.paths import check_inside, safe_name
 from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact
+from samgeo_pipeline.stac_input import anchor_assets, inspect_item, is_stac_item
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
@@ -115,7 +116,9 @@ def fetch_to(url: str, staging: Path) -> Path:
     made safe (:func:`samgeo_pipeline.paths.safe_name`). While the folder lives, this process holds
     its lock (:func:`remove_stale_staging`).
     Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
-    store (:func:`check_copy`) before it gets its name.
+    store (:func:`check_copy`) before it gets its name. A STAC Item's relative asset hrefs are made
+    absolute against ``url`` (:func:`~samgeo_pipeline.stac_input.anchor_assets`), so the copy reads
+    the assets beside the remote Item.
 
     Raises:
         StagedCopyError: the copy differs from what the store describes (size, or MD5 ETag).
@@ -136,6 +139,8 @@ def fetch_to(url: str, staging: Path) -> Path:
             fs.get_file(path, str(part))
         check_copy(url, part, info)
         os.replace(part, target)
+        if is_stac_item(target):  # a STAC Item: its relative asset hrefs keep pointing next to its URL
+            anchor_assets(target, url)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         _release_staging_lock(folder)
@@ -257,9 +262,12 @@ def prepare(
     """
     if root is not None:
         check_inside(Path(out_dir), Path(root))
-    info = inspect_raster(path, config.bands, config.nodata)
+    if is_stac_item(path):  # read as the VRT of its mapped assets, as RasterRun does
+        info, checksum = inspect_item(path, config.bands, config.nodata)
+    else:
+        info = inspect_raster(path, config.bands, config.nodata)
+        checksum = file_sha256(Path(path))
     check_size(info, config)
-    checksum = file_sha256(Path(path))
     reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
     return {
         "input": str(path),

@@ -42,9 +42,10 @@ _DESCRIPTION_NAMES: dict[str, str | None] = {
     "rededge": None, "rededge1": None, "rededge2": None, "rededge3": None,
 }
 
-#: How a :class:`BandMap` came about: given by the user, read from the band descriptions, or
-#: guessed from the band count (see :func:`parse_bands`).
-BandSource = Literal["given", "descriptions", "guessed"]
+#: How a :class:`BandMap` came about: given by the user, read from the band descriptions,
+#: guessed from the band count (see :func:`parse_bands`), or read from a STAC Item's ``eo:bands``
+#: (:mod:`samgeo_pipeline.stac_input`).
+BandSource = Literal["given", "descriptions", "guessed", "stac"]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
@@ -100,13 +101,16 @@ def run_segment(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
     config = config_from_args(args)
-    inputs = expand_inputs(args.inputs, exclude=args.out)  # outputs are never inputs
 
     def log(message: str) -> None:  # plain text (file names may hold [...] or ESC), one line per message
         style = "red" if message.startswith("error:") else "yellow" if message.startswith("uncertain:") else None
         console.print(printable(redact(message)), style=style, markup=False, highlight=False, soft_wrap=True)
 
-    results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out)
+    with tempfile.TemporaryDirectory(prefix="samgeo-stac-items-") as items:
+        specs, sources = _fetch_item_urls(args.inputs, Path(items))
+        inputs = expand_inputs(specs, exclude=args.out)  # outputs are never inputs
+        results = segment_many(inputs, output_dirs(inputs, args.out), config, log=log, root=args.out,
+                               sources=sources)  # fmt: skip
     console.print(summary_table(results))
     if any(r.status in ("failed", "partial") for r in results):
         return 1
@@ -124,6 +128,21 @@ def run_change(args: argparse.Namespace) -> int:
         print(f"{item.date.label}\t{area / 1e6:.4f} km² water\t{item.folder}")
     print(result.out_dir)
     return 0
+
+
+def _fetch_item_urls(specs: Sequence[str], folder: Path) -> tuple[list[str], dict[Path, str]]:
+    """``specs`` with each STAC Item URL (http(s), ``.json``) replaced by a local copy in ``folder``
+    (:func:`~samgeo_pipeline.stac_input.fetch_item`), and copy -> URL (the source manifests name)."""
+    from samgeo_pipeline.stac_input import fetch_item, is_item_url
+
+    local, sources = [], {}
+    for spec in map(str, specs):
+        if is_item_url(spec):
+            copy = fetch_item(spec, folder)
+            sources[copy.resolve()] = spec
+            spec = str(copy)
+        local.append(spec)
+    return local, sources
 
 
 def run_demo(args: argparse.Namespace) -> int:

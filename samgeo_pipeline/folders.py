@@ -23,7 +23,7 @@ from samgeo_pipeline.atomic import PARTIAL_MARK
 from samgeo_pipeline.errors import UnsafePathError
 
 #: Files a run writes, renames over or deletes in an image's output folder.
-OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "manifest.json")
+OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json")
 #: Lock file of an output folder (hidden: never served). Its presence also marks a folder this
 #: pipeline has written in (:func:`samgeo_pipeline.manifest.check_folder_owner`).
 LOCK_NAME = ".samgeo-lock"

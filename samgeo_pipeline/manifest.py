@@ -112,7 +112,7 @@ def package_versions() -> dict[str, str | None]:
 def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[str, Any] | None:
     """The previous manifest if it finished (``done`` or ``uncertain``), was made from the same bytes,
     parameters, package version and model weights (:func:`model_fingerprint`) and all its outputs
-    exist, else None."""
+    exist (``item.json`` among them), else None."""
     path = out_dir / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
@@ -127,6 +127,7 @@ def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[s
         and manifest.get("versions", {}).get("samgeo-pipeline") == _own_version()
         and manifest.get("model", {}).get("fingerprint") == model_fingerprint(config.model)
         and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
+        and (out_dir / "item.json").is_file()  # a folder finished before STAC Items were written is redone
         # --gsd was CRS units before it was metres: such a manifest (no gsd_unit) is not reused
         and (config.gsd is None or bool((manifest.get("grid") or {}).get("gsd_unit")))
     )

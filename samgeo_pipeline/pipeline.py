@@ -10,6 +10,7 @@ images run concurrently never see each other's.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,8 @@ from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.sam import ModelSource, SamPredictor
 from samgeo_pipeline.sink import TileSink
+from samgeo_pipeline.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
+from samgeo_pipeline.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
 from samgeo_pipeline.tiling import TileGrid
 from samgeo_pipeline.vectorize import write_polygons
 from samgeo_pipeline.writers import MASK_NODATA
@@ -71,7 +74,7 @@ def segment_raster(
     source: str | None = None,
     bands_source: str | None = None,
 ) -> SegmentResult:
-    """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
+    """Segment one raster into ``out_dir`` (mask.tif, water.gpkg, quicklook.png, item.json, manifest.json).
 
     The three stages of :class:`RasterRun` in order, on this thread.
 
@@ -154,20 +157,32 @@ class RasterRun:
         self._sink: TileSink | None = None  # tiles written, COG not yet made
         self._lock = ExitStack()  # the output folder's lock, from prepare's first write to the manifest
         self.reused: SegmentResult | None = None  # set by prepare when the outputs can be reused
+        self.stac: StacInput | None = None  # a STAC Item input: read through its VRT (prepare)
+        self._workspace: StacWorkspace | None = None  # the VRT's temporary folder, until finish or abort
 
     def prepare(self) -> SegmentResult | None:
         """Checks and statistics; returns the earlier result (``skipped``) when the outputs can be reused."""
+        try:
+            reused = self._prepare()
+        except BaseException:
+            self._close_workspace()
+            raise
+        if reused is not None:
+            self._close_workspace()
+        return reused
+
+    def _prepare(self) -> SegmentResult | None:
         t0 = time.perf_counter()
         path, config = self.path, self.config
         check_inputs_outside([path], [self.out_dir])  # before anything is read or written
         with gdal_env():
-            self.info = inspect_raster(path, config.bands, config.nodata, warn=False)
+            self.info = self._inspect()
             if not self.info.georeferenced:
                 self.warnings.append((not_georeferenced_message(path), NotGeoreferencedWarning))
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
             if (note := gsd_note(self.info, config.gsd)) is not None:  # --gsd in metres on a CRS in degrees
                 self.warnings.append((note, SamgeoPipelineWarning))
-            self.checksum = file_sha256(path)
+            self.checksum = self.stac.checksum if self.stac else file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:
                 previous = find_reusable(self.out_dir, self.checksum, config)
@@ -178,7 +193,7 @@ class RasterRun:
                 check_folder_owner(self.out_dir, self.source, self.checksum)
             check_free_disk(self.info, config, self.out_dir)
             t = time.perf_counter()
-            self.stats, self.preview, self.candidate, self.info, collar = _image_stats(path, self.info, config)
+            self.stats, self.preview, self.candidate, self.info, collar = _image_stats(self.info.path, self.info, config)
             self.seconds["stats"] = time.perf_counter() - t
         release_free_memory()
         if self.info.nodata_source == "zero collar":
@@ -194,6 +209,25 @@ class RasterRun:
             self._lock.close()
             raise
         return None
+
+    def _inspect(self) -> RasterInfo:
+        """The input's :class:`RasterInfo`; a STAC Item is opened as the VRT of its mapped assets
+        (:mod:`~samgeo_pipeline.stac_input`), its band mapping taken from the Item (``stac``)."""
+        config = self.config
+        if not is_stac_item(self.path):
+            return inspect_raster(self.path, config.bands, config.nodata, warn=False)
+        check_no_bands(self.path, config.bands)
+        self._workspace = StacWorkspace()
+        self.stac = open_stac_item(self.path, self._workspace.folder)
+        local_assets = [Path(s.href) for s in self.stac.sources.values() if not s.href.startswith("/vsi")]
+        check_inputs_outside(local_assets, [self.out_dir])  # an asset is an input too
+        info = inspect_raster(self.stac.vrt, self.stac.bands.as_dict(), config.nodata, warn=False)
+        return dataclasses.replace(info, bands=self.stac.bands)
+
+    def _close_workspace(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+            self._workspace = None
 
     @property
     def abstains(self) -> bool:
@@ -222,6 +256,7 @@ class RasterRun:
                                             self.predictor)
         except BaseException:
             self._lock.close()  # no work file is left (_segment_tiles removed them)
+            self._close_workspace()
             raise
         self.seconds["tiles"] = time.perf_counter() - t
         release_free_memory()
@@ -233,8 +268,14 @@ class RasterRun:
         the outputs this run had already put in place are removed again, so no output is left
         without its manifest (outputs of earlier runs are left as they are).
         """
-        if self.abstains:
-            return self._finish_uncertain()
+        try:
+            if self.abstains:
+                return self._finish_uncertain()
+            return self._finish_locked()
+        finally:
+            self._close_workspace()
+
+    def _finish_locked(self) -> SegmentResult:
         sink, self._sink = self._sink, None
         if sink is None:
             raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
@@ -281,11 +322,18 @@ class RasterRun:
         return self._with_manifest(result, [quicklook])
 
     def _with_manifest(self, result: SegmentResult, outputs: list[Path]) -> SegmentResult:
-        """``result`` with its manifest built and written (last: its presence means the run finished)."""
-        result.manifest = build_manifest(
+        """``result`` with its STAC Item and manifest built and written (the manifest last: its presence
+        means the run finished)."""
+        bands_source = self.bands_source or ("STAC eo:bands" if self.stac else None)
+        manifest = build_manifest(
             self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
-            outputs, [message for message, _ in self.warnings], self.source, self.bands_source,
+            [*outputs, self.out_dir / ITEM_NAME], [message for message, _ in self.warnings], self.source, bands_source,
         )
+        manifest["input"]["datetime"] = acquisition_datetime(read_tags(self.info.path), self.path.name)
+        if self.stac is not None:  # the Item is the input; its VRT is gone after the run
+            manifest["input"].update(path=str(self.path), bytes=self.path.stat().st_size, stac=self.stac.manifest_entry())
+        write_item(self.out_dir, manifest)
+        result.manifest = manifest
         write_manifest(self.out_dir / "manifest.json", result.manifest)
         return result
 
@@ -295,6 +343,7 @@ class RasterRun:
         if sink is not None:
             sink.remove_work()
         self._lock.close()
+        self._close_workspace()
 
 
 def _cogs_and_polygons(
@@ -363,7 +412,7 @@ def _image_stats(
 
 
 #: The files a finished run leaves beside its manifest.
-_OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png")
+_OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", ITEM_NAME)
 
 
 def _output_identities(out_dir: Path) -> dict[str, tuple[int, int] | None]:

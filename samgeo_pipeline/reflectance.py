@@ -4,13 +4,16 @@ Absolute tests (DSWE's partial-surface-water limits, Fmask's snow, cloud and wat
 reflectance; a ratio such as MNDWI does not. :func:`resolve_reflectance` looks, in this order, at:
 
 1. ``--reflectance-scale`` / ``--reflectance-offset`` (reflectance = value x scale + offset);
-2. the file's own scale and offset tags (GDAL's, as ``gdal_translate -a_scale`` writes them),
+2. a STAC Item's raster extension (``raster:bands`` scale and offset, the same for every mapped
+   band; :mod:`samgeo_pipeline.stac_input` writes them into the input's VRT), source
+   ``STAC raster:bands``;
+3. the file's own scale and offset tags (GDAL's, as ``gdal_translate -a_scale`` writes them),
    when every mapped band has the same pair and it is not the identity;
-3. a Landsat ``*_MTL.txt`` beside the input (exactly one in its folder): its
+4. a Landsat ``*_MTL.txt`` beside the input (exactly one in its folder): its
    ``REFLECTANCE_MULT_BAND_n`` / ``REFLECTANCE_ADD_BAND_n``, when equal for every reflective band
    (Landsat 8/9 level 1: 2e-5 and -0.1), divided by the sine of ``SUN_ELEVATION`` (top of
    atmosphere reflectance, as the USGS Landsat handbook gives it);
-4. Sentinel-2's quantification value: uint16 data under the ``sentinel2`` band preset (given or
+5. Sentinel-2's quantification value: uint16 data under the ``sentinel2`` band preset (given or
    guessed from 13 bands) is reflectance x 10000 (products of processing baseline 04.00 and later,
    from 2022 on, add an offset of -1000: pass ``--reflectance-offset -0.1`` for those).
 
@@ -41,7 +44,7 @@ class Reflectance:
     Attributes:
         scale, offset: the linear map from file values to reflectance (0-1).
         source: where it came from, for the manifest (``"--reflectance-scale"``,
-            ``"file scale/offset tags"``, ``"LC08_..._MTL.txt"``, ``"Sentinel-2 quantification value 10000"``).
+            ``"STAC raster:bands"``, ``"file scale/offset tags"``, ``"LC08_..._MTL.txt"``, ``"Sentinel-2 quantification value 10000"``).
     """
 
     scale: float
@@ -62,7 +65,20 @@ def resolve_reflectance(
     """
     if scale is not None:
         return Reflectance(float(scale), float(offset), "--reflectance-scale")
-    return _from_tags(ds, info) or _from_mtl(Path(info.path)) or _from_sentinel2(ds, info, preset)
+    return _from_stac(ds) or _from_tags(ds, info) or _from_mtl(Path(info.path)) or _from_sentinel2(ds, info, preset)
+
+
+def _from_stac(ds: rasterio.DatasetReader) -> Reflectance | None:
+    from samgeo_pipeline.stac_input import REFLECTANCE_SOURCE, stac_metadata
+
+    tags = stac_metadata(ds)
+    try:
+        scale, offset = float(tags["REFLECTANCE_SCALE"]), float(tags.get("REFLECTANCE_OFFSET", 0.0))
+    except (KeyError, ValueError):
+        return None
+    if not (math.isfinite(scale) and math.isfinite(offset) and scale > 0):
+        return None
+    return Reflectance(scale, offset, REFLECTANCE_SOURCE)
 
 
 def _from_tags(ds: rasterio.DatasetReader, info: RasterInfo) -> Reflectance | None:

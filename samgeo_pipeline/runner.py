@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -18,6 +18,7 @@ from samgeo_pipeline.folders import check_inputs_outside
 from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
+from samgeo_pipeline.stac import register_item
 from samgeo_pipeline.sam import (
     ModelSource,
     SamPredictor,
@@ -86,6 +87,7 @@ def segment_many(
     config: SegmentConfig,
     log: Callable[[str], None] = print,
     root: Path | None = None,
+    sources: Mapping[Path, str] | None = None,
 ) -> list[SegmentResult]:
     """Segment each input into its folder; a failed input is reported and the others go on.
 
@@ -101,7 +103,10 @@ def segment_many(
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
-            (:func:`~samgeo_pipeline.paths.check_inside`).
+            (:func:`~samgeo_pipeline.paths.check_inside`), and each finished folder's STAC Item is
+            listed in its ``catalog.json`` (:func:`~samgeo_pipeline.stac.register_item`).
+        sources: input path -> what the user named (a STAC Item's URL for its local copy), for the
+            manifests; default: the path.
 
     Raises:
         UnsafePathError: an input lies in an output folder of the batch, or an output name there
@@ -111,7 +116,7 @@ def segment_many(
     check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written
     predictor, source = load_predictor(config)
     log(printable(describe_model(config, predictor, source)))
-    return _Batch(config, predictor, source, log, root).run(list(zip(inputs, out_dirs, strict=True)))
+    return _Batch(config, predictor, source, log, root, sources or {}).run(list(zip(inputs, out_dirs, strict=True)))
 
 
 class _Batch:
@@ -119,8 +124,9 @@ class _Batch:
     (the calling thread: the model's), finish (background, at most :data:`MAX_FINISHING` behind)."""
 
     def __init__(self, config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None,
-                 log: Callable[[str], None], root: Path | None) -> None:  # fmt: skip
+                 log: Callable[[str], None], root: Path | None, sources: Mapping[Path, str]) -> None:  # fmt: skip
         self.config, self.predictor, self.source, self.log, self.root = config, predictor, source, log, root
+        self.sources = sources
         self.results: list[SegmentResult] = []
         self.unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), in order
         self.unfinished: RasterRun | None = None  # tiles written, finish not yet queued
@@ -150,7 +156,7 @@ class _Batch:
         def prepare() -> RasterRun:
             if self.root is not None:
                 check_inside(out_dir, self.root)
-            run = RasterRun(path, out_dir, self.config, self.predictor, self.source)
+            run = RasterRun(path, out_dir, self.config, self.predictor, self.source, self.sources.get(path))
             run.prepare()
             return run
 
@@ -177,7 +183,10 @@ class _Batch:
     def _report(self, block: bool) -> None:
         """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""
         while self.unreported and (block or self.unreported[0][0].done() or len(self.unreported) > MAX_FINISHING):
-            self.results.append(_log_outcome(self.unreported.pop(0)[0].result(), self.log))
+            result = _log_outcome(self.unreported.pop(0)[0].result(), self.log)
+            if self.root is not None:
+                _catalog(result, self.root, self.log)
+            self.results.append(result)
 
     def _stop(self) -> None:
         """Let the running stages end, drop the others, remove the work files of tiles never finished."""
@@ -199,6 +208,17 @@ def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentRe
         return stage()
     except (SamgeoPipelineError, *BAD_INPUT_ERRORS) as exc:
         return SegmentResult(path, out_dir, "failed", describe_error(path, exc))
+
+
+def _catalog(result: SegmentResult, root: Path, log: Callable[[str], None]) -> None:
+    """List a finished image's ``item.json`` in ``root/catalog.json`` (:func:`~samgeo_pipeline.stac.register_item`);
+    a catalog that cannot be written is logged, the image stays finished."""
+    if result.status == "failed" or result.manifest is None:
+        return
+    try:
+        register_item(root, result.out_dir)
+    except (SamgeoPipelineError, OSError, ValueError) as exc:
+        log(printable(f"error: {root}/catalog.json: not updated with {result.out_dir.name} ({exc})"))
 
 
 def _resolved(result: SegmentResult) -> Future:

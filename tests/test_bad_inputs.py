@@ -17,7 +17,7 @@ from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineEr
 from samgeo_pipeline.pipeline import segment_raster
 from tests.scenes import disc, leftovers, multiband_scene, write_raster
 
-FINAL_NAMES = {"mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "manifest.json"}
+FINAL_NAMES = {"mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json"}
 
 
 def zero_bytes(path: Path) -> Path:

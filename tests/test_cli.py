@@ -48,7 +48,7 @@ class TestSegment:
     def test_one_input(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out") == 0
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json", LOCK_NAME}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json", LOCK_NAME}
         assert manifest(out)["model"]["id"] == "none"
         err = capsys.readouterr().err
         assert "model: none (coarse water mask only" in err
@@ -62,9 +62,9 @@ class TestSegment:
         write_demo_scene(tmp_path / "in" / "a.tif", 100, 120)
         write_demo_scene(tmp_path / "in" / "sub" / "b.tif", 100, 120, seed=1)
         assert segment(tmp_path / "in", "--out", tmp_path / "out1") == 0
-        assert {p.name for p in (tmp_path / "out1").iterdir()} == {"a", "b"}
+        assert {p.name for p in (tmp_path / "out1").iterdir() if p.is_dir()} == {"a", "b"}  # beside catalog.json
         assert segment(str(tmp_path / "in" / "*.tif"), "--out", tmp_path / "out2") == 0
-        assert {p.name for p in (tmp_path / "out2").iterdir()} == {"a"}
+        assert {p.name for p in (tmp_path / "out2").iterdir() if p.is_dir()} == {"a"}
 
     def test_same_stem_gets_distinct_folders(self, tmp_path: Path) -> None:
         inputs = [tmp_path / "x" / "scene.tif", tmp_path / "y" / "scene.tif", tmp_path / "other.tif"]
@@ -373,9 +373,9 @@ class TestUncertain:
         assert self.sam_segment(tiny_model, scene, "--out", tmp_path / "out") == 3
         out = tmp_path / "out" / "scene"
         assert batches == []
-        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json", LOCK_NAME}
+        assert {p.name for p in out.iterdir()} == {"quicklook.png", "item.json", "manifest.json", LOCK_NAME}
         m = manifest(out)
-        assert (m["status"], m["uncertain"]["reason"], m["outputs"]) == ("uncertain", REASON, ["quicklook.png"])
+        assert (m["status"], m["uncertain"]["reason"], m["outputs"]) == ("uncertain", REASON, ["quicklook.png", "item.json"])
         assert "--bands" in m["uncertain"]["what_to_do"] and "--on-uncertain write" in m["uncertain"]["what_to_do"]
         assert m["tiles"]["sam"] == 0 and m["tiles"]["skipped"] == m["tiles"]["total"] > 0
         quicklook = np.asarray(Image.open(out / "quicklook.png"))
@@ -409,12 +409,12 @@ class TestUncertain:
         assert (out / "mask.tif").is_file() and (out / "probability.tif").is_file()
         abstain(monkeypatch)
         assert segment(scene, "--out", tmp_path / "out", "--overwrite", "--probability") == 3
-        assert {p.name for p in out.iterdir()} == {"quicklook.png", "manifest.json", LOCK_NAME}
+        assert {p.name for p in out.iterdir()} == {"quicklook.png", "item.json", "manifest.json", LOCK_NAME}
 
     def test_on_uncertain_write_runs_the_image_as_usual(self, scene: Path, tmp_path: Path, abstaining: None) -> None:
         assert segment(scene, "--out", tmp_path / "out", "--on-uncertain", "write") == 3
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json", LOCK_NAME}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json", LOCK_NAME}
         m = manifest(out)
         assert (m["status"], m["uncertain"]["reason"]) == ("uncertain", REASON)
         assert m["parameters"]["on_uncertain"] == "write"

@@ -114,9 +114,9 @@ class TestOutputsAreNotInputs:
         capsys.readouterr()
         assert segment(d4, "--out", d4 / "out", "--probability") == 0
         assert "skipped" in capsys.readouterr().err
-        assert sorted(p.name for p in (d4 / "out").iterdir()) == ["a"]
+        assert sorted(p.name for p in (d4 / "out").iterdir()) == [".samgeo-catalog.lock", "a", "catalog.json"]
         assert segment(str(d4 / "**" / "*.tif"), "--out", d4 / "out", "--probability") == 0  # a glob too
-        assert sorted(p.name for p in (d4 / "out").iterdir()) == ["a"]
+        assert sorted(p.name for p in (d4 / "out").iterdir()) == [".samgeo-catalog.lock", "a", "catalog.json"]
 
     def test_a_search_that_finds_only_outputs_says_so(self, tmp_path: Path, capsys) -> None:
         d4 = tmp_path / "d4"
@@ -172,7 +172,8 @@ class TestLeftoversOfKilledRuns:
         err = capsys.readouterr().err
         assert "left by a run that died" in err
         assert sorted(p.name for p in folder.iterdir()) == [
-            ".cache.work-1", LOCK_NAME, ".water.gpkg.work-link.tif", "manifest.json", "mask.tif", "notes.partial-1.txt",
+            ".cache.work-1", LOCK_NAME, ".water.gpkg.work-link.tif", "item.json", "manifest.json", "mask.tif",
+            "notes.partial-1.txt",
             "probability.tif", "quicklook.png", "water.gpkg"]  # fmt: skip
         assert outside.read_bytes() == b"not the pipeline's"
 

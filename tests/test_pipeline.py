@@ -156,7 +156,7 @@ class TestProjected:
         }
         assert set(manifest["seconds"]) == STAGES
         assert all(v >= 0 for v in manifest["seconds"].values())
-        assert manifest["outputs"] == ["mask.tif", "probability.tif", "water.gpkg", "quicklook.png"]
+        assert manifest["outputs"] == ["mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "item.json"]
         assert all((out / name).is_file() for name in manifest["outputs"])
         assert manifest["versions"]["rasterio"] and manifest["versions"]["gdal"] and manifest["versions"]["numpy"]
         water, nodata = demo_truth
@@ -167,7 +167,7 @@ class TestProjected:
     def test_no_temporary_files(self, demo_utm_run: SegmentResult) -> None:
         assert not leftovers(demo_utm_run.out_dir)
         assert sorted(p.name for p in demo_utm_run.out_dir.iterdir()) == [
-            LOCK_NAME, "manifest.json", "mask.tif", "probability.tif", "quicklook.png", "water.gpkg"
+            LOCK_NAME, "item.json", "manifest.json", "mask.tif", "probability.tif", "quicklook.png", "water.gpkg"
         ]
 
 

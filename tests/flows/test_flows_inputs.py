@@ -56,4 +56,4 @@ class TestFlowInputs:
         assert [r["status"] for r in first] == ["done"] and not dead.parent.exists()
         second = seg.segment_flow([str(d4)], str(out), {**OPTIONS, "probability": True})
         assert [Path(r["input"]).name for r in second] == ["a.tif"] and second[0]["status"] in ("skipped", "cached")
-        assert sorted(p.name for p in out.iterdir()) == [".samgeo-staging", "a"]
+        assert sorted(p.name for p in out.iterdir()) == [".samgeo-catalog.lock", ".samgeo-staging", "a", "catalog.json"]

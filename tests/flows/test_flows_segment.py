@@ -374,7 +374,7 @@ class TestSegmentFlow:
         assert len(slots) == 1  # alpha's tiles; beta has none to run and does not wait for the GPU
         summaries = state.result()
         assert [(s["status"], s["uncertain"]) for s in summaries] == [("done", None), ("uncertain", reason)]
-        assert {p.name for p in (out / "beta").iterdir()} == {".samgeo-lock", "quicklook.png", "manifest.json"}
+        assert {p.name for p in (out / "beta").iterdir()} == {".samgeo-lock", "quicklook.png", "item.json", "manifest.json"}
         artifacts = self._artifacts(state.state_details.flow_run_id)
         tables = {a.key: json.loads(a.data) for a in artifacts if a.type == "table"}
         assert tables["segment-beta"][0]["status"] == "uncertain" and tables["segment-beta"][0]["uncertain"] == reason

@@ -1,0 +1,458 @@
+"""STAC out: an ``item.json`` per finished output folder, and a ``catalog.json`` per output root.
+
+:func:`build_item` makes the Item (pystac) from a run's manifest and the files beside it:
+footprint and bbox in WGS84 from the grid (the raster's outline, densified, reprojected), the
+input's acquisition datetime (:func:`acquisition_datetime`, which says where it came from), the
+projection extension (code or WKT2, shape, transform), the raster and classification extensions
+on ``mask.tif`` (0 not water, 1 water, 255 nodata), the file extension (size, multihash SHA-256)
+on each data file, and the processing extension (software and version, the model and its
+fingerprint). An ``uncertain`` image (no mask: the coarse rule abstained) gets an Item too, without
+the mask and polygon assets, saying so in ``samgeo:status`` and ``samgeo:uncertain``. The Item is
+written before the manifest, so it lists the manifest as an asset without size or checksum.
+
+:func:`register_item` adds a finished folder to the root's ``catalog.json`` (relative links, a
+self-contained catalog), atomically and under a file lock, so several processes may finish images
+of the same root at once. :func:`rebuild_remote_catalog` does the same for an fsspec root (S3):
+see its docstring for why that is safe without a lock. :func:`validate_offline` validates Items and
+catalogs against the core STAC schemas pystac ships, and the extensions through pystac's own
+models; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from samgeo_pipeline.atomic import write_text_atomic
+from samgeo_pipeline.manifest import file_sha256
+
+ITEM_NAME = "item.json"
+CATALOG_NAME = "catalog.json"
+#: Lock file of an output root's catalog (hidden: never served).
+CATALOG_LOCK = ".samgeo-catalog.lock"
+CATALOG_ID = "samgeo-pipeline-outputs"
+PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+#: Mask values and their classes (``writers.MASK_NODATA`` is 255).
+MASK_CLASSES = ((0, "not_water", "Not water", False), (1, "water", "Water", True), (255, "nodata", "No data", None))
+_TAG_KEYS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "DATE_ACQUIRED", "ACQUISITION_DATE", "SENSING_TIME")
+_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
+_NAME_YEAR = re.compile(r"(?<![0-9])((?:19|20)\d\d)(?![0-9])")
+
+
+# --------------------------------------------------------------------------- datetime
+
+
+def acquisition_datetime(tags: dict[str, dict[str, str]], name: str) -> dict[str, str | None]:
+    """When the input was acquired, and where that came from.
+
+    Looked for in this order: a STAC Item's datetime (the VRT of :mod:`samgeo_pipeline.stac_input`),
+    acquisition tags (GDAL's ``IMAGERY`` domain ``ACQUISITIONDATETIME``, or ``ACQUISITIONDATETIME``,
+    ``DATE_ACQUIRED``... in the default domain; the placeholder 1970-01-01 00:00:00 is ignored), a
+    date in the file name (``20090818``, ``2009-08-18``), a year alone in the file name
+    (``landsat_1985``: the whole year as a range), and last ``TIFFTAG_DATETIME`` (TIFF's DateTime is
+    when the file was written, often not when the image was taken).
+
+    Args:
+        tags: metadata domain (``""`` for the default one) -> tags, as rasterio's ``tags(ns=...)``.
+        name: the input's file name.
+
+    Returns:
+        ``{"datetime", "start_datetime", "end_datetime", "source"}`` (ISO 8601, UTC); all None but
+        ``source`` when nothing says it (``source`` is then None as well).
+    """
+    found = _from_tags(tags)
+    if found is not None:
+        return {"datetime": found[0], "start_datetime": None, "end_datetime": None, "source": found[1]}
+    stem = Path(name).stem
+    if (m := _NAME_DATE.search(stem)) is not None:
+        try:
+            day = dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.timezone.utc)
+            return {"datetime": _iso(day), "start_datetime": None, "end_datetime": None, "source": "file name"}
+        except ValueError:
+            pass
+    if (m := _NAME_YEAR.search(stem)) is not None:
+        start = dt.datetime(int(m[1]), 1, 1, tzinfo=dt.timezone.utc)
+        end = dt.datetime(int(m[1]), 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+        return {"datetime": None, "start_datetime": _iso(start), "end_datetime": _iso(end), "source": "file name (year)"}
+    written = _parse(tags.get("", {}).get("TIFFTAG_DATETIME"))
+    if written is not None:
+        return {"datetime": written, "start_datetime": None, "end_datetime": None, "source": "tag TIFFTAG_DATETIME"}
+    return {"datetime": None, "start_datetime": None, "end_datetime": None, "source": None}
+
+
+def _from_tags(tags: dict[str, dict[str, str]]) -> tuple[str, str] | None:
+    from samgeo_pipeline.stac_input import STAC_DOMAIN
+
+    if (value := _parse(tags.get(STAC_DOMAIN, {}).get("DATETIME"))) is not None:
+        return value, "STAC item"
+    for domain in ("IMAGERY", ""):
+        for key in _TAG_KEYS:
+            if (value := _parse(tags.get(domain, {}).get(key))) is not None:
+                return value, f"tag {domain + ':' if domain else ''}{key}"
+    return None
+
+
+def _parse(text: str | None) -> str | None:
+    """ISO 8601 in UTC of a tag's date (``2015:08:04 16:19:21``, ``2015-08-04T16:19:21Z``, ``2015-08-04``)."""
+    if not text or not text.strip():
+        return None
+    text = text.strip().replace("Z", "+00:00")
+    if re.match(r"^\d{4}:\d\d:\d\d", text):
+        text = text[:4] + "-" + text[5:7] + "-" + text[8:]
+    try:
+        value = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
+    except ValueError:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if value == dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc):  # a placeholder, not a date
+        return None
+    return _iso(value)
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_tags(path: Path) -> dict[str, dict[str, str]]:
+    """The default, ``IMAGERY`` and STAC-input metadata domains of a raster (empty when unreadable)."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    from samgeo_pipeline.stac_input import STAC_DOMAIN
+
+    try:
+        with rasterio.open(path) as ds:
+            return {ns: dict(ds.tags(ns=ns or None)) for ns in ("", "IMAGERY", STAC_DOMAIN)}
+    except RasterioError:
+        return {}
+
+
+# --------------------------------------------------------------------------- item
+
+
+def footprint(crs_text: str | None, transform: list[float], width: int, height: int, per_side: int = 16) -> dict | None:
+    """The raster's outline in WGS84 (GeoJSON Polygon, ``per_side`` points per side), or None without a CRS."""
+    if not crs_text:
+        return None
+    from rasterio.crs import CRS
+    from rasterio.transform import Affine
+    from rasterio.warp import transform as warp
+
+    t = Affine(*transform[:6])
+    steps = [i / per_side for i in range(per_side)]
+    ring = ([(s * width, 0) for s in steps] + [(width, s * height) for s in steps]
+            + [((1 - s) * width, height) for s in steps] + [(0, (1 - s) * height) for s in steps])  # fmt: skip
+    xs, ys = zip(*(t @ p for p in ring), strict=True)
+    lon, lat = warp(CRS.from_user_input(crs_text), CRS.from_epsg(4326), list(xs), list(ys))
+    coords = [[round(x, 8), round(y, 8)] for x, y in zip(lon, lat, strict=True)]
+    return {"type": "Polygon", "coordinates": [coords + [coords[0]]]}
+
+
+def _bbox(geometry: dict | None) -> list[float] | None:
+    if geometry is None:
+        return None
+    xs, ys = zip(*geometry["coordinates"][0], strict=True)
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def multihash_sha256(path: Path) -> str:
+    """The file extension's ``file:checksum``: multihash of SHA-256 (``1220`` + hex digest)."""
+    return "1220" + file_sha256(path)
+
+
+def build_item(out_dir: Path, manifest: dict[str, Any], item_id: str | None = None) -> Any:
+    """The STAC Item (``pystac.Item``) of one output folder, from its manifest (written after it).
+
+    Asset hrefs are relative (``./mask.tif``): the folder can move or be served as it is.
+    """
+    import pystac
+    from pystac.extensions.projection import ProjectionExtension
+
+    inp, model = manifest["input"], manifest["model"]
+    geometry = footprint(inp.get("crs"), inp["transform"], inp["width"], inp["height"])
+    when = inp.get("datetime") or {}
+    created = _parse(manifest.get("created")) or _iso(dt.datetime.now(dt.timezone.utc))
+    instant = when.get("datetime") or (None if when.get("start_datetime") else created)
+    properties: dict[str, Any] = {
+        "samgeo:status": manifest["status"],
+        "samgeo:datetime_source": when.get("source") or "none found: the run's time",
+        "samgeo:input": inp.get("source"),
+        "samgeo:model": {"id": model.get("id"), "fingerprint": model.get("fingerprint")},
+        "samgeo:water_fraction": (manifest.get("water") or {}).get("fraction_of_valid"),
+        "samgeo:water_area_m2": (manifest.get("water") or {}).get("area_m2"),
+    }
+    if manifest.get("uncertain"):
+        properties["samgeo:uncertain"] = manifest["uncertain"]
+    item = pystac.Item(
+        id=item_id or out_dir.name, geometry=geometry, bbox=_bbox(geometry),
+        datetime=_to_datetime(instant), properties=properties,
+        start_datetime=_to_datetime(when.get("start_datetime")), end_datetime=_to_datetime(when.get("end_datetime")),
+    )  # fmt: skip
+    item.common_metadata.created = _to_datetime(created)
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    crs = inp.get("crs")
+    epsg = _epsg(crs)
+    proj.apply(epsg=epsg, wkt2=None if epsg or not crs else _wkt2(crs), shape=[inp["height"], inp["width"]],
+               transform=[float(v) for v in inp["transform"][:6]])  # fmt: skip
+    _processing(item, manifest)
+    _add_assets(item, out_dir, manifest)
+    return item
+
+
+def _to_datetime(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _epsg(crs_text: str | None) -> int | None:
+    if not crs_text:
+        return None
+    from rasterio.crs import CRS
+
+    return CRS.from_user_input(crs_text).to_epsg()
+
+
+def _wkt2(crs_text: str) -> str:
+    from pyproj import CRS
+
+    return CRS.from_user_input(crs_text).to_wkt()
+
+
+def _processing(item: Any, manifest: dict[str, Any]) -> None:
+    """The processing extension: lineage, software versions, the model and its fingerprint, the run's time."""
+    versions = {k: v for k, v in (manifest.get("versions") or {}).items() if v}
+    model = manifest["model"]
+    software = {"samgeo-pipeline": versions.get("samgeo-pipeline") or "unknown"}
+    software.update({k: v for k, v in versions.items() if k in ("torch", "transformers", "rasterio", "gdal")})
+    if model.get("id") and model["id"] != "none":
+        software[f"model {model['id']}"] = model.get("fingerprint") or "unknown"
+    item.stac_extensions.append(PROCESSING_SCHEMA)
+    item.properties.update({
+        "processing:lineage": (
+            f"samgeo-pipeline segment: coarse water mask ({_coarse_method(manifest)}) "
+            + (f"prompting SAM {model['id']} (weights {model.get('fingerprint')})" if model.get("id") not in (None, "none")
+               else "only, no SAM (--model none)")
+            + f"; parameters hash {manifest.get('params_hash')}"
+        ),
+        "processing:software": software,
+        "processing:datetime": _parse(manifest.get("created")),
+    })  # fmt: skip
+
+
+def _coarse_method(manifest: dict[str, Any]) -> str:
+    coarse = (manifest.get("radiometry") or {}).get("coarse") or {}
+    return coarse.get("method") or "unknown method"
+
+
+def _add_assets(item: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
+    import pystac
+    from pystac.extensions.classification import Classification, ClassificationExtension
+    from pystac.extensions.file import FileExtension
+    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+
+    files = [
+        ("mask", "mask.tif", COG_MEDIA_TYPE, ["data"], "Water mask: 0 not water, 1 water, 255 nodata"),
+        ("probability", "probability.tif", COG_MEDIA_TYPE, ["data"], "SAM water probability"),
+        ("polygons", "water.gpkg", "application/geopackage+sqlite3", ["data"], "Water polygons (layer water)"),
+        ("quicklook", "quicklook.png", pystac.MediaType.PNG, ["thumbnail", "overview"], "Quicklook"),
+    ]
+    for key, name, media, roles, title in files:
+        path = out_dir / name
+        if not path.is_file() or name not in manifest.get("outputs", []):
+            continue
+        asset = pystac.Asset(f"./{name}", title=title, media_type=media, roles=roles)
+        item.add_asset(key, asset)
+        FileExtension.ext(asset, add_if_missing=True).apply(size=path.stat().st_size, checksum=multihash_sha256(path))
+    if "mask" in item.assets:
+        mask = item.assets["mask"]
+        RasterExtension.ext(mask, add_if_missing=True).apply([RasterBand.create(
+            data_type=DataType.UINT8, nodata=255, sampling="area", spatial_resolution=_resolution(manifest))])
+        ClassificationExtension.ext(mask, add_if_missing=True).apply(classes=[
+            Classification.create(value, name=name, title=title, nodata=True if value == 255 else None)
+            for value, name, title, _ in MASK_CLASSES])  # fmt: skip
+    if "probability" in item.assets:
+        RasterExtension.ext(item.assets["probability"], add_if_missing=True).apply(
+            [RasterBand.create(data_type=DataType.FLOAT32, sampling="area")])
+    item.add_asset("manifest", pystac.Asset("./manifest.json", title="How this output was made (samgeo-pipeline)",
+                                            media_type=pystac.MediaType.JSON, roles=["metadata"]))
+
+
+def _resolution(manifest: dict[str, Any]) -> float | None:
+    """The mask's pixel size in CRS units (None without a CRS)."""
+    inp = manifest["input"]
+    if not inp.get("crs"):
+        return None
+    t = inp["transform"]
+    return float((abs(t[0]) + abs(t[4])) / 2)
+
+
+def write_item(out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Build and write ``item.json`` atomically (before the manifest, which stays last)."""
+    item = build_item(out_dir, manifest)
+    path = out_dir / ITEM_NAME
+    write_text_atomic(path, json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False), indent=2))
+    return path
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def new_catalog() -> dict[str, Any]:
+    """An empty catalog of an output root (JSON-able)."""
+    import pystac
+
+    catalog = pystac.Catalog(CATALOG_ID, "Water masks and polygons made by samgeo-pipeline, one Item per image.",
+                             title="samgeo-pipeline outputs")  # fmt: skip
+    return catalog.to_dict(include_self_link=False, transform_hrefs=False)
+
+
+def _item_link(rel_folder: str) -> dict[str, Any]:
+    return {"rel": "item", "href": f"./{rel_folder}/{ITEM_NAME}", "type": "application/geo+json", "title": rel_folder}
+
+
+def with_items(catalog: dict[str, Any], folders: list[str]) -> dict[str, Any]:
+    """``catalog`` with one item link per folder (relative to the root) added, sorted, no duplicates."""
+    links = [link for link in catalog.get("links", []) if link.get("rel") != "item"]
+    items = {link["href"]: link for link in catalog.get("links", []) if link.get("rel") == "item"}
+    for folder in folders:
+        link = _item_link(folder)
+        items[link["href"]] = link
+    return {**catalog, "links": links + [items[h] for h in sorted(items)]}
+
+
+@contextmanager
+def catalog_lock(root: Path) -> Iterator[None]:
+    """Exclusive ``flock`` on ``root/.samgeo-catalog.lock`` (waits; the kernel frees it if the holder dies)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / CATALOG_LOCK, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def register_item(root: Path, out_dir: Path) -> Path | None:
+    """Add a finished folder's Item to ``root/catalog.json``; None when it has no Item or manifest.
+
+    Read, add, write to a temporary name and rename, all under :func:`catalog_lock`: processes
+    finishing images of the same root (a shared folder, several workers) never lose each other's
+    links, and a reader always sees a whole catalog.
+    """
+    root, out_dir = Path(root).resolve(), Path(out_dir).resolve()
+    if not ((out_dir / ITEM_NAME).is_file() and (out_dir / "manifest.json").is_file()):
+        return None
+    rel = out_dir.relative_to(root).as_posix()
+    path = root / CATALOG_NAME
+    with catalog_lock(root):
+        try:
+            catalog = json.loads(path.read_text())
+        except FileNotFoundError:
+            catalog = new_catalog()
+        except ValueError:
+            catalog = new_catalog()  # a torn catalog cannot exist (atomic writes); rebuilt from what follows
+        if not isinstance(catalog, dict) or catalog.get("id") != CATALOG_ID:
+            from samgeo_pipeline.errors import OutputConflictError
+
+            raise OutputConflictError(f"{path} is not the catalog of samgeo-pipeline (the user's own file?); "
+                                      "write to another output root (--out)")  # fmt: skip
+        write_text_atomic(path, json.dumps(with_items(catalog, [rel]), indent=2))
+    return path
+
+
+def rebuild_remote_catalog(fs: Any, root: str, max_rounds: int = 5) -> list[str]:
+    """Write ``root/catalog.json`` on an fsspec store (S3) listing every finished folder below ``root``.
+
+    Stores like S3 have no lock and no atomic read-modify-write, so the catalog is not edited: it is
+    rebuilt from a listing (folders holding both ``item.json`` and ``manifest.json``) and written in
+    one put (never half visible), then the listing is read again and the catalog rewritten while it
+    lacks an Item found there. A writer whose put dropped an Item of a concurrent writer sees that
+    Item in its second listing (it was uploaded before that writer listed again) and writes again,
+    so the last put always lists every Item uploaded before it (S3's listings are strongly
+    consistent). Call it after the folder's manifest is uploaded.
+
+    Returns:
+        The folders (relative to ``root``) the catalog lists.
+    """
+    root = root.rstrip("/")
+    written: list[str] = []
+    for _ in range(max_rounds):
+        found = _remote_finished(fs, root)
+        if set(found) <= set(written):
+            break
+        written = found
+        catalog = with_items(new_catalog(), found)
+        fs.pipe_file(f"{root}/{CATALOG_NAME}", json.dumps(catalog, indent=2).encode())
+    return written
+
+
+def _remote_finished(fs: Any, root: str) -> list[str]:
+    fs.invalidate_cache()
+    names = [p.rstrip("/") for p in fs.find(root)]
+    prefix = fs._strip_protocol(root).rstrip("/") + "/"
+    folders: dict[str, set[str]] = {}
+    for name in names:
+        rel = name[len(prefix):] if name.startswith(prefix) else name
+        folder, _, base = rel.rpartition("/")
+        if folder:
+            folders.setdefault(folder, set()).add(base)
+    return sorted(f for f, files in folders.items() if {ITEM_NAME, "manifest.json"} <= files
+                  and not any(part.startswith(".") for part in f.split("/")))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_offline(data: dict[str, Any]) -> None:
+    """Validate an Item or Catalog dict without the network.
+
+    The core STAC 1.1 JSON schemas that pystac ships (Item, Catalog, GeoJSON) are checked with
+    jsonschema; extension schemas are not downloaded: the extensions are read back through pystac's
+    models instead (projection, raster, classification, file), which check their fields' types.
+
+    Raises:
+        jsonschema.ValidationError, pystac.STACError, ValueError: the object is not valid.
+    """
+    import jsonschema
+    import pystac
+    from pystac.validation.local_validator import get_local_schema_cache
+    from referencing import Registry, Resource
+
+    cache = get_local_schema_cache()
+    kind = "item" if data.get("type") == "Feature" else "catalog" if data.get("type") == "Catalog" else "collection"
+    uri = next(u for u in cache if u.endswith(f"/{kind}-spec/json-schema/{kind}.json"))
+    registry = Registry().with_resources([(k, Resource.from_contents(v)) for k, v in cache.items()])
+    jsonschema.Draft7Validator(cache[uri], registry=registry).validate(data)
+    if kind == "item":
+        _check_item_extensions(pystac.Item.from_dict(data, preserve_dict=True))
+
+
+def _check_item_extensions(item: Any) -> None:
+    from pystac.extensions.classification import ClassificationExtension
+    from pystac.extensions.file import FileExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import RasterExtension
+
+    proj = ProjectionExtension.ext(item)
+    if not (isinstance(proj.shape, list) and len(proj.shape) == 2 and isinstance(proj.transform, list)
+            and len(proj.transform) in (6, 9) and (proj.code or proj.wkt2 or item.geometry is None)):  # fmt: skip
+        raise ValueError(f"{item.id}: incomplete projection extension")
+    for key, asset in item.assets.items():
+        if FileExtension.has_extension(item) and key != "manifest":
+            file = FileExtension.ext(asset)
+            if not (isinstance(file.size, int) and re.fullmatch(r"1220[0-9a-f]{64}", file.checksum or "")):
+                raise ValueError(f"{item.id}: asset {key} lacks file:size or a SHA-256 file:checksum")
+        if key == "mask":
+            bands = RasterExtension.ext(asset).bands or []
+            classes = ClassificationExtension.ext(asset).classes or []
+            if [b.nodata for b in bands] != [255] or sorted(c.value for c in classes) != [0, 1, 255]:
+                raise ValueError(f"{item.id}: mask asset without its raster band or classes")
+    software = item.properties.get("processing:software")
+    if PROCESSING_SCHEMA not in item.stac_extensions or not isinstance(software, dict) or "samgeo-pipeline" not in software:
+        raise ValueError(f"{item.id}: no processing extension naming the software")
