@@ -30,6 +30,7 @@ from samgeo_pipeline.errors import InputError
 SENSOR_TAGS = (
     ("IMAGERY", "ACQUISITIONDATETIME"),
     ("", "ACQUISITIONDATETIME"),
+    ("", "ACQUISITION_DATETIME"),
     ("", "DATE_ACQUIRED"),
     ("", "SENSING_TIME"),
     ("", "ACQUISITION_DATE"),
@@ -86,15 +87,41 @@ def date_from_name(name: str) -> tuple[dt.date, str] | None:
     return (dt.date(int(year.group(1)), 1, 1), "year") if year else None
 
 
+def parse_datetime(text: str | None) -> dt.datetime | None:
+    """A tag's date-time in UTC (``2015:08:04 16:19:21``, ``2015-08-04T16:19:21Z``, ``2015-08-04``),
+    or None: not a date, or the placeholder 1970-01-01 00:00:00 some writers put there."""
+    if not text or not text.strip():
+        return None
+    text = text.strip().replace("Z", "+00:00")
+    if re.match(r"^\d{4}:\d\d:\d\d", text):  # EXIF / TIFF style
+        text = text[:4] + "-" + text[5:7] + "-" + text[8:]
+    try:
+        value = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
+    except ValueError:
+        return None
+    value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if value == dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc):
+        return None
+    return value.astimezone(dt.timezone.utc)
+
+
+def sensor_datetime(tags: dict[str, dict[str, str]]) -> tuple[dt.datetime, str] | None:
+    """``(UTC date-time, tag name)`` from sensor tags (:data:`SENSOR_TAGS`; not TIFFTAG_DATETIME), or None.
+
+    Args:
+        tags: metadata domain (``""``: the default one) -> tags, as rasterio's ``tags(ns=...)``.
+    """
+    for domain, key in SENSOR_TAGS:
+        value = parse_datetime(tags.get(domain, {}).get(key))
+        if value is not None:
+            return value, f"{domain}:{key}" if domain else key
+    return None
+
+
 def date_from_tags(path: Path) -> tuple[dt.date, str, str] | None:
     """``(date, precision, tag name)`` from the sensor tags of ``path`` (not TIFFTAG_DATETIME), or None."""
-    tags = _tags(path)
-    for domain, key in SENSOR_TAGS:
-        value = tags.get(domain, {}).get(key)
-        parsed = parse_date(value) if value else None
-        if parsed:
-            return (*parsed, f"{domain}:{key}" if domain else key)
-    return None
+    found = sensor_datetime(_tags(path))
+    return (found[0].date(), "day", found[1]) if found else None
 
 
 def _tags(path: Path) -> dict[str, dict[str, str]]:
@@ -129,10 +156,9 @@ def image_date(path: PurePath, given: str | None = None, readable: bool = True) 
     named = date_from_name(path.name)
     if named:
         return ImageDate(*named, "file name")
-    stamp = _tags(Path(path)).get("", {}).get("TIFFTAG_DATETIME") if exists else None
-    parsed = parse_date(stamp) if stamp else None
-    if parsed:
-        return ImageDate(*parsed, "tag TIFFTAG_DATETIME")
+    stamp = parse_datetime(_tags(Path(path)).get("", {}).get("TIFFTAG_DATETIME")) if exists else None
+    if stamp is not None:
+        return ImageDate(stamp.date(), "day", "tag TIFFTAG_DATETIME")
     raise InputError(
         f"{path}: no acquisition date in its tags or its file name; pass --dates (one per input, in order)"
     )

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from samgeo_pipeline.atomic import write_text_atomic
+from samgeo_pipeline.dates import date_from_name, parse_datetime, sensor_datetime
 from samgeo_pipeline.manifest import file_sha256
 
 ITEM_NAME = "item.json"
@@ -41,9 +42,6 @@ PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 #: Mask values and their classes (``writers.MASK_NODATA`` is 255).
 MASK_CLASSES = ((0, "not_water", "Not water", False), (1, "water", "Water", True), (255, "nodata", "No data", None))
-_TAG_KEYS = ("ACQUISITIONDATETIME", "ACQUISITION_DATETIME", "DATE_ACQUIRED", "ACQUISITION_DATE", "SENSING_TIME")
-_NAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d\d)-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])(?!\d)")
-_NAME_YEAR = re.compile(r"(?<![0-9])((?:19|20)\d\d)(?![0-9])")
 
 
 # --------------------------------------------------------------------------- datetime
@@ -52,12 +50,9 @@ _NAME_YEAR = re.compile(r"(?<![0-9])((?:19|20)\d\d)(?![0-9])")
 def acquisition_datetime(tags: dict[str, dict[str, str]], name: str) -> dict[str, str | None]:
     """When the input was acquired, and where that came from.
 
-    Looked for in this order: a STAC Item's datetime (the VRT of :mod:`samgeo_pipeline.stac_input`),
-    acquisition tags (GDAL's ``IMAGERY`` domain ``ACQUISITIONDATETIME``, or ``ACQUISITIONDATETIME``,
-    ``DATE_ACQUIRED``... in the default domain; the placeholder 1970-01-01 00:00:00 is ignored), a
-    date in the file name (``20090818``, ``2009-08-18``), a year alone in the file name
-    (``landsat_1985``: the whole year as a range), and last ``TIFFTAG_DATETIME`` (TIFF's DateTime is
-    when the file was written, often not when the image was taken).
+    A STAC Item's datetime first (the VRT of :mod:`samgeo_pipeline.stac_input`), then what
+    :mod:`samgeo_pipeline.dates` reads everywhere else, in its order: sensor tags, a date in the
+    file name (a year alone: the whole year as a range), ``TIFFTAG_DATETIME`` last.
 
     Args:
         tags: metadata domain (``""`` for the default one) -> tags, as rasterio's ``tags(ns=...)``.
@@ -67,53 +62,25 @@ def acquisition_datetime(tags: dict[str, dict[str, str]], name: str) -> dict[str
         ``{"datetime", "start_datetime", "end_datetime", "source"}`` (ISO 8601, UTC); all None but
         ``source`` when nothing says it (``source`` is then None as well).
     """
-    found = _from_tags(tags)
-    if found is not None:
-        return {"datetime": found[0], "start_datetime": None, "end_datetime": None, "source": found[1]}
-    stem = Path(name).stem
-    if (m := _NAME_DATE.search(stem)) is not None:
-        try:
-            day = dt.datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=dt.timezone.utc)
-            return {"datetime": _iso(day), "start_datetime": None, "end_datetime": None, "source": "file name"}
-        except ValueError:
-            pass
-    if (m := _NAME_YEAR.search(stem)) is not None:
-        start = dt.datetime(int(m[1]), 1, 1, tzinfo=dt.timezone.utc)
-        end = dt.datetime(int(m[1]), 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
-        return {"datetime": None, "start_datetime": _iso(start), "end_datetime": _iso(end), "source": "file name (year)"}
-    written = _parse(tags.get("", {}).get("TIFFTAG_DATETIME"))
-    if written is not None:
-        return {"datetime": written, "start_datetime": None, "end_datetime": None, "source": "tag TIFFTAG_DATETIME"}
-    return {"datetime": None, "start_datetime": None, "end_datetime": None, "source": None}
-
-
-def _from_tags(tags: dict[str, dict[str, str]]) -> tuple[str, str] | None:
     from samgeo_pipeline.stac_input import STAC_DOMAIN
 
-    if (value := _parse(tags.get(STAC_DOMAIN, {}).get("DATETIME"))) is not None:
-        return value, "STAC item"
-    for domain in ("IMAGERY", ""):
-        for key in _TAG_KEYS:
-            if (value := _parse(tags.get(domain, {}).get(key))) is not None:
-                return value, f"tag {domain + ':' if domain else ''}{key}"
-    return None
+    def found(value: dt.datetime, source: str) -> dict[str, str | None]:
+        return {"datetime": _iso(value), "start_datetime": None, "end_datetime": None, "source": source}
 
-
-def _parse(text: str | None) -> str | None:
-    """ISO 8601 in UTC of a tag's date (``2015:08:04 16:19:21``, ``2015-08-04T16:19:21Z``, ``2015-08-04``)."""
-    if not text or not text.strip():
-        return None
-    text = text.strip().replace("Z", "+00:00")
-    if re.match(r"^\d{4}:\d\d:\d\d", text):
-        text = text[:4] + "-" + text[5:7] + "-" + text[8:]
-    try:
-        value = dt.datetime.fromisoformat(text.replace(" ", "T", 1) if len(text) > 10 else text)
-    except ValueError:
-        return None
-    value = value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    if value == dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc):  # a placeholder, not a date
-        return None
-    return _iso(value)
+    if (item := parse_datetime(tags.get(STAC_DOMAIN, {}).get("DATETIME"))) is not None:
+        return found(item, "STAC item")
+    if (sensor := sensor_datetime(tags)) is not None:
+        return found(sensor[0], f"tag {sensor[1]}")
+    if (named := date_from_name(Path(name).stem)) is not None:
+        day, precision = named
+        start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+        if precision == "day":
+            return found(start, "file name")
+        end = dt.datetime(day.year, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
+        return {"datetime": None, "start_datetime": _iso(start), "end_datetime": _iso(end), "source": "file name (year)"}
+    if (written := parse_datetime(tags.get("", {}).get("TIFFTAG_DATETIME"))) is not None:
+        return found(written, "tag TIFFTAG_DATETIME")
+    return {"datetime": None, "start_datetime": None, "end_datetime": None, "source": None}
 
 
 def _iso(value: dt.datetime) -> str:
@@ -178,7 +145,7 @@ def build_item(out_dir: Path, manifest: dict[str, Any], item_id: str | None = No
     inp, model = manifest["input"], manifest["model"]
     geometry = footprint(inp.get("crs"), inp["transform"], inp["width"], inp["height"])
     when = inp.get("datetime") or {}
-    created = _parse(manifest.get("created")) or _iso(dt.datetime.now(dt.timezone.utc))
+    created = _iso(parse_datetime(manifest.get("created")) or dt.datetime.now(dt.timezone.utc))
     instant = when.get("datetime") or (None if when.get("start_datetime") else created)
     properties: dict[str, Any] = {
         "samgeo:status": manifest["status"],
@@ -241,7 +208,7 @@ def _processing(item: Any, manifest: dict[str, Any]) -> None:
             + f"; parameters hash {manifest.get('params_hash')}"
         ),
         "processing:software": software,
-        "processing:datetime": _parse(manifest.get("created")),
+        "processing:datetime": _iso(created) if (created := parse_datetime(manifest.get("created"))) else None,
     })  # fmt: skip
 
 

@@ -329,7 +329,7 @@ def test_real_pair_naip_2009_2020(tmp_path):
     argv = ["segment", *map(str, images), "--out", str(tmp_path / "seg"), "--model", "none", "--bands", "naip",
             "--no-progress"]  # fmt: skip
     assert main(argv) == 0
-    result = run_change(sorted((tmp_path / "seg").iterdir()), tmp_path / "chg", log=quiet)
+    result = run_change(sorted(p for p in (tmp_path / "seg").iterdir() if p.is_dir()), tmp_path / "chg", log=quiet)
     assert [d.date.label for d in result.dates] == ["2009-08-18", "2020-08-31"]
     assert {d.date.source for d in result.dates} == {"file name"}
     assert [result.class_pixels[c] for c in (1, 2, 3)] == [90204, 85518, 282]  # permanent, new, lost
@@ -394,7 +394,7 @@ def test_real_series_pucallpa_1985_2000_2020(tmp_path):
     argv = ["segment", *map(str, images), "--out", str(tmp_path / "seg"), "--model", "none",
             "--bands", "swir=1,nir=2,red=3,green=4", "--no-progress"]  # fmt: skip
     assert main(argv) == 0
-    result = run_change(sorted((tmp_path / "seg").iterdir()), tmp_path / "chg", log=quiet)
+    result = run_change(sorted(p for p in (tmp_path / "seg").iterdir() if p.is_dir()), tmp_path / "chg", log=quiet)
     assert [(d.date.label, d.date.source) for d in result.dates] == [(y, "file name") for y in ("1985", "2000", "2020")]
     assert [result.class_pixels[c] for c in (1, 2, 3, 9)] == [4049, 7062, 10746, 4889]
     assert result.date_pixels == [14795, 13297, 11111]
@@ -403,7 +403,7 @@ def test_real_series_pucallpa_1985_2000_2020(tmp_path):
 
     with pytest.MonkeyPatch.context() as patch:  # by 100² windows: each row keeps its own area
         patch.setattr(change_raster, "WINDOW", 100)
-        windowed = run_change(sorted((tmp_path / "seg").iterdir()), tmp_path / "chg100", log=quiet)
+        windowed = run_change(sorted(p for p in (tmp_path / "seg").iterdir() if p.is_dir()), tmp_path / "chg100", log=quiet)
     assert windowed.date_area_m2 == pytest.approx(result.date_area_m2, rel=1e-12)
     assert windowed.class_area_m2 == pytest.approx(result.class_area_m2, rel=1e-12)
     bodies = [gpd.read_file(tmp_path / d / "change.gpkg", layer="water_bodies") for d in ("chg", "chg100")]
