@@ -83,6 +83,10 @@ from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
 #: Name of the global concurrency limit the finetune flow occupies, and the segment flow when asked.
 GPU_LIMIT = "gpu"
+#: Lease of a slot of that limit, in seconds (the API's minimum): its holder renews it every 45 s,
+#: so the slot of a killed holder is free again 60 s after its death (plus the server's 15 s
+#: check), not after Prefect's default 300 s.
+GPU_LEASE_SECONDS = 60.0
 #: Attempts of one flow run after crashes (a dead worker or process; the recovery automations of
 #: ``flows/recovery.py`` reschedule a crashed run): the run fails at once when started more often.
 MAX_ATTEMPTS = int(os.environ.get("SAMGEO_MAX_ATTEMPTS", "3"))
@@ -227,7 +231,7 @@ def _gpu_slot(gpu_limit: str | None):
     """This process's GPU lock, plus a slot of the global concurrency limit ``gpu_limit`` when given."""
     with _GPU_LOCK:
         if gpu_limit:
-            with concurrency(gpu_limit, occupy=1):
+            with concurrency(gpu_limit, occupy=1, lease_duration=GPU_LEASE_SECONDS):
                 yield
         else:
             yield
@@ -241,7 +245,7 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
 
     predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
     run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
-                    source=prepared.get("source"), bands_source=bands_source)
+                    source=prepared.get("source"), bands_source=bands_source, runner=_runner())
     reused = run.prepare()
     for message, _ in run.warnings:  # logged: Python's warnings are not thread-safe (RasterRun.emit_warnings)
         logger.warning(message)
@@ -374,6 +378,8 @@ def segment_flow(
     attempt = int(runtime_flow_run.run_count or 1)
     logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
                 os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
+    if attempt > 1:
+        _end_dead_attempt_tasks(logger)
     if attempt > MAX_ATTEMPTS:
         raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
                                f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
@@ -425,6 +431,38 @@ def segment_flow(
     return summaries
 
 
+def _end_dead_attempt_tasks(logger) -> None:
+    """Mark ``Crashed`` the task runs an earlier attempt of this flow run left ``Pending`` or
+    ``Running`` (its process died with them; this attempt has started none yet), so the run's task
+    list does not show a dead segment task running for good. An API error is logged, not raised."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    unfinished = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
+        any_=[StateType.PENDING, StateType.RUNNING])))
+    try:
+        with get_client(sync_client=True) as client:
+            stale = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runtime_flow_run.id])),
+                                          task_run_filter=unfinished)
+            for task_run in stale:
+                client.set_task_run_state(task_run.id, Crashed(message="its flow process died (an earlier attempt)"),
+                                          force=True)
+    except Exception as exc:  # noqa: BLE001 - cosmetic: the attempt goes on without it
+        logger.warning("cannot mark the dead attempt's task runs crashed (%s: %s)", type(exc).__name__, exc)
+        return
+    if stale:
+        logger.warning("marked %d task run(s) of the dead attempt crashed: %s", len(stale),
+                       ", ".join(t.name for t in stale))
+
+
 def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
     """One warning naming the images the coarse rule abstained on, with their reasons (the run still completes)."""
     uncertain = [s for s in summaries if s.get("uncertain")]
@@ -436,8 +474,15 @@ def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
 
 
 def _worker() -> dict[str, Any]:
-    """Where this run ran: host, process and GPU (``CUDA_VISIBLE_DEVICES``)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    """Where this run ran: host, process, GPU (``CUDA_VISIBLE_DEVICES``), worker and flow run."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            **_runner()}
+
+
+def _runner() -> dict[str, Any]:
+    """The Prefect worker that started this flow process (its name, from the worker's
+    ``PREFECT__WORKER_NAME``; None when run in-process) and the flow run: the manifest's ``runtime``."""
+    return {"worker": os.environ.get("PREFECT__WORKER_NAME"), "flow_run": _current_run_id()}
 
 
 def _process(
