@@ -15,6 +15,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -122,7 +123,8 @@ class RasterRun:
     image's tiles go through the model while another image prepares or finishes on other threads
     (:func:`~samgeo_pipeline.runner.segment_many`, the Prefect flow). The stages of one run are
     called in order, each once, from any thread (each opens its own GDAL environment); the
-    arguments are those of :func:`segment_raster`.
+    arguments are those of :func:`segment_raster`, plus ``runner``: who runs it (a Prefect
+    worker's name and flow run), recorded in the manifest's ``runtime``.
     """
 
     info: RasterInfo  # set by prepare
@@ -141,6 +143,7 @@ class RasterRun:
         model_source: ModelSource | None = None,
         source: str | None = None,
         bands_source: str | None = None,
+        runner: dict[str, Any] | None = None,
     ) -> None:
         if config.uses_sam and predictor is None:
             raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
@@ -148,6 +151,7 @@ class RasterRun:
             config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
         self.path, self.out_dir, self.config = Path(path), Path(out_dir), config
         self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
+        self.runner = runner  # who runs it (e.g. a Prefect worker), for the manifest's runtime
         self.source = redact(source) if source is not None else str(self.path.resolve())  # written, shown
         self.seconds: dict[str, float] = {}
         self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
@@ -284,7 +288,7 @@ class RasterRun:
         """``result`` with its manifest built and written (last: its presence means the run finished)."""
         result.manifest = build_manifest(
             self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
-            outputs, [message for message, _ in self.warnings], self.source, self.bands_source,
+            outputs, [message for message, _ in self.warnings], self.source, self.bands_source, self.runner,
         )
         write_manifest(self.out_dir / "manifest.json", result.manifest)
         return result
