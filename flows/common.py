@@ -145,7 +145,13 @@ def image_row(summary: dict[str, Any]) -> dict[str, Any]:
         "tiles failed": tiles.get("failed") if tiles else None,
         "seconds": round(seconds, 1) if seconds is not None else None,
         **({"uncertain": summary["uncertain"]} if summary.get("uncertain") else {}),
+        **({"bands": summary["bands_source"]} if guessed_bands(summary) else {}),
     }
+
+
+def guessed_bands(summary: dict[str, Any]) -> bool:
+    """Whether the image's band mapping was guessed from its band count (the watch flow's ``bands_source``)."""
+    return str(summary.get("bands_source") or "").startswith("guessed")
 
 
 def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> str:
@@ -183,6 +189,13 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
                   "No SAM and no mask for these unless `on_uncertain: write`. Map NIR/SWIR (`bands`), pass a "
                   "`threshold`, or set `on_uncertain: write`; see each image's quicklook.png and manifest.json.", ""]
         lines += [f"- `{url_path(s['input']).name}` ({s['status']}): {s['uncertain']}" for s in uncertain]
+    guessed = [s for s in summaries if guessed_bands(s)]
+    if guessed:
+        lines += ["", "## Band order guessed", "",
+                  "No watch rule, no `bands` option and no band descriptions gave these images' band order: it was "
+                  "guessed from the band count, and a wrong guess gives wrong water without any error. Pin it with "
+                  "a watch rule (`options: {bands: ...}`, see flows/watch_rules.example.yaml) or the `bands` option.", ""]
+        lines += [f"- `{url_path(s['input']).name}`: {s['bands_source']}" for s in guessed]
     return "\n".join(lines) + "\n"
 
 

@@ -384,7 +384,8 @@ def segment_flow(
         raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
                                f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
     if bands_source:
-        logger.info("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
+        log = logger.warning if bands_source.startswith("guessed") else logger.info
+        log("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
     config = build_config(options, config_path)
     remote = None
     if is_remote(output_root):
@@ -536,6 +537,7 @@ def _process(
     summaries = []
     for i, spec in enumerate(specs):
         summary = _collect(i, spec, out_dirs[i], fetched[i], prepared.get(i), segmented.get(i), failures)
+        summary["bands_source"] = bands_source  # a guess shows in the table artifact and the summary
         if summary["status"] == "failed":
             summary["links"] = {}
         elif remote:
@@ -593,8 +595,9 @@ def _image_artifacts(summary: dict[str, Any]) -> None:
     if summary.get("error"):
         row["error"] = summary["error"]
     uncertain = ", uncertain" if summary.get("uncertain") and summary["status"] != "uncertain" else ""
+    guessed = f", band order {summary['bands_source']}" if "bands" in row else ""
     create_table_artifact([row], key=artifact_key("segment", Path(name).stem),
-                          description=f"{name}: {summary['status']}{uncertain}")
+                          description=f"{name}: {summary['status']}{uncertain}{guessed}")
     for output, url in (summary.get("links") or {}).items():
         create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
 

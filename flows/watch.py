@@ -408,12 +408,18 @@ def _submit(path, entry, watch_url, output_root, deployment, rules, options, ext
     return run_id
 
 
+def _guess_note(entry: dict[str, Any]) -> str:
+    """`` (band order guessed ...: add a watch rule)`` for a file whose band mapping was guessed, else empty."""
+    how = str(entry.get("bands_source") or "")
+    return f" (**band order {how}**: pin it with a watch rule)" if how.startswith("guessed") else ""
+
+
 def _artifacts(watch_url, state_file, files, submitted, waiting, errors) -> None:
     """The markdown of this scan (``watch-scan``) and the list of failed files (``watch-failed``),
     credentials of URLs hidden."""
     if submitted or waiting or errors:
         lines = ["# samgeo-pipeline watch", "", f"Watched: `{watch_url}`; state: `{state_file}`.", ""]
-        lines += [f"- started `{url_path(p).name}`: flow run `{r}`" for p, r in submitted.items()]
+        lines += [f"- started `{url_path(p).name}`: flow run `{r}`{_guess_note(files[p])}" for p, r in submitted.items()]
         lines += [f"- waiting for `{url_path(p).name}`" for p in waiting]
         lines += [f"- **not started** {e}" for e in errors]
         create_markdown_artifact(redact("\n".join(lines) + "\n"), key="watch-scan",

@@ -23,6 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
+from samgeo_pipeline.bands import guessed_bands_message
 from samgeo_pipeline.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
@@ -171,6 +172,9 @@ class RasterRun:
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
             if (note := gsd_note(self.info, config.gsd)) is not None:  # --gsd in metres on a CRS in degrees
                 self.warnings.append((note, SamgeoPipelineWarning))
+            if self.bands_source and self.bands_source.startswith("guessed"):  # a caller's guess (the watch flow)
+                self.warnings.append((guessed_bands_message(path, self.info.bands, self.bands_source),
+                                      SamgeoPipelineWarning))
             self.checksum = file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:
