@@ -164,7 +164,7 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
         "# samgeo-pipeline segment",
         "",
         f"{done} of {len(summaries)} image(s) done{also}; outputs in `{root}`, links under <{base}> "
-        f"(serve them with `samgeo-pipeline serve {root}`).",
+        f"({how_to_open(str(root))}).",
         "",
         "| image | status | water km² | polygons | tiles processed/skipped/failed | seconds | outputs |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",
@@ -197,6 +197,18 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
                   "a watch rule (`options: {bands: ...}`, see flows/watch_rules.example.yaml) or the `bands` option.", ""]
         lines += [f"- `{url_path(s['input']).name}`: {s['bands_source']}" for s in guessed]
     return "\n".join(lines) + "\n"
+
+
+def how_to_open(root: str) -> str:
+    """How the summary's links are answered: ``samgeo-pipeline serve`` for a local root; for a
+    store URL (which ``serve`` cannot read), the store itself, with the reader's own credentials."""
+    if not is_remote(root):
+        return f"serve them with `samgeo-pipeline serve {root}`"
+    scheme, _, path = root.partition("://")
+    vsi = {"s3": "vsis3", "gs": "vsigs", "gcs": "vsigs", "az": "vsiaz", "abfs": "vsiaz"}.get(scheme.lower())
+    read = f"e.g. `rio info /{vsi}/{path.rstrip('/')}/IMAGE/mask.tif`" if vsi else "with the store's own tools"
+    return (f"the store's own URLs: public where the bucket policy allows it, else read them with your "
+            f"credentials, {read}, or set `output_base_url` to a proxy in front of the store")
 
 
 def _fmt(value: Any) -> str:

@@ -342,6 +342,7 @@ def segment_flow(
     dask_cluster_kwargs: dict[str, Any] | None = None,
     bands_source: str | None = None,
     output_storage_options: dict[str, Any] | None = None,
+    output_credentials_block: str | None = None,
 ) -> list[dict[str, Any]]:
     """Segment rasters into ``output_root/<image>/`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
 
@@ -364,6 +365,10 @@ def segment_flow(
         output_storage_options: fsspec options of a URL ``output_root`` (e.g. ``{"endpoint_url":
             "http://127.0.0.1:9000"}``); links then start at the endpoint's URL of ``output_root``
             unless ``output_base_url`` says otherwise.
+        output_credentials_block: name of a Prefect ``Secret`` block holding a JSON object of
+            fsspec options with the store's credentials (``{"key": ..., "secret": ...}`` for S3),
+            added to ``output_storage_options`` in the flow process only (never a parameter, a
+            log line or a link); without it the worker's environment (``AWS_*``) is used.
         bands_source: how the watch flow chose ``options["bands"]`` (a rule, the file's band
             descriptions, or a guess from the band count): logged and put in the summaries.
 
@@ -390,7 +395,8 @@ def segment_flow(
     remote = None
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
-        remote = {"root": output_root, "local_root": str(root), "storage_options": output_storage_options or {}}
+        remote = {"root": output_root, "local_root": str(root),
+                  "storage_options": _storage_options(output_storage_options, output_credentials_block)}
         shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
         logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
         base = base_url(output_base_url or remote_store.store_base_url(output_root, shown_options))
@@ -462,6 +468,28 @@ def _end_dead_attempt_tasks(logger) -> None:
     if stale:
         logger.warning("marked %d task run(s) of the dead attempt crashed: %s", len(stale),
                        ", ".join(t.name for t in stale))
+
+
+def _storage_options(options: dict[str, Any] | None, credentials_block: str | None) -> dict[str, Any]:
+    """``options`` with the fsspec options of the ``Secret`` block ``credentials_block`` on top.
+
+    Raises:
+        ConfigError: no Secret block of that name, or it does not hold a JSON object.
+    """
+    if not credentials_block:
+        return dict(options or {})
+    from prefect.blocks.system import Secret
+
+    fix = (f"create it with Secret(value={{\"key\": ..., \"secret\": ...}}).save({credentials_block!r}) "
+           "(prefect.blocks.system), or leave output_credentials_block out to use the worker's AWS_* environment")
+    try:
+        secret = Secret.load(credentials_block).get()
+    except ValueError:
+        raise ConfigError(f"output_credentials_block {credentials_block!r}: no such Secret block; {fix}") from None
+    if not isinstance(secret, dict):
+        raise ConfigError(f"output_credentials_block {credentials_block!r}: holds no JSON object of storage "
+                          f"options; {fix}")
+    return {**(options or {}), **secret}
 
 
 def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:

@@ -306,6 +306,7 @@ def watch_flow(
     state_path: str | None = None,
     rules_path: str | None = None,
     output_storage_options: dict[str, Any] | None = None,
+    output_credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Scan ``watch_url`` once: record the outcome of the runs it started, then start a
     ``deployment`` run for each file that is ready (new, changed, or due for a retry).
@@ -315,8 +316,8 @@ def watch_flow(
         output_root: ``output_root`` of the segment runs (outputs keep the sub-folders of the watched root).
         deployment: the segment deployment, ``FLOW/DEPLOYMENT``.
         options: segment options of every file, under the rules file's defaults and rules.
-        config_path, output_base_url, output_storage_options: passed to each segment run when
-            given (``output_root`` may be an fsspec URL, see :mod:`flows.remote`).
+        config_path, output_base_url, output_storage_options, output_credentials_block: passed to
+            each segment run when given (``output_root`` may be an fsspec URL, see :mod:`flows.remote`).
         state_path: the JSON state file (default ``<watch_url>/.samgeo-watch/state.json``).
         rules_path: the rules file (:mod:`samgeo_pipeline.watch_rules`); missing: the defaults.
 
@@ -346,7 +347,7 @@ def watch_flow(
         logger.info("%s: %s; waiting", path, "retry later" if files[path]["status"] == "retry" else
                     f"new, changing or unmarked ({rules.ready})")
     extra = {"config_path": config_path, "output_base_url": output_base_url,
-             "output_storage_options": output_storage_options}
+             "output_storage_options": output_storage_options, "output_credentials_block": output_credentials_block}
     submitted, errors = {}, []
     for path in ready:
         outcome = _submit(path, files[path], watch_url, output_root, deployment, rules, options, extra, logger)

@@ -362,27 +362,36 @@ def _gpu_slots(stack: Stack) -> int | None:
     return response.json()["active_slots"] if response.status_code == 200 else None
 
 
+def _kill_while_starting(stack: Stack, deployment: str, params: dict, pool: str) -> tuple[str, float]:
+    """Start a run of ``deployment`` and ``kill -9`` its worker and flow process while the run is
+    ``Pending`` (the worker has started the flow process, which has not reported ``Running``
+    yet); a run that got past its start-up before the poll saw it is left to finish and another
+    is started (3 tries). Returns the killed run's id and the time of the kill."""
+    for _ in range(3):
+        run_id = stack.start_run(deployment, params)
+
+        def pending_process():
+            state = stack.flow_run(run_id)["state"]["type"]
+            if state not in ("SCHEDULED", "PENDING"):
+                return "missed"
+            return (_flow_process(stack, run_id, pool) or False) if state == "PENDING" else False
+
+        found = _poll(f"{run_id} starting", pending_process, 120, stack)
+        if found != "missed":
+            return run_id, _kill9(stack, found[0])
+        stack.wait_final(run_id, 120)  # a watch scan holds its deployment's only slot until it ends
+    raise AssertionError(f"three runs of {deployment} passed their start-up before the poll saw them")
+
+
 def test_runs_killed_while_starting_are_crashed_retried_and_free_their_slots(stack: Stack) -> None:
     """A segment run and a watch scan whose workers and flow processes are killed while the flow
     process starts (state Pending, no heartbeat sent yet): both marked Crashed within two minutes,
     the segment run done again, and the watch deployment's only slot free for the next scan."""
-    seg = stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, "early.tif"))],
-                                              "output_root": str(stack.data / "outputs"), "options": OPTIONS})
-    scan = stack.start_run("watch/watch", {})
-    killed: dict[str, float] = {}
-
-    def kill_while_pending() -> bool:
-        for run_id, pool in ((seg, "gpu"), (scan, "cpu")):
-            if run_id in killed:
-                continue
-            state = stack.flow_run(run_id)["state"]["type"]
-            assert state in ("SCHEDULED", "PENDING"), f"{run_id} passed its start-up before the kill: {state}"
-            found = _flow_process(stack, run_id, pool) if state == "PENDING" else None
-            if found:
-                killed[run_id] = _kill9(stack, found[0])
-        return len(killed) == 2
-
-    _poll("both flow processes starting", kill_while_pending, 120, stack)
+    seg, seg_killed = _kill_while_starting(stack, "segment/segment", {
+        "inputs": [str(_big_scene(stack, "early.tif"))], "output_root": str(stack.data / "outputs"),
+        "options": OPTIONS}, "gpu")
+    scan, scan_killed = _kill_while_starting(stack, "watch/watch", {}, "cpu")
+    killed = {seg: seg_killed, scan: scan_killed}
     for run_id in (seg, scan):
         crashed = _poll(f"{run_id} marked crashed", lambda: _crashed_at(stack, run_id), 150, stack, 1)
         types = [r["type"] for r in _states(stack, run_id)]
