@@ -200,6 +200,8 @@ def test_segment_deployment_outputs_and_artifacts(stack: Stack) -> None:
     # no pool-wide limit, no GPU pinned: each worker's own CUDA_VISIBLE_DEVICES applies
     assert deployment["work_pool_name"] == "gpu" and deployment["global_concurrency_limit"] is None
     assert "CUDA_VISIBLE_DEVICES" not in deployment["job_variables"]["env"]
+    watch = httpx.get(f"{stack.api}/deployments/name/watch/watch", timeout=30).json()
+    assert watch["work_pool_name"] == "cpu"  # a scan never takes a GPU worker's slot
     outputs = {p.name for p in (out_root / "lake").iterdir()}
     assert {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"} <= outputs
     runtime = json.loads((out_root / "lake" / "manifest.json").read_text())["runtime"]
@@ -433,6 +435,24 @@ def test_run_killed_holding_the_gpu_limit_frees_its_slot(stack: Stack) -> None:
     assert _gpu_slots(stack) == 0
     print(f"gpu slot: crashed after {crashed - killed:.0f} s, next run's segment stage done after {waited:.0f} s",
           file=sys.stderr)
+
+
+def test_run_left_cancelling_by_a_dead_worker_ends_cancelled_not_retried(stack: Stack) -> None:
+    """A run whose worker and flow process are killed, then cancelled (state Cancelling, nobody
+    left to stop it): it ends Cancelled within two minutes, is never marked Crashed, never rescheduled."""
+    run_id = stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, "cancel.tif"))],
+                                                 "output_root": str(stack.data / "outputs"), "options": OPTIONS})
+    found = _poll("the run's flow process", lambda: stack.flow_run(run_id)["state"]["type"] == "RUNNING"
+                  and _flow_process(stack, run_id, "gpu"), 150, stack)
+    killed = _kill9(stack, found[0])
+    stack.run(*_prefect("flow-run", "cancel", run_id))
+    final = _poll("the run to end", lambda: (r := stack.flow_run(run_id))["state"]["type"] in
+                  ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and r, 150, stack, 1)
+    assert final["state"]["type"] == "CANCELLED", final["state"]
+    types = [r["type"] for r in _states(stack, run_id)]
+    assert "CANCELLING" in types and "CRASHED" not in types and types[-1] == "CANCELLED", types
+    assert time.time() - killed < 120 and final["run_count"] == 1
+    print(f"cancelling run of a dead worker: cancelled after {time.time() - killed:.0f} s", file=sys.stderr)
 
 
 def test_killed_worker_run_is_crashed_retried_and_cleaned(stack: Stack) -> None:
