@@ -10,7 +10,7 @@ process (the deployments set 30 s, Prefect's minimum), each deployment run emits
    ``silence_seconds`` (default 60) is set to ``Crashed``, which also frees its deployment
    concurrency slot. Every state a process can die in is covered: a worker killed while it starts
    the flow process leaves the run ``Pending`` (no heartbeat was ever sent), one killed before
-   the first heartbeat leaves it ``Running``. A ``Cancelling`` run ends this watch (item 3 takes it).
+   the first heartbeat leaves it ``Running``. A ``Cancelling`` run ends this watch (automation 3 takes it).
 2. ``samgeo: retry crashed runs`` (reactive): a ``Crashed`` run tagged ``samgeo-recover`` (the
    segment deployment's runs) is set back to ``Scheduled``, so any live worker of the pool runs it
    again from the start; the segment flow gives up (``Failed``) when started more than
@@ -22,8 +22,9 @@ process (the deployments set 30 s, Prefect's minimum), each deployment run emits
    and its deployment slot is freed.
 
 A slot of the global concurrency limit ``gpu`` is a lease the holding process renews; the flows
-take it for :data:`flows.segment.GPU_LEASE_SECONDS` (60 s, the API's minimum), so a dead holder's slot is free again
-within that time plus the server's lease check (15 s), whatever became of its run.
+take it for :data:`flows.segment.GPU_LEASE_SECONDS` (60 s, the API's minimum), so a dead
+holder's slot is free again within that time plus the server's lease check (15 s), whatever
+became of its run.
 
 Create them with ``python flows/recovery.py`` (idempotent: an existing automation of one of these
 names is left as it is when its rules are these, and updated when they are an older version's).
@@ -131,7 +132,8 @@ def ensure_automations(silence_seconds: float = 60) -> dict[str, str]:
             elif _same_rules(existing[0], automation):
                 done[automation.name] = "exists"
             else:
-                client.update_automation(existing[0].id, AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"})))
+                rules = AutomationCore(**automation.model_dump(exclude={"id", "owner_resource"}))
+                client.update_automation(existing[0].id, rules)
                 done[automation.name] = "updated"
     return done
 
