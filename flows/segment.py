@@ -34,6 +34,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -252,7 +253,11 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
     if reused is not None:
         return reused
     if not run.abstains:  # an uncertain image has no tiles to run: it does not wait for the GPU
+        asked = time.monotonic()
         with _gpu_slot(gpu_limit):
+            if gpu_limit:
+                logger.info("%s: holding a slot of %r after %.1f s of waiting", prepared.get("source"), gpu_limit,
+                            time.monotonic() - asked)
             run.tiles()
     return run.finish()
 
