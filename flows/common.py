@@ -145,7 +145,13 @@ def image_row(summary: dict[str, Any]) -> dict[str, Any]:
         "tiles failed": tiles.get("failed") if tiles else None,
         "seconds": round(seconds, 1) if seconds is not None else None,
         **({"uncertain": summary["uncertain"]} if summary.get("uncertain") else {}),
+        **({"bands": summary["bands_source"]} if guessed_bands(summary) else {}),
     }
+
+
+def guessed_bands(summary: dict[str, Any]) -> bool:
+    """Whether the image's band mapping was guessed from its band count (the watch flow's ``bands_source``)."""
+    return str(summary.get("bands_source") or "").startswith("guessed")
 
 
 def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> str:
@@ -158,7 +164,7 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
         "# samgeo-pipeline segment",
         "",
         f"{done} of {len(summaries)} image(s) done{also}; outputs in `{root}`, links under <{base}> "
-        f"(serve them with `samgeo-pipeline serve {root}`); STAC catalog: <{base}catalog.json>.",
+        f"({how_to_open(str(root))}); STAC catalog: <{base}catalog.json>.",
         "",
         "| image | status | water km² | polygons | tiles processed/skipped/failed | seconds | outputs |",
         "| --- | --- | ---: | ---: | --- | ---: | --- |",
@@ -183,7 +189,26 @@ def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> 
                   "No SAM and no mask for these unless `on_uncertain: write`. Map NIR/SWIR (`bands`), pass a "
                   "`threshold`, or set `on_uncertain: write`; see each image's quicklook.png and manifest.json.", ""]
         lines += [f"- `{url_path(s['input']).name}` ({s['status']}): {s['uncertain']}" for s in uncertain]
+    guessed = [s for s in summaries if guessed_bands(s)]
+    if guessed:
+        lines += ["", "## Band order guessed", "",
+                  "No watch rule, no `bands` option and no band descriptions gave these images' band order: it was "
+                  "guessed from the band count, and a wrong guess gives wrong water without any error. Pin it with "
+                  "a watch rule (`options: {bands: ...}`, see flows/watch_rules.example.yaml) or the `bands` option.", ""]
+        lines += [f"- `{url_path(s['input']).name}`: {s['bands_source']}" for s in guessed]
     return "\n".join(lines) + "\n"
+
+
+def how_to_open(root: str) -> str:
+    """How the summary's links are answered: ``samgeo-pipeline serve`` for a local root; for a
+    store URL (which ``serve`` cannot read), the store itself, with the reader's own credentials."""
+    if not is_remote(root):
+        return f"serve them with `samgeo-pipeline serve {root}`"
+    scheme, _, path = root.partition("://")
+    vsi = {"s3": "vsis3", "gs": "vsigs", "gcs": "vsigs", "az": "vsiaz", "abfs": "vsiaz"}.get(scheme.lower())
+    read = f"e.g. `rio info /{vsi}/{path.rstrip('/')}/IMAGE/mask.tif`" if vsi else "with the store's own tools"
+    return (f"the store's own URLs: public where the bucket policy allows it, else read them with your "
+            f"credentials, {read}, or set `output_base_url` to a proxy in front of the store")
 
 
 def _fmt(value: Any) -> str:

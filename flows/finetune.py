@@ -22,7 +22,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.concurrency.sync import concurrency  # noqa: E402
 
 from flows.common import base_url  # noqa: E402
-from flows.segment import ensure_concurrency_limit  # noqa: E402
+from flows.segment import GPU_LEASE_SECONDS, ensure_concurrency_limit  # noqa: E402
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file  # noqa: E402
 
 
@@ -90,7 +90,7 @@ def train(config: FinetuneConfig, gpu_limit: str | None = None) -> dict[str, Any
 
     logger = get_run_logger()
     if gpu_limit:
-        with concurrency(gpu_limit, occupy=1):
+        with concurrency(gpu_limit, occupy=1, lease_duration=GPU_LEASE_SECONDS):  # free 60 s after a crash
             result = finetune(config, log=logger.info)
     else:
         result = finetune(config, log=logger.info)

@@ -74,12 +74,18 @@ def remote_reusable(
 
 
 def store_base_url(output_root: str, storage_options: dict[str, Any] | None) -> str | None:
-    """The http(s) URL of ``output_root`` on an S3-compatible endpoint (path style), else None."""
-    endpoint = (storage_options or {}).get("endpoint_url") or ((storage_options or {}).get("client_kwargs") or {}).get(
-        "endpoint_url")
-    if not endpoint or not output_root.startswith("s3://"):
+    """The http(s) URL of an ``s3://`` ``output_root``: path style on an S3-compatible endpoint
+    (``endpoint_url``), else AWS's virtual-hosted style (``https://BUCKET.s3[.REGION].amazonaws.com/KEY/``,
+    the region from ``client_kwargs.region_name`` when given); None for other URLs."""
+    if not output_root.startswith("s3://"):
         return None
-    return join(endpoint, output_root[len("s3://"):]) + "/"
+    client = (storage_options or {}).get("client_kwargs") or {}
+    endpoint = (storage_options or {}).get("endpoint_url") or client.get("endpoint_url")
+    if endpoint:
+        return join(endpoint, output_root[len("s3://"):]) + "/"
+    bucket, _, key = output_root[len("s3://"):].partition("/")
+    region = f".{client['region_name']}" if client.get("region_name") else ""
+    return join(f"https://{bucket}.s3{region}.amazonaws.com", key) + "/"
 
 
 def remote_summary(summary: dict[str, Any], remote_dir: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,10 @@ from samgeo_pipeline.stac import CATALOG_NAME, rebuild_remote_catalog, register_
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
 #: Name of the global concurrency limit the finetune flow occupies, and the segment flow when asked.
 GPU_LIMIT = "gpu"
+#: Lease of a slot of that limit, in seconds (the API's minimum): its holder renews it every 45 s,
+#: so the slot of a killed holder is free again 60 s after its death (plus the server's 15 s
+#: check), not after Prefect's default 300 s.
+GPU_LEASE_SECONDS = 60.0
 #: Attempts of one flow run after crashes (a dead worker or process; the recovery automations of
 #: ``flows/recovery.py`` reschedule a crashed run): the run fails at once when started more often.
 MAX_ATTEMPTS = int(os.environ.get("SAMGEO_MAX_ATTEMPTS", "3"))
@@ -249,7 +254,7 @@ def _gpu_slot(gpu_limit: str | None):
     """This process's GPU lock, plus a slot of the global concurrency limit ``gpu_limit`` when given."""
     with _GPU_LOCK:
         if gpu_limit:
-            with concurrency(gpu_limit, occupy=1):
+            with concurrency(gpu_limit, occupy=1, lease_duration=GPU_LEASE_SECONDS):
                 yield
         else:
             yield
@@ -263,14 +268,18 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
 
     predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
     run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
-                    source=prepared.get("source"), bands_source=bands_source)
+                    source=prepared.get("source"), bands_source=bands_source, runner=_runner())
     reused = run.prepare()
     for message, _ in run.warnings:  # logged: Python's warnings are not thread-safe (RasterRun.emit_warnings)
         logger.warning(message)
     if reused is not None:
         return reused
     if not run.abstains:  # an uncertain image has no tiles to run: it does not wait for the GPU
+        asked = time.monotonic()
         with _gpu_slot(gpu_limit):
+            if gpu_limit:
+                logger.info("%s: holding a slot of %r after %.1f s of waiting", prepared.get("source"), gpu_limit,
+                            time.monotonic() - asked)
             run.tiles()
     return run.finish()
 
@@ -360,6 +369,7 @@ def segment_flow(
     dask_cluster_kwargs: dict[str, Any] | None = None,
     bands_source: str | None = None,
     output_storage_options: dict[str, Any] | None = None,
+    output_credentials_block: str | None = None,
 ) -> list[dict[str, Any]]:
     """Segment rasters into ``output_root/<image>/`` (mask.tif, water.gpkg, quicklook.png, manifest.json).
 
@@ -382,6 +392,10 @@ def segment_flow(
         output_storage_options: fsspec options of a URL ``output_root`` (e.g. ``{"endpoint_url":
             "http://127.0.0.1:9000"}``); links then start at the endpoint's URL of ``output_root``
             unless ``output_base_url`` says otherwise.
+        output_credentials_block: name of a Prefect ``Secret`` block holding a JSON object of
+            fsspec options with the store's credentials (``{"key": ..., "secret": ...}`` for S3),
+            added to ``output_storage_options`` in the flow process only (never a parameter, a
+            log line or a link); without it the worker's environment (``AWS_*``) is used.
         bands_source: how the watch flow chose ``options["bands"]`` (a rule, the file's band
             descriptions, or a guess from the band count): logged and put in the summaries.
 
@@ -396,16 +410,20 @@ def segment_flow(
     attempt = int(runtime_flow_run.run_count or 1)
     logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
                 os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
+    if attempt > 1:
+        _end_dead_attempt_tasks(logger)
     if attempt > MAX_ATTEMPTS:
         raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
                                f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
     if bands_source:
-        logger.info("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
+        log = logger.warning if bands_source.startswith("guessed") else logger.info
+        log("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
     config = build_config(options, config_path)
     remote = None
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
-        remote = {"root": output_root, "local_root": str(root), "storage_options": output_storage_options or {}}
+        remote = {"root": output_root, "local_root": str(root),
+                  "storage_options": _storage_options(output_storage_options, output_credentials_block)}
         shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
         logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
         base = base_url(output_base_url or remote_store.store_base_url(output_root, shown_options))
@@ -450,6 +468,60 @@ def segment_flow(
     return summaries
 
 
+def _end_dead_attempt_tasks(logger) -> None:
+    """Mark ``Crashed`` the task runs an earlier attempt of this flow run left ``Pending`` or
+    ``Running`` (its process died with them; this attempt has started none yet), so the run's task
+    list does not show a dead segment task running for good. An API error is logged, not raised."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    unfinished = TaskRunFilter(state=TaskRunFilterState(type=TaskRunFilterStateType(
+        any_=[StateType.PENDING, StateType.RUNNING])))
+    try:
+        with get_client(sync_client=True) as client:
+            stale = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[runtime_flow_run.id])),
+                                          task_run_filter=unfinished)
+            for task_run in stale:
+                client.set_task_run_state(task_run.id, Crashed(message="its flow process died (an earlier attempt)"),
+                                          force=True)
+    except Exception as exc:  # noqa: BLE001 - cosmetic: the attempt goes on without it
+        logger.warning("cannot mark the dead attempt's task runs crashed (%s: %s)", type(exc).__name__, exc)
+        return
+    if stale:
+        logger.warning("marked %d task run(s) of the dead attempt crashed: %s", len(stale),
+                       ", ".join(t.name for t in stale))
+
+
+def _storage_options(options: dict[str, Any] | None, credentials_block: str | None) -> dict[str, Any]:
+    """``options`` with the fsspec options of the ``Secret`` block ``credentials_block`` on top.
+
+    Raises:
+        ConfigError: no Secret block of that name, or it does not hold a JSON object.
+    """
+    if not credentials_block:
+        return dict(options or {})
+    from prefect.blocks.system import Secret
+
+    fix = (f"create it with Secret(value={{\"key\": ..., \"secret\": ...}}).save({credentials_block!r}) "
+           "(prefect.blocks.system), or leave output_credentials_block out to use the worker's AWS_* environment")
+    try:
+        secret = Secret.load(credentials_block).get()
+    except ValueError:
+        raise ConfigError(f"output_credentials_block {credentials_block!r}: no such Secret block; {fix}") from None
+    if not isinstance(secret, dict):
+        raise ConfigError(f"output_credentials_block {credentials_block!r}: holds no JSON object of storage "
+                          f"options; {fix}")
+    return {**(options or {}), **secret}
+
+
 def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
     """One warning naming the images the coarse rule abstained on, with their reasons (the run still completes)."""
     uncertain = [s for s in summaries if s.get("uncertain")]
@@ -461,8 +533,15 @@ def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
 
 
 def _worker() -> dict[str, Any]:
-    """Where this run ran: host, process and GPU (``CUDA_VISIBLE_DEVICES``)."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    """Where this run ran: host, process, GPU (``CUDA_VISIBLE_DEVICES``), worker and flow run."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            **_runner()}
+
+
+def _runner() -> dict[str, Any]:
+    """The Prefect worker that started this flow process (its name, from the worker's
+    ``PREFECT__WORKER_NAME``; None when run in-process) and the flow run: the manifest's ``runtime``."""
+    return {"worker": os.environ.get("PREFECT__WORKER_NAME"), "flow_run": _current_run_id()}
 
 
 def _process(
@@ -517,6 +596,7 @@ def _process(
     summaries = []
     for i, spec in enumerate(specs):
         summary = _collect(i, spec, out_dirs[i], fetched[i], prepared.get(i), segmented.get(i), failures)
+        summary["bands_source"] = bands_source  # a guess shows in the table artifact and the summary
         if summary["status"] == "failed":
             summary["links"] = {}
         elif remote:
@@ -574,8 +654,9 @@ def _image_artifacts(summary: dict[str, Any]) -> None:
     if summary.get("error"):
         row["error"] = summary["error"]
     uncertain = ", uncertain" if summary.get("uncertain") and summary["status"] != "uncertain" else ""
+    guessed = f", band order {summary['bands_source']}" if "bands" in row else ""
     create_table_artifact([row], key=artifact_key("segment", Path(name).stem),
-                          description=f"{name}: {summary['status']}{uncertain}")
+                          description=f"{name}: {summary['status']}{uncertain}{guessed}")
     for output, url in (summary.get("links") or {}).items():
         create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
 

@@ -306,6 +306,7 @@ def watch_flow(
     state_path: str | None = None,
     rules_path: str | None = None,
     output_storage_options: dict[str, Any] | None = None,
+    output_credentials_block: str | None = None,
 ) -> dict[str, Any]:
     """Scan ``watch_url`` once: record the outcome of the runs it started, then start a
     ``deployment`` run for each file that is ready (new, changed, or due for a retry).
@@ -315,8 +316,8 @@ def watch_flow(
         output_root: ``output_root`` of the segment runs (outputs keep the sub-folders of the watched root).
         deployment: the segment deployment, ``FLOW/DEPLOYMENT``.
         options: segment options of every file, under the rules file's defaults and rules.
-        config_path, output_base_url, output_storage_options: passed to each segment run when
-            given (``output_root`` may be an fsspec URL, see :mod:`flows.remote`).
+        config_path, output_base_url, output_storage_options, output_credentials_block: passed to
+            each segment run when given (``output_root`` may be an fsspec URL, see :mod:`flows.remote`).
         state_path: the JSON state file (default ``<watch_url>/.samgeo-watch/state.json``).
         rules_path: the rules file (:mod:`samgeo_pipeline.watch_rules`); missing: the defaults.
 
@@ -346,7 +347,7 @@ def watch_flow(
         logger.info("%s: %s; waiting", path, "retry later" if files[path]["status"] == "retry" else
                     f"new, changing or unmarked ({rules.ready})")
     extra = {"config_path": config_path, "output_base_url": output_base_url,
-             "output_storage_options": output_storage_options}
+             "output_storage_options": output_storage_options, "output_credentials_block": output_credentials_block}
     submitted, errors = {}, []
     for path in ready:
         outcome = _submit(path, files[path], watch_url, output_root, deployment, rules, options, extra, logger)
@@ -408,12 +409,18 @@ def _submit(path, entry, watch_url, output_root, deployment, rules, options, ext
     return run_id
 
 
+def _guess_note(entry: dict[str, Any]) -> str:
+    """`` (band order guessed ...: add a watch rule)`` for a file whose band mapping was guessed, else empty."""
+    how = str(entry.get("bands_source") or "")
+    return f" (**band order {how}**: pin it with a watch rule)" if how.startswith("guessed") else ""
+
+
 def _artifacts(watch_url, state_file, files, submitted, waiting, errors) -> None:
     """The markdown of this scan (``watch-scan``) and the list of failed files (``watch-failed``),
     credentials of URLs hidden."""
     if submitted or waiting or errors:
         lines = ["# samgeo-pipeline watch", "", f"Watched: `{watch_url}`; state: `{state_file}`.", ""]
-        lines += [f"- started `{url_path(p).name}`: flow run `{r}`" for p, r in submitted.items()]
+        lines += [f"- started `{url_path(p).name}`: flow run `{r}`{_guess_note(files[p])}" for p, r in submitted.items()]
         lines += [f"- waiting for `{url_path(p).name}`" for p in waiting]
         lines += [f"- **not started** {e}" for e in errors]
         create_markdown_artifact(redact("\n".join(lines) + "\n"), key="watch-scan",

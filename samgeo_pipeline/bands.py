@@ -77,6 +77,13 @@ class BandMap:
                 )
 
 
+def guessed_bands_message(path: object, band_map: BandMap, how: str) -> str:
+    """The warning of a band mapping nobody gave (``how``: e.g. ``guessed from 4 bands``): a wrong
+    guess makes wrong water with no error, so it says how to pin the mapping."""
+    return (f"{path}: band order {band_map} {how} (no --bands, no watch rule, no band descriptions naming "
+            "the bands); if it is wrong the water is wrong: pin it with --bands or a watch rule's bands option")
+
+
 def described_band(description: str | None) -> str | None | bool:
     """The band a description names: a :data:`BAND_NAMES` entry, ``None`` for another known band
     (``"SWIR2"``, ``"coastal"``), ``False`` when it names nothing known (``"Band 1"``, empty)."""

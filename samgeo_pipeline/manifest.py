@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform
 import time
 from importlib import metadata
@@ -207,12 +208,15 @@ def build_manifest(
     run_warnings: list[str],
     source: str | None = None,
     bands_source: str | None = None,
+    runner: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one finished run (JSON-able); ``source``: the input as the user named it;
+    ``runner``: who ran it, added to ``runtime`` (:func:`runtime_info`), e.g. a Prefect worker's name;
     ``bands_source``: how the band mapping was chosen when a caller chose it (a watch rule), else
     the mapping's own source (``given``, ``descriptions`` or ``guessed``). ``uncertain`` is None, or
     the rule's ``reason`` and ``what_to_do`` when it abstained on the image."""
     tiles = result.tiles
+    runtime = {**runtime_info(predictor), **(runner or {})}
     return {
         "manifest_version": MANIFEST_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -241,7 +245,7 @@ def build_manifest(
             "id": config.model if config.uses_sam else "none",
             "fingerprint": model_fingerprint(config.model),
             "origin": model_source.origin if model_source else "coarse mask only (--model none)",
-            "device": str(predictor.device) if predictor else None,
+            "device": runtime["device"] if predictor else None,
             "autocast": str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
         },
         "radiometry": stats.to_dict(),
@@ -270,9 +274,30 @@ def build_manifest(
             "polygons": result.polygons,
         },
         "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+        "runtime": runtime,
         "versions": package_versions(),
         "warnings": run_warnings,
         "outputs": [p.name for p in outputs],
+    }
+
+
+def runtime_info(predictor: SamPredictor | None) -> dict[str, Any]:
+    """Where an image ran: host, process, the device actually used (``cuda:N`` as this process
+    numbers it, with the card's name; ``cpu`` for ``--model none``, whose coarse mask is computed
+    on the CPU) and ``CUDA_VISIBLE_DEVICES``, which maps ``N`` to the machine's card."""
+    device = predictor.device if predictor is not None else None
+    name = None
+    if device is not None and device.type == "cuda":
+        import torch
+
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        device, name = f"cuda:{index}", torch.cuda.get_device_name(index)
+    return {
+        "host": platform.node(),
+        "pid": os.getpid(),
+        "device": str(device) if device is not None else "cpu",
+        "device_name": name,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
 
 

@@ -16,6 +16,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -23,6 +24,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
+from samgeo_pipeline.bands import guessed_bands_message
 from samgeo_pipeline.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
@@ -125,7 +127,8 @@ class RasterRun:
     image's tiles go through the model while another image prepares or finishes on other threads
     (:func:`~samgeo_pipeline.runner.segment_many`, the Prefect flow). The stages of one run are
     called in order, each once, from any thread (each opens its own GDAL environment); the
-    arguments are those of :func:`segment_raster`.
+    arguments are those of :func:`segment_raster`, plus ``runner``: who runs it (a Prefect
+    worker's name and flow run), recorded in the manifest's ``runtime``.
     """
 
     info: RasterInfo  # set by prepare
@@ -144,6 +147,7 @@ class RasterRun:
         model_source: ModelSource | None = None,
         source: str | None = None,
         bands_source: str | None = None,
+        runner: dict[str, Any] | None = None,
     ) -> None:
         if config.uses_sam and predictor is None:
             raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
@@ -151,6 +155,7 @@ class RasterRun:
             config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
         self.path, self.out_dir, self.config = Path(path), Path(out_dir), config
         self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
+        self.runner = runner  # who runs it (e.g. a Prefect worker), for the manifest's runtime
         self.source = redact(source) if source is not None else str(self.path.resolve())  # written, shown
         self.seconds: dict[str, float] = {}
         self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
@@ -182,6 +187,9 @@ class RasterRun:
             self.grid = check_size(self.info, config)  # before any read: a header can claim any size
             if (note := gsd_note(self.info, config.gsd)) is not None:  # --gsd in metres on a CRS in degrees
                 self.warnings.append((note, SamgeoPipelineWarning))
+            if self.bands_source and self.bands_source.startswith("guessed"):  # a caller's guess (the watch flow)
+                self.warnings.append((guessed_bands_message(path, self.info.bands, self.bands_source),
+                                      SamgeoPipelineWarning))
             self.checksum = self.stac.checksum if self.stac else file_sha256(path)
             self.seconds["inspect"] = time.perf_counter() - t0
             if not config.overwrite:
@@ -328,6 +336,7 @@ class RasterRun:
         manifest = build_manifest(
             self.info, self.checksum, self.config, self.model_source, self.predictor, self.stats, self.grid, result,
             [*outputs, self.out_dir / ITEM_NAME], [message for message, _ in self.warnings], self.source, bands_source,
+            self.runner,
         )
         manifest["input"]["datetime"] = acquisition_datetime(read_tags(self.info.path), self.path.name)
         if self.stac is not None:  # the Item is the input; its VRT is gone after the run

@@ -91,6 +91,18 @@ class Stack:
         self.procs.append(proc)
         return proc
 
+    def start_worker(self, pool: str, gpu: str | None = None) -> subprocess.Popen:
+        """``prefect worker start`` as the README says: ``--limit 1`` and its own GPU in pool gpu."""
+        if pool == "gpu":
+            return self.spawn(f"worker{gpu}-{len(self.procs)}", _prefect("worker", "start", "--pool", "gpu", "--limit", "1"),
+                              CUDA_VISIBLE_DEVICES=gpu)
+        return self.spawn(f"worker-{pool}-{len(self.procs)}", _prefect("worker", "start", "--pool", pool))
+
+    def workers(self, pool: str) -> list[subprocess.Popen]:
+        """The live workers of ``pool``."""
+        return [p for p in self.procs if "--pool" in p.args and p.args[p.args.index("--pool") + 1] == pool
+                and p.poll() is None]
+
     def run(self, *args: str, timeout: float = 240) -> str:
         proc = subprocess.run(args, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
@@ -148,16 +160,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         s.wait_for("the Prefect server", healthy, 150)
         # the README's recipe, command by command
         s.run(*_prefect("work-pool", "create", "gpu", "--type", "process"))
+        s.run(*_prefect("work-pool", "create", "cpu", "--type", "process"))
         (s.data / "incoming").mkdir(parents=True)
         (s.data / "outputs").mkdir(parents=True)
         out = s.run(*_prefect("--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"))
         assert "segment/segment" in out and "watch/watch" in out, out
         out = s.run(sys.executable, "flows/recovery.py")
         assert "samgeo: crash silent runs: created" in out and "samgeo: retry crashed runs: created" in out, out
-        assert "exists" in s.run(sys.executable, "flows/recovery.py")  # idempotent
+        assert "samgeo: cancel silent cancelling runs: created" in out, out
+        assert "created" not in s.run(sys.executable, "flows/recovery.py")  # idempotent
         for gpu in ("0", "1"):  # one worker per GPU
-            s.spawn(f"worker{gpu}", _prefect("worker", "start", "--pool", "gpu", "--limit", "1"),
-                    CUDA_VISIBLE_DEVICES=gpu)
+            s.start_worker("gpu", gpu)
+        s.start_worker("cpu")  # the watch deployment's scans
         s.spawn("serve", [sys.executable, "-m", "samgeo_pipeline.cli", "serve", str(s.data / "outputs"),
                           "--port", str(s.serve_port)])
         yield s
@@ -186,8 +200,13 @@ def test_segment_deployment_outputs_and_artifacts(stack: Stack) -> None:
     # no pool-wide limit, no GPU pinned: each worker's own CUDA_VISIBLE_DEVICES applies
     assert deployment["work_pool_name"] == "gpu" and deployment["global_concurrency_limit"] is None
     assert "CUDA_VISIBLE_DEVICES" not in deployment["job_variables"]["env"]
+    watch = httpx.get(f"{stack.api}/deployments/name/watch/watch", timeout=30).json()
+    assert watch["work_pool_name"] == "cpu"  # a scan never takes a GPU worker's slot
     outputs = {p.name for p in (out_root / "lake").iterdir()}
     assert {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"} <= outputs
+    runtime = json.loads((out_root / "lake" / "manifest.json").read_text())["runtime"]
+    assert runtime["worker"].startswith("ProcessWorker ") and runtime["flow_run"] == run_id  # which worker made it
+    assert runtime["cuda_visible_devices"] in ("0", "1") and runtime["device"] == "cpu"  # model: none
 
     artifacts = stack.post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [run_id]}}})
     table = next(a for a in artifacts if a["key"] == "segment-lake")
@@ -209,6 +228,8 @@ def test_segment_deployment_outputs_and_artifacts(stack: Stack) -> None:
     assert response.status_code == 200 and response.headers["content-type"] == "image/tiff"
     assert response.content == (out_root / "lake" / "mask.tif").read_bytes()
     assert get(mask_url, headers={"Range": "bytes=0-3"}).content in (b"II*\x00", b"MM\x00*")
+    info = json.loads(stack.run(str(Path(sys.executable).parent / "rio"), "info", f"/vsicurl/{mask_url}"))  # README, step 5
+    assert info["driver"] == "GTiff" and (info["height"], info["width"]) == (300, 400) and info["dtype"] == "uint8"
     import rasterio
 
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
@@ -287,6 +308,163 @@ def test_watch_deployment_rules_runs_and_retries(stack: Stack) -> None:
     assert len(stack.post("/flow_runs/filter", {"flow_runs": {"name": {"any_": ["segment-river.tif"]}}})) == 1
 
 
+def _flow_process(stack: Stack, run_id: str, pool: str):
+    """``(worker, flow process)`` of the worker of ``pool`` that started ``run_id``, or None."""
+    import psutil
+
+    for worker in stack.workers(pool):
+        for child in psutil.Process(worker.pid).children(recursive=True):
+            try:
+                if child.environ().get("PREFECT__FLOW_RUN_ID") == run_id:
+                    return worker, child
+            except psutil.Error:  # exited meanwhile
+                continue
+    return None
+
+
+def _kill9(stack: Stack, worker: subprocess.Popen) -> float:
+    """``kill -9`` of a worker and every process below it, then a new worker in its place (same
+    pool and GPU), as a process manager does; returns the time of the kill (``time.time()``)."""
+    import psutil
+
+    pool = worker.args[worker.args.index("--pool") + 1]
+    gpu = psutil.Process(worker.pid).environ().get("CUDA_VISIBLE_DEVICES")
+    for proc in [*psutil.Process(worker.pid).children(recursive=True), psutil.Process(worker.pid)]:
+        proc.kill()
+    worker.wait(timeout=10)
+    killed = time.time()
+    stack.start_worker(pool, gpu)
+    return killed
+
+
+def _poll(what: str, check, timeout: float, stack: Stack, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}\n{stack.logs()}")
+
+
+def _states(stack: Stack, run_id: str) -> list[dict]:
+    rows = httpx.get(f"{stack.api}/flow_run_states/", params={"flow_run_id": run_id}, timeout=30).json()
+    return sorted(rows, key=lambda r: r["timestamp"])
+
+
+def _crashed_at(stack: Stack, run_id: str) -> float | None:
+    """When the run was first marked Crashed (seconds since the epoch), or None."""
+    from datetime import datetime
+
+    crashed = [r for r in _states(stack, run_id) if r["type"] == "CRASHED"]
+    return datetime.fromisoformat(crashed[0]["timestamp"]).timestamp() if crashed else None
+
+
+def _slot_taken(stack: Stack, run_id: str) -> float:
+    """When the run's segment stage got its ``gpu`` slot (its log line; seconds since the epoch)."""
+    from datetime import datetime
+
+    rows = stack.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+    taken = [r for r in rows if "holding a slot of 'gpu'" in r["message"]]
+    assert len(taken) == 1, [r["message"] for r in rows]
+    return datetime.fromisoformat(taken[0]["timestamp"]).timestamp()
+
+
+def _gpu_slots(stack: Stack) -> int | None:
+    response = httpx.get(f"{stack.api}/v2/concurrency_limits/gpu", timeout=30)
+    return response.json()["active_slots"] if response.status_code == 200 else None
+
+
+def _kill_while_starting(stack: Stack, deployment: str, params: dict, pool: str) -> tuple[str, float]:
+    """Start a run of ``deployment`` and ``kill -9`` its worker and flow process while the run is
+    ``Pending`` (the worker has started the flow process, which has not reported ``Running``
+    yet); a run that got past its start-up before the poll saw it is left to finish and another
+    is started (3 tries). Returns the killed run's id and the time of the kill."""
+    for _ in range(3):
+        run_id = stack.start_run(deployment, params)
+
+        def pending_process():
+            state = stack.flow_run(run_id)["state"]["type"]
+            if state not in ("SCHEDULED", "PENDING"):
+                return "missed"
+            return (_flow_process(stack, run_id, pool) or False) if state == "PENDING" else False
+
+        found = _poll(f"{run_id} starting", pending_process, 120, stack)
+        if found != "missed":
+            return run_id, _kill9(stack, found[0])
+        stack.wait_final(run_id, 120)  # a watch scan holds its deployment's only slot until it ends
+    raise AssertionError(f"three runs of {deployment} passed their start-up before the poll saw them")
+
+
+def test_runs_killed_while_starting_are_crashed_retried_and_free_their_slots(stack: Stack) -> None:
+    """A segment run and a watch scan whose workers and flow processes are killed while the flow
+    process starts (state Pending, no heartbeat sent yet): both marked Crashed within two minutes,
+    the segment run done again, and the watch deployment's only slot free for the next scan."""
+    seg, seg_killed = _kill_while_starting(stack, "segment/segment", {
+        "inputs": [str(_big_scene(stack, "early.tif"))], "output_root": str(stack.data / "outputs"),
+        "options": OPTIONS}, "gpu")
+    scan, scan_killed = _kill_while_starting(stack, "watch/watch", {}, "cpu")
+    killed = {seg: seg_killed, scan: scan_killed}
+    for run_id in (seg, scan):
+        crashed = _poll(f"{run_id} marked crashed", lambda: _crashed_at(stack, run_id), 150, stack, 1)
+        types = [r["type"] for r in _states(stack, run_id)]
+        assert "RUNNING" not in types[:types.index("CRASHED")], types  # it died while starting
+        assert crashed - killed[run_id] < 120, f"crashed {crashed - killed[run_id]:.0f} s after the kill"
+        print(f"killed while starting: crashed after {crashed - killed[run_id]:.0f} s", file=sys.stderr)
+    final = _poll("the rescheduled segment run", lambda: (r := stack.flow_run(seg))["state"]["type"] in
+                  ("COMPLETED", "FAILED") and r, 200, stack, 1)
+    assert final["state"]["type"] == "COMPLETED", f"{final['state']}\n{stack.logs()}"
+    assert (stack.data / "outputs" / "early" / "mask.tif").is_file()
+    assert stack.flow_run(scan)["state"]["type"] == "CRASHED"  # a scan is not retried: the next one comes
+    after = stack.wait_final(stack.start_run("watch/watch", {}), 120)
+    assert after["state"]["type"] == "COMPLETED", after["state"]  # not "Deployment concurrency limit reached"
+
+
+def test_run_killed_holding_the_gpu_limit_frees_its_slot(stack: Stack) -> None:
+    """With ``gpu_limit``: a run killed in its segment stage while it holds the server-wide ``gpu``
+    slot; the slot's lease runs out within ~75 s, so a second run gets the slot well within two
+    minutes of the kill (Prefect's default lease: 300 s), and the killed run is done again."""
+    def params(name: str) -> dict:
+        return {"inputs": [str(_big_scene(stack, name))], "output_root": str(stack.data / "outputs"),
+                "options": OPTIONS, "gpu_limit": "gpu"}
+
+    first = stack.start_run("segment/segment", params("held.tif"))
+    found = _poll("the run to hold the gpu slot", lambda: _gpu_slots(stack) == 1 and _flow_process(stack, first, "gpu"),
+                  150, stack)
+    killed = _kill9(stack, found[0])
+    second = stack.start_run("segment/segment", params("next.tif"))
+    assert stack.wait_final(second, 200)["state"]["type"] == "COMPLETED", stack.logs()
+    waited = _slot_taken(stack, second) - killed
+    assert waited < 120, f"the next run got the gpu slot {waited:.0f} s after the kill"
+    crashed = _poll("the killed run marked crashed", lambda: _crashed_at(stack, first), 150, stack, 1)
+    assert crashed - killed < 120
+    final = _wait_rerun(stack, first)
+    assert final["state"]["type"] == "COMPLETED", f"{final['state']}\n{stack.logs()}"
+    tasks = stack.post("/task_runs/filter", {"flow_runs": {"id": {"any_": [first]}}})
+    states = [t["state"]["type"] for t in tasks]  # the dead attempt's segment task: Crashed, not Running for good
+    assert "CRASHED" in states and not {"RUNNING", "PENDING"} & set(states), [(t["name"], t["state"]["type"]) for t in tasks]
+    assert _gpu_slots(stack) == 0
+    print(f"gpu slot: crashed after {crashed - killed:.0f} s, next run got the slot after {waited:.0f} s",
+          file=sys.stderr)
+
+
+def test_run_left_cancelling_by_a_dead_worker_ends_cancelled_not_retried(stack: Stack) -> None:
+    """A run whose worker and flow process are killed, then cancelled (state Cancelling, nobody
+    left to stop it): it ends Cancelled within two minutes, is never marked Crashed, never rescheduled."""
+    run_id = stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, "cancel.tif"))],
+                                                 "output_root": str(stack.data / "outputs"), "options": OPTIONS})
+    found = _poll("the run's flow process", lambda: stack.flow_run(run_id)["state"]["type"] == "RUNNING"
+                  and _flow_process(stack, run_id, "gpu"), 150, stack)
+    killed = _kill9(stack, found[0])
+    stack.run(*_prefect("flow-run", "cancel", run_id))
+    final = _poll("the run to end", lambda: (r := stack.flow_run(run_id))["state"]["type"] in
+                  ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") and r, 150, stack, 1)
+    assert final["state"]["type"] == "CANCELLED", final["state"]
+    types = [r["type"] for r in _states(stack, run_id)]
+    assert "CANCELLING" in types and "CRASHED" not in types and types[-1] == "CANCELLED", types
+    assert time.time() - killed < 120 and final["run_count"] == 1
+    print(f"cancelling run of a dead worker: cancelled after {time.time() - killed:.0f} s", file=sys.stderr)
+
+
 def test_killed_worker_run_is_crashed_retried_and_cleaned(stack: Stack) -> None:
     """Last test: it kills one of the two workers."""
     import psutil
@@ -295,7 +473,7 @@ def test_killed_worker_run_is_crashed_retried_and_cleaned(stack: Stack) -> None:
     run_id = stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, "crash.tif"))],
                                                  "output_root": str(out_root), "options": OPTIONS})
     stack.wait_for("the run to start", lambda: stack.flow_run(run_id)["state"]["type"] == "RUNNING", 120)
-    workers = [p for p in stack.procs if p.args[-5:-3] == ["start", "--pool"] and p.poll() is None]
+    workers = stack.workers("gpu")
     busy = [w for w in workers if psutil.Process(w.pid).children(recursive=True)]
     assert len(busy) == 1, [w.pid for w in workers]
     for proc in [*psutil.Process(busy[0].pid).children(recursive=True), psutil.Process(busy[0].pid)]:

@@ -89,3 +89,44 @@ def test_segment_flow_writes_to_s3_and_reuses_the_remote_manifest(s3, two_scenes
     fs.rm_file("shared/out/alpha/water.gpkg")
     assert run()[0]["status"] == "done"  # an output is missing: made again
     assert fs.exists("shared/out/alpha/water.gpkg")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_credentials_from_a_secret_block_not_the_parameters_nor_the_environment(s3, two_scenes: Path, tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """The Prefect way to give a fleet its store's credentials: a Secret block named by the run;
+    the worker needs no AWS_* variables and the credentials appear in no parameter, summary or link."""
+    from prefect.blocks.system import Secret
+
+    from flows import segment as seg
+    from samgeo_pipeline.errors import ConfigError
+
+    endpoint, options = s3
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    Secret(value={"key": options["key"], "secret": options["secret"]}).save("samgeo-s3-test", overwrite=True)
+    run = lambda block: seg.segment_flow([str(two_scenes / "beta.tif")], "s3://shared/blocked", OPTIONS,  # noqa: E731
+                                         output_storage_options={"endpoint_url": endpoint},
+                                         output_credentials_block=block)
+    summary = run("samgeo-s3-test")[0]
+    assert summary["status"] == "done" and summary["links"]["mask.tif"] == f"{endpoint}/shared/blocked/beta/mask.tif"
+    assert options["secret"] not in json.dumps(summary)
+    with pytest.raises(ConfigError, match="'samgeo-s3-nope': no such Secret block; create it with Secret"):
+        run("samgeo-s3-nope")
+
+
+def test_s3_links_and_the_summary_say_how_to_open_a_store_root() -> None:
+    """``samgeo-pipeline serve`` cannot read ``s3://``: the summary does not tell to run it there, and
+    AWS roots get AWS's URLs rather than the local serve default."""
+    from flows.common import run_markdown
+
+    assert remote.store_base_url("s3://fleet/outputs", None) == "https://fleet.s3.amazonaws.com/outputs/"
+    assert remote.store_base_url("s3://fleet/outputs", {"client_kwargs": {"region_name": "eu-west-1"}}) == \
+        "https://fleet.s3.eu-west-1.amazonaws.com/outputs/"
+    assert remote.store_base_url("s3://fleet/out", {"endpoint_url": "http://minio:9000"}) == "http://minio:9000/fleet/out/"
+    text = run_markdown([], "s3://fleet/outputs", "https://fleet.s3.amazonaws.com/outputs/")
+    assert "samgeo-pipeline serve" not in text and "`rio info /vsis3/fleet/outputs/IMAGE/mask.tif`" in text
+    assert "`samgeo-pipeline serve /data/out`" in run_markdown([], Path("/data/out"), "http://127.0.0.1:8000/")

@@ -209,7 +209,7 @@ class TestPlainFunctions:
         held: list[tuple[str, int]] = []
 
         @contextlib.contextmanager
-        def fake_concurrency(name: str, occupy: int):
+        def fake_concurrency(name: str, occupy: int, **kwargs):
             held.append((name, occupy))
             yield
 
