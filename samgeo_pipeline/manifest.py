@@ -29,7 +29,8 @@ from samgeo_pipeline.weights import weight_files
 if TYPE_CHECKING:
     from samgeo_pipeline.radiometry import ImageStats
     from samgeo_pipeline.raster import RasterInfo
-    from samgeo_pipeline.sam import ModelSource, SamPredictor
+    from samgeo_pipeline.models.base import Predictor
+    from samgeo_pipeline.sam import ModelSource
     from samgeo_pipeline.tiling import TileGrid
 
 MANIFEST_VERSION = 1
@@ -198,7 +199,7 @@ def build_manifest(
     checksum: str,
     config: SegmentConfig,
     model_source: ModelSource | None,
-    predictor: SamPredictor | None,
+    predictor: Predictor | None,
     stats: ImageStats,
     grid: TileGrid,
     result: SegmentResult,
@@ -240,6 +241,7 @@ def build_manifest(
             "id": config.model if config.uses_sam else "none",
             "fingerprint": model_fingerprint(config.model),
             "origin": model_source.origin if model_source else "coarse mask only (--model none)",
+            **_model_size(model_source, predictor),
             "device": str(predictor.device) if predictor else None,
             "autocast": str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
         },
@@ -273,6 +275,15 @@ def build_manifest(
         "warnings": run_warnings,
         "outputs": [p.name for p in outputs],
     }
+
+
+def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -> dict[str, Any]:
+    """The manifest's ``family`` (``config.json``'s ``model_type``), ``parameters`` and ``image_size``
+    (the model's input side) of the model used, all None without one."""
+    if model_source is None or predictor is None:
+        return {"family": None, "parameters": None, "image_size": None}
+    parameters = sum(p.numel() for p in predictor.model.parameters())
+    return {"family": model_source.family, "parameters": parameters, "image_size": predictor.image_size}
 
 
 def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
