@@ -125,7 +125,7 @@ def _load_folder(folder: Path, root: Path, source: ModelSource) -> tuple[torch.n
         loaded = family.load_class().from_pretrained(folder.resolve(), use_safetensors=True)
         return loaded.eval(), replace(source, family=family.model_type)  # type: ignore[arg-type]
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
-        raise ModelUnavailableError(f"{folder}: cannot load SAM weights ({_first_line(exc)})") from None
+        raise ModelUnavailableError(f"{folder}: cannot load {family.label} weights ({_first_line(exc)})") from None
 
 
 def _hub_snapshot(repo_id: str, local_only: bool) -> Path | None:
