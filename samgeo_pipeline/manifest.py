@@ -279,11 +279,13 @@ def build_manifest(
 
 def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -> dict[str, Any]:
     """The manifest's ``family`` (``config.json``'s ``model_type``), ``parameters`` and ``image_size``
-    (the model's input side) of the model used, all None without one."""
+    (the model's input side) of the model used, all None without one; the last two None for a
+    predictor without a torch model behind it (the stand-ins of tests and benchmarks)."""
     if model_source is None or predictor is None:
         return {"family": None, "parameters": None, "image_size": None}
-    parameters = sum(p.numel() for p in predictor.model.parameters())
-    return {"family": model_source.family, "parameters": parameters, "image_size": predictor.image_size}
+    model = getattr(predictor, "model", None)
+    parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    return {"family": model_source.family, "parameters": parameters, "image_size": getattr(predictor, "image_size", None)}
 
 
 def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
