@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The prepared GPU check (issue 8 item 6) for a session that is lent an H100/H200 through the
 # workplace's `device` tool: bench_gpu.py (encoder tiles/s per batch size, then the whole pipeline)
-# and bench_feed.py (the CPU side, on that machine's cores), in one run of about 6 minutes.
+# bench_feed.py (the CPU side, on that machine's cores) and bench_families.py (every model family's
+# encoder), in one run of about 8 minutes.
 #
 # That machine has Python 3.12, torch, transformers, OpenCV and scikit-image, but not rasterio,
 # shapely, pyproj, geopandas or pyogrio. Their wheels (~78 MB) exceed what one call may carry
@@ -52,6 +53,9 @@ run() {
     timeout 100 "$PYTHON" benchmarks/bench_gpu.py --bf16-weights --batch-sizes 8,16,32 --pipeline-size 0 2>&1 \
         | tee -a "$out/bench_gpu.txt" || echo "bench_gpu.py --bf16-weights: exit $?" | tee -a "$out/bench_gpu.txt"
     timeout 150 "$PYTHON" benchmarks/bench_feed.py --repeat 2 2>&1 | tee "$out/bench_feed.txt" || echo "bench_feed.py: exit $?" | tee -a "$out/bench_feed.txt"
+    # Every model family's encoder (SAM, SAM-HQ, SAM 2.1 t/s/b+/l), batch 8, autocast as segment does.
+    timeout 100 "$PYTHON" benchmarks/bench_families.py --device cuda --batch 8 --iters 10 2>&1 | tee "$out/bench_families.txt" \
+        || echo "bench_families.py: exit $?" | tee -a "$out/bench_families.txt"
 }
 
 [ $# -ge 1 ] || { echo "usage: $0 download | install a|b [run] | run" >&2; exit 2; }

@@ -12,7 +12,7 @@ import torch
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamInferenceError
 from samgeo_pipeline.reader import PreparedTile
-from samgeo_pipeline.sam import SamPredictor
+from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.sink import TileSink
 
 #: Parts of the messages of torch's out-of-memory ``RuntimeError`` s that are not
@@ -34,7 +34,7 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def run_sam_batch(predictor: SamPredictor, batch: list[PreparedTile], sink: TileSink, config: SegmentConfig) -> None:
+def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSink, config: SegmentConfig) -> None:
     """Encode a batch of tiles, decode all their prompts at once and write each tile's core.
 
     The predictor returns water masks (``bool``), or logits when ``probability.tif`` is written.

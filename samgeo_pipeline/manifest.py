@@ -30,7 +30,8 @@ from samgeo_pipeline.weights import weight_files
 if TYPE_CHECKING:
     from samgeo_pipeline.radiometry import ImageStats
     from samgeo_pipeline.raster import RasterInfo
-    from samgeo_pipeline.sam import ModelSource, SamPredictor
+    from samgeo_pipeline.models.base import Predictor
+    from samgeo_pipeline.sam import ModelSource
     from samgeo_pipeline.tiling import TileGrid
 
 MANIFEST_VERSION = 1
@@ -200,7 +201,7 @@ def build_manifest(
     checksum: str,
     config: SegmentConfig,
     model_source: ModelSource | None,
-    predictor: SamPredictor | None,
+    predictor: Predictor | None,
     stats: ImageStats,
     grid: TileGrid,
     result: SegmentResult,
@@ -245,6 +246,7 @@ def build_manifest(
             "id": config.model if config.uses_sam else "none",
             "fingerprint": model_fingerprint(config.model),
             "origin": model_source.origin if model_source else "coarse mask only (--model none)",
+            **_model_size(model_source, predictor),
             "device": runtime["device"] if predictor else None,
             "autocast": str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
         },
@@ -281,7 +283,7 @@ def build_manifest(
     }
 
 
-def runtime_info(predictor: SamPredictor | None) -> dict[str, Any]:
+def runtime_info(predictor: Predictor | None) -> dict[str, Any]:
     """Where an image ran: host, process, the device actually used (``cuda:N`` as this process
     numbers it, with the card's name; ``cpu`` for ``--model none``, whose coarse mask is computed
     on the CPU) and ``CUDA_VISIBLE_DEVICES``, which maps ``N`` to the machine's card."""
@@ -299,6 +301,17 @@ def runtime_info(predictor: SamPredictor | None) -> dict[str, Any]:
         "device_name": name,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
+
+
+def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -> dict[str, Any]:
+    """The manifest's ``family`` (``config.json``'s ``model_type``), ``parameters`` and ``image_size``
+    (the model's input side) of the model used, all None without one; the last two None for a
+    predictor without a torch model behind it (the stand-ins of tests and benchmarks)."""
+    if model_source is None or predictor is None:
+        return {"family": None, "parameters": None, "image_size": None}
+    model = getattr(predictor, "model", None)
+    parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+    return {"family": model_source.family, "parameters": parameters, "image_size": getattr(predictor, "image_size", None)}
 
 
 def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:

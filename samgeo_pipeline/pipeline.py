@@ -56,7 +56,8 @@ from samgeo_pipeline.raster import (
 from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, release_free_memory
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
-from samgeo_pipeline.sam import ModelSource, SamPredictor
+from samgeo_pipeline.models.base import Predictor
+from samgeo_pipeline.sam import ModelSource
 from samgeo_pipeline.sink import TileSink
 from samgeo_pipeline.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
@@ -71,7 +72,7 @@ def segment_raster(
     path: Path,
     out_dir: Path,
     config: SegmentConfig,
-    predictor: SamPredictor | None = None,
+    predictor: Predictor | None = None,
     model_source: ModelSource | None = None,
     source: str | None = None,
     bands_source: str | None = None,
@@ -143,7 +144,7 @@ class RasterRun:
         path: Path,
         out_dir: Path,
         config: SegmentConfig,
-        predictor: SamPredictor | None = None,
+        predictor: Predictor | None = None,
         model_source: ModelSource | None = None,
         source: str | None = None,
         bands_source: str | None = None,
@@ -477,7 +478,7 @@ def _segment_tiles(
     stats: ImageStats,
     grid: TileGrid,
     config: SegmentConfig,
-    predictor: SamPredictor | None,
+    predictor: Predictor | None,
 ) -> TileSink:
     """Every tile through the coarse mask and (with prompts) SAM into the output work files.
 
@@ -510,7 +511,7 @@ def _segment_tiles(
     return sink
 
 
-def _count_without_sam(counts: TileCounts, prepared: PreparedTile, predictor: SamPredictor | None) -> None:
+def _count_without_sam(counts: TileCounts, prepared: PreparedTile, predictor: Predictor | None) -> None:
     """Count a tile that skips SAM: no valid data or no prompts (skipped), or no model (coarse only)."""
     if prepared.valid.any() and predictor is None:
         counts.coarse_only += 1

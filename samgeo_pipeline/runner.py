@@ -15,13 +15,14 @@ from shapely.errors import ShapelyError
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.folders import check_inputs_outside
+from samgeo_pipeline.models.base import Predictor
+from samgeo_pipeline.models.families import FAMILIES
 from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.stac import register_item
 from samgeo_pipeline.sam import (
     ModelSource,
-    SamPredictor,
     load_sam_model,
     read_checkpoint_preprocessing,
     resolve_device,
@@ -55,30 +56,31 @@ def describe_error(path: Path, exc: BaseException) -> str:
     return f"{path}: {type(exc).__name__}: {text}"
 
 
-def load_predictor(config: SegmentConfig) -> tuple[SamPredictor | None, ModelSource | None]:
-    """The SAM predictor for ``config.model`` (None, None for ``none``).
+def load_predictor(config: SegmentConfig) -> tuple[Predictor | None, ModelSource | None]:
+    """The predictor of ``config.model``'s family (None, None for ``none``): see :mod:`samgeo_pipeline.models`.
 
     Raises:
-        ModelUnavailableError: weights not loadable; the message says what to pass instead.
+        ModelUnavailableError: weights not loadable, or not of a supported family; the message
+            says what to pass instead.
     """
     if not config.uses_sam:
         return None, None
     model, source = load_sam_model(config.model)
     device = resolve_device(config.device)
     preprocessing = read_checkpoint_preprocessing(config.model)
-    predictor = SamPredictor(
+    predictor = FAMILIES[source.family].predictor_class()(
         model, device, resolve_dtype(device, config.precision), preprocessing,
         attention_rows=config.attention_rows or None,
     )
     return predictor, source
 
 
-def describe_model(config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None) -> str:
-    """One line saying which model a run uses."""
+def describe_model(config: SegmentConfig, predictor: Predictor | None, source: ModelSource | None) -> str:
+    """One line saying which model a run uses (its family first)."""
     if predictor is None or source is None:
         return "model: none (coarse water mask only, as requested with --model none)"
     dtype = str(predictor.autocast_dtype).replace("torch.", "") if predictor.autocast_dtype else "fp32"
-    return f"model: SAM {source} on {predictor.device}, {dtype}"
+    return f"model: {FAMILIES[source.family].label} {source} on {predictor.device}, {dtype}"
 
 
 def segment_many(
@@ -123,7 +125,7 @@ class _Batch:
     """:func:`segment_many`'s stages on three threads: prepare (one image ahead, background), tiles
     (the calling thread: the model's), finish (background, at most :data:`MAX_FINISHING` behind)."""
 
-    def __init__(self, config: SegmentConfig, predictor: SamPredictor | None, source: ModelSource | None,
+    def __init__(self, config: SegmentConfig, predictor: Predictor | None, source: ModelSource | None,
                  log: Callable[[str], None], root: Path | None, sources: Mapping[Path, str]) -> None:  # fmt: skip
         self.config, self.predictor, self.source, self.log, self.root = config, predictor, source, log, root
         self.sources = sources

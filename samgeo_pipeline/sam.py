@@ -14,17 +14,18 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 
-from samgeo_pipeline.errors import ModelUnavailableError
+from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
+from samgeo_pipeline.models.families import FAMILIES, read_family
 from samgeo_pipeline.prompts import ComponentPrompt
 from samgeo_pipeline.sam_attention import chunk_global_attention
-from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, RowBatch, component_logits, prompt_rows
+from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, Embeddings, RowBatch, component_logits, prompt_rows
 from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
 from samgeo_pipeline.weights import weight_files, weights_present
 
@@ -54,17 +55,23 @@ def resolve_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the weights came from, for logs and the manifest."""
+    """Where the weights came from and their family (``config.json``'s ``model_type``, a key of
+    :data:`~samgeo_pipeline.models.families.FAMILIES`), for logs and the manifest."""
 
     name: str
     origin: Literal["local directory", "fine-tuned checkpoint", "hub cache", "hub download"]
+    family: str = "sam"
 
     def __str__(self) -> str:
         return f"{self.name} ({self.origin})"
 
 
 def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
-    """Load a ``SamModel`` from a local ``save_pretrained`` directory or a hub id.
+    """Load a model of a supported family from a local ``save_pretrained`` directory or a hub id.
+
+    The family is read from the folder's ``config.json`` (:func:`~samgeo_pipeline.models.families.read_family`)
+    and the folder loaded with its own transformers class (``SamModel``, ``SamHQModel``,
+    ``Sam2Model``); the returned source names it (``source.family``).
 
     A hub id is looked up in the local cache first; only if absent (and ``HF_HUB_OFFLINE`` is not
     set) is it downloaded (its ``.json`` and ``.safetensors`` files only). Weights are read only
@@ -73,8 +80,8 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     anything): pickle files (``pytorch_model.bin``) can run code when loaded and are refused.
 
     Raises:
-        ModelUnavailableError: the directory is not a SAM model or names weights that are not
-            safetensors inside it, or the weights are neither cached nor reachable. The message says
+        ModelUnavailableError: the directory is not a model of a supported family or names weights
+            that are not safetensors inside it, or the weights are neither cached nor reachable. The message says
             how to pass a local model or ``--model none``.
     """
     path = Path(model).expanduser()
@@ -107,17 +114,18 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
 
 
 def _load_folder(folder: Path, root: Path, source: ModelSource) -> tuple[torch.nn.Module, ModelSource]:
-    """``SamModel.from_pretrained(folder)`` once :func:`~samgeo_pipeline.weights.weight_files` has
+    """``from_pretrained(folder)`` with the class of its family (:func:`~samgeo_pipeline.models.families.read_family`,
+    an unsupported one refused first) once :func:`~samgeo_pipeline.weights.weight_files` has
     checked every file it will read (``root``: where they must resolve, see there)."""
     from safetensors import SafetensorError
-    from transformers import SamModel
 
+    family = read_family(folder)
     weight_files(folder, root)
     try:
-        loaded = SamModel.from_pretrained(folder.resolve(), use_safetensors=True)
-        return loaded.eval(), source  # type: ignore[arg-type]
+        loaded = family.load_class().from_pretrained(folder.resolve(), use_safetensors=True)
+        return loaded.eval(), replace(source, family=family.model_type)  # type: ignore[arg-type]
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
-        raise ModelUnavailableError(f"{folder}: cannot load SAM weights ({_first_line(exc)})") from None
+        raise ModelUnavailableError(f"{folder}: cannot load {family.label} weights ({_first_line(exc)})") from None
 
 
 def _hub_snapshot(repo_id: str, local_only: bool) -> Path | None:
@@ -190,6 +198,10 @@ def preprocess_torch(images: torch.Tensor, image_size: int) -> tuple[torch.Tenso
 class SamPredictor:
     """A loaded SAM on a device: batched image embeddings and prompted masks.
 
+    The SAM family's implementation of :class:`~samgeo_pipeline.models.base.Predictor`; the other
+    families' predictors (:mod:`samgeo_pipeline.models`) override the per-family steps
+    (:meth:`_pixel_values`, :meth:`_encode`, :meth:`_upsample`, :meth:`_read_image_size`).
+
     Args:
         model: a transformers ``SamModel`` in eval mode.
         device: where it runs.
@@ -212,11 +224,19 @@ class SamPredictor:
     _staged: torch.cuda.Event | None = field(default=None, init=False, repr=False)
     """CUDA: recorded after the last copy out of ``_staging``."""
 
+    family: ClassVar[str] = "sam"
+    """The :data:`~samgeo_pipeline.models.families.FAMILIES` key this predictor runs."""
+
     def __post_init__(self) -> None:
         self.model.to(self.device).eval()
-        if self.attention_rows is not None:
-            chunk_global_attention(self.model, self.attention_rows)
-        self.image_size = int(self.model.config.vision_config.image_size)
+        if self.attention_rows is not None and not chunk_global_attention(self.model, self.attention_rows):
+            raise ConfigError(f"attention_rows: {FAMILIES[self.family].label}'s encoder has no SAM global-attention "
+                              "layer to chunk; leave --attention-rows unset for this model")  # fmt: skip
+        self.image_size = self._read_image_size()
+
+    def _read_image_size(self) -> int:
+        """The model's input side (``config.vision_config.image_size``)."""
+        return int(self.model.config.vision_config.image_size)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.autocast_dtype is None:
@@ -224,7 +244,7 @@ class SamPredictor:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @torch.inference_mode()
-    def embed(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
+    def embed(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[Embeddings, tuple[int, int]]:
         """Image embeddings of a batch of tiles.
 
         Tiles whose longest side is not ``image_size`` are resized on the CPU as uint8
@@ -237,14 +257,23 @@ class SamPredictor:
 
         Returns:
             ``(embeddings, resized)``: ``(batch, 256, e, e)`` on the device (e = image_size / 16) and
-            the resized tile size inside SAM's padded input.
+            the resized tile size inside SAM's padded input (other families: their embeddings,
+            :data:`~samgeo_pipeline.sam_decode.Embeddings`, and their input frame's size).
         """
+        pixel_values, resized = self._pixel_values(tiles)
+        with self._autocast():
+            embeddings = self._encode(pixel_values)
+        return embeddings, resized
+
+    def _pixel_values(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """SAM's ``pixel_values`` of the tiles on the device and the resized size (see :meth:`embed`)."""
         if resized_shape(tiles[0].shape[:2], self.image_size) != tuple(tiles[0].shape[:2]):
             tiles = [resize_tile(tile, self.image_size) for tile in tiles]
-        pixel_values, resized = preprocess_torch(self._to_device(tiles), self.image_size)
-        with self._autocast():
-            embeddings = self.model.get_image_embeddings(pixel_values)
-        return embeddings, resized
+        return preprocess_torch(self._to_device(tiles), self.image_size)
+
+    def _encode(self, pixel_values: torch.Tensor) -> Embeddings:
+        """The encoder's embeddings of ``pixel_values`` (under the predictor's autocast)."""
+        return self.model.get_image_embeddings(pixel_values)
 
     def _to_device(self, tiles: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """``uint8 (batch, rows, cols, 3)`` on the device.
@@ -272,7 +301,7 @@ class SamPredictor:
     @torch.inference_mode()
     def predict_masks(
         self,
-        embeddings: torch.Tensor,
+        embeddings: Embeddings,
         prompts: Sequence[list[ComponentPrompt]],
         tile_shape: tuple[int, int],
         resized: tuple[int, int],
@@ -310,7 +339,7 @@ class SamPredictor:
 
     def predict_logits(
         self,
-        embedding: torch.Tensor,
+        embedding: Embeddings,
         prompts: list[ComponentPrompt],
         tile_shape: tuple[int, int],
         resized: tuple[int, int],
@@ -323,4 +352,8 @@ class SamPredictor:
         """``(k, m, m)`` component logits of a tile -> ``float32 (rows, cols)``: their maximum in the tile frame."""
         if len(components) == 0:
             return torch.full(tile_shape, NO_MASK_LOGIT, device=components.device)
-        return upsample_masks(components, tile_shape, resized, self.image_size).max(0).values
+        return self._upsample(components, tile_shape, resized).max(0).values
+
+    def _upsample(self, components: torch.Tensor, tile_shape: tuple[int, int], resized: tuple[int, int]) -> torch.Tensor:
+        """``(k, m, m)`` mask-frame logits -> ``float32 (k, rows, cols)`` in the tile frame."""
+        return upsample_masks(components, tile_shape, resized, self.image_size)

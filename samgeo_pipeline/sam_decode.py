@@ -10,6 +10,11 @@ of the group repeat one of their rows (rows are decoded independently; the repea
 The same functions serve inference (:class:`~samgeo_pipeline.sam.SamPredictor`, under
 ``inference_mode``) and fine-tuning (with gradients): every step is a differentiable torch op.
 
+Embeddings: SAM's are one ``(B, C, e, e)`` tensor, passed to the model as ``image_embeddings``;
+other families (:mod:`samgeo_pipeline.models`) pass a dict of the model's keyword arguments
+(``image_embeddings`` and, for SAM-HQ, ``intermediate_embeddings``), each a batch-first tensor or a
+list of them (SAM 2's feature levels). Either way a row group selects its images from every one.
+
 Frames: rows are in SAM's input frame (:func:`~samgeo_pipeline.sam_geometry.scale_coords`);
 decoder masks are ``(m, m)`` in SAM's mask frame.
 """
@@ -24,6 +29,9 @@ import torch
 
 from samgeo_pipeline.prompts import ComponentPrompt
 from samgeo_pipeline.sam_geometry import scale_coords
+
+#: A batch's image embeddings: SAM's tensor, or a family's decoder keyword arguments (module doc).
+Embeddings = torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]
 
 #: Logit of "no component here" (finite, so that losses and autocast stay finite).
 NO_MASK_LOGIT = -1.0e4
@@ -193,12 +201,12 @@ def _group(images: Sequence[PromptRows], members: dict[int, list[int]], batch: i
     )
 
 
-def decode_rows(model: torch.nn.Module, embeddings: torch.Tensor, batch: RowBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_rows(model: torch.nn.Module, embeddings: Embeddings, batch: RowBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Every row's single-mask decoder output, one ``SamModel`` call per row group.
 
     Args:
         model: a transformers ``SamModel`` (called with ``image_embeddings``; any autocast applies).
-        embeddings: ``(B, C, e, e)`` image embeddings of the batch's images.
+        embeddings: the batch's image embeddings (``(B, C, e, e)``, or a family's dict: module doc).
         batch: the rows, on the model's device.
 
     Returns:
@@ -206,11 +214,33 @@ def decode_rows(model: torch.nn.Module, embeddings: torch.Tensor, batch: RowBatc
     """
     masks, scores = [], []
     for group in batch.groups:
-        chosen = embeddings if group.whole else embeddings.index_select(0, group.images)
-        out = model(image_embeddings=chosen, multimask_output=False, **group.prompt_kwargs())
+        out = model(multimask_output=False, **_embedding_kwargs(embeddings, group), **group.prompt_kwargs())
         masks.append(out.pred_masks[:, :, 0].flatten(0, 1).index_select(0, group.slots))
         scores.append(out.iou_scores[:, :, 0].flatten().index_select(0, group.slots))
     return torch.cat(masks).index_select(0, batch.order), torch.cat(scores).index_select(0, batch.order)
+
+
+def _embedding_kwargs(embeddings: Embeddings, group: RowGroup) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """The model's embedding keyword arguments for one row group: each tensor narrowed to the group's images."""
+    if isinstance(embeddings, torch.Tensor):
+        return {"image_embeddings": embeddings if group.whole else embeddings.index_select(0, group.images)}
+    if group.whole:
+        return dict(embeddings)
+
+    def select(value: torch.Tensor | list[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(value, torch.Tensor):
+            return value.index_select(0, group.images)
+        return [v.index_select(0, group.images) for v in value]
+
+    return {name: select(value) for name, value in embeddings.items()}
+
+
+def main_embedding(embeddings: Embeddings) -> torch.Tensor:
+    """The ``(B, C, e, e)`` embedding the decoder's masks are 4 ``e`` a side of (SAM 2: the last level)."""
+    if isinstance(embeddings, torch.Tensor):
+        return embeddings
+    value = embeddings["image_embeddings"]
+    return value if isinstance(value, torch.Tensor) else value[-1]
 
 
 def merge_rows(low_res: torch.Tensor, iou: torch.Tensor, batch: RowBatch, merge: str) -> torch.Tensor:
@@ -232,14 +262,15 @@ def merge_rows(low_res: torch.Tensor, iou: torch.Tensor, batch: RowBatch, merge:
     return total / count[:, None, None]
 
 
-def component_logits(model: torch.nn.Module, embeddings: torch.Tensor, batch: RowBatch, merge: str) -> list[torch.Tensor]:
+def component_logits(model: torch.nn.Module, embeddings: Embeddings, batch: RowBatch, merge: str) -> list[torch.Tensor]:
     """Each image's ``(k, m, m)`` component logits (``k`` may be 0): :func:`decode_rows` + :func:`merge_rows`."""
     if batch.n_rows == 0:
-        side = 4 * embeddings.shape[-1]
-        return [embeddings.new_zeros((0, side, side)) for _ in batch.counts]
+        main = main_embedding(embeddings)
+        side = 4 * main.shape[-1]
+        return [main.new_zeros((0, side, side)) for _ in batch.counts]
     components = merge_rows(*decode_rows(model, embeddings, batch), batch, merge)
     return list(components.split(batch.counts))
 
 
 __all__ = ["PromptRows", "RowBatch", "RowGroup", "prompt_rows", "decode_rows", "merge_rows", "component_logits",
-           "NO_MASK_LOGIT", "MERGES"]  # fmt: skip
+           "main_embedding", "Embeddings", "NO_MASK_LOGIT", "MERGES"]  # fmt: skip

@@ -10,6 +10,11 @@ Frames:
     * input frame: the tile resized so its longest side is ``image_size`` (``resized`` = ``(rows, cols)``
       after the resize), zero-padded bottom/right to ``image_size`` square.
     * mask frame: SAM's low-resolution masks, the input frame at ``image_size / 4`` a side.
+
+SAM 2 (:mod:`samgeo_pipeline.models.sam2`) sees the whole tile stretched to ``image_size`` square
+instead (:func:`square_pixels`: its ``resized`` is ``(image_size, image_size)``, so
+:func:`scale_coords` scales each axis by its own factor), and its masks go straight from the mask
+frame to the tile (:func:`upsample_square_masks`), as the authors' ``SAM2Transforms`` do.
 """
 
 from __future__ import annotations
@@ -59,6 +64,26 @@ def normalize_and_pad(images: torch.Tensor, image_size: int) -> torch.Tensor:
     return F.pad((x - mean) / std, (0, image_size - cols, 0, image_size - rows))
 
 
+def square_pixels(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """``uint8 (batch, rows, cols, 3)`` tiles -> SAM 2's ``pixel_values``, ``float32 (batch, 3, image_size, image_size)``.
+
+    Scaled to [0, 1], resized (unless already ``image_size`` square) bilinearly with antialiasing to
+    ``image_size`` square whatever the aspect (as torchvision's ``Resize`` on a tensor), then
+    ImageNet-normalised.
+    """
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    if tuple(x.shape[-2:]) != (image_size, image_size):
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def upsample_square_masks(low_res: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``(n, m, m)`` SAM 2 mask-frame logits -> ``float32 (n, rows, cols)``: one bilinear resize to the tile."""
+    return F.interpolate(low_res[:, None].float(), size=tuple(shape), mode="bilinear", align_corners=False)[:, 0]
+
+
 def scale_coords(coords: np.ndarray, shape: tuple[int, int], resized: tuple[int, int]) -> np.ndarray:
     """Coordinates from the tile frame to the input frame (``ResizeLongestSide.apply_coords``).
 
@@ -84,5 +109,6 @@ def upsample_masks(low_res: torch.Tensor, shape: tuple[int, int], resized: tuple
     return F.interpolate(x, size=tuple(shape), mode="bilinear", align_corners=False)[:, 0]
 
 
-__all__ = ["resized_shape", "resize_tile", "normalize_and_pad", "scale_coords", "upsample_masks",
+__all__ = ["resized_shape", "resize_tile", "normalize_and_pad", "square_pixels", "scale_coords", "upsample_masks",
+           "upsample_square_masks",
            "IMAGENET_MEAN", "IMAGENET_STD"]  # fmt: skip

@@ -1,4 +1,6 @@
-"""A tiny random-weight SAM for tests: same architecture as ViT-B SAM, a few thousand times smaller.
+"""Tiny random-weight models for tests: SAM (the architecture of ViT-B SAM, a few thousand times
+smaller), SAM-HQ (the same encoder and decoder plus HQ's) and SAM 2 (a 6-block Hiera), each of
+every supported family (:mod:`samgeo_pipeline.models`).
 
 Its encoder works and its masks are decided: transformers' default init (vision
 ``initializer_range`` 1e-10, other weights N(0, 0.02²)) gives image embeddings of ~1e-10 and mask
@@ -14,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import SamConfig, SamModel
+from transformers import Sam2Config, Sam2Model, SamConfig, SamHQConfig, SamHQModel, SamModel
 
 SMALL_STD = 0.1
 
@@ -44,19 +46,65 @@ def tiny_sam_config(image_size: int = 256) -> SamConfig:
     )
 
 
-def tiny_sam(image_size: int = 256, seed: int = 0) -> SamModel:
-    """A tiny SAM in eval mode with seeded weights at a trained model's scale (see the module doc).
+def tiny_sam_hq_config(image_size: int = 256) -> SamHQConfig:
+    """:func:`tiny_sam_config`'s SAM with SAM-HQ's decoder (``vit_dim``: the encoder's width)."""
+    sam = tiny_sam_config(image_size)
+    return SamHQConfig(
+        vision_config=sam.vision_config.to_dict(),
+        prompt_encoder_config=sam.prompt_encoder_config.to_dict(),
+        mask_decoder_config={**sam.mask_decoder_config.to_dict(), "vit_dim": sam.vision_config.hidden_size},
+    )
+
+
+def tiny_sam2_config(image_size: int = 256) -> Sam2Config:
+    """A Sam2Config with a 6-block, 4-stage Hiera (16 to 128 wide; one global block, not at a stage start)
+    and a 32-wide neck and decoder (``image_size`` px input, feature levels at 1/4, 1/8, 1/16)."""
+    s = image_size
+    return Sam2Config(
+        vision_config={
+            "backbone_config": {
+                "model_type": "sam2_hiera_det_model",
+                "hidden_size": 16,
+                "num_attention_heads": 1,
+                "image_size": [s, s],
+                "blocks_per_stage": [1, 2, 2, 1],
+                "embed_dim_per_stage": [16, 32, 64, 128],
+                "num_attention_heads_per_stage": [1, 1, 2, 2],
+                "window_size_per_stage": [4, 4, 4, 4],
+                "global_attention_blocks": [4],
+                "window_positional_embedding_background_size": [4, 4],
+            },
+            "backbone_channel_list": [128, 64, 32, 16],
+            "backbone_feature_sizes": [[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]],
+            "fpn_hidden_size": 32,
+        },
+        prompt_encoder_config={"hidden_size": 32, "image_size": s, "patch_size": 16, "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 32, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+    )
+
+
+#: family (``model_type``) -> (config builder, model class)
+FAMILY_BUILDERS = {
+    "sam": (tiny_sam_config, SamModel),
+    "sam_hq": (tiny_sam_hq_config, SamHQModel),
+    "sam2": (tiny_sam2_config, Sam2Model),
+}
+
+
+def tiny_sam(image_size: int = 256, seed: int = 0, family: str = "sam") -> torch.nn.Module:
+    """A tiny model of ``family`` in eval mode with seeded weights at a trained model's scale (see the module doc).
 
     The global torch generator is left as it was.
     """
+    make_config, model_class = FAMILY_BUILDERS[family]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = SamModel(tiny_sam_config(image_size))
+        model = model_class(make_config(image_size))
         with torch.no_grad():
             for module in model.modules():
                 _draw(module)
             for name, tensor in model.vision_encoder.named_parameters():
-                if name == "pos_embed" or "rel_pos" in name:
+                if name.rsplit(".", 1)[-1].startswith("pos_embed") or "rel_pos" in name:
                     tensor.normal_(0.0, SMALL_STD)
     return model.eval()
 
@@ -74,7 +122,7 @@ def _draw(module: torch.nn.Module) -> None:
             module.bias.normal_(0.0, SMALL_STD)
 
 
-def save_tiny_sam(path: Path, image_size: int = 256, seed: int = 0) -> Path:
+def save_tiny_sam(path: Path, image_size: int = 256, seed: int = 0, family: str = "sam") -> Path:
     """:func:`tiny_sam` saved with ``save_pretrained`` to ``path``."""
-    tiny_sam(image_size, seed).save_pretrained(path)
+    tiny_sam(image_size, seed, family).save_pretrained(path)
     return path

@@ -9,7 +9,7 @@ For every labelled sample, the water masks of several methods are scored
 - ``MODEL points@label`` / ``MODEL box@label``: SAM prompted from the label itself (the seed's
   validation protocol: it measures the model given good prompts, not the whole pipeline).
 
-Each model decodes through :class:`~samgeo_pipeline.sam.SamPredictor`, the inference path, with
+Each model decodes through its family's predictor (:mod:`samgeo_pipeline.models`), the inference path, with
 its checkpoint's composite and percentiles. Results go to ``evaluation.json`` and ``evaluation.md``.
 
 Point prompts are also scored against the label (:func:`~samgeo_pipeline.finetune.metrics.prompt_quality`:
@@ -154,13 +154,8 @@ def _evaluate_model(
     prompt_sources: Sequence[str],
 ) -> list[dict[str, Any]]:
     """Rows of one model: each image under each prompt kind and source."""
-    from samgeo_pipeline.sam import (
-        SamPredictor,
-        load_sam_model,
-        read_checkpoint_preprocessing,
-        resolve_device,
-        resolve_dtype,
-    )
+    from samgeo_pipeline.models.families import FAMILIES
+    from samgeo_pipeline.sam import load_sam_model, read_checkpoint_preprocessing, resolve_device, resolve_dtype
 
     preprocessing = read_checkpoint_preprocessing(model)
     model_config = config
@@ -168,9 +163,9 @@ def _evaluate_model(
         seg = config.segment_config().with_checkpoint(preprocessing)
         model_config = config.merged({"composite": seg.composite, "bands": seg.bands, "percentiles": seg.percentiles})
     source = select_split(model_config, split)
-    sam, _ = load_sam_model(model)
+    sam, loaded = load_sam_model(model)
     device = resolve_device(config.device)
-    predictor = SamPredictor(sam, device, resolve_dtype(device, config.precision), preprocessing)
+    predictor = FAMILIES[loaded.family].predictor_class()(sam, device, resolve_dtype(device, config.precision), preprocessing)
     label = model_label(model)
     rows: list[dict[str, Any]] = []
     position = -1

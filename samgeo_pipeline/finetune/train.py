@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from samgeo_pipeline.atomic import write_text_atomic
-from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.errors import ConfigError, InputError
 from samgeo_pipeline.finetune.cache import EmbeddingCache, embedding_fingerprint
 from samgeo_pipeline.finetune.checkpoint import (
     build_meta,
@@ -38,7 +38,8 @@ from samgeo_pipeline.finetune.curves import plot_curves
 from samgeo_pipeline.finetune.loops import Run, prepare_split, steps_per_epoch, train_epoch, validate
 from samgeo_pipeline.finetune.metrics import summarize
 from samgeo_pipeline.finetune.sources import SampleSource, open_datasets
-from samgeo_pipeline.sam import load_sam_model
+from samgeo_pipeline.models.families import FAMILIES
+from samgeo_pipeline.sam import ModelSource, load_sam_model
 
 
 @dataclass
@@ -88,6 +89,22 @@ def make_accelerator(config: FinetuneConfig) -> Any:
     # With multimask_output=False some decoder weights (other mask tokens, IoU head) get no gradient.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     return Accelerator(cpu=cpu, mixed_precision=mixed, kwargs_handlers=[ddp])
+
+
+def check_finetunable(source: ModelSource) -> None:
+    """Refuse a family whose mask decoder this trainer cannot train (one embedding tensor per image
+    is cached and decoded: SAM's; SAM-HQ's and SAM 2's decoders also read other encoder features).
+
+    Raises:
+        ConfigError: the family is not trainable here; the message names it and what works.
+    """
+    family = FAMILIES[source.family]
+    if not family.finetune:
+        trainable = ", ".join(f.label for f in FAMILIES.values() if f.finetune)
+        raise ConfigError(
+            f"{source.name}: fine-tuning does not support {family.label} models yet (only {trainable}: its decoder "
+            "reads one cached embedding per image); evaluate this model with `evaluate`, or fine-tune a SAM model"
+        )
 
 
 def freeze_for_finetuning(model: torch.nn.Module, train_prompt_encoder: bool) -> list[torch.nn.Parameter]:
@@ -155,6 +172,7 @@ def finetune(
     if train_source is None:
         train_source, val_source = open_datasets(config)
     model, model_source = load_sam_model(str(out / "last") if state is not None else config.model)
+    check_finetunable(model_source)
     trainable = freeze_for_finetuning(model, config.train_prompt_encoder)
     model.to(accelerator.device)
     image_size = int(model.config.vision_config.image_size)
