@@ -72,9 +72,19 @@ def output_lock(out_dir: Path | str) -> Iterator[None]:
     that no live process of another run writes in the folder. The lock file stays (it marks the
     folder as this pipeline's).
     """
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_NAME, "a+b") as fh:
+    with file_lock(Path(out_dir) / LOCK_NAME):
+        yield
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created with its folder when missing; waits for it).
+
+    The one lock of the pipeline's folders (an image folder, a STAC catalog's root): the kernel
+    frees it when its holder dies, even by ``kill -9``, and the file stays.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield

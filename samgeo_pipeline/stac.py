@@ -21,7 +21,6 @@ models; nothing is downloaded.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
 import re
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from samgeo_pipeline.atomic import write_text_atomic
+from samgeo_pipeline.folders import file_lock
 from samgeo_pipeline.dates import date_from_name, parse_datetime, sensor_datetime
 from samgeo_pipeline.manifest import file_sha256
 
@@ -296,13 +296,8 @@ def with_items(catalog: dict[str, Any], folders: list[str]) -> dict[str, Any]:
 @contextmanager
 def catalog_lock(root: Path) -> Iterator[None]:
     """Exclusive ``flock`` on ``root/.samgeo-catalog.lock`` (waits; the kernel frees it if the holder dies)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / CATALOG_LOCK, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with file_lock(root / CATALOG_LOCK):
+        yield
 
 
 def register_item(root: Path, out_dir: Path) -> Path | None:
