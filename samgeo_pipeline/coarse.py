@@ -74,9 +74,9 @@ from samgeo_pipeline.index_rule import (
     index_tests,
     index_tests_uint8,
     land_limits,
-    normalized_difference,
 )
 from samgeo_pipeline.reflectance import Reflectance
+from samgeo_pipeline.water_tests import normalized_difference
 from samgeo_pipeline.rgb_rule import apply_rgb, darkest_mode_edge, fit_rgb, grey_level
 from samgeo_pipeline.water_rule import (
     FLOOR_PERCENTILE,
@@ -381,8 +381,8 @@ def _drop_snow_and_cloud(water: np.ndarray, r: water_tests.Reflectances) -> None
     at = np.flatnonzero(flat)
     if at.size == 0:
         return
-    fields = {name: band.reshape(-1)[at] for name, band in vars(r).items() if isinstance(band, np.ndarray)}
-    some = water_tests.Reflectances(**{k: v for k, v in fields.items() if k in water_tests.Reflectances.__dataclass_fields__})
+    bands = {name: getattr(r, name) for name in water_tests.Reflectances.__dataclass_fields__}
+    some = water_tests.Reflectances(**{k: v.reshape(-1)[at] for k, v in bands.items() if v is not None})
     excluded = water_tests.fmask_snow(some)
     cloud = water_tests.fmask_cloud(some)
     if cloud is not None:

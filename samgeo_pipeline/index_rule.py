@@ -13,7 +13,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from samgeo_pipeline.water_tests import ratio_of
+from samgeo_pipeline.water_tests import normalized_difference, ratio_of
 from samgeo_pipeline.water_rule import LAND_MARGIN, LAND_MIN_PIXELS, SURE_MARGIN, CoarseRule, band_of, grow
 
 #: Index threshold of each spectral method when ``--threshold`` is not given.
@@ -194,11 +194,6 @@ def nd_above(total: np.ndarray, diff: np.ndarray, threshold: float) -> np.ndarra
         above[negative] = diff[negative] < scaled[negative]
         above[total == 0] = threshold < 0
     return above
-
-
-def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(a - b) / (a + b)`` as float32 in [-1, 1]; 0 where the sum is 0."""
-    return ratio_of(a + b, a - b)
 
 
 def _second_band(rule: CoarseRule) -> str:

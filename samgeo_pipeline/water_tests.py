@@ -60,13 +60,13 @@ class Reflectances:
     def mndwi(self) -> np.ndarray:
         """MNDWI = NDSI = (green - SWIR1) / (green + SWIR1), ``float32`` in [-1, 1] (0 where the sum is 0)."""
         assert self.green is not None and self.swir is not None
-        return ratio(self.green, self.swir)
+        return normalized_difference(self.green, self.swir)
 
     @functools.cached_property
     def ndvi(self) -> np.ndarray:
         """NDVI = (NIR - red) / (NIR + red), ``float32`` in [-1, 1] (0 where the sum is 0)."""
         assert self.nir is not None and self.red is not None
-        return ratio(self.nir, self.red)
+        return normalized_difference(self.nir, self.red)
 
 
 def ratio_of(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
@@ -76,8 +76,8 @@ def ratio_of(total: np.ndarray, diff: np.ndarray) -> np.ndarray:
     return np.clip(result, -1.0, 1.0, out=result)
 
 
-def ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(a - b) / (a + b)`` as float32, 0 where the sum is 0 (NDVI, MNDWI, NDSI)."""
+def normalized_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(a - b) / (a + b)`` as float32 in [-1, 1]; 0 where the sum is 0 (NDVI, MNDWI, NDSI, NDWI)."""
     return ratio_of(a + b, a - b)
 
 
