@@ -10,6 +10,8 @@ Workers and server are stopped by PID (SIGINT, then SIGKILL).
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -257,13 +260,51 @@ def _segment_window(stack: Stack, run_id: str) -> tuple[float, float]:
     return tuple(datetime.fromisoformat(seg[0][k]).timestamp() for k in ("start_time", "end_time"))
 
 
+class _Rendezvous(http.server.ThreadingHTTPServer):
+    """Serves the files of ``folder`` over http on loopback, but holds every GET until each of
+    ``names`` has been asked for (or ``timeout`` seconds passed: ``met`` stays False). Runs that fetch
+    one name each can only get their inputs when both are running at the same time, so the test of
+    concurrency does not hang on how fast the workers happen to pick runs up."""
+
+    def __init__(self, folder: Path, names: set[str], timeout: float = 150) -> None:
+        self.asked: set[str] = set()
+        self.names, self.timeout, self.met = names, timeout, False
+        self.ready = threading.Condition()
+        handler = functools.partial(_RendezvousHandler, directory=str(folder))
+        super().__init__(("127.0.0.1", 0), handler)
+
+
+class _RendezvousHandler(http.server.SimpleHTTPRequestHandler):
+    server: _Rendezvous
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        server = self.server
+        with server.ready:
+            server.asked.add(self.path.lstrip("/"))
+            server.ready.notify_all()
+            server.met = server.ready.wait_for(lambda: server.asked >= server.names, server.timeout) or server.met
+        super().do_GET()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 def test_two_workers_run_two_images_at_once(stack: Stack) -> None:
-    out_root = stack.data / "outputs"
-    runs = [stack.start_run("segment/segment", {"inputs": [str(_big_scene(stack, f"{n}.tif"))],
-                                                "output_root": str(out_root), "options": OPTIONS})
-            for n in ("east", "west")]
-    for run_id in runs:
-        assert stack.wait_final(run_id)["state"]["type"] == "COMPLETED", stack.logs()
+    names = {"east.tif", "west.tif"}
+    for name in names:
+        _big_scene(stack, name)
+    server = _Rendezvous(stack.tmp / "scenes", names)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        runs = [stack.start_run("segment/segment", {"inputs": [base + name], "output_root": str(stack.data / "outputs"),
+                                                    "options": OPTIONS}) for name in sorted(names)]
+        for run_id in runs:
+            assert stack.wait_final(run_id)["state"]["type"] == "COMPLETED", stack.logs()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert server.met, f"one run fetched its input while the other was not running: {server.asked}"
     (a0, a1), (b0, b1) = (_segment_window(stack, r) for r in runs)
     assert max(a0, b0) < min(a1, b1), f"segment stages did not overlap: {a0:.1f}-{a1:.1f} vs {b0:.1f}-{b1:.1f}"
     devices = {re.search(r"CUDA_VISIBLE_DEVICES=(\S+)", stack.logs_of(r)).group(1) for r in runs}
