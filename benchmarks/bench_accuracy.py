@@ -95,7 +95,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from _common import fmt_table  # noqa: E402
 
 import samgeo_pipeline  # noqa: E402
-from samgeo_pipeline.bands import BAND_NAMES  # noqa: E402
+from samgeo_pipeline.io.bands import BAND_NAMES  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.finetune.metrics import Confusion, confusion  # noqa: E402
@@ -337,8 +337,8 @@ def prompts_by_prepare_tile(path: Path, config: SegmentConfig) -> tuple[list[Com
     """
     from samgeo_pipeline.reader import prepare_tile
     from samgeo_pipeline.radiometry import compute_stats
-    from samgeo_pipeline.raster import inspect_raster
-    from samgeo_pipeline.tiling import core_of, make_grid
+    from samgeo_pipeline.io.raster import inspect_raster
+    from samgeo_pipeline.io.tiling import core_of, make_grid
 
     with quiet():
         info = inspect_raster(path, config.bands, config.nodata)

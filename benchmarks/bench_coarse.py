@@ -22,7 +22,7 @@ import numpy as np
 import rasterio
 
 from samgeo_pipeline.coarse import apply_rule, fit_rule
-from samgeo_pipeline.reflectance import Reflectance
+from samgeo_pipeline.io.reflectance import Reflectance
 
 HAVEL = "sentinel2_havel_winter/s2l1c_T33UUU_20170216_13band_10m.tif"
 #: 1-based bands of the Havel file.

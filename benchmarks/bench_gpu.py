@@ -44,9 +44,9 @@ from _common import cached_scene
 from samgeo_pipeline import pipeline, reader
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.radiometry import compute_stats
-from samgeo_pipeline.raster import inspect_raster
+from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.runner import load_predictor
-from samgeo_pipeline.tiling import make_grid
+from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.weights import weight_files
 
 TARGET_TILES_PER_S = 450.0

@@ -50,8 +50,8 @@ def figures(tile_size: int, halo: int) -> list[dict[str, Any]]:
 
     import samgeo_pipeline
     from samgeo_pipeline.config import SegmentConfig
-    from samgeo_pipeline.raster import inspect_raster
-    from samgeo_pipeline.tiling import make_grid
+    from samgeo_pipeline.io.raster import inspect_raster
+    from samgeo_pipeline.io.tiling import make_grid
 
     sys.path.insert(0, str(REPO))
     from tests.scenes import write_raster

@@ -19,7 +19,7 @@ from urllib.parse import quote
 from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig, load_config_file
 from samgeo_pipeline.manifest import model_fingerprint
-from samgeo_pipeline.paths import output_dirs
+from samgeo_pipeline.io.paths import output_dirs
 from samgeo_pipeline.redact import redact
 
 #: Environment variable with the base URL that artifact links start with.
@@ -75,7 +75,7 @@ def url_path(spec: str) -> PurePosixPath:
 
 
 def image_output_dirs(inputs: Sequence[str], root: Path, relative_to: str | None = None) -> list[Path]:
-    """One output folder per input below ``root`` (named by :func:`samgeo_pipeline.paths.output_dirs`).
+    """One output folder per input below ``root`` (named by :func:`samgeo_pipeline.io.paths.output_dirs`).
 
     Without ``relative_to``: the input's name (plus a path hash when two inputs of the run share
     it), as the CLI does. With it (the watch flow passes the watched root): the input's folder

@@ -78,7 +78,7 @@ from flows.stages import (  # noqa: E402
 )
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
-from samgeo_pipeline.folders import check_inputs_outside  # noqa: E402
+from samgeo_pipeline.io.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.manifest import find_reusable  # noqa: E402
 from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
 from samgeo_pipeline.stac import CATALOG_NAME, rebuild_remote_catalog, register_item  # noqa: E402

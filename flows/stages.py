@@ -21,13 +21,13 @@ from typing import Any
 from flows.common import is_remote, local_path, url_path
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError
-from samgeo_pipeline.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
-from samgeo_pipeline.limits import check_size
+from samgeo_pipeline.io.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
+from samgeo_pipeline.io.limits import check_size
 from samgeo_pipeline.manifest import file_sha256, find_reusable
-from samgeo_pipeline.paths import check_inside, safe_name
-from samgeo_pipeline.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
+from samgeo_pipeline.io.paths import check_inside, safe_name
+from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact
-from samgeo_pipeline.stac_input import anchor_assets, inspect_item, is_stac_item
+from samgeo_pipeline.io.stac_input import anchor_assets, inspect_item, is_stac_item
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
@@ -113,11 +113,11 @@ def fetch_to(url: str, staging: Path) -> Path:
     The folder is created by this call, for this call: the caller removes it with
     :func:`remove_staged` once the image is done (whatever its outcome); a failed copy removes it
     here. The file keeps the URL's file name (no user-info or query: :func:`flows.common.url_path`),
-    made safe (:func:`samgeo_pipeline.paths.safe_name`). While the folder lives, this process holds
+    made safe (:func:`samgeo_pipeline.io.paths.safe_name`). While the folder lives, this process holds
     its lock (:func:`remove_stale_staging`).
     Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
     store (:func:`check_copy`) before it gets its name. A STAC Item's relative asset hrefs are made
-    absolute against ``url`` (:func:`~samgeo_pipeline.stac_input.anchor_assets`), so the copy reads
+    absolute against ``url`` (:func:`~samgeo_pipeline.io.stac_input.anchor_assets`), so the copy reads
     the assets beside the remote Item.
 
     Raises:
@@ -257,7 +257,7 @@ def prepare(
 
     Raises:
         InputError, RasterReadError: the file is not a usable raster.
-        SizeLimitError: over a size limit (:func:`samgeo_pipeline.limits.check_size`).
+        SizeLimitError: over a size limit (:func:`samgeo_pipeline.io.limits.check_size`).
         UnsafePathError: ``out_dir`` resolves outside ``root``.
     """
     if root is not None:

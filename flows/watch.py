@@ -36,7 +36,7 @@ from prefect.deployments import run_deployment  # noqa: E402
 
 from flows.common import GEOTIFF_SUFFIXES, RedactedLog, is_remote, local_path, url_path  # noqa: E402
 from flows.stages import remote_errors  # noqa: E402
-from samgeo_pipeline.atomic import write_bytes_atomic  # noqa: E402
+from samgeo_pipeline.io.atomic import write_bytes_atomic  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.redact import redact  # noqa: E402
 from samgeo_pipeline.watch_rules import DONE_SUFFIX, WatchRules, load_rules, options_for, read_meta  # noqa: E402
@@ -212,7 +212,7 @@ def load_state(path: str) -> dict[str, Any]:
 
 
 def save_state(path: str, state: dict[str, Any]) -> None:
-    """Write the state atomically (:func:`samgeo_pipeline.atomic.write_bytes_atomic`; one object put when remote)."""
+    """Write the state atomically (:func:`samgeo_pipeline.io.atomic.write_bytes_atomic`; one object put when remote)."""
     data = json.dumps(state, indent=1, sort_keys=True).encode()
     if is_remote(path):
         from fsspec.core import url_to_fs

@@ -1,7 +1,7 @@
 """``change``: how the water changed between dates, from finished output folders of one place.
 
 Each input is an output folder of ``segment`` (``mask.tif``: 1 water, 0 not water, 255 nodata, and
-its ``manifest.json``). The dates (:mod:`samgeo_pipeline.dates`) order the folders; a folder whose
+its ``manifest.json``). The dates (:mod:`samgeo_pipeline.io.dates`) order the folders; a folder whose
 status is ``uncertain`` without a ``mask.tif`` (the coarse rule abstained) is reported and left out.
 The masks are compared on one grid by :mod:`samgeo_pipeline.change_raster` (where the classes are
 defined) and the files written by :mod:`samgeo_pipeline.change_outputs`.
@@ -29,9 +29,9 @@ from samgeo_pipeline.change_raster import (
     target_grid,
     transitions,
 )
-from samgeo_pipeline.dates import image_date
+from samgeo_pipeline.io.dates import image_date
 from samgeo_pipeline.errors import OutputConflictError, UnsafePathError
-from samgeo_pipeline.folders import output_lock
+from samgeo_pipeline.io.folders import output_lock
 
 OUTPUT_NAMES = ("change.tif", "occurrence.tif", "change.gpkg", "areas.csv", "change.png", "manifest.json")
 

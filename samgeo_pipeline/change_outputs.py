@@ -5,7 +5,7 @@ Polygons are traced by :func:`samgeo_pipeline.vectorize.polygon_batches` (one va
 class (or "water on some date") as 1. Water bodies are the 4-connected regions of pixels with water
 on at least one date; their area at each date is counted in a second windowed pass (the bodies
 rasterised per window in pixel coordinates, exact on pixel corners). Every file is written to a
-temporary name and renamed (:mod:`samgeo_pipeline.atomic`); ``manifest.json`` last.
+temporary name and renamed (:mod:`samgeo_pipeline.io.atomic`); ``manifest.json`` last.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from rasterio import features
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.atomic import atomic_path, write_text_atomic
+from samgeo_pipeline.io.atomic import atomic_path, write_text_atomic
 from samgeo_pipeline import change_raster
 from samgeo_pipeline.change_raster import CLASSES, ChangeResult, Grid, on_grid, read_window, row_areas_m2, windows
 from samgeo_pipeline.manifest import MANIFEST_VERSION, package_versions, write_manifest
-from samgeo_pipeline.raster import gdal_env
+from samgeo_pipeline.io.raster import gdal_env
 from samgeo_pipeline.vectorize import area_perimeter_m, polygon_batches, to_map
 from samgeo_pipeline.writers import WindowedRasterWriter
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
-from samgeo_pipeline.paths import output_dirs, printable
+from samgeo_pipeline.io.paths import output_dirs, printable
 from samgeo_pipeline.redact import redact
 
 _NO_FLAG = {"progress"}
@@ -96,7 +96,7 @@ def run_segment(args: argparse.Namespace) -> int:
     coarse rule abstained on any input (``uncertain``, also when its outputs were reused); else 0."""
     from rich.console import Console
 
-    from samgeo_pipeline.raster import expand_inputs
+    from samgeo_pipeline.io.raster import expand_inputs
     from samgeo_pipeline.runner import segment_many, summary_table
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
@@ -132,8 +132,8 @@ def run_change(args: argparse.Namespace) -> int:
 
 def _fetch_item_urls(specs: Sequence[str], folder: Path) -> tuple[list[str], dict[Path, str]]:
     """``specs`` with each STAC Item URL (http(s), ``.json``) replaced by a local copy in ``folder``
-    (:func:`~samgeo_pipeline.stac_input.fetch_item`), and copy -> URL (the source manifests name)."""
-    from samgeo_pipeline.stac_input import fetch_item, is_item_url
+    (:func:`~samgeo_pipeline.io.stac_input.fetch_item`), and copy -> URL (the source manifests name)."""
+    from samgeo_pipeline.io.stac_input import fetch_item, is_item_url
 
     local, sources = [], {}
     for spec in map(str, specs):

@@ -5,7 +5,7 @@ parameters are whole-image statistics (no per-tile thresholds, so no seams); app
 tile costs a few array comparisons, box filters for RGB, and one connected-component labelling.
 
 Methods, picked from the mapped bands and from whether the input's reflectance is known
-(:mod:`samgeo_pipeline.reflectance`; ``--index auto``: dswe > mndwi > ndwi > fmask > rgb):
+(:mod:`samgeo_pipeline.io.reflectance`; ``--index auto``: dswe > mndwi > ndwi > fmask > rgb):
 
 - ``dswe`` (green, red, NIR, SWIR1 mapped; blue and SWIR2 used when mapped), with reflectance
   known: the five tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their
@@ -75,7 +75,7 @@ from samgeo_pipeline.index_rule import (
     index_tests_uint8,
     land_limits,
 )
-from samgeo_pipeline.reflectance import Reflectance
+from samgeo_pipeline.io.reflectance import Reflectance
 from samgeo_pipeline.water_tests import normalized_difference
 from samgeo_pipeline.rgb_rule import apply_rgb, darkest_mode_edge, fit_rgb, grey_level
 from samgeo_pipeline.water_rule import (
@@ -189,7 +189,7 @@ def fit_rule(
         texture_window: rgb smoothness window (working pixels).
         min_area: as in :func:`apply_rule`, for the water fraction and separability.
         offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
-        reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.reflectance`), or None.
+        reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.io.reflectance`), or None.
         dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`); ``wetland``
             is lowered to ``moderate`` on cloudy images (:func:`_gate_wetland`).
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.

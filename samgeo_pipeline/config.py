@@ -336,7 +336,7 @@ def parse_composite(spec: str | list[str] | tuple[str, ...]) -> tuple[str, str, 
     Raises:
         ConfigError: not three known band names.
     """
-    from samgeo_pipeline.bands import BAND_NAMES
+    from samgeo_pipeline.io.bands import BAND_NAMES
 
     names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec)]
     if len(names) != 3 or any(n not in BAND_NAMES for n in names):

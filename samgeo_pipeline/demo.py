@@ -13,7 +13,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 
-from samgeo_pipeline.atomic import atomic_path
+from samgeo_pipeline.io.atomic import atomic_path
 
 
 def demo_water(height: int, width: int) -> np.ndarray:

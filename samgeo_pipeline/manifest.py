@@ -20,19 +20,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from samgeo_pipeline.atomic import write_text_atomic
+from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
-from samgeo_pipeline.folders import LOCK_NAME, OUTPUT_NAMES
+from samgeo_pipeline.io.folders import LOCK_NAME, OUTPUT_NAMES
 from samgeo_pipeline.results import SegmentResult, uncertain_hint
 from samgeo_pipeline.weights import weight_files
 
 if TYPE_CHECKING:
     from samgeo_pipeline.radiometry import ImageStats
-    from samgeo_pipeline.raster import RasterInfo
+    from samgeo_pipeline.io.raster import RasterInfo
     from samgeo_pipeline.models.base import Predictor
     from samgeo_pipeline.sam import ModelSource
-    from samgeo_pipeline.tiling import TileGrid
+    from samgeo_pipeline.io.tiling import TileGrid
 
 MANIFEST_VERSION = 1
 _PACKAGES = ("samgeo-pipeline", "numpy", "torch", "transformers", "rasterio", "shapely", "geopandas", "pyogrio",
@@ -151,7 +151,7 @@ def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
     whose inputs share a name (``A/scene.tif``, ``B/scene.tif``) must not silently overwrite each
     other. The same source with changed bytes is a re-run (processed again), and the same bytes
     under another name make the same outputs (reused or redone, never lost). A folder this pipeline
-    wrote in (its manifest, or the lock file of :func:`~samgeo_pipeline.folders.output_lock`)
+    wrote in (its manifest, or the lock file of :func:`~samgeo_pipeline.io.folders.output_lock`)
     without a finished manifest holds no finished outputs and may be written; a ``manifest.json``
     that is not a manifest of this pipeline, or output names (``quicklook.png``...) in a folder it
     never wrote in, are the user's own files and are not replaced.
@@ -315,7 +315,7 @@ def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -
 
 
 def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
-    from samgeo_pipeline.raster import gsd_note
+    from samgeo_pipeline.io.raster import gsd_note
 
     return gsd_note(info, gsd)
 

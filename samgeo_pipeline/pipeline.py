@@ -24,7 +24,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
-from samgeo_pipeline.bands import guessed_bands_message
+from samgeo_pipeline.io.bands import guessed_bands_message
 from samgeo_pipeline.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
@@ -35,14 +35,14 @@ from samgeo_pipeline.errors import (
     SamgeoPipelineError,
     SamgeoPipelineWarning,
 )
-from samgeo_pipeline.folders import check_inputs_outside, output_lock, remove_partials
+from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
 from samgeo_pipeline.inference import run_sam_batch
-from samgeo_pipeline.limits import check_free_disk, check_size
+from samgeo_pipeline.io.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.quicklook import draw_quicklook, preview_rgb, write_quicklook
 from samgeo_pipeline.radiometry import ImageStats, source_dtype, stats_from_array
-from samgeo_pipeline.reflectance import resolve_reflectance
-from samgeo_pipeline.raster import (
+from samgeo_pipeline.io.reflectance import resolve_reflectance
+from samgeo_pipeline.io.raster import (
     RasterInfo,
     decimated_shape,
     gdal_env,
@@ -60,8 +60,8 @@ from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.sam import ModelSource
 from samgeo_pipeline.sink import TileSink
 from samgeo_pipeline.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
-from samgeo_pipeline.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
-from samgeo_pipeline.tiling import TileGrid
+from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
+from samgeo_pipeline.io.tiling import TileGrid
 from samgeo_pipeline.vectorize import write_polygons
 from samgeo_pipeline.writers import MASK_NODATA
 
@@ -103,7 +103,7 @@ def segment_raster(
         cause raise :class:`SamgeoPipelineError` (one-line message; SAM failing for another reason
         raises :class:`~samgeo_pipeline.errors.SamInferenceError`); no partial output is left under
         a final name. Inputs over the size limits are refused before any read
-        (:mod:`samgeo_pipeline.limits`).
+        (:mod:`samgeo_pipeline.io.limits`).
     """
     run = RasterRun(path, out_dir, config, predictor, model_source, source, bands_source)
     reused = run.prepare()
@@ -221,7 +221,7 @@ class RasterRun:
 
     def _inspect(self) -> RasterInfo:
         """The input's :class:`RasterInfo`; a STAC Item is opened as the VRT of its mapped assets
-        (:mod:`~samgeo_pipeline.stac_input`), its band mapping taken from the Item (``stac``)."""
+        (:mod:`~samgeo_pipeline.io.stac_input`), its band mapping taken from the Item (``stac``)."""
         config = self.config
         if not is_stac_item(self.path):
             return inspect_raster(self.path, config.bands, config.nodata, warn=False)
@@ -396,7 +396,7 @@ def _image_stats(
     candidate water (``uint8``, as the mask COG), from one decimated read.
 
     The same read finds a collar of zeros the file does not tag as nodata
-    (:func:`~samgeo_pipeline.raster.with_zero_collar`, unless ``config.zero_collar`` is off).
+    (:func:`~samgeo_pipeline.io.raster.with_zero_collar`, unless ``config.zero_collar`` is off).
 
     Returns:
         ``(stats, preview, info, share)``: ``info`` is the run's from now on (``nodata`` 0 when a

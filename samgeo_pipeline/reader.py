@@ -25,8 +25,8 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
 from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.radiometry import ImageStats, to_rgb8
-from samgeo_pipeline.raster import RasterInfo, as_float32, open_for_tiles, read_native
-from samgeo_pipeline.tiling import Tile, TileGrid, inside_part
+from samgeo_pipeline.io.raster import RasterInfo, as_float32, open_for_tiles, read_native
+from samgeo_pipeline.io.tiling import Tile, TileGrid, inside_part
 
 ignore_rasterio_georeference_warnings()
 
@@ -62,7 +62,7 @@ def prepare_tile(
 
 
 def read_tile_native(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~samgeo_pipeline.tiling.read_tile` in the file's dtype (``as_float32`` of it is ``read_tile``'s data).
+    """:func:`~samgeo_pipeline.io.tiling.read_tile` in the file's dtype (``as_float32`` of it is ``read_tile``'s data).
 
     Returns:
         ``(native, valid)``: ``(bands, tile_size, tile_size)`` in the file's dtype (zeros outside

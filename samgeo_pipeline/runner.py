@@ -14,10 +14,10 @@ from shapely.errors import ShapelyError
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
-from samgeo_pipeline.folders import check_inputs_outside
+from samgeo_pipeline.io.folders import check_inputs_outside
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.models.families import FAMILIES
-from samgeo_pipeline.paths import check_inside, printable
+from samgeo_pipeline.io.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.stac import register_item
@@ -105,14 +105,14 @@ def segment_many(
 
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
-            (:func:`~samgeo_pipeline.paths.check_inside`), and each finished folder's STAC Item is
+            (:func:`~samgeo_pipeline.io.paths.check_inside`), and each finished folder's STAC Item is
             listed in its ``catalog.json`` (:func:`~samgeo_pipeline.stac.register_item`).
         sources: input path -> what the user named (a STAC Item's URL for its local copy), for the
             manifests; default: the path.
 
     Raises:
         UnsafePathError: an input lies in an output folder of the batch, or an output name there
-            leads to one (:func:`~samgeo_pipeline.folders.check_inputs_outside`; nothing is processed).
+            leads to one (:func:`~samgeo_pipeline.io.folders.check_inputs_outside`; nothing is processed).
         ModelUnavailableError: the model cannot be loaded (nothing is processed).
     """
     check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written

@@ -1,7 +1,7 @@
 """The tile sink: writes each tile's core (source pixels) into the output rasters and keeps the counts.
 
-Cores are cut only through :func:`~samgeo_pipeline.tiling.core_of` and
-:meth:`~samgeo_pipeline.tiling.Tile.core_window`, so the tiling owns all core geometry.
+Cores are cut only through :func:`~samgeo_pipeline.io.tiling.core_of` and
+:meth:`~samgeo_pipeline.io.tiling.Tile.core_window`, so the tiling owns all core geometry.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import numpy as np
 from scipy import ndimage
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.raster import RasterInfo
+from samgeo_pipeline.io.raster import RasterInfo
 from samgeo_pipeline.reader import PreparedTile
 from samgeo_pipeline.results import TileCounts
-from samgeo_pipeline.tiling import core_of
+from samgeo_pipeline.io.tiling import core_of
 from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
 
 

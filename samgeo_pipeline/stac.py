@@ -28,9 +28,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from samgeo_pipeline.atomic import write_text_atomic
-from samgeo_pipeline.folders import file_lock
-from samgeo_pipeline.dates import date_from_name, parse_datetime, sensor_datetime
+from samgeo_pipeline.io.atomic import write_text_atomic
+from samgeo_pipeline.io.folders import file_lock
+from samgeo_pipeline.io.dates import date_from_name, parse_datetime, sensor_datetime
 from samgeo_pipeline.manifest import file_sha256
 
 ITEM_NAME = "item.json"
@@ -50,8 +50,8 @@ MASK_CLASSES = ((0, "not_water", "Not water", False), (1, "water", "Water", True
 def acquisition_datetime(tags: dict[str, dict[str, str]], name: str) -> dict[str, str | None]:
     """When the input was acquired, and where that came from.
 
-    A STAC Item's datetime first (the VRT of :mod:`samgeo_pipeline.stac_input`), then what
-    :mod:`samgeo_pipeline.dates` reads everywhere else, in its order: sensor tags, a date in the
+    A STAC Item's datetime first (the VRT of :mod:`samgeo_pipeline.io.stac_input`), then what
+    :mod:`samgeo_pipeline.io.dates` reads everywhere else, in its order: sensor tags, a date in the
     file name (a year alone: the whole year as a range), ``TIFFTAG_DATETIME`` last.
 
     Args:
@@ -62,7 +62,7 @@ def acquisition_datetime(tags: dict[str, dict[str, str]], name: str) -> dict[str
         ``{"datetime", "start_datetime", "end_datetime", "source"}`` (ISO 8601, UTC); all None but
         ``source`` when nothing says it (``source`` is then None as well).
     """
-    from samgeo_pipeline.stac_input import STAC_DOMAIN
+    from samgeo_pipeline.io.stac_input import STAC_DOMAIN
 
     def found(value: dt.datetime, source: str) -> dict[str, str | None]:
         return {"datetime": _iso(value), "start_datetime": None, "end_datetime": None, "source": source}
@@ -92,7 +92,7 @@ def read_tags(path: Path) -> dict[str, dict[str, str]]:
     import rasterio
     from rasterio.errors import RasterioError
 
-    from samgeo_pipeline.stac_input import STAC_DOMAIN
+    from samgeo_pipeline.io.stac_input import STAC_DOMAIN
 
     try:
         with rasterio.open(path) as ds:

@@ -51,8 +51,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.errors import GEOSException
 
-from samgeo_pipeline.atomic import atomic_path
-from samgeo_pipeline.raster import gdal_env
+from samgeo_pipeline.io.atomic import atomic_path
+from samgeo_pipeline.io.raster import gdal_env
 
 # pyogrio warns when a layer without a CRS (pixel coordinates) is written; the pipeline says that
 # once per image itself. Filtered once at import: catch_warnings() is not thread-safe.

@@ -18,7 +18,7 @@ needs no redeploy::
 
 When neither a rule nor the defaults set ``bands``, the mapping comes from the file's band
 descriptions when they name the bands, else it is guessed from the band count (and that is said);
-a guess the descriptions contradict is refused (:func:`samgeo_pipeline.bands.parse_bands`).
+a guess the descriptions contradict is refused (:func:`samgeo_pipeline.io.bands.parse_bands`).
 No Prefect here: :mod:`flows.watch` uses it.
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
-from samgeo_pipeline.bands import parse_bands
+from samgeo_pipeline.io.bands import parse_bands
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ConfigError, InputError
 

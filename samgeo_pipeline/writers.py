@@ -2,7 +2,7 @@
 
 A crash never leaves a half-written file under its final name: every output is built as
 ``.NAME.partial-*`` in the destination folder and moved into place
-(:func:`samgeo_pipeline.atomic.atomic_path`).
+(:func:`samgeo_pipeline.io.atomic.atomic_path`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.atomic import atomic_path, no_space_error
+from samgeo_pipeline.io.atomic import atomic_path, no_space_error
 from samgeo_pipeline.errors import OutputWriteError, ignore_rasterio_georeference_warnings
 
 ignore_rasterio_georeference_warnings()  # outputs of inputs without georeferencing have none either
@@ -30,7 +30,7 @@ MASK_NODATA = 255
 
 
 class GridLike(Protocol):
-    """What an output grid needs: a :class:`~samgeo_pipeline.raster.RasterInfo`, or the grid of ``change``."""
+    """What an output grid needs: a :class:`~samgeo_pipeline.io.raster.RasterInfo`, or the grid of ``change``."""
 
     width: int
     height: int
@@ -83,7 +83,7 @@ class WindowedRasterWriter:
         Raises:
             OutputWriteError: the work file is shorter than its blocks: a write failed (GDAL writes
                 cached blocks from whichever thread evicts them, and a failed flush is printed,
-                never raised); a full disk is named as such (:func:`~samgeo_pipeline.atomic.no_space_error`).
+                never raised); a full disk is named as such (:func:`~samgeo_pipeline.io.atomic.no_space_error`).
         """
         if not self._ds.closed:
             blocks = self._ds.block_shapes[0]

@@ -1,4 +1,4 @@
-"""The one atomic-write helper (samgeo_pipeline.atomic) and the checkpoint swap built on it."""
+"""The one atomic-write helper (samgeo_pipeline.io.atomic) and the checkpoint swap built on it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from samgeo_pipeline.atomic import atomic_path, replace_symlink, write_bytes_atomic, write_text_atomic
+from samgeo_pipeline.io.atomic import atomic_path, replace_symlink, write_bytes_atomic, write_text_atomic
 from samgeo_pipeline.finetune.checkpoint import save_checkpoint
 from samgeo_pipeline.sam import CHECKPOINT_META
 from tests.scenes import leftovers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from samgeo_pipeline.bands import BAND_PRESETS, BandMap, bands_from_descriptions, described_band, parse_bands
+from samgeo_pipeline.io.bands import BAND_PRESETS, BandMap, bands_from_descriptions, described_band, parse_bands
 from samgeo_pipeline.errors import ConfigError, InputError
 
 

@@ -20,7 +20,7 @@ from samgeo_pipeline.change import (
     transitions,
 )
 from samgeo_pipeline.cli import main
-from samgeo_pipeline.dates import date_from_name, image_date
+from samgeo_pipeline.io.dates import date_from_name, image_date
 from samgeo_pipeline.errors import InputError, OutputConflictError, UnsafePathError
 from tests.scenes import DATA_DIR
 

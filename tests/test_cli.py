@@ -11,7 +11,7 @@ import rasterio
 from PIL import Image
 
 from samgeo_pipeline.cli import build_parser, config_from_args, main, output_dirs
-from samgeo_pipeline.folders import LOCK_NAME
+from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from tests.scenes import disc, iou, multiband_scene, read_mask, write_raster
 

@@ -18,7 +18,7 @@ from samgeo_pipeline.finetune.sources import (
     open_source,
     split_by_name,
 )
-from samgeo_pipeline.tiling import inside_part
+from samgeo_pipeline.io.tiling import inside_part
 from tests.finetune_data import (
     CELLULA,
     ORTHO_SHAPE,
@@ -87,7 +87,7 @@ class TestChipFolder:
     def test_cellula_uses_bands_1_to_7_only(self) -> None:
         source = open_source(str(CELLULA), FinetuneConfig(bands="landsat8", composite="nir,swir,green"))
         assert len(source) == 150 and source.composite == ("nir", "swir", "green")
-        from samgeo_pipeline.raster import inspect_raster
+        from samgeo_pipeline.io.raster import inspect_raster
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -18,7 +18,7 @@ import pytest
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import UnsafePathError
-from samgeo_pipeline.folders import LOCK_NAME, check_inputs_outside
+from samgeo_pipeline.io.folders import LOCK_NAME, check_inputs_outside
 from tests.scenes import inputs_inside_outputs, leftovers
 
 FAST = ["--model", "none", "--no-progress"]

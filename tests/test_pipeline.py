@@ -20,10 +20,10 @@ from scipy import ndimage
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
-from samgeo_pipeline.folders import LOCK_NAME
+from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
-from samgeo_pipeline.raster import inspect_raster
-from samgeo_pipeline.tiling import make_grid
+from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.vectorize import mask_polygons
 from tests.scenes import (
     DEMO_SHAPE,
@@ -546,7 +546,7 @@ class TestFeedSpeedups:
         from samgeo_pipeline.coarse import apply_rule
         from samgeo_pipeline.prompts import prompts_for
         from samgeo_pipeline.radiometry import to_rgb8
-        from samgeo_pipeline.tiling import read_tile
+        from samgeo_pipeline.io.tiling import read_tile
 
         data, valid = read_tile(ds, info, tile)
         rgb = to_rgb8(data, valid, stats)
@@ -561,8 +561,8 @@ class TestFeedSpeedups:
     def test_prepare_tile_equals_plain_path(self, kind: str, tmp_path: Path) -> None:
         import samgeo_pipeline.reader as reader
         from samgeo_pipeline.radiometry import compute_stats
-        from samgeo_pipeline.raster import inspect_raster
-        from samgeo_pipeline.tiling import make_grid
+        from samgeo_pipeline.io.raster import inspect_raster
+        from samgeo_pipeline.io.tiling import make_grid
         from tests.scenes import multiband_scene
 
         water = disc((230, 270), (110, 130), 60) | disc((230, 270), (10, 250), 15)

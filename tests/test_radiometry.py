@@ -23,7 +23,7 @@ from samgeo_pipeline.radiometry import (
     stats_from_array,
     to_rgb8,
 )
-from samgeo_pipeline.raster import inspect_raster, nodata_valid, read_decimated
+from samgeo_pipeline.io.raster import inspect_raster, nodata_valid, read_decimated
 from tests.scenes import disc, rgbn_scene, write_raster
 
 

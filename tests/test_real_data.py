@@ -26,7 +26,7 @@ from samgeo_pipeline.errors import CoarseMaskWarning, NotGeoreferencedWarning
 from samgeo_pipeline.coarse import apply_rule
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
 from samgeo_pipeline.radiometry import stats_from_array
-from samgeo_pipeline.raster import inspect_raster, read_bands
+from samgeo_pipeline.io.raster import inspect_raster, read_bands
 from tests.scenes import DATA_DIR, M_PER_DEG_LAT, M_PER_DEG_LON
 
 pytestmark = pytest.mark.slow

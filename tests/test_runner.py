@@ -12,7 +12,7 @@ import samgeo_pipeline.pipeline as pipeline
 import samgeo_pipeline.runner as runner
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.folders import LOCK_NAME
+from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.pipeline import RasterRun, segment_raster
 
 CONFIG = SegmentConfig(model="none", progress=False, tile_size=128, halo=16)

@@ -22,9 +22,9 @@ from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import SamInferenceError
 from samgeo_pipeline.inference import is_out_of_memory
 from samgeo_pipeline.pipeline import segment_raster
-from samgeo_pipeline.raster import inspect_raster
+from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.sam import ModelSource
-from samgeo_pipeline.tiling import make_grid
+from samgeo_pipeline.io.tiling import make_grid
 from tests.scenes import leftovers, read_mask
 
 CONFIG = SegmentConfig(model="fake-sam", tile_size=96, halo=16, batch_size=4, progress=False)

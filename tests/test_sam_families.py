@@ -20,10 +20,10 @@ from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.families import FAMILIES, read_family
 from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.prompts import ComponentPrompt
-from samgeo_pipeline.raster import inspect_raster
+from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.runner import describe_model, load_predictor
 from samgeo_pipeline.sam import load_sam_model
-from samgeo_pipeline.tiling import make_grid
+from samgeo_pipeline.io.tiling import make_grid
 from tests.tiny_sam import save_tiny_sam, tiny_sam
 
 NAIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"

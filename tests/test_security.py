@@ -28,7 +28,7 @@ from rasterio.transform import Affine
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.folders import LOCK_NAME
+from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.errors import (
     CheckpointError,
     ConfigError,
@@ -37,9 +37,9 @@ from samgeo_pipeline.errors import (
     SizeLimitError,
     UnsafePathError,
 )
-from samgeo_pipeline.paths import cap_name, check_inside, output_dirs, printable, safe_name
+from samgeo_pipeline.io.paths import cap_name, check_inside, output_dirs, printable, safe_name
 from samgeo_pipeline.pipeline import segment_raster
-from samgeo_pipeline.raster import inspect_raster
+from samgeo_pipeline.io.raster import inspect_raster
 from tests.scenes import leftovers
 
 FAST = ["--model", "none", "--no-progress"]
@@ -348,7 +348,7 @@ class TestSizeLimits:
         assert segment(scene, "--out", tmp_path / "out", *small, "--max-tiles", "16") == 0
 
     def test_a_disk_too_small_for_the_work_files_is_refused(self, scene: Path, tmp_path: Path, monkeypatch) -> None:
-        import samgeo_pipeline.limits as limits
+        import samgeo_pipeline.io.limits as limits
 
         config = SegmentConfig(model="none", progress=False)
         assert segment_raster(scene, tmp_path / "done" / "scene", config).status == "done"
@@ -360,7 +360,7 @@ class TestSizeLimits:
         assert segment_raster(scene, tmp_path / "done" / "scene", config).status == "skipped"  # writes nothing
 
     def test_a_legit_50k_raster_passes(self, scene: Path, tmp_path: Path, monkeypatch) -> None:
-        import samgeo_pipeline.limits as limits
+        import samgeo_pipeline.io.limits as limits
 
         usage = namedtuple("usage", "total used free")
         monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**13, 0, 10**13))
@@ -415,7 +415,7 @@ class TestFullDisk:
 
     def test_a_gdal_failure_on_a_full_disk(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
         """GDAL's COG copy fails with its own words; the disk has no space left: that is the reason given."""
-        import samgeo_pipeline.atomic as atomic
+        import samgeo_pipeline.io.atomic as atomic
         import samgeo_pipeline.writers as writers
         from rasterio.errors import RasterioIOError
 
@@ -429,7 +429,7 @@ class TestFullDisk:
     def test_a_work_file_flush_that_failed_silently(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
         """GDAL writes cached blocks from whichever thread evicts them and only prints a failure: the
         work file is then short, and the polygons read "Missing data for block 46". Its size is checked."""
-        import samgeo_pipeline.atomic as atomic
+        import samgeo_pipeline.io.atomic as atomic
         import samgeo_pipeline.writers as writers
 
         class ShortClose:  # the dataset, whose close leaves the file as a failed flush does

@@ -24,7 +24,7 @@ from samgeo_pipeline.stac import (  # noqa: E402
     register_item,
     validate_offline,
 )
-from samgeo_pipeline.stac_input import open_stac_item  # noqa: E402
+from samgeo_pipeline.io.stac_input import open_stac_item  # noqa: E402
 from tests.scenes import disc, multiband_scene, write_raster  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

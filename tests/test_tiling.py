@@ -18,8 +18,8 @@ from rasterio.windows import transform as window_transform
 from scipy import ndimage
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.raster import RasterInfo, inspect_raster
-from samgeo_pipeline.tiling import Tile, TileGrid, core_of, inside_part, make_grid, read_tile
+from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
+from samgeo_pipeline.io.tiling import Tile, TileGrid, core_of, inside_part, make_grid, read_tile
 from tests.scenes import write_raster
 
 HEIGHT, WIDTH = 150, 230

@@ -11,8 +11,8 @@ import rasterio
 from samgeo_pipeline import water_tests as wt
 from samgeo_pipeline.coarse import apply_rule, edge_otsu_threshold, fit_rule, resolve_method
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.raster import inspect_raster
-from samgeo_pipeline.reflectance import Reflectance, resolve_reflectance
+from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.io.reflectance import Reflectance, resolve_reflectance
 from tests.scenes import write_raster
 
 SIX = ("blue", "green", "red", "nir", "swir", "swir2")

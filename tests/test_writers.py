@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from samgeo_pipeline.raster import RasterInfo, inspect_raster
+from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
 from tests.scenes import UTM_TRANSFORM, leftovers, write_raster
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from samgeo_pipeline.atomic import atomic_path
+from samgeo_pipeline.io.atomic import atomic_path
 from samgeo_pipeline.finetune.config import FinetuneConfig
 
 #: Options that change what SAM's encoder sees, hence the embeddings.

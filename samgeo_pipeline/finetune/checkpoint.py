@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from samgeo_pipeline.atomic import fsync_path, replace_symlink
+from samgeo_pipeline.io.atomic import fsync_path, replace_symlink
 from samgeo_pipeline.errors import CheckpointError, ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.sam import CHECKPOINT_META
@@ -97,7 +97,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any
 
     ``directory`` (``last``, ``best``) is a symlink to a hidden versioned folder beside it
     (``.last.v-*``). Each save writes a new version, flushes it to disk, then repoints the link in
-    one atomic step (:func:`~samgeo_pipeline.atomic.replace_symlink`), so ``directory`` is never
+    one atomic step (:func:`~samgeo_pipeline.io.atomic.replace_symlink`), so ``directory`` is never
     missing and always a complete checkpoint; the previous version (and any a killed save left
     behind) is removed only after the swap.
     Everything that opens ``directory`` (``from_pretrained``, ``--resume``, ``segment --model``)

@@ -16,7 +16,7 @@ from typing import Any
 
 from samgeo_pipeline.config import field_docs
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file
-from samgeo_pipeline.paths import printable
+from samgeo_pipeline.io.paths import printable
 
 #: Options of ``evaluate`` (data, radiometry, tiling, prompts at inference, device).
 EVALUATE_OPTIONS = (

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from samgeo_pipeline.atomic import atomic_path
+from samgeo_pipeline.io.atomic import atomic_path
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "fine-tuning") -> Path:

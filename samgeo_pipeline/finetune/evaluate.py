@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from samgeo_pipeline.atomic import write_text_atomic
+from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.errors import ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.metrics import MIN_BODY_PX, confusion, image_row, prompt_quality, summarize

@@ -21,8 +21,8 @@ from samgeo_pipeline.errors import InputError, SamgeoPipelineWarning, ignore_ras
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sample_types import Sample, SampleSource, label_masks, make_sample
 from samgeo_pipeline.radiometry import compute_stats, resolve_composite
-from samgeo_pipeline.raster import inspect_raster
-from samgeo_pipeline.tiling import Tile, inside_part, make_grid, read_tile
+from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.io.tiling import Tile, inside_part, make_grid, read_tile
 
 ignore_rasterio_georeference_warnings()
 
@@ -150,7 +150,7 @@ def _load_polygons(path: Path, crs: Any) -> tuple[Any, Any]:
 def _read_label_tile(
     src: Any, tile: Tile, height: int, width: int, ignore: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Label values of a tile read the way :func:`~samgeo_pipeline.tiling.read_tile` reads images.
+    """Label values of a tile read the way :func:`~samgeo_pipeline.io.tiling.read_tile` reads images.
 
     Nearest-neighbour resampling to working pixels; outside the raster or where the label raster
     is masked (nodata, outside a warped extent) the label is unknown.

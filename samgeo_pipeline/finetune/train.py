@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from samgeo_pipeline.atomic import write_text_atomic
+from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.errors import ConfigError, InputError
 from samgeo_pipeline.finetune.cache import EmbeddingCache, embedding_fingerprint
 from samgeo_pipeline.finetune.checkpoint import (

@@ -68,7 +68,7 @@ class TestPlainFunctions:
 
     def test_output_dirs_cannot_escape_and_suffixes_differ(self, tmp_path: Path) -> None:
         """Issue 11: ``..`` in a URL wrote outside the output root; ``x.tif`` and ``x.tiff`` shared a folder."""
-        from samgeo_pipeline.paths import check_inside
+        from samgeo_pipeline.io.paths import check_inside
 
         root = tmp_path / "out"
         escaping = common.image_output_dirs(["memory://incoming/../../../esc/y.tif"], root, "memory://incoming")

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from samgeo_pipeline.atomic import PARTIAL_MARK
+from samgeo_pipeline.io.atomic import PARTIAL_MARK
 from samgeo_pipeline.errors import UnsafePathError
 
 #: Files a run writes, renames over or deletes in an image's output folder.
@@ -27,7 +27,7 @@ OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "i
 #: Lock file of an output folder (hidden: never served). Its presence also marks a folder this
 #: pipeline has written in (:func:`samgeo_pipeline.manifest.check_folder_owner`).
 LOCK_NAME = ".samgeo-lock"
-#: Name parts of the library's temporary files: :func:`samgeo_pipeline.atomic.atomic_path`'s
+#: Name parts of the library's temporary files: :func:`samgeo_pipeline.io.atomic.atomic_path`'s
 #: ``.NAME.partial-*`` (and GDAL's side files of it, ``.ovr.tmp``, ``-journal``) and the work
 #: files of :class:`samgeo_pipeline.writers.WindowedRasterWriter`, ``.NAME.work-*``.
 TEMPORARY_MARKS = (PARTIAL_MARK, ".work-")

@@ -44,7 +44,7 @@ _DESCRIPTION_NAMES: dict[str, str | None] = {
 
 #: How a :class:`BandMap` came about: given by the user, read from the band descriptions,
 #: guessed from the band count (see :func:`parse_bands`), or read from a STAC Item's ``eo:bands``
-#: (:mod:`samgeo_pipeline.stac_input`).
+#: (:mod:`samgeo_pipeline.io.stac_input`).
 BandSource = Literal["given", "descriptions", "guessed", "stac"]
 
 

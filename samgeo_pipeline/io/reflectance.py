@@ -5,7 +5,7 @@ reflectance; a ratio such as MNDWI does not. :func:`resolve_reflectance` looks, 
 
 1. ``--reflectance-scale`` / ``--reflectance-offset`` (reflectance = value x scale + offset);
 2. a STAC Item's raster extension (``raster:bands`` scale and offset, the same for every mapped
-   band; :mod:`samgeo_pipeline.stac_input` writes them into the input's VRT), source
+   band; :mod:`samgeo_pipeline.io.stac_input` writes them into the input's VRT), source
    ``STAC raster:bands``;
 3. the file's own scale and offset tags (GDAL's, as ``gdal_translate -a_scale`` writes them),
    when every mapped band has the same pair and it is not the identity;
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import rasterio
 
-from samgeo_pipeline.raster import RasterInfo
+from samgeo_pipeline.io.raster import RasterInfo
 
 #: Sentinel-2 L1C/L2A quantification value: reflectance x 10000 in uint16.
 SENTINEL2_QUANTIFICATION = 10000.0
@@ -69,7 +69,7 @@ def resolve_reflectance(
 
 
 def _from_stac(ds: rasterio.DatasetReader) -> Reflectance | None:
-    from samgeo_pipeline.stac_input import REFLECTANCE_SOURCE, stac_metadata
+    from samgeo_pipeline.io.stac_input import REFLECTANCE_SOURCE, stac_metadata
 
     tags = stac_metadata(ds)
     try:

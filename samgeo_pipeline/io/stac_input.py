@@ -9,7 +9,7 @@ the working grid as for any input), each band described by its name (so the VRT 
 described file). The VRT also carries, in its metadata domain :data:`STAC_DOMAIN`, the Item's
 href, its datetime and the reflectance map of the raster extension (``raster:bands`` ``scale`` /
 ``offset``, or STAC 1.1 ``raster:scale`` / ``raster:offset``), which
-:func:`samgeo_pipeline.reflectance.resolve_reflectance` reads as the source ``STAC raster:bands``.
+:func:`samgeo_pipeline.io.reflectance.resolve_reflectance` reads as the source ``STAC raster:bands``.
 
 Asset hrefs may be local paths (relative to the Item) or http(s) URLs (read through GDAL's
 ``/vsicurl/``). All needed assets must share one CRS and be north-up.
@@ -29,7 +29,7 @@ from xml.sax.saxutils import escape
 import rasterio
 from rasterio.errors import RasterioError
 
-from samgeo_pipeline.bands import BAND_NAMES, BandMap
+from samgeo_pipeline.io.bands import BAND_NAMES, BandMap
 from samgeo_pipeline.errors import InputError
 
 #: The VRT's metadata domain with what the Item said (item href, datetime, reflectance scale/offset).
@@ -235,7 +235,7 @@ def fetch_item(url: str, folder: Path, timeout: float = 60.0) -> Path:
     import urllib.request
     from urllib.parse import urlsplit
 
-    from samgeo_pipeline.paths import safe_name
+    from samgeo_pipeline.io.paths import safe_name
     from samgeo_pipeline.redact import redact
 
     try:
@@ -335,7 +335,7 @@ def inspect_item(path: str | Path, bands: str, nodata: float | None) -> tuple[An
     """
     from dataclasses import replace
 
-    from samgeo_pipeline.raster import inspect_raster
+    from samgeo_pipeline.io.raster import inspect_raster
 
     check_no_bands(path, bands)
     workspace = StacWorkspace()

@@ -28,7 +28,7 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.bands import BandMap, parse_bands
+from samgeo_pipeline.io.bands import BandMap, parse_bands
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterReadError, ignore_rasterio_georeference_warnings
 
 ignore_rasterio_georeference_warnings()
