@@ -25,7 +25,7 @@ Cases (each belongs to one source):
 - unlabelled, with water: NAIP (3 dates, R,G,B,NIR and RGB-only), Pucallpa Landsat (3 dates).
 - prompt quality of each labelled case (:func:`samgeo_pipeline.finetune.metrics.prompt_quality`):
   the points the pipeline would give SAM (default prompt options plus ``--negatives`` negatives),
-  drawn with :func:`samgeo_pipeline.prompts.prompts_for` from the coarse mask of each tile with
+  drawn with :func:`samgeo_pipeline.water.prompts.prompts_for` from the coarse mask of each tile with
   the tile's generator, exactly as :func:`samgeo_pipeline.reader.prepare_tile` draws them (it is
   called when its API allows, and its coarse mask checked against ``mask.tif``; otherwise the
   tiles are cut from ``mask.tif``, which gives the same tiles). Point coordinates are
@@ -100,7 +100,7 @@ from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.finetune.metrics import Confusion, confusion  # noqa: E402
 from samgeo_pipeline.pipeline import segment_raster  # noqa: E402
-from samgeo_pipeline.prompts import ComponentPrompt, prompts_for  # noqa: E402
+from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for  # noqa: E402
 
 MASK_NODATA = 255
 WATER_FILL = (0, 255, 255)
@@ -336,7 +336,7 @@ def prompts_by_prepare_tile(path: Path, config: SegmentConfig) -> tuple[list[Com
     Uses the pipeline's internals (may raise if their API changed; the caller falls back).
     """
     from samgeo_pipeline.reader import prepare_tile
-    from samgeo_pipeline.radiometry import compute_stats
+    from samgeo_pipeline.water.radiometry import compute_stats
     from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.tiling import core_of, make_grid
 

@@ -250,7 +250,7 @@ def build_stub(path: Path, config: Any) -> tuple[StubPredictor, int]:
     """The stand-in, with every SAM tile's coarse mask registered under its prompts."""
     import rasterio
 
-    from samgeo_pipeline.radiometry import compute_stats
+    from samgeo_pipeline.water.radiometry import compute_stats
     from samgeo_pipeline.io.raster import gdal_env, inspect_raster
     from samgeo_pipeline.io.tiling import make_grid
 

@@ -43,7 +43,7 @@ import torch
 from _common import cached_scene
 from samgeo_pipeline import pipeline, reader
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.radiometry import compute_stats
+from samgeo_pipeline.water.radiometry import compute_stats
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.runner import load_predictor
 from samgeo_pipeline.io.tiling import make_grid

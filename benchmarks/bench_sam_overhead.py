@@ -43,7 +43,7 @@ import torch
 from _common import CACHE_DIR, cached_scene, fmt_table
 from samgeo_pipeline import pipeline, reader
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.radiometry import compute_stats
+from samgeo_pipeline.water.radiometry import compute_stats
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.sam import SamPredictor, load_sam_model, preprocess_torch
 from samgeo_pipeline.io.tiling import make_grid

@@ -60,7 +60,7 @@ def bare_read_seconds(info: RasterInfo, grid: TileGrid) -> float:
 
 def profile_tile_stage(path: Path, config: SegmentConfig, top: int) -> None:
     """cProfile the tile stage's work (prepare + write of every tile), run in this thread."""
-    from samgeo_pipeline.radiometry import compute_stats
+    from samgeo_pipeline.water.radiometry import compute_stats
 
     info = inspect_raster(path, config.bands, config.nodata)
     out = Path(tempfile.mkdtemp(prefix="samgeo-bench-prof-"))

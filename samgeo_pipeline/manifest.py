@@ -28,7 +28,7 @@ from samgeo_pipeline.results import SegmentResult, uncertain_hint
 from samgeo_pipeline.weights import weight_files
 
 if TYPE_CHECKING:
-    from samgeo_pipeline.radiometry import ImageStats
+    from samgeo_pipeline.water.radiometry import ImageStats
     from samgeo_pipeline.io.raster import RasterInfo
     from samgeo_pipeline.models.base import Predictor
     from samgeo_pipeline.sam import ModelSource

@@ -25,7 +25,7 @@ from rasterio.errors import RasterioError
 from tqdm.auto import tqdm
 
 from samgeo_pipeline.io.bands import guessed_bands_message
-from samgeo_pipeline.coarse import apply_rule, rule_warnings
+from samgeo_pipeline.water.coarse import apply_rule, rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
     CoarseMaskWarning,
@@ -40,7 +40,7 @@ from samgeo_pipeline.inference import run_sam_batch
 from samgeo_pipeline.io.limits import check_free_disk, check_size
 from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.quicklook import draw_quicklook, preview_rgb, write_quicklook
-from samgeo_pipeline.radiometry import ImageStats, source_dtype, stats_from_array
+from samgeo_pipeline.water.radiometry import ImageStats, source_dtype, stats_from_array
 from samgeo_pipeline.io.reflectance import resolve_reflectance
 from samgeo_pipeline.io.raster import (
     RasterInfo,

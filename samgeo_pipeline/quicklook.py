@@ -11,7 +11,7 @@ from PIL import Image
 from rasterio.enums import Resampling
 
 from samgeo_pipeline.io.atomic import atomic_path
-from samgeo_pipeline.radiometry import ImageStats, to_rgb8
+from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 from samgeo_pipeline.io.raster import decimated_shape
 from samgeo_pipeline.writers import MASK_NODATA  # also filters rasterio's georeferencing noise
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 
-from samgeo_pipeline.coarse import apply_rule
+from samgeo_pipeline.water.coarse import apply_rule
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
-from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
-from samgeo_pipeline.radiometry import ImageStats, to_rgb8
+from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
+from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 from samgeo_pipeline.io.raster import RasterInfo, as_float32, open_for_tiles, read_native
 from samgeo_pipeline.io.tiling import Tile, TileGrid, inside_part
 

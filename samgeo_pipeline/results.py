@@ -34,7 +34,7 @@ class SegmentResult:
     """Outcome of one input; ``error`` is a one-line reason when ``status`` is failed/partial.
 
     ``uncertain`` is the coarse rule's reason when it cannot tell water from land on this image
-    (:attr:`~samgeo_pipeline.coarse.CoarseRule.uncertain`; also set on a reused result whose
+    (:attr:`~samgeo_pipeline.water.coarse.CoarseRule.uncertain`; also set on a reused result whose
     manifest says so): the status is then ``uncertain`` (or ``partial``/``skipped``, which say more).
     """
 

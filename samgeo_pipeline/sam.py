@@ -23,7 +23,7 @@ import torch
 
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.families import FAMILIES, read_family
-from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam_attention import chunk_global_attention
 from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, Embeddings, RowBatch, component_logits, prompt_rows
 from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks

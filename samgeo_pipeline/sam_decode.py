@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam_geometry import scale_coords
 
 #: A batch's image embeddings: SAM's tensor, or a family's decoder keyword arguments (module doc).

@@ -336,7 +336,7 @@ def abstain(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every image's coarse rule abstains with :data:`REASON` (the rule as fitted, ``uncertain`` set)."""
     from dataclasses import replace
 
-    import samgeo_pipeline.radiometry as radiometry
+    import samgeo_pipeline.water.radiometry as radiometry
 
     fitted = radiometry.fit_rule
     monkeypatch.setattr(radiometry, "fit_rule", lambda *a, **k: replace(fitted(*a, **k), uncertain=REASON))

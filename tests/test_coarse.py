@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from samgeo_pipeline.coarse import (
+from samgeo_pipeline.water.coarse import (
     CoarseRule,
     apply_rule,
     bimodal_split,
@@ -19,9 +19,9 @@ from samgeo_pipeline.coarse import (
     resolve_method,
     rule_warnings,
 )
-from samgeo_pipeline.coarse import _separability, dark_floor
-from samgeo_pipeline.rgb_rule import grey_level as _grey
-from samgeo_pipeline.water_rule import grow as _grow
+from samgeo_pipeline.water.coarse import _separability, dark_floor
+from samgeo_pipeline.water.rgb_rule import grey_level as _grey
+from samgeo_pipeline.water.rule import grow as _grow
 from samgeo_pipeline.errors import InputError
 
 MS = ("blue", "green", "red", "nir", "swir")
@@ -290,13 +290,13 @@ class TestWarnings:
 
 class TestBimodalSplit:
     def test_one_mode_has_no_split(self) -> None:
-        from samgeo_pipeline.coarse import bimodal_split
+        from samgeo_pipeline.water.coarse import bimodal_split
 
         values = np.random.default_rng(0).normal(0, 1, 20000)
         assert bimodal_split(values) is None  # Otsu alone would split it at ~0
 
     def test_two_modes_split_in_the_gap(self) -> None:
-        from samgeo_pipeline.coarse import bimodal_split
+        from samgeo_pipeline.water.coarse import bimodal_split
 
         rng = np.random.default_rng(0)
         values = np.concatenate([rng.normal(0, 1, 3000), rng.normal(12, 1, 17000)])

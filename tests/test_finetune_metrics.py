@@ -18,7 +18,7 @@ from samgeo_pipeline.finetune.metrics import (
     prompt_quality,
     summarize,
 )
-from samgeo_pipeline.prompts import ComponentPrompt, component_prompts
+from samgeo_pipeline.water.prompts import ComponentPrompt, component_prompts
 
 
 def masks(pred: list[list[int]], label: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -543,9 +543,9 @@ class TestFeedSpeedups:
     @staticmethod
     def reference_prepare(ds, info, stats, tile, config):  # noqa: ANN001, ANN205
         """prepare_tile as it was: float32 read, float composite, coarse mask, prompts."""
-        from samgeo_pipeline.coarse import apply_rule
-        from samgeo_pipeline.prompts import prompts_for
-        from samgeo_pipeline.radiometry import to_rgb8
+        from samgeo_pipeline.water.coarse import apply_rule
+        from samgeo_pipeline.water.prompts import prompts_for
+        from samgeo_pipeline.water.radiometry import to_rgb8
         from samgeo_pipeline.io.tiling import read_tile
 
         data, valid = read_tile(ds, info, tile)
@@ -560,7 +560,7 @@ class TestFeedSpeedups:
     @pytest.mark.parametrize("kind", ["uint8", "uint16", "float32-nan", "alpha-mask"])
     def test_prepare_tile_equals_plain_path(self, kind: str, tmp_path: Path) -> None:
         import samgeo_pipeline.reader as reader
-        from samgeo_pipeline.radiometry import compute_stats
+        from samgeo_pipeline.water.radiometry import compute_stats
         from samgeo_pipeline.io.raster import inspect_raster
         from samgeo_pipeline.io.tiling import make_grid
         from tests.scenes import multiband_scene

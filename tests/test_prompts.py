@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samgeo_pipeline.prompts import (
+from samgeo_pipeline.water.prompts import (
     ComponentPrompt,
     component_prompts,
     erode,
@@ -287,7 +287,7 @@ class TestExact:
 
 def test_prompts_for_passes_the_config() -> None:
     from samgeo_pipeline.config import SegmentConfig
-    from samgeo_pipeline.prompts import prompts_for
+    from samgeo_pipeline.water.prompts import prompts_for
 
     mask = disc((64, 96), (30, 40), 15)
     valid = np.ones(mask.shape, bool)
@@ -314,7 +314,7 @@ def test_prompts_for_passes_the_config() -> None:
 @pytest.mark.parametrize("kind", ["points", "box"])
 def test_components_from_the_coarse_mask_give_the_same_prompts(kind: str) -> None:
     """Components handed over by the coarse mask (dropped ones included in its labels) = labelled anew."""
-    from samgeo_pipeline.coarse import kept_components
+    from samgeo_pipeline.water.coarse import kept_components
 
     rng = np.random.default_rng(5)
     candidates = np.zeros((256, 256), bool)

@@ -12,8 +12,8 @@ from rasterio.enums import Resampling
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.coarse import CoarseRule, fit_rule
-from samgeo_pipeline.radiometry import (
+from samgeo_pipeline.water.coarse import CoarseRule, fit_rule
+from samgeo_pipeline.water.radiometry import (
     ImageStats,
     band_percentiles,
     choose_composite,

@@ -23,9 +23,9 @@ from rasterio.windows import Window
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import CoarseMaskWarning, NotGeoreferencedWarning
-from samgeo_pipeline.coarse import apply_rule
+from samgeo_pipeline.water.coarse import apply_rule
 from samgeo_pipeline.pipeline import SegmentResult, segment_raster
-from samgeo_pipeline.radiometry import stats_from_array
+from samgeo_pipeline.water.radiometry import stats_from_array
 from samgeo_pipeline.io.raster import inspect_raster, read_bands
 from tests.scenes import DATA_DIR, M_PER_DEG_LAT, M_PER_DEG_LON
 
@@ -358,10 +358,10 @@ class TestBakerLakeRgb:
 
     @pytest.mark.parametrize("number", [1, 2])
     def test_every_big_water_body_gets_a_positive_point(self, number: int) -> None:
-        from samgeo_pipeline.coarse import apply_rule
+        from samgeo_pipeline.water.coarse import apply_rule
         from samgeo_pipeline.finetune.metrics import prompt_quality
-        from samgeo_pipeline.prompts import prompts_for
-        from samgeo_pipeline.radiometry import stats_from_array
+        from samgeo_pipeline.water.prompts import prompts_for
+        from samgeo_pipeline.water.radiometry import stats_from_array
 
         folder = dataset("bakerlake_aerial_rgb")
         with rasterio.open(folder / f"image_{number}of2.tif") as ds:
@@ -410,7 +410,7 @@ class TestSourceFloors:
 
     def cellula_water(self, chip: Path) -> np.ndarray | None:
         """The chip's coarse water from the library's stages (the pipeline's: checked below), None if uncertain."""
-        from samgeo_pipeline.radiometry import compute_stats
+        from samgeo_pipeline.water.radiometry import compute_stats
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

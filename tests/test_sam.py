@@ -219,7 +219,7 @@ class TestBatchedDecoder:
 
     @staticmethod
     def prompts(kind: str, rng: np.random.Generator, components: int, positives: int, negatives: int) -> list:
-        from samgeo_pipeline.prompts import ComponentPrompt
+        from samgeo_pipeline.water.prompts import ComponentPrompt
 
         out = []
         for _ in range(components):

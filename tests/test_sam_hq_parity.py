@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from samgeo_pipeline.models.sam_hq import SamHQPredictor
-from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from tests.sam_hq_reference import build_reference_sam_hq, convert_to_hf, import_segment_anything_hq
 
 try:

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam import SamPredictor
 from samgeo_pipeline.sam_geometry import resize_tile, resized_shape
 from tests.sam_reference import IMAGE_SIZE, build_reference_sam, convert_to_hf, import_segment_anything

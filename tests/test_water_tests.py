@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from samgeo_pipeline import water_tests as wt
-from samgeo_pipeline.coarse import apply_rule, edge_otsu_threshold, fit_rule, resolve_method
+from samgeo_pipeline.water import spectral_tests as wt
+from samgeo_pipeline.water.coarse import apply_rule, edge_otsu_threshold, fit_rule, resolve_method
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.reflectance import Reflectance, resolve_reflectance

@@ -116,7 +116,7 @@ PROMPT_COUNTS = ("positives", "positives_on_water", "negatives", "negatives_on_l
 
 
 class PointPrompt(Protocol):
-    """What :func:`prompt_quality` reads of a prompt (:class:`~samgeo_pipeline.prompts.ComponentPrompt`)."""
+    """What :func:`prompt_quality` reads of a prompt (:class:`~samgeo_pipeline.water.prompts.ComponentPrompt`)."""
 
     points_xy: np.ndarray
     labels: np.ndarray
@@ -128,7 +128,7 @@ def prompt_quality(
     """How well point prompts sit on the labelled water.
 
     Args:
-        prompts: prompts in the frame of ``label``, e.g. :class:`~samgeo_pipeline.prompts.ComponentPrompt`;
+        prompts: prompts in the frame of ``label``, e.g. :class:`~samgeo_pipeline.water.prompts.ComponentPrompt`;
             ``points_xy`` is ``(n, 2)`` **(x, y) = (col, row)** pixel coordinates (rounded to the
             nearest pixel), ``labels`` is ``(n,)``: 1 positive, 0 negative (other labels, e.g. SAM's
             padding, are ignored). Box prompts carry no points and count nothing.

@@ -3,7 +3,7 @@
 A :class:`PreparedSample` keeps what every epoch needs, small: the label, validity and prompt
 masks bit-packed, and the low-resolution training target in SAM's mask frame. Prompts are drawn
 again each epoch by the segment pipeline's own sampler
-(:func:`~samgeo_pipeline.prompts.component_prompts`) from a generator keyed by (seed, epoch,
+(:func:`~samgeo_pipeline.water.prompts.component_prompts`) from a generator keyed by (seed, epoch,
 sample), so a run, and a resumed run, sees the same prompts whatever the worker layout.
 
 Frames: the image (tile) frame is ``(rows, cols)`` pixels; SAM's input frame is the image resized
@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sources import Sample, SampleSource
-from samgeo_pipeline.prompts import ComponentPrompt, prompts_for
+from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.sam_decode import RowBatch, prompt_rows
 from samgeo_pipeline.sam_geometry import resized_shape
 

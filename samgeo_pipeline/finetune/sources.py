@@ -2,10 +2,10 @@
 
 Every source yields :class:`Sample` objects made with the segment pipeline's own radiometry: each
 image (a chip file, a dataset row, or a whole orthoimage) gets its per-image percentile stretch and
-water-index threshold (:func:`~samgeo_pipeline.radiometry.stats_from_array` /
-:func:`~samgeo_pipeline.radiometry.compute_stats`), then the composite SAM sees
-(:func:`~samgeo_pipeline.radiometry.to_rgb8`) and the coarse mask
-(:func:`~samgeo_pipeline.coarse.apply_rule`). Sources load lazily and open files per call,
+water-index threshold (:func:`~samgeo_pipeline.water.radiometry.stats_from_array` /
+:func:`~samgeo_pipeline.water.radiometry.compute_stats`), then the composite SAM sees
+(:func:`~samgeo_pipeline.water.radiometry.to_rgb8`) and the coarse mask
+(:func:`~samgeo_pipeline.water.coarse.apply_rule`). Sources load lazily and open files per call,
 so they can be used from data-loader worker processes.
 """
 
@@ -32,7 +32,7 @@ from samgeo_pipeline.finetune.sample_types import (
     label_masks,
     make_sample,
 )
-from samgeo_pipeline.radiometry import compute_stats, resolve_composite
+from samgeo_pipeline.water.radiometry import compute_stats, resolve_composite
 from samgeo_pipeline.io.raster import RASTER_SUFFIXES, inspect_raster, read_bands
 
 ignore_rasterio_georeference_warnings()

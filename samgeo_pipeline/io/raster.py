@@ -209,7 +209,7 @@ def read_native(
     """:func:`read_bands` without the conversion: the mapped bands in the file's own dtype.
 
     ``as_float32(native)`` is :func:`read_bands`'s ``data``. Integer data of at most 16 bits can
-    then be stretched by a lookup table (:func:`samgeo_pipeline.radiometry.to_rgb8`).
+    then be stretched by a lookup table (:func:`samgeo_pipeline.water.radiometry.to_rgb8`).
 
     Returns:
         ``(native, valid)``: ``(bands, rows, cols)`` in the file's dtype and ``bool (rows, cols)``.

@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from samgeo_pipeline.prompts import ComponentPrompt
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam_decode import Embeddings
 
 

@@ -7,7 +7,7 @@ square (negatives: background, count**0.6 / 50), then pick points uniformly at r
 disc of radius d = 2.75 * sqrt(count) / n (negatives 2 * sqrt(count) / n) around each pick.
 Optional pools narrow the candidates: positives from the eroded component within ``sure_water``,
 negatives from the eroded background within ``sure_land`` (the coarse mask's confident parts,
-:class:`~samgeo_pipeline.coarse.CoarseMask`), each falling back to the whole eroded region when
+:class:`~samgeo_pipeline.water.coarse.CoarseMask`), each falling back to the whole eroded region when
 the pool leaves no candidate.
 """
 
@@ -19,7 +19,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from samgeo_pipeline.coarse import Components, label_components
+from samgeo_pipeline.water.coarse import Components, label_components
 
 _KERNEL = np.ones((3, 3), np.uint8)
 
@@ -115,7 +115,7 @@ def component_prompts(
         rng: random generator.
         sure_water, sure_land: ``bool (rows, cols)`` pools of positive / negative points, or None.
         components: ``coarse``'s components when the caller has them
-            (:attr:`~samgeo_pipeline.coarse.CoarseMask.components`), else they are labelled here.
+            (:attr:`~samgeo_pipeline.water.coarse.CoarseMask.components`), else they are labelled here.
 
     Returns:
         One :class:`ComponentPrompt` per kept component, largest first (ties: raster order of

@@ -2,7 +2,7 @@
 
 An index above a threshold (fixed, or Otsu's split near the index's edges), with NIR and SWIR
 darker than the image's land; ``uint8`` tiles are classified by one table lookup of each (green,
-NIR/SWIR) pair (see :mod:`samgeo_pipeline.coarse`). Arrays as in :mod:`samgeo_pipeline.water_rule`.
+NIR/SWIR) pair (see :mod:`samgeo_pipeline.water.coarse`). Arrays as in :mod:`samgeo_pipeline.water.rule`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from samgeo_pipeline.water_tests import normalized_difference, ratio_of
-from samgeo_pipeline.water_rule import LAND_MARGIN, LAND_MIN_PIXELS, SURE_MARGIN, CoarseRule, band_of, grow
+from samgeo_pipeline.water.spectral_tests import normalized_difference, ratio_of
+from samgeo_pipeline.water.rule import LAND_MARGIN, LAND_MIN_PIXELS, SURE_MARGIN, CoarseRule, band_of, grow
 
 #: Index threshold of each spectral method when ``--threshold`` is not given.
 DEFAULT_THRESHOLDS: dict[str, float] = {"mndwi": -0.1, "ndwi": 0.0}

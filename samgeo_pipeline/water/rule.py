@@ -1,8 +1,8 @@
 """The coarse-mask rule of one image and what every method shares: the rule, its masks, components.
 
-:mod:`samgeo_pipeline.coarse` chooses, fits and applies a rule; the methods live in
-:mod:`samgeo_pipeline.index_rule` (NDWI/MNDWI), :mod:`samgeo_pipeline.rgb_rule` (dark and smooth)
-and :mod:`samgeo_pipeline.coarse` itself (DSWE and Fmask, from :mod:`samgeo_pipeline.water_tests`).
+:mod:`samgeo_pipeline.water.coarse` chooses, fits and applies a rule; the methods live in
+:mod:`samgeo_pipeline.water.index_rule` (NDWI/MNDWI), :mod:`samgeo_pipeline.water.rgb_rule` (dark and smooth)
+and :mod:`samgeo_pipeline.water.coarse` itself (DSWE and Fmask, from :mod:`samgeo_pipeline.water.spectral_tests`).
 
 Arrays: ``data`` is ``float32 (bands, rows, cols)`` in file units, bands in ``rule.band_names``
 order; masks are ``bool (rows, cols)``.

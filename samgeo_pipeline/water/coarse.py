@@ -8,7 +8,7 @@ Methods, picked from the mapped bands and from whether the input's reflectance i
 (:mod:`samgeo_pipeline.io.reflectance`; ``--index auto``: dswe > mndwi > ndwi > fmask > rgb):
 
 - ``dswe`` (green, red, NIR, SWIR1 mapped; blue and SWIR2 used when mapped), with reflectance
-  known: the five tests of USGS DSWE (:func:`~samgeo_pipeline.water_tests.dswe_tests`), their
+  known: the five tests of USGS DSWE (:func:`~samgeo_pipeline.water.spectral_tests.dswe_tests`), their
   classes, and the classes counted as water set by ``dswe_water`` (default ``wetland``: high and
   moderate confidence, DSWx's "open water", and potential wetland, DSWx's conservative "partial
   surface water", the latter only on images without cloud, whose shadows pass the same tests);
@@ -18,7 +18,7 @@ Methods, picked from the mapped bands and from whether the input's reflectance i
   floor (see below), and water is where all three pass (DSWE's moderate class or better whatever
   tests 4 and 5 would say); snow and cloud cannot be tested then.
 - ``fmask`` (reflectance known; red and NIR, no green: e.g. red, NIR, SWIR1 only): Fmask's water
-  test on NDVI and NIR (:func:`~samgeo_pipeline.water_tests.fmask_water`).
+  test on NDVI and NIR (:func:`~samgeo_pipeline.water.spectral_tests.fmask_water`).
 - ``mndwi`` (SWIR mapped, but not red and NIR): MNDWI = (green - swir) / (green + swir) above
   the threshold (default :data:`DEFAULT_THRESHOLDS`), and NIR and SWIR darker than the image's land (their medians over
   pixels with an index below threshold - :data:`LAND_MARGIN`). Clouds and bright soils, whose
@@ -62,9 +62,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from samgeo_pipeline import water_tests
+from samgeo_pipeline.water import spectral_tests as water_tests
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.index_rule import (
+from samgeo_pipeline.water.index_rule import (
     DEFAULT_THRESHOLDS,
     bimodal_split,
     edge_otsu_threshold,
@@ -76,9 +76,9 @@ from samgeo_pipeline.index_rule import (
     land_limits,
 )
 from samgeo_pipeline.io.reflectance import Reflectance
-from samgeo_pipeline.water_tests import normalized_difference
-from samgeo_pipeline.rgb_rule import apply_rgb, darkest_mode_edge, fit_rgb, grey_level
-from samgeo_pipeline.water_rule import (
+from samgeo_pipeline.water.spectral_tests import normalized_difference
+from samgeo_pipeline.water.rgb_rule import apply_rgb, darkest_mode_edge, fit_rgb, grey_level
+from samgeo_pipeline.water.rule import (
     FLOOR_PERCENTILE,
     CoarseMask,
     CoarseRule,

@@ -2,7 +2,7 @@
 
 Statistics come from a decimated read (longest side ``stats_size``), so every tile of an image is
 normalised the same way (no per-tile stretch, no seams) and the coarse mask's rule
-(:mod:`samgeo_pipeline.coarse`) is fixed for the whole image.
+(:mod:`samgeo_pipeline.water.coarse`) is fixed for the whole image.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from samgeo_pipeline.coarse import FLOOR_PERCENTILE, CoarseRule, fit_rule
+from samgeo_pipeline.water.coarse import FLOOR_PERCENTILE, CoarseRule, fit_rule
 from samgeo_pipeline.io.reflectance import Reflectance, resolve_reflectance
 from samgeo_pipeline.config import SegmentConfig, parse_composite
 from samgeo_pipeline.errors import InputError

@@ -1,8 +1,8 @@
 """The ``rgb`` coarse-mask method: water is dark and smooth (no NIR, no SWIR).
 
 Seeds are smooth pixels in the darkest mode of the smooth pixels' grey levels; their components
-grow over dark pixels that are not rough, then over the shore (see :mod:`samgeo_pipeline.coarse`).
-Arrays as in :mod:`samgeo_pipeline.water_rule`.
+grow over dark pixels that are not rough, then over the shore (see :mod:`samgeo_pipeline.water.coarse`).
+Arrays as in :mod:`samgeo_pipeline.water.rule`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from skimage.filters import threshold_otsu
 
-from samgeo_pipeline.water_rule import LAND_MIN_PIXELS, SURE_MARGIN, CoarseMask, CoarseRule, grow, keep_components
+from samgeo_pipeline.water.rule import LAND_MIN_PIXELS, SURE_MARGIN, CoarseMask, CoarseRule, grow, keep_components
 
 #: RGB: local standard deviation (grey level scaled to the image's 2-98 % range) of smooth pixels.
 SMOOTH_STD = 0.03
