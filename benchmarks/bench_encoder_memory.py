@@ -2,7 +2,7 @@
 
 transformers' SAM encoder builds a dense ``(batch, 12, 4096, 4096)`` float32 relative-position
 bias in each of ViT-B's 4 global-attention layers (805 MB per image).
-:func:`samgeo_pipeline.sam_attention.chunk_global_attention` attends ``--rows`` of the 64 token rows
+:func:`samgeo_pipeline.sam.attention.chunk_global_attention` attends ``--rows`` of the 64 token rows
 at a time instead. Each case runs in a fresh process (peak RSS, ``ru_maxrss``, is per process):
 a random-weight ViT-B-size ``SamModel(SamConfig())`` (vision weights N(0, 0.02²); nothing downloaded), one forward of
 ``get_image_embeddings`` on ``batch`` random 1024² inputs under ``inference_mode``. Printed per
@@ -43,7 +43,7 @@ def run_case(batch: int, rows: int, threads: int, out: str) -> None:
     import torch
     from transformers import SamConfig, SamModel
 
-    from samgeo_pipeline.sam_attention import chunk_global_attention
+    from samgeo_pipeline.sam.attention import chunk_global_attention
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

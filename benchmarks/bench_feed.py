@@ -73,7 +73,7 @@ def prompt_key(prompts: list) -> bytes:
 
 
 class StubPredictor:
-    """:class:`samgeo_pipeline.sam.SamPredictor`'s interface with no model behind it.
+    """:class:`samgeo_pipeline.sam.predictor.SamPredictor`'s interface with no model behind it.
 
     ``embed`` returns placeholder embeddings at once; the decoder returns the mask registered for
     the tile's prompts (its coarse mask, from :meth:`register`), else no water. Nothing here

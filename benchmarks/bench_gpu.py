@@ -47,7 +47,7 @@ from samgeo_pipeline.water.radiometry import compute_stats
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.runner import load_predictor
 from samgeo_pipeline.io.tiling import make_grid
-from samgeo_pipeline.weights import weight_files
+from samgeo_pipeline.sam.weights import weight_files
 
 TARGET_TILES_PER_S = 450.0
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}

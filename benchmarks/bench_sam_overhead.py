@@ -45,7 +45,7 @@ from samgeo_pipeline import pipeline, reader
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.water.radiometry import compute_stats
 from samgeo_pipeline.io.raster import inspect_raster
-from samgeo_pipeline.sam import SamPredictor, load_sam_model, preprocess_torch
+from samgeo_pipeline.sam.predictor import SamPredictor, load_sam_model, preprocess_torch
 from samgeo_pipeline.io.tiling import make_grid
 
 TARGET_OVERHEAD = 1.15

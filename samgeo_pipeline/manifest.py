@@ -25,13 +25,13 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
 from samgeo_pipeline.io.folders import LOCK_NAME, OUTPUT_NAMES
 from samgeo_pipeline.results import SegmentResult, uncertain_hint
-from samgeo_pipeline.weights import weight_files
+from samgeo_pipeline.sam.weights import weight_files
 
 if TYPE_CHECKING:
     from samgeo_pipeline.water.radiometry import ImageStats
     from samgeo_pipeline.io.raster import RasterInfo
     from samgeo_pipeline.models.base import Predictor
-    from samgeo_pipeline.sam import ModelSource
+    from samgeo_pipeline.sam.predictor import ModelSource
     from samgeo_pipeline.io.tiling import TileGrid
 
 MANIFEST_VERSION = 1
@@ -52,7 +52,7 @@ def model_fingerprint(model: str) -> str:
     """What identifies the weights ``model`` names (``--model``), for reuse and the flow's cache.
 
     ``none`` for the coarse mask alone; for a local folder the SHA-256 of the bytes (names
-    included) of exactly the weight files that are loaded (:func:`~samgeo_pipeline.weights.weight_files`:
+    included) of exactly the weight files that are loaded (:func:`~samgeo_pipeline.sam.weights.weight_files`:
     ``model.safetensors``, or the index and every shard it names) and of its ``*.json`` files
     (configs, checkpoint meta); ``unloadable:`` and the reason for a folder whose weights are
     refused (never reused: no finished run used it); for a hub id the id and, when the Hugging

@@ -57,7 +57,7 @@ from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, r
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.sam import ModelSource
+from samgeo_pipeline.sam.predictor import ModelSource
 from samgeo_pipeline.sink import TileSink
 from samgeo_pipeline.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item

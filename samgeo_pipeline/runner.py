@@ -21,7 +21,7 @@ from samgeo_pipeline.io.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.stac import register_item
-from samgeo_pipeline.sam import (
+from samgeo_pipeline.sam.predictor import (
     ModelSource,
     load_sam_model,
     read_checkpoint_preprocessing,

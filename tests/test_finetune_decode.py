@@ -9,9 +9,9 @@ import torch
 from samgeo_pipeline.finetune.decode import decode_components, merge_components, native_prediction
 from samgeo_pipeline.finetune.samples import collate, lowres_target
 from samgeo_pipeline.water.prompts import component_prompts
-from samgeo_pipeline.sam import SamPredictor
-from samgeo_pipeline.sam_decode import prompt_rows
-from samgeo_pipeline.sam_geometry import resized_shape, upsample_masks
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.sam.decode import prompt_rows
+from samgeo_pipeline.sam.geometry import resized_shape, upsample_masks
 from tests.finetune_data import disc, rgbn
 from tests.tiny_sam import tiny_sam
 

@@ -15,7 +15,7 @@ from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.train import FinetuneResult, finetune, lr_factor
 from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.runner import load_predictor
-from samgeo_pipeline.sam import SamPredictor
+from samgeo_pipeline.sam.predictor import SamPredictor
 from tests.finetune_data import CELLULA
 from tests.tiny_sam import save_tiny_sam
 

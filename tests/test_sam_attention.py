@@ -1,4 +1,4 @@
-"""The memory-saving global attention gives the encoder's dense results (samgeo_pipeline/sam_attention.py)."""
+"""The memory-saving global attention gives the encoder's dense results (samgeo_pipeline/sam/attention.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from samgeo_pipeline.sam import SamPredictor
-from samgeo_pipeline.sam_attention import chunk_global_attention
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.sam.attention import chunk_global_attention
 from tests.tiny_sam import tiny_sam
 
 

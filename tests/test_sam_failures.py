@@ -23,7 +23,7 @@ from samgeo_pipeline.errors import SamInferenceError
 from samgeo_pipeline.inference import is_out_of_memory
 from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
-from samgeo_pipeline.sam import ModelSource
+from samgeo_pipeline.sam.predictor import ModelSource
 from samgeo_pipeline.io.tiling import make_grid
 from tests.scenes import leftovers, read_mask
 
@@ -40,7 +40,7 @@ def cpu_out_of_memory() -> RuntimeError:
 
 
 class FakePredictor:
-    """``embed`` / ``predict_masks`` as :class:`~samgeo_pipeline.sam.SamPredictor`'s; ``fail(rgbs)`` may
+    """``embed`` / ``predict_masks`` as :class:`~samgeo_pipeline.sam.predictor.SamPredictor`'s; ``fail(rgbs)`` may
     return an exception to raise for a batch. ``batches`` records the size of every batch tried."""
 
     preprocessing = None

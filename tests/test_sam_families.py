@@ -22,7 +22,7 @@ from samgeo_pipeline.pipeline import segment_raster
 from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.runner import describe_model, load_predictor
-from samgeo_pipeline.sam import load_sam_model
+from samgeo_pipeline.sam.predictor import load_sam_model
 from samgeo_pipeline.io.tiling import make_grid
 from tests.tiny_sam import save_tiny_sam, tiny_sam
 

@@ -5,7 +5,7 @@ transformers ``SamModel`` with the key mapping of transformers' ``convert_sam_to
 ``tests/sam_reference.py``) on the same tiles and prompts. The reference is
 ``SamPredictor.set_image(tile)`` + ``predict(point_coords, point_labels, box,
 multimask_output=False)``, one call per component, masks united; the project is
-:meth:`samgeo_pipeline.sam.SamPredictor.embed` + ``predict_logits`` (and ``predict_masks``, the
+:meth:`samgeo_pipeline.sam.predictor.SamPredictor.embed` + ``predict_logits`` (and ``predict_masks``, the
 pipeline's batched entry point) with ``point_merge="joint"``. Masks are compared as
 ``logits > 0`` by IoU (>= 0.999).
 
@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam import SamPredictor
-from samgeo_pipeline.sam_geometry import resize_tile, resized_shape
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.sam.geometry import resize_tile, resized_shape
 from tests.sam_reference import IMAGE_SIZE, build_reference_sam, convert_to_hf, import_segment_anything
 
 try:

@@ -15,8 +15,8 @@ import torch
 from transformers import SamImageProcessor
 
 from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam import SamPredictor, preprocess_torch
-from samgeo_pipeline.sam_geometry import resize_tile, resized_shape, scale_coords, upsample_masks
+from samgeo_pipeline.sam.predictor import SamPredictor, preprocess_torch
+from samgeo_pipeline.sam.geometry import resize_tile, resized_shape, scale_coords, upsample_masks
 from tests.tiny_sam import tiny_sam
 
 IMAGE_SIZE = 128

@@ -124,7 +124,7 @@ class TestPickles:
     def _run_with_poisoned_state(self, tmp_path: Path) -> tuple[Path, Path]:
         from samgeo_pipeline.finetune.checkpoint import TRAINING_STATE
         from samgeo_pipeline.finetune.config import FinetuneConfig
-        from samgeo_pipeline.sam import CHECKPOINT_META
+        from samgeo_pipeline.sam.predictor import CHECKPOINT_META
 
         run, marker = tmp_path / "run", tmp_path / "PWNED"
         (run / "last").mkdir(parents=True)
@@ -173,7 +173,7 @@ class TestPickles:
         assert loaded["optimizer"]["state"][0]["step"] == state["optimizer"]["state"][0]["step"]
 
     def test_pickle_weights_in_a_model_folder_are_refused(self, scene: Path, tmp_path: Path, capsys) -> None:
-        from samgeo_pipeline.sam import load_sam_model
+        from samgeo_pipeline.sam.predictor import load_sam_model
         from tests.tiny_sam import save_tiny_sam
 
         model_dir = save_tiny_sam(tmp_path / "model")

@@ -33,7 +33,7 @@ import torch
 from samgeo_pipeline.io.atomic import fsync_path, replace_symlink
 from samgeo_pipeline.errors import CheckpointError, ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.sam import CHECKPOINT_META
+from samgeo_pipeline.sam.predictor import CHECKPOINT_META
 
 TRAINING_STATE = "training_state.pt"
 FORMAT = "samgeo-pipeline fine-tuned SAM"

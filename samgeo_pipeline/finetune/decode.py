@@ -1,8 +1,8 @@
 """Differentiable SAM decoding of prompt batches, through the segment pipeline's own decode path.
 
-Images are embedded as :class:`~samgeo_pipeline.sam.SamPredictor` embeds them
-(:mod:`samgeo_pipeline.sam_geometry`), and prompts decoded and merged by the same functions
-(:mod:`samgeo_pipeline.sam_decode`: rows grouped by shape, never padded; joint / mean / best per
+Images are embedded as :class:`~samgeo_pipeline.sam.predictor.SamPredictor` embeds them
+(:mod:`samgeo_pipeline.sam.geometry`), and prompts decoded and merged by the same functions
+(:mod:`samgeo_pipeline.sam.decode`: rows grouped by shape, never padded; joint / mean / best per
 component), here with gradients. Components are then laid out ``(B, K, m, m)`` for the loss,
 absent ones at ``NO_MASK_LOGIT``, and merged per image by their maximum.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from samgeo_pipeline.finetune.samples import PromptBatch
-from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, component_logits
-from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, upsample_masks
+from samgeo_pipeline.sam.decode import NO_MASK_LOGIT, component_logits
+from samgeo_pipeline.sam.geometry import normalize_and_pad, resize_tile, upsample_masks
 
 
 def embed_images(model: torch.nn.Module, images: list[np.ndarray], image_size: int, device: torch.device) -> torch.Tensor:
@@ -44,7 +44,7 @@ def decode_components(
         model: a ``SamModel`` (possibly wrapped for distributed training).
         embeddings: ``(B, C, e, e)`` image embeddings.
         batch: prompt rows on the model's device.
-        merge: ``joint``, ``mean`` or ``best`` (:func:`~samgeo_pipeline.sam_decode.merge_rows`).
+        merge: ``joint``, ``mean`` or ``best`` (:func:`~samgeo_pipeline.sam.decode.merge_rows`).
 
     Returns:
         ``(components, present)``: ``(B, K, m, m)`` logits in SAM's mask frame (``NO_MASK_LOGIT``

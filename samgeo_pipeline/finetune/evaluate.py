@@ -155,7 +155,7 @@ def _evaluate_model(
 ) -> list[dict[str, Any]]:
     """Rows of one model: each image under each prompt kind and source."""
     from samgeo_pipeline.models.families import FAMILIES
-    from samgeo_pipeline.sam import load_sam_model, read_checkpoint_preprocessing, resolve_device, resolve_dtype
+    from samgeo_pipeline.sam.predictor import load_sam_model, read_checkpoint_preprocessing, resolve_device, resolve_dtype
 
     preprocessing = read_checkpoint_preprocessing(model)
     model_config = config

@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sources import Sample, SampleSource
 from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
-from samgeo_pipeline.sam_decode import RowBatch, prompt_rows
-from samgeo_pipeline.sam_geometry import resized_shape
+from samgeo_pipeline.sam.decode import RowBatch, prompt_rows
+from samgeo_pipeline.sam.geometry import resized_shape
 
 
 def pack(mask: np.ndarray) -> np.ndarray:
@@ -180,7 +180,7 @@ class PromptBatch:
 
     Attributes:
         positions: sample positions in the split.
-        rows: the samples' decoder rows (:class:`~samgeo_pipeline.sam_decode.RowBatch`), unpadded.
+        rows: the samples' decoder rows (:class:`~samgeo_pipeline.sam.decode.RowBatch`), unpadded.
         target, weight: ``float32 (B, 1, m, m)``.
         shapes, resized: per-sample image and input-frame sizes.
         rgb: per-sample ``uint8 (rows, cols, 3)`` images, or None.

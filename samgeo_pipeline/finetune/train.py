@@ -39,7 +39,7 @@ from samgeo_pipeline.finetune.loops import Run, prepare_split, steps_per_epoch, 
 from samgeo_pipeline.finetune.metrics import summarize
 from samgeo_pipeline.finetune.sources import SampleSource, open_datasets
 from samgeo_pipeline.models.families import FAMILIES
-from samgeo_pipeline.sam import ModelSource, load_sam_model
+from samgeo_pipeline.sam.predictor import ModelSource, load_sam_model
 
 
 @dataclass

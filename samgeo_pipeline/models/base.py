@@ -1,6 +1,6 @@
 """The predictor interface every model family implements (what the pipeline, flows and ``evaluate`` call).
 
-Frames are those of :mod:`samgeo_pipeline.sam_geometry`: tiles ``uint8 (rows, cols, 3)`` RGB,
+Frames are those of :mod:`samgeo_pipeline.sam.geometry`: tiles ``uint8 (rows, cols, 3)`` RGB,
 prompts in tile pixels ``(col, row)``, answers ``(rows, cols)`` in the tile frame.
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam_decode import Embeddings
+from samgeo_pipeline.sam.decode import Embeddings
 
 
 class Predictor(Protocol):

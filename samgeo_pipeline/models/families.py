@@ -49,7 +49,7 @@ class Family:
 FAMILIES: dict[str, Family] = {
     f.model_type: f
     for f in (
-        Family("sam", "SAM", "SamModel", "samgeo_pipeline.sam:SamPredictor", finetune=True),
+        Family("sam", "SAM", "SamModel", "samgeo_pipeline.sam.predictor:SamPredictor", finetune=True),
         Family("sam_hq", "SAM-HQ", "SamHQModel", "samgeo_pipeline.models.sam_hq:SamHQPredictor", finetune=False),
         Family("sam2", "SAM 2", "Sam2Model", "samgeo_pipeline.models.sam2:Sam2Predictor", finetune=False),
     )

@@ -1,11 +1,11 @@
 """SAM 2 / 2.1 (Hiera encoder) on single tiles: square input, three feature levels, direct mask resize.
 
 As the authors' ``SAM2ImagePredictor``: a tile is stretched to ``image_size`` square
-(:func:`~samgeo_pipeline.sam_geometry.square_pixels`), prompt coordinates are scaled per axis
+(:func:`~samgeo_pipeline.sam.geometry.square_pixels`), prompt coordinates are scaled per axis
 (``resized`` = ``(image_size, image_size)``), the encoder's three feature levels (the last with
 the "no memory" embedding added, by transformers' ``get_image_embeddings``) all go to the decoder,
 and the decoder's masks are resized straight to the tile
-(:func:`~samgeo_pipeline.sam_geometry.upsample_square_masks`).
+(:func:`~samgeo_pipeline.sam.geometry.upsample_square_masks`).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from samgeo_pipeline.sam import SamPredictor
-from samgeo_pipeline.sam_decode import Embeddings
-from samgeo_pipeline.sam_geometry import square_pixels, upsample_square_masks
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.sam.decode import Embeddings
+from samgeo_pipeline.sam.geometry import square_pixels, upsample_square_masks
 
 
 class Sam2Predictor(SamPredictor):
-    """:class:`~samgeo_pipeline.sam.SamPredictor` for a transformers ``Sam2Model``."""
+    """:class:`~samgeo_pipeline.sam.predictor.SamPredictor` for a transformers ``Sam2Model``."""
 
     family: ClassVar[str] = "sam2"
 

@@ -2,7 +2,7 @@
 
 The encoder returns the final embedding and the outputs of its global-attention blocks
 (``intermediate_embeddings``); both are handed to every decoder call, narrowed to the call's
-images (:mod:`samgeo_pipeline.sam_decode`). Masks are the decoder's default output (SAM's mask
+images (:mod:`samgeo_pipeline.sam.decode`). Masks are the decoder's default output (SAM's mask
 plus the HQ token's, ``hq_token_only=False``, as in the authors' predictor), computed as the
 authors' decoder does (:mod:`samgeo_pipeline.models.sam_hq_decoder`: transformers 5.24's decoder
 builds its masks from the image embedding before the two-way transformer).
@@ -15,12 +15,12 @@ from typing import ClassVar
 import torch
 
 from samgeo_pipeline.models.sam_hq_decoder import use_reference_decoder
-from samgeo_pipeline.sam import SamPredictor
-from samgeo_pipeline.sam_decode import Embeddings
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.sam.decode import Embeddings
 
 
 class SamHQPredictor(SamPredictor):
-    """:class:`~samgeo_pipeline.sam.SamPredictor` for a transformers ``SamHQModel``."""
+    """:class:`~samgeo_pipeline.sam.predictor.SamPredictor` for a transformers ``SamHQModel``."""
 
     family: ClassVar[str] = "sam_hq"
 

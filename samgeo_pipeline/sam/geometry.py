@@ -1,6 +1,6 @@
 """SAM's geometry: the resized size, the uint8 resize, pixel normalisation, prompt scaling, mask upsampling.
 
-Inference (:mod:`samgeo_pipeline.sam`), fine-tuning and evaluation all use these functions, so a
+Inference (:mod:`samgeo_pipeline.sam.predictor`), fine-tuning and evaluation all use these functions, so a
 tile, its prompts and its masks are in the same frames everywhere. They follow Meta's
 ``segment_anything`` (``ResizeLongestSide`` and ``Sam.postprocess_masks``), which transformers'
 ``SamImageProcessor`` matches too.

@@ -1,11 +1,11 @@
 """SAM through Hugging Face transformers: loading, preprocessing, batched encoder, prompted decoder.
 
 NumPy-facing entry points (:meth:`SamPredictor.embed`, :meth:`SamPredictor.predict_masks`) wrap
-batched torch code. Frames (:mod:`samgeo_pipeline.sam_geometry`, the one place for SAM's
+batched torch code. Frames (:mod:`samgeo_pipeline.sam.geometry`, the one place for SAM's
 geometry): a tile is ``uint8 (rows, cols, 3)`` RGB; SAM sees it resized as uint8 so its longest
 side is ``image_size`` (1024 for released models), normalised with ImageNet mean/std and padded
 bottom/right to ``image_size``². Prompt coordinates are given in tile pixels ``(col, row)``;
-prompts are decoded by :mod:`samgeo_pipeline.sam_decode` (never padded). Output logits are
+prompts are decoded by :mod:`samgeo_pipeline.sam.decode` (never padded). Output logits are
 ``float32 (rows, cols)`` in the tile frame (water where > 0).
 """
 
@@ -24,10 +24,10 @@ import torch
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.families import FAMILIES, read_family
 from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam_attention import chunk_global_attention
-from samgeo_pipeline.sam_decode import NO_MASK_LOGIT, Embeddings, RowBatch, component_logits, prompt_rows
-from samgeo_pipeline.sam_geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
-from samgeo_pipeline.weights import weight_files, weights_present
+from samgeo_pipeline.sam.attention import chunk_global_attention
+from samgeo_pipeline.sam.decode import NO_MASK_LOGIT, Embeddings, RowBatch, component_logits, prompt_rows
+from samgeo_pipeline.sam.geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
+from samgeo_pipeline.sam.weights import weight_files, weights_present
 
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
@@ -76,7 +76,7 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     A hub id is looked up in the local cache first; only if absent (and ``HF_HUB_OFFLINE`` is not
     set) is it downloaded (its ``.json`` and ``.safetensors`` files only). Weights are read only
     from ``.safetensors`` files inside the model folder (or the hub snapshot), an index's shards
-    included (:func:`~samgeo_pipeline.weights.weight_files`, checked before transformers opens
+    included (:func:`~samgeo_pipeline.sam.weights.weight_files`, checked before transformers opens
     anything): pickle files (``pytorch_model.bin``) can run code when loaded and are refused.
 
     Raises:
@@ -115,7 +115,7 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
 
 def _load_folder(folder: Path, root: Path, source: ModelSource) -> tuple[torch.nn.Module, ModelSource]:
     """``from_pretrained(folder)`` with the class of its family (:func:`~samgeo_pipeline.models.families.read_family`,
-    an unsupported one refused first) once :func:`~samgeo_pipeline.weights.weight_files` has
+    an unsupported one refused first) once :func:`~samgeo_pipeline.sam.weights.weight_files` has
     checked every file it will read (``root``: where they must resolve, see there)."""
     from safetensors import SafetensorError
 
@@ -179,7 +179,7 @@ def preprocess_torch(images: torch.Tensor, image_size: int) -> tuple[torch.Tenso
 
     Args:
         images: ``uint8 (batch, rows, cols, 3)`` RGB, on any device. Tiles that need resizing are
-            resized on the CPU (:func:`~samgeo_pipeline.sam_geometry.resize_tile`), the others stay
+            resized on the CPU (:func:`~samgeo_pipeline.sam.geometry.resize_tile`), the others stay
             where they are.
         image_size: SAM's input side (``config.vision_config.image_size``).
 
@@ -210,7 +210,7 @@ class SamPredictor:
             see :func:`read_checkpoint_preprocessing`), applied by the segment pipeline; None for
             released models.
         attention_rows: when set, the encoder's global-attention layers attend this many token rows
-            at a time (:func:`~samgeo_pipeline.sam_attention.chunk_global_attention`: less memory,
+            at a time (:func:`~samgeo_pipeline.sam.attention.chunk_global_attention`: less memory,
             the same embeddings); None keeps transformers' dense layers.
     """
 
@@ -248,7 +248,7 @@ class SamPredictor:
         """Image embeddings of a batch of tiles.
 
         Tiles whose longest side is not ``image_size`` are resized on the CPU as uint8
-        (:func:`~samgeo_pipeline.sam_geometry.resize_tile`); the ``uint8`` tiles then go to the
+        (:func:`~samgeo_pipeline.sam.geometry.resize_tile`); the ``uint8`` tiles then go to the
         device (on CUDA in one copy from pinned memory), where they are normalised and padded.
 
         Args:
@@ -258,7 +258,7 @@ class SamPredictor:
         Returns:
             ``(embeddings, resized)``: ``(batch, 256, e, e)`` on the device (e = image_size / 16) and
             the resized tile size inside SAM's padded input (other families: their embeddings,
-            :data:`~samgeo_pipeline.sam_decode.Embeddings`, and their input frame's size).
+            :data:`~samgeo_pipeline.sam.decode.Embeddings`, and their input frame's size).
         """
         pixel_values, resized = self._pixel_values(tiles)
         with self._autocast():
@@ -311,7 +311,7 @@ class SamPredictor:
         """Water of every tile of an encoder batch: the union of its components' masks.
 
         The prompts of all tiles are decoded together, one decoder call per prompt shape
-        (:mod:`samgeo_pipeline.sam_decode`: never padded, so each tile's logits are those of its
+        (:mod:`samgeo_pipeline.sam.decode`: never padded, so each tile's logits are those of its
         prompts decoded alone, up to float rounding of the batched call). Upsampling to the tile,
         the union (max) over components and the threshold run on the device; only the result comes
         back, in one copy for the batch.

@@ -7,7 +7,7 @@ therefore never padded: the rows of a batch of images are grouped by (point coun
 group is decoded in one call for all images of the batch. Inside a call, images with fewer rows
 of the group repeat one of their rows (rows are decoded independently; the repeats are dropped).
 
-The same functions serve inference (:class:`~samgeo_pipeline.sam.SamPredictor`, under
+The same functions serve inference (:class:`~samgeo_pipeline.sam.predictor.SamPredictor`, under
 ``inference_mode``) and fine-tuning (with gradients): every step is a differentiable torch op.
 
 Embeddings: SAM's are one ``(B, C, e, e)`` tensor, passed to the model as ``image_embeddings``;
@@ -15,7 +15,7 @@ other families (:mod:`samgeo_pipeline.models`) pass a dict of the model's keywor
 (``image_embeddings`` and, for SAM-HQ, ``intermediate_embeddings``), each a batch-first tensor or a
 list of them (SAM 2's feature levels). Either way a row group selects its images from every one.
 
-Frames: rows are in SAM's input frame (:func:`~samgeo_pipeline.sam_geometry.scale_coords`);
+Frames: rows are in SAM's input frame (:func:`~samgeo_pipeline.sam.geometry.scale_coords`);
 decoder masks are ``(m, m)`` in SAM's mask frame.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam_geometry import scale_coords
+from samgeo_pipeline.sam.geometry import scale_coords
 
 #: A batch's image embeddings: SAM's tensor, or a family's decoder keyword arguments (module doc).
 Embeddings = torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]
