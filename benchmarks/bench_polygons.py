@@ -13,8 +13,8 @@ children too): on Linux a child's ``ru_maxrss`` starts from its parent's RSS at 
 
 - ``bare4`` / ``bare8``: ``features.shapes`` over the whole mask at once (read whole, outside the
   timing), 4- / 8-connected, every shape iterated; nothing converted or written.
-- ``new``: :func:`samgeo_pipeline.vectorize.write_polygons` of this checkout (``--window``).
-- ``old`` (``--old``): ``write_polygons`` of ``samgeo_pipeline/vectorize.py`` at ``--old-rev``
+- ``new``: :func:`samgeo_pipeline.outputs.vectorize.write_polygons` of this checkout (``--window``).
+- ``old`` (``--old``): ``write_polygons`` of ``samgeo_pipeline/outputs/vectorize.py`` at ``--old-rev``
   (default 445fb88, before issue 8), loaded from git into a module of its own.
 
 ``merge s`` is the part of the time spent merging pieces across window borders: the old one
@@ -106,13 +106,13 @@ def cached_mask(size: int, seed: int) -> Path:
 
 
 def load_old(rev: str) -> types.ModuleType:
-    """``samgeo_pipeline/vectorize.py`` at git revision ``rev`` as a module of its own."""
+    """``samgeo_pipeline/outputs/vectorize.py`` at git revision ``rev`` as a module of its own."""
     source = subprocess.run(
-        ["git", "-C", str(BENCH_DIR.parent), "show", f"{rev}:samgeo_pipeline/vectorize.py"],
+        ["git", "-C", str(BENCH_DIR.parent), "show", f"{rev}:samgeo_pipeline/outputs/vectorize.py"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     module = types.ModuleType(f"vectorize_{rev}")
-    exec(compile(source, f"{rev}:samgeo_pipeline/vectorize.py", "exec"), module.__dict__)
+    exec(compile(source, f"{rev}:samgeo_pipeline/outputs/vectorize.py", "exec"), module.__dict__)
     return module
 
 
@@ -176,7 +176,7 @@ def run_variant(variant: str, mask: Path, out: Path, window: int, old_rev: str) 
     """Time one variant; then (untimed) read its GeoPackage back."""
     from rasterio import features
 
-    from samgeo_pipeline import vectorize
+    from samgeo_pipeline.outputs import vectorize
 
     result: dict = {"variant": variant}
     if variant == "components":

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.manifest import find_reusable
+from samgeo_pipeline.outputs.manifest import find_reusable
 
 MANIFEST = "manifest.json"
 
@@ -49,7 +49,7 @@ def upload_outputs(local_dir: Path, remote_dir: str, storage_options: dict[str, 
 def remote_reusable(
     remote_dir: str, checksum: str, config: SegmentConfig, storage_options: dict[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """The remote manifest when it may be reused: :func:`samgeo_pipeline.manifest.find_reusable`'s
+    """The remote manifest when it may be reused: :func:`samgeo_pipeline.outputs.manifest.find_reusable`'s
     test (same bytes, parameters, version, model; every output present) on the remote folder.
 
     The manifest is read into a temporary folder beside an empty stand-in for each output the store

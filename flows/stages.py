@@ -23,7 +23,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError
 from samgeo_pipeline.io.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
 from samgeo_pipeline.io.limits import check_size
-from samgeo_pipeline.manifest import file_sha256, find_reusable
+from samgeo_pipeline.outputs.manifest import file_sha256, find_reusable
 from samgeo_pipeline.io.paths import check_inside, safe_name
 from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact

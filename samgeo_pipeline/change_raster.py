@@ -54,7 +54,7 @@ from rasterio.windows import Window
 
 from samgeo_pipeline.io.dates import ImageDate
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
+from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
 
 CLASSES: dict[int, str] = {
     0: "not water", 1: "permanent", 2: "new permanent", 3: "lost permanent", 4: "seasonal", 5: "new seasonal",

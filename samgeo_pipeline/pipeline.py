@@ -38,8 +38,8 @@ from samgeo_pipeline.errors import (
 from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
 from samgeo_pipeline.inference import run_sam_batch
 from samgeo_pipeline.io.limits import check_free_disk, check_size
-from samgeo_pipeline.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
-from samgeo_pipeline.quicklook import draw_quicklook, preview_rgb, write_quicklook
+from samgeo_pipeline.outputs.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
+from samgeo_pipeline.outputs.quicklook import draw_quicklook, preview_rgb, write_quicklook
 from samgeo_pipeline.water.radiometry import ImageStats, source_dtype, stats_from_array
 from samgeo_pipeline.io.reflectance import resolve_reflectance
 from samgeo_pipeline.io.raster import (
@@ -59,11 +59,11 @@ from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.sam.predictor import ModelSource
 from samgeo_pipeline.sink import TileSink
-from samgeo_pipeline.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
+from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
 from samgeo_pipeline.io.tiling import TileGrid
-from samgeo_pipeline.vectorize import write_polygons
-from samgeo_pipeline.writers import MASK_NODATA
+from samgeo_pipeline.outputs.vectorize import write_polygons
+from samgeo_pipeline.outputs.writers import MASK_NODATA
 
 __all__ = ["segment_raster", "RasterRun", "SegmentResult", "TileCounts", "Status"]
 
@@ -92,7 +92,7 @@ def segment_raster(
             resolved. The manifest records it, credentials hidden
             (:func:`~samgeo_pipeline.redact.redact`) (and ``bands_source``: how a caller such as the watch
             flow chose ``config.bands``, beside the mapping); outputs of another source with other bytes are not
-            replaced without ``overwrite`` (:func:`~samgeo_pipeline.manifest.check_folder_owner`).
+            replaced without ``overwrite`` (:func:`~samgeo_pipeline.outputs.manifest.check_folder_owner`).
 
     Returns:
         The result: ``done``, ``skipped`` (reused), ``partial`` when SAM ran out of memory on

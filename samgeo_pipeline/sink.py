@@ -16,7 +16,7 @@ from samgeo_pipeline.io.raster import RasterInfo
 from samgeo_pipeline.reader import PreparedTile
 from samgeo_pipeline.results import TileCounts
 from samgeo_pipeline.io.tiling import core_of
-from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
+from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
 
 
 class TileSink:

@@ -366,7 +366,7 @@ class TestUncertain:
         capsys: pytest.CaptureFixture[str],
     ) -> None:  # fmt: skip
         import samgeo_pipeline.pipeline as pipeline
-        from samgeo_pipeline.quicklook import OUTLINE_RGB
+        from samgeo_pipeline.outputs.quicklook import OUTLINE_RGB
 
         batches = []
         monkeypatch.setattr(pipeline, "run_sam_batch", lambda *a, **k: batches.append(a))

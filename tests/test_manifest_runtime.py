@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.manifest import runtime_info
+from samgeo_pipeline.outputs.manifest import runtime_info
 from samgeo_pipeline.pipeline import RasterRun
 from tests.scenes import write_raster
 

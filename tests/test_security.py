@@ -372,7 +372,7 @@ class TestSizeLimits:
     def test_failed_work_file_creation_leaves_no_file(self, scene: Path, tmp_path: Path, monkeypatch) -> None:
         from rasterio.errors import RasterioIOError
 
-        import samgeo_pipeline.writers as writers
+        import samgeo_pipeline.outputs.writers as writers
 
         info = inspect_raster(scene)
 
@@ -416,7 +416,7 @@ class TestFullDisk:
     def test_a_gdal_failure_on_a_full_disk(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
         """GDAL's COG copy fails with its own words; the disk has no space left: that is the reason given."""
         import samgeo_pipeline.io.atomic as atomic
-        import samgeo_pipeline.writers as writers
+        import samgeo_pipeline.outputs.writers as writers
         from rasterio.errors import RasterioIOError
 
         def copy(*args, **kwargs):
@@ -430,7 +430,7 @@ class TestFullDisk:
         """GDAL writes cached blocks from whichever thread evicts them and only prints a failure: the
         work file is then short, and the polygons read "Missing data for block 46". Its size is checked."""
         import samgeo_pipeline.io.atomic as atomic
-        import samgeo_pipeline.writers as writers
+        import samgeo_pipeline.outputs.writers as writers
 
         class ShortClose:  # the dataset, whose close leaves the file as a failed flush does
             def __init__(self, ds, path: Path) -> None:

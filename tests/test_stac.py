@@ -17,8 +17,8 @@ pystac = pytest.importorskip("pystac")
 
 from samgeo_pipeline.cli import main  # noqa: E402
 from samgeo_pipeline.errors import InputError  # noqa: E402
-from samgeo_pipeline.manifest import file_sha256  # noqa: E402
-from samgeo_pipeline.stac import (  # noqa: E402
+from samgeo_pipeline.outputs.manifest import file_sha256  # noqa: E402
+from samgeo_pipeline.outputs.stac import (  # noqa: E402
     acquisition_datetime,
     rebuild_remote_catalog,
     register_item,

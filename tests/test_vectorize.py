@@ -15,8 +15,8 @@ from rasterio import features
 from rasterio.transform import Affine
 from scipy import ndimage
 
-from samgeo_pipeline import vectorize
-from samgeo_pipeline.vectorize import LAYER, area_perimeter_m, mask_polygons, to_map, write_polygons
+from samgeo_pipeline.outputs import vectorize
+from samgeo_pipeline.outputs.vectorize import LAYER, area_perimeter_m, mask_polygons, to_map, write_polygons
 from tests.scenes import (
     GEO_TRANSFORM,
     M_PER_DEG_LAT,

@@ -10,7 +10,7 @@ import rasterio
 from rasterio.windows import Window
 
 from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
-from samgeo_pipeline.writers import MASK_NODATA, WindowedRasterWriter
+from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
 from tests.scenes import UTM_TRANSFORM, leftovers, write_raster
 
 HEIGHT, WIDTH = 600, 700

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("pystac")
 
-from samgeo_pipeline.stac import validate_offline  # noqa: E402
+from samgeo_pipeline.outputs.stac import validate_offline  # noqa: E402
 from tests.test_stac import L8, landsat_item  # noqa: E402
 
 try:  # the moto server fixture (its module skips without s3fs or moto)
