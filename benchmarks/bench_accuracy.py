@@ -2,7 +2,7 @@
 
 The coarse mask is what ``segment --model none`` writes and where SAM's point/box prompts come
 from, so it bounds the whole pipeline. This script runs the real pipeline
-(:func:`samgeo_pipeline.pipeline.segment_raster`, ``model="none"``) on the shared imagery
+(:func:`samgeo_pipeline.run.image.segment_raster`, ``model="none"``) on the shared imagery
 (``../shared/data``, see its README) and prints two tables: one row per case, and one row per
 *source* (a fold: cellula, bakerlake, havel, colorado, l8_cloudy, naip, pucallpa).
 
@@ -26,7 +26,7 @@ Cases (each belongs to one source):
 - prompt quality of each labelled case (:func:`samgeo_pipeline.finetune.metrics.prompt_quality`):
   the points the pipeline would give SAM (default prompt options plus ``--negatives`` negatives),
   drawn with :func:`samgeo_pipeline.water.prompts.prompts_for` from the coarse mask of each tile with
-  the tile's generator, exactly as :func:`samgeo_pipeline.reader.prepare_tile` draws them (it is
+  the tile's generator, exactly as :func:`samgeo_pipeline.run.prepare.prepare_tile` draws them (it is
   called when its API allows, and its coarse mask checked against ``mask.tif``; otherwise the
   tiles are cut from ``mask.tif``, which gives the same tiles). Point coordinates are
   ``(x, y) = (col, row)``; tile points are moved to the image frame by the tile's read window.
@@ -99,7 +99,7 @@ from samgeo_pipeline.io.bands import BAND_NAMES  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
 from samgeo_pipeline.errors import SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.finetune.metrics import Confusion, confusion  # noqa: E402
-from samgeo_pipeline.pipeline import segment_raster  # noqa: E402
+from samgeo_pipeline.run.image import segment_raster  # noqa: E402
 from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for  # noqa: E402
 
 MASK_NODATA = 255
@@ -335,7 +335,7 @@ def prompts_by_prepare_tile(path: Path, config: SegmentConfig) -> tuple[list[Com
 
     Uses the pipeline's internals (may raise if their API changed; the caller falls back).
     """
-    from samgeo_pipeline.reader import prepare_tile
+    from samgeo_pipeline.run.prepare import prepare_tile
     from samgeo_pipeline.water.radiometry import compute_stats
     from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.tiling import core_of, make_grid

@@ -1,7 +1,7 @@
 """Keeping one device busy over a batch of images (issue 8 item 6 without a GPU).
 
 A batch of ``--images`` copies of the cached 8192² NAIP-like scene goes through
-:func:`samgeo_pipeline.runner.segment_many` (what ``samgeo-pipeline segment`` runs) with SAM
+:func:`samgeo_pipeline.run.batch.segment_many` (what ``samgeo-pipeline segment`` runs) with SAM
 replaced by a device stand-in: ``embed`` waits ``1 / rate`` seconds per tile without using the CPU
 (``time.sleep`` releases the GIL, as a thread waiting for a GPU does), and the decoder returns the
 tile's coarse mask at once (:class:`bench_feed.StubPredictor`). Everything else is the library's
@@ -57,7 +57,7 @@ def device_stand_in(stub: Any, tiles_per_s: float) -> Any:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """The batch at each rate, for the library this process imports."""
     import samgeo_pipeline
-    import samgeo_pipeline.runner as runner
+    import samgeo_pipeline.run.batch as runner
     from samgeo_pipeline.config import SegmentConfig
 
     sys.path.insert(0, str(BENCH_DIR))

@@ -2,7 +2,7 @@
 
 Each case runs in a fresh process (peak RSS, ``ru_maxrss``, is per process): a model of the family
 built from its transformers config with random weights (nothing downloaded; speed does not depend
-on the weights), loaded through :func:`samgeo_pipeline.runner.load_predictor` from a
+on the weights), loaded through :func:`samgeo_pipeline.run.batch.load_predictor` from a
 ``save_pretrained`` folder like any ``--model``, then ``predictor.embed`` on batches of random
 ``uint8`` tiles of ``--tile`` px (one warm-up batch, then ``--iters`` timed ones). Printed per case:
 seconds per tile (median over the timed batches), tiles/s, the ratio to SAM's tiles/s at the same
@@ -91,7 +91,7 @@ def run_case(case: str, device: str, batch: int, tile: int, iters: int, threads:
     import torch
 
     from samgeo_pipeline.config import SegmentConfig
-    from samgeo_pipeline.runner import load_predictor
+    from samgeo_pipeline.run.batch import load_predictor
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

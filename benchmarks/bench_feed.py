@@ -1,6 +1,6 @@
 """Feeding the GPU: CPU core-ms per SAM tile of everything but the model (target <= 35 core-ms).
 
-The pipeline (:func:`samgeo_pipeline.pipeline.segment_raster`, the real one) runs on the cached
+The pipeline (:func:`samgeo_pipeline.run.image.segment_raster`, the real one) runs on the cached
 8192² NAIP-like benchmark scene with SAM replaced by a zero-cost stand-in (:class:`StubPredictor`:
 ``embed`` and the decoder return at once, no torch compute). The stand-in's masks are the tiles'
 coarse masks, computed before the timing, so the mask, the polygons and the quicklook hold what a
@@ -269,7 +269,7 @@ def build_stub(path: Path, config: Any) -> tuple[StubPredictor, int]:
 
 
 def run_once(path: Path, out: Path, config: Any, predictor: Any, clocks: bool) -> dict[str, Any]:
-    from samgeo_pipeline import pipeline
+    from samgeo_pipeline.run import image as pipeline
 
     clock = install_clocks() if clocks else None
     shutil.rmtree(out, ignore_errors=True)

@@ -44,7 +44,7 @@ def main() -> int:
     env.update(kv.split("=", 1) for kv in args.env)
 
     rc, floor_mib, _ = run_peak_rss(
-        [sys.executable, "-c", "import samgeo_pipeline.cli, samgeo_pipeline.runner, samgeo_pipeline.pipeline"], env
+        [sys.executable, "-c", "import samgeo_pipeline.cli, samgeo_pipeline.run.batch, samgeo_pipeline.run.image"], env
     )
     if rc:
         print("importing samgeo_pipeline failed", file=sys.stderr)

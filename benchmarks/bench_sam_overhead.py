@@ -41,7 +41,8 @@ import rasterio
 import torch
 
 from _common import CACHE_DIR, cached_scene, fmt_table
-from samgeo_pipeline import pipeline, reader
+from samgeo_pipeline.run import image as pipeline
+from samgeo_pipeline.run import prepare as reader
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.water.radiometry import compute_stats
 from samgeo_pipeline.io.raster import inspect_raster

@@ -32,7 +32,9 @@ import rasterio
 from rasterio.windows import Window
 
 from _common import cached_scene, fmt_table
-from samgeo_pipeline import pipeline, reader, sink
+from samgeo_pipeline.run import image as pipeline
+from samgeo_pipeline.run import prepare as reader
+from samgeo_pipeline.run import sink
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.io.tiling import TileGrid, make_grid

@@ -178,7 +178,7 @@ def segment_image(
 ) -> dict[str, Any]:
     """Segment one prepared image; holds this process's GPU (and a slot of ``gpu_limit`` when
     given) while its tiles go through the model, and the output folder's lock from its first
-    write to its manifest (:class:`~samgeo_pipeline.pipeline.RasterRun`).
+    write to its manifest (:class:`~samgeo_pipeline.run.image.RasterRun`).
 
     Temporary files a killed run left in the output folder are removed first (the lock proves
     their writer is dead; logged as a warning). ``image`` names the task run only (it is not part of the cache key).
@@ -261,10 +261,10 @@ def _gpu_slot(gpu_limit: str | None):
 
 
 def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None, logger, bands_source=None):
-    """:class:`~samgeo_pipeline.pipeline.RasterRun`'s stages, holding the GPU (:func:`_gpu_slot`) for
+    """:class:`~samgeo_pipeline.run.image.RasterRun`'s stages, holding the GPU (:func:`_gpu_slot`) for
     the tiles only: the statistics before and the COG, polygons and quicklook after run beside
     another image's tiles."""
-    from samgeo_pipeline.pipeline import RasterRun
+    from samgeo_pipeline.run.image import RasterRun
 
     predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
     run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,

@@ -315,7 +315,7 @@ class _PredictorCache:
         self._items: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     def get(self, run_id: str, config: SegmentConfig, log) -> tuple[Any, Any]:
-        from samgeo_pipeline.runner import describe_model, load_predictor
+        from samgeo_pipeline.run.batch import describe_model, load_predictor
 
         key = (run_id, config.model, config.device, config.precision)
         with self._lock:

@@ -97,7 +97,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from samgeo_pipeline.io.raster import expand_inputs
-    from samgeo_pipeline.runner import segment_many, summary_table
+    from samgeo_pipeline.run.batch import segment_many, summary_table
 
     console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)  # logs: no narrow wrap
     config = config_from_args(args)

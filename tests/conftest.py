@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
-from samgeo_pipeline.pipeline import SegmentResult
+from samgeo_pipeline.run.image import SegmentResult
 from tests.scenes import DEMO_SHAPE, GEO_TRANSFORM, run
 
 

@@ -18,7 +18,7 @@ from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarnin
 from rasterio.transform import Affine
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.pipeline import SegmentResult, segment_raster
+from samgeo_pipeline.run.image import SegmentResult, segment_raster
 
 #: Real imagery, outside the repository (``../shared/data`` from the project root).
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"

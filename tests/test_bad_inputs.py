@@ -14,7 +14,7 @@ from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.run.image import segment_raster
 from tests.scenes import disc, leftovers, multiband_scene, write_raster
 
 FINAL_NAMES = {"mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json"}

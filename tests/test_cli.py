@@ -91,7 +91,7 @@ class TestSegment:
         import threading
         import warnings
 
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.run.image as pipeline
 
         third_started = threading.Event()
         real_polygons, real_tiles = pipeline.write_polygons, pipeline.RasterRun.tiles
@@ -169,7 +169,7 @@ class TestSegment:
 
     def test_ctrl_c_exits_130(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                               capsys: pytest.CaptureFixture[str]) -> None:
-        from samgeo_pipeline.pipeline import RasterRun
+        from samgeo_pipeline.run.image import RasterRun
 
         def interrupted(*args: object, **kwargs: object) -> None:
             raise KeyboardInterrupt
@@ -365,7 +365,7 @@ class TestUncertain:
         self, scene: Path, tiny_model: Path, tmp_path: Path, abstaining: None, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:  # fmt: skip
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.run.image as pipeline
         from samgeo_pipeline.outputs.quicklook import OUTLINE_RGB
 
         batches = []

@@ -72,7 +72,7 @@ def test_no_import_cycles() -> None:
 
 def test_result_types_sit_below_manifest_and_pipeline() -> None:
     graph = import_graph()
-    assert "samgeo_pipeline.pipeline" not in graph["samgeo_pipeline.outputs.manifest"]
+    assert "samgeo_pipeline.run.image" not in graph["samgeo_pipeline.outputs.manifest"]
     assert "samgeo_pipeline.results" in graph["samgeo_pipeline.outputs.manifest"]
     assert "samgeo_pipeline.finetune.sources" not in graph["samgeo_pipeline.finetune.ortho"]
 

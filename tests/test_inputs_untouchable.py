@@ -131,7 +131,7 @@ class TestOutputsAreNotInputs:
 _KILLED_RUN = """
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
-import samgeo_pipeline.sink as sink
+import samgeo_pipeline.run.sink as sink
 from samgeo_pipeline.cli import main
 
 real_write = sink.TileSink.write

@@ -12,7 +12,7 @@ import torch
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.outputs.manifest import runtime_info
-from samgeo_pipeline.pipeline import RasterRun
+from samgeo_pipeline.run.image import RasterRun
 from tests.scenes import write_raster
 
 

@@ -21,7 +21,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
 from samgeo_pipeline.io.folders import LOCK_NAME
-from samgeo_pipeline.pipeline import SegmentResult, segment_raster
+from samgeo_pipeline.run.image import SegmentResult, segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.outputs.vectorize import mask_polygons
@@ -396,7 +396,7 @@ class TestRerun:
     def test_retrained_model_in_the_same_folder_reprocesses(self, scene: Path, tmp_path: Path) -> None:
         """Retraining into the same folder (``runs/x/best``) changes the weights, not the path:
         the re-run must redo the image, not keep outputs of the old model."""
-        from samgeo_pipeline.runner import load_predictor
+        from samgeo_pipeline.run.batch import load_predictor
         from tests.tiny_sam import save_tiny_sam
 
         model = save_tiny_sam(tmp_path / "best", seed=0)
@@ -425,7 +425,7 @@ class TestRerun:
         assert (out / "water.gpkg").is_file()
 
     def test_crash_leaves_no_half_file(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        import samgeo_pipeline.reader as reader
+        import samgeo_pipeline.run.prepare as reader
 
         real = reader.prepare_tile
 
@@ -445,7 +445,7 @@ class TestRerun:
         assert run(scene, out).status == "done"  # so the next run redoes them
 
     def test_crash_on_first_run_leaves_no_mask(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        import samgeo_pipeline.reader as reader
+        import samgeo_pipeline.run.prepare as reader
 
         def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             raise RuntimeError("reader died")
@@ -467,8 +467,8 @@ class TestFinish:
                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
         import threading
 
-        import samgeo_pipeline.pipeline as pipeline
-        from samgeo_pipeline.sink import TileSink
+        import samgeo_pipeline.run.image as pipeline
+        from samgeo_pipeline.run.sink import TileSink
 
         tracing, seen = threading.Event(), {}
         real_polygons, real_cogs = pipeline.write_polygons, TileSink.make_cogs
@@ -495,8 +495,8 @@ class TestFinish:
     @pytest.mark.parametrize("failing", ["cogs", "polygons"])
     def test_either_failing_leaves_no_work_file_and_no_manifest(self, failing: str, scene: Path, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-        import samgeo_pipeline.pipeline as pipeline
-        from samgeo_pipeline.sink import TileSink
+        import samgeo_pipeline.run.image as pipeline
+        from samgeo_pipeline.run.sink import TileSink
 
         def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             raise RuntimeError(f"{failing} failed")
@@ -559,7 +559,7 @@ class TestFeedSpeedups:
 
     @pytest.mark.parametrize("kind", ["uint8", "uint16", "float32-nan", "alpha-mask"])
     def test_prepare_tile_equals_plain_path(self, kind: str, tmp_path: Path) -> None:
-        import samgeo_pipeline.reader as reader
+        import samgeo_pipeline.run.prepare as reader
         from samgeo_pipeline.water.radiometry import compute_stats
         from samgeo_pipeline.io.raster import inspect_raster
         from samgeo_pipeline.io.tiling import make_grid
@@ -628,7 +628,7 @@ class TestFeedSpeedups:
     def test_default_read_workers(self) -> None:
         import os
 
-        from samgeo_pipeline.reader import read_workers
+        from samgeo_pipeline.run.prepare import read_workers
 
         assert read_workers(SegmentConfig(read_workers=3)) == 3
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -641,7 +641,7 @@ class TestWarningsPerImage:
         import threading
         import time
 
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.run.image as pipeline
 
         real_inspect = pipeline.inspect_raster
 

@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import CoarseMaskWarning, NotGeoreferencedWarning
 from samgeo_pipeline.water.coarse import apply_rule
-from samgeo_pipeline.pipeline import SegmentResult, segment_raster
+from samgeo_pipeline.run.image import SegmentResult, segment_raster
 from samgeo_pipeline.water.radiometry import stats_from_array
 from samgeo_pipeline.io.raster import inspect_raster, read_bands
 from tests.scenes import DATA_DIR, M_PER_DEG_LAT, M_PER_DEG_LON

@@ -11,7 +11,7 @@ import pytest
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.redact import MASK, is_secret_name, redact, redact_options
 
 SECRETS = ("s3cr3tpw", "SIGSECRET", "CREDSECRET", "TOKSECRET")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import samgeo_pipeline.pipeline as pipeline
-import samgeo_pipeline.runner as runner
+import samgeo_pipeline.run.image as pipeline
+import samgeo_pipeline.run.batch as runner
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.io.folders import LOCK_NAME
-from samgeo_pipeline.pipeline import RasterRun, segment_raster
+from samgeo_pipeline.run.image import RasterRun, segment_raster
 
 CONFIG = SegmentConfig(model="none", progress=False, tile_size=128, halo=16)
 WAIT_S = 20.0  # the longest a stage waits for its neighbour (only reached when they do not overlap)

@@ -34,7 +34,7 @@ def test_segment_option_reaches_the_predictor(tmp_path):
     """``--attention-rows`` (SegmentConfig.attention_rows) chunks the loaded model; 0 keeps it dense;
     it is a runtime option (same parameter hash, so outputs are reused across it)."""
     from samgeo_pipeline.config import SegmentConfig
-    from samgeo_pipeline.runner import load_predictor
+    from samgeo_pipeline.run.batch import load_predictor
     from tests.tiny_sam import save_tiny_sam
 
     model_dir = save_tiny_sam(tmp_path / "sam")

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-import samgeo_pipeline.runner as runner
+import samgeo_pipeline.run.batch as runner
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import SamInferenceError
-from samgeo_pipeline.inference import is_out_of_memory
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.run.inference import is_out_of_memory
+from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.sam.predictor import ModelSource
 from samgeo_pipeline.io.tiling import make_grid

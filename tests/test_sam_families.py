@@ -18,10 +18,10 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.families import FAMILIES, read_family
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.io.raster import inspect_raster
-from samgeo_pipeline.runner import describe_model, load_predictor
+from samgeo_pipeline.run.batch import describe_model, load_predictor
 from samgeo_pipeline.sam.predictor import load_sam_model
 from samgeo_pipeline.io.tiling import make_grid
 from tests.tiny_sam import save_tiny_sam, tiny_sam

@@ -38,7 +38,7 @@ from samgeo_pipeline.errors import (
     UnsafePathError,
 )
 from samgeo_pipeline.io.paths import cap_name, check_inside, output_dirs, printable, safe_name
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
 from tests.scenes import leftovers
 
@@ -296,7 +296,7 @@ class TestSizeLimits:
         assert not out.exists() or not any(out.rglob("*"))  # no work file, not even an empty one
 
     def test_sparse_tiff_statistics_never_start(self, tmp_path: Path, monkeypatch) -> None:
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.run.image as pipeline
 
         def no_statistics(*args, **kwargs):
             raise AssertionError("the statistics read started")
@@ -498,8 +498,8 @@ class TestBatchGoesOn:
         import pyogrio.errors
         import shapely.errors
 
-        import samgeo_pipeline.runner as runner
-        from samgeo_pipeline.pipeline import RasterRun
+        import samgeo_pipeline.run.batch as runner
+        from samgeo_pipeline.run.image import RasterRun
 
         raised = {
             "pyogrio": pyogrio.errors.DataSourceError("sqlite3_open(...) failed"),
@@ -531,8 +531,8 @@ class TestBatchGoesOn:
     @pytest.mark.parametrize("stop", [MemoryError, KeyboardInterrupt])
     def test_running_out_of_memory_or_an_interrupt_still_stops(self, stop, stage: str, scene: Path, tmp_path: Path,
                                                               monkeypatch) -> None:  # fmt: skip
-        import samgeo_pipeline.pipeline as pipeline
-        import samgeo_pipeline.runner as runner
+        import samgeo_pipeline.run.image as pipeline
+        import samgeo_pipeline.run.batch as runner
 
         real = getattr(pipeline, stage)
 

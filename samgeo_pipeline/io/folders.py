@@ -8,7 +8,7 @@
 - :func:`remove_partials`: under that lock, the temporary files of a dead run are removed (only the
   pipeline's own hidden ``.NAME.partial-*`` / ``.NAME.work-*`` names, regular files, never a link).
 
-Used by :class:`~samgeo_pipeline.pipeline.RasterRun` (so the CLI and the flows alike), the CLI and
+Used by :class:`~samgeo_pipeline.run.image.RasterRun` (so the CLI and the flows alike), the CLI and
 the segment flow.
 """
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from flows.common import build_config, image_row, run_markdown
 from flows.watch import _guess_note
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.pipeline import segment_raster
+from samgeo_pipeline.run.image import segment_raster
 
 GUESS = "guessed from 4 bands"
 

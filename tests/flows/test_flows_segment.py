@@ -27,7 +27,7 @@ def test_library_and_helpers_import_without_prefect() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, samgeo_pipeline.cli, samgeo_pipeline.pipeline, samgeo_pipeline.runner, "
+    code = ("import sys, samgeo_pipeline.cli, samgeo_pipeline.run.image, samgeo_pipeline.run.batch, "
             "samgeo_pipeline.serve, flows.common; sys.exit('prefect' in sys.modules)")
     repo = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
@@ -235,7 +235,7 @@ class TestPlainFunctions:
 
         from prefect.logging import disable_run_logger
 
-        from samgeo_pipeline.pipeline import RasterRun
+        from samgeo_pipeline.run.image import RasterRun
 
         lock = threading.Lock()
         active, peak, order = [0], [0], []
@@ -301,7 +301,7 @@ class TestSegmentFlow:
         (bad_dir / "broken.tif").write_bytes(b"II*\x00garbage")
         out = tmp_path / "out"
         loads = []
-        import samgeo_pipeline.runner as runner
+        import samgeo_pipeline.run.batch as runner
 
         real_load = runner.load_predictor
         monkeypatch.setattr(runner, "load_predictor", lambda c: loads.append(c.model) or real_load(c))
@@ -348,7 +348,7 @@ class TestSegmentFlow:
         artifact and the run's summary give the reason; a re-run reuses it and keeps saying so."""
         from dataclasses import replace
 
-        import samgeo_pipeline.pipeline as pipeline
+        import samgeo_pipeline.run.image as pipeline
 
         reason = "no clear dark-smooth mode"
         real = pipeline.stats_from_array
@@ -439,7 +439,7 @@ class TestSegmentFlow:
         assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["out"]
 
     def test_sam_model_loaded_once_per_run(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
-        import samgeo_pipeline.runner as runner
+        import samgeo_pipeline.run.batch as runner
         from tests.tiny_sam import save_tiny_sam
 
         model_dir = save_tiny_sam(tmp_path / "tiny-sam")

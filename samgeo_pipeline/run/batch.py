@@ -18,7 +18,7 @@ from samgeo_pipeline.io.folders import check_inputs_outside
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.models.families import FAMILIES
 from samgeo_pipeline.io.paths import check_inside, printable
-from samgeo_pipeline.pipeline import RasterRun
+from samgeo_pipeline.run.image import RasterRun
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.outputs.stac import register_item
 from samgeo_pipeline.sam.predictor import (

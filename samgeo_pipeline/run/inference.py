@@ -11,9 +11,9 @@ import torch
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamInferenceError
-from samgeo_pipeline.reader import PreparedTile
+from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.sink import TileSink
+from samgeo_pipeline.run.sink import TileSink
 
 #: Parts of the messages of torch's out-of-memory ``RuntimeError`` s that are not
 #: ``torch.OutOfMemoryError``: the CPU allocator ("DefaultCPUAllocator: can't allocate memory: you

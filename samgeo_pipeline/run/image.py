@@ -1,9 +1,9 @@
 """Segment one raster end to end: stats, tiles (coarse mask, prompts, SAM), mask COG, polygons,
 quicklook and manifest.
 
-This module only orchestrates the stages: :mod:`~samgeo_pipeline.reader` prepares tiles on reader
-threads, :mod:`~samgeo_pipeline.inference` batches tiles that have prompts through SAM, and
-:mod:`~samgeo_pipeline.sink` writes each tile's core. Tiles without coarse water or without valid
+This module only orchestrates the stages: :mod:`~samgeo_pipeline.run.prepare` prepares tiles on reader
+threads, :mod:`~samgeo_pipeline.run.inference` batches tiles that have prompts through SAM, and
+:mod:`~samgeo_pipeline.run.sink` writes each tile's core. Tiles without coarse water or without valid
 data skip SAM. Each image's warnings are collected in its own list (recorded in its manifest), so
 images run concurrently never see each other's.
 """
@@ -36,7 +36,7 @@ from samgeo_pipeline.errors import (
     SamgeoPipelineWarning,
 )
 from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
-from samgeo_pipeline.inference import run_sam_batch
+from samgeo_pipeline.run.inference import run_sam_batch
 from samgeo_pipeline.io.limits import check_free_disk, check_size
 from samgeo_pipeline.outputs.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
 from samgeo_pipeline.outputs.quicklook import draw_quicklook, preview_rgb, write_quicklook
@@ -53,12 +53,12 @@ from samgeo_pipeline.io.raster import (
     with_zero_collar,
     zero_collar_message,
 )
-from samgeo_pipeline.reader import PreparedTile, prepared_tiles, read_workers, release_free_memory
+from samgeo_pipeline.run.prepare import PreparedTile, prepared_tiles, read_workers, release_free_memory
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.sam.predictor import ModelSource
-from samgeo_pipeline.sink import TileSink
+from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
 from samgeo_pipeline.io.tiling import TileGrid
@@ -126,7 +126,7 @@ class RasterRun:
 
     A caller running several images keeps one GPU busy by holding it for :meth:`tiles` only: one
     image's tiles go through the model while another image prepares or finishes on other threads
-    (:func:`~samgeo_pipeline.runner.segment_many`, the Prefect flow). The stages of one run are
+    (:func:`~samgeo_pipeline.run.batch.segment_many`, the Prefect flow). The stages of one run are
     called in order, each once, from any thread (each opens its own GDAL environment); the
     arguments are those of :func:`segment_raster`, plus ``runner``: who runs it (a Prefect
     worker's name and flow run), recorded in the manifest's ``runtime``.
@@ -249,7 +249,7 @@ class RasterRun:
         :meth:`prepare` only collects them: Python's warning filters are process-wide, and a
         library's ``catch_warnings()`` block on another thread (pandas, geopandas, shapely do this)
         can swallow a warning issued meanwhile. Batches log them from one thread instead
-        (:func:`~samgeo_pipeline.runner.segment_many`).
+        (:func:`~samgeo_pipeline.run.batch.segment_many`).
         """
         for message, category in self.warnings:
             warnings.warn(message, category, stacklevel=2)
