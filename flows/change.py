@@ -3,7 +3,7 @@
 The images (files, folders, globs: as the segment flow takes them) are segmented by
 :func:`flows.segment.segment_flow` (a subflow: reuse, GPU lock, artifacts as usual) into
 ``output_root/<image>/``; their output folders are then compared by
-:func:`samgeo_pipeline.change.run_change` into ``change_dir`` (default ``output_root/change``).
+:func:`samgeo_pipeline.change.compare.run_change` into ``change_dir`` (default ``output_root/change``).
 An image whose coarse rule abstained (``uncertain``, no mask) is left out and named in the log and
 the artifact; a failed image fails the run (the segment flow raises). The artifact
 ``change-summary`` lists the dates (and where each came from), the class areas and links to the
@@ -27,13 +27,13 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 
 from flows.common import base_url, is_remote, output_url  # noqa: E402
 from flows.segment import segment_flow  # noqa: E402
-from samgeo_pipeline.change import CLASSES, run_change  # noqa: E402
+from samgeo_pipeline.change.compare import CLASSES, run_change  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, UnsafePathError  # noqa: E402
 
 
 @task(name="change-compare")
 def compare(folders: list[str], out: str, dates: list[str] | None, crs: str | None, gsd: float | None) -> dict[str, Any]:
-    """:func:`~samgeo_pipeline.change.run_change` with the run's logger; returns a JSON-able summary."""
+    """:func:`~samgeo_pipeline.change.compare.run_change` with the run's logger; returns a JSON-able summary."""
     logger = get_run_logger()
     result = run_change([Path(f) for f in folders], Path(out), dates, crs, gsd, log=logger.info)
     for item in result.left_out:

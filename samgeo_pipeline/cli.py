@@ -119,7 +119,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
 def run_change(args: argparse.Namespace) -> int:
     """The ``change`` command: 0 when the comparison is written (folders left out are logged)."""
-    from samgeo_pipeline.change import run_change as compare
+    from samgeo_pipeline.change.compare import run_change as compare
 
     dates = [d.strip() for d in args.dates.split(",")] if args.dates else None
     result = compare(args.folders, args.out, dates, args.crs, args.gsd,

@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from rasterio.transform import Affine, from_origin
 
-from samgeo_pipeline.change import (
+from samgeo_pipeline.change.compare import (
     ChangeInputError,
     read_folders,
     run_change,
@@ -371,7 +371,7 @@ def test_no_water_on_any_date_gives_empty_layers(tmp_path):
 
 def test_results_do_not_depend_on_the_windows(pair, tmp_path, monkeypatch):
     """Rasters, counts, polygons and bodies by 1024² windows and by 16² ones (regions across many windows)."""
-    import samgeo_pipeline.change_raster as change_raster
+    import samgeo_pipeline.change.raster as change_raster
 
     big = run_change(pair[:2], tmp_path / "big", log=quiet)
     monkeypatch.setattr(change_raster, "WINDOW", 16)
@@ -399,7 +399,7 @@ def test_real_series_pucallpa_1985_2000_2020(tmp_path):
     assert [result.class_pixels[c] for c in (1, 2, 3, 9)] == [4049, 7062, 10746, 4889]
     assert result.date_pixels == [14795, 13297, 11111]
     assert result.date_area_m2[0] == pytest.approx(117.78e6, rel=1e-3)  # geodesic pixel areas near 8.4° S
-    import samgeo_pipeline.change_raster as change_raster
+    import samgeo_pipeline.change.raster as change_raster
 
     with pytest.MonkeyPatch.context() as patch:  # by 100² windows: each row keeps its own area
         patch.setattr(change_raster, "WINDOW", 100)

@@ -19,7 +19,7 @@ def test_flow_segments_dated_images_then_compares(tmp_path: Path, monkeypatch) -
 
     import samgeo_pipeline.run.image as pipeline
     from flows.change import change_flow
-    from samgeo_pipeline.change import run_change
+    from samgeo_pipeline.change.compare import run_change
 
     real = pipeline.stats_from_array
 

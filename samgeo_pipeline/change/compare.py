@@ -3,8 +3,8 @@
 Each input is an output folder of ``segment`` (``mask.tif``: 1 water, 0 not water, 255 nodata, and
 its ``manifest.json``). The dates (:mod:`samgeo_pipeline.io.dates`) order the folders; a folder whose
 status is ``uncertain`` without a ``mask.tif`` (the coarse rule abstained) is reported and left out.
-The masks are compared on one grid by :mod:`samgeo_pipeline.change_raster` (where the classes are
-defined) and the files written by :mod:`samgeo_pipeline.change_outputs`.
+The masks are compared on one grid by :mod:`samgeo_pipeline.change.raster` (where the classes are
+defined) and the files written by :mod:`samgeo_pipeline.change.outputs`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from rasterio.errors import RasterioError
 
-from samgeo_pipeline.change_outputs import write_outputs
-from samgeo_pipeline.change_raster import (
+from samgeo_pipeline.change.outputs import write_outputs
+from samgeo_pipeline.change.raster import (
     CLASSES,
     ChangeInputError,
     ChangeResult,
