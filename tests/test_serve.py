@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline import serve
-from samgeo_pipeline.serve import PathRefused, is_loopback, make_server, parse_range, resolve_request_path
+from samgeo_pipeline.serve import server as serve
+from samgeo_pipeline.serve.server import PathRefused, is_loopback, make_server, parse_range, resolve_request_path
 
 
 def output_root(tmp_path: Path) -> Path:
@@ -456,3 +456,13 @@ def test_cli_serve_subprocess(tmp_path: Path) -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def test_python_m_serve_is_the_serve_command(tmp_path: Path) -> None:
+    """``python -m samgeo_pipeline.serve`` takes the serve command's arguments and errors (one line, exit 1)."""
+    run = subprocess.run([sys.executable, "-m", "samgeo_pipeline.serve", str(tmp_path / "missing")],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"error: {tmp_path / 'missing'}: no such directory (give the --out folder of the segment runs)"
+    assert "--max-per-client" in subprocess.run([sys.executable, "-m", "samgeo_pipeline.serve", "--help"], capture_output=True,
+                                                text=True, timeout=120, cwd=Path(__file__).resolve().parents[1]).stdout

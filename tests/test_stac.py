@@ -205,7 +205,7 @@ def test_serve_serves_the_catalog(scenes: Path, tmp_path: Path) -> None:
     import threading
     import urllib.request
 
-    from samgeo_pipeline.serve import make_server
+    from samgeo_pipeline.serve.server import make_server
 
     out = tmp_path / "out"
     assert segment(scenes / "plain.tif", "--out", out) == 0

@@ -17,7 +17,7 @@ import pytest
 from flows import common, stages
 from flows import segment as seg
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.serve import make_server
+from samgeo_pipeline.serve.server import make_server
 
 try:  # moto's S3 server on loopback, for the storage-options test
     from flows import remote

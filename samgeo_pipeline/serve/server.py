@@ -22,7 +22,7 @@ No request has a body: one of up to :data:`MAX_DISCARDED_BODY` bytes is read and
 next request on a keep-alive connection starts in step; a larger, chunked, ambiguous or
 ``Expect``-ing one is not read and the connection closes after the answer.
 
-Slow and idle clients cannot hold the server (see :mod:`samgeo_pipeline.serve_limits`): a request
+Slow and idle clients cannot hold the server (see :mod:`samgeo_pipeline.serve.limits`): a request
 head (request line and headers, and a body to drop) must be complete within :data:`HEADER_TIMEOUT_S` seconds of the
 connection's start or of the previous answer, however steadily it trickles in, else the connection
 is closed; a read or write stalled for :data:`IDLE_TIMEOUT_S` seconds closes it too. A connection
@@ -53,7 +53,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from samgeo_pipeline.errors import InputError
-from samgeo_pipeline.serve_limits import ConnectionBudget, HeadDeadlineReader
+from samgeo_pipeline.serve.limits import ConnectionBudget, HeadDeadlineReader
 
 CONTENT_TYPES = {
     ".tif": "image/tiff",
