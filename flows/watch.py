@@ -3,7 +3,7 @@
 Each scan lists the GeoTIFFs below the watched root (hidden files and folders excluded) with their
 size and modification time, and compares them with a JSON state file (default
 ``<root>/.samgeo-watch/state.json``, written atomically). The rules file
-(:mod:`samgeo_pipeline.watch_rules`, read at every scan) says when a file is ready: unchanged for
+(:mod:`flows.watch_rules`, read at every scan) says when a file is ready: unchanged for
 ``stable_seconds`` (default 180 s; at least two scans), at once (``rename``: writers copy to a
 dot-name, which is never listed, and rename when done), or once ``NAME.done`` exists
 (``done-file``); and which segment options each file gets (band mapping from a rule, the file's
@@ -39,7 +39,7 @@ from flows.stages import remote_errors  # noqa: E402
 from samgeo_pipeline.io.atomic import write_bytes_atomic  # noqa: E402
 from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.redact import redact  # noqa: E402
-from samgeo_pipeline.watch_rules import DONE_SUFFIX, WatchRules, load_rules, options_for, read_meta  # noqa: E402
+from flows.watch_rules import DONE_SUFFIX, WatchRules, load_rules, options_for, read_meta  # noqa: E402
 
 STATE_VERSION = 1
 STATE_DIR = ".samgeo-watch"
@@ -245,7 +245,7 @@ def has_done_marker(path: str) -> bool:
 
 
 def file_options(path: str, rel: str, rules: WatchRules, base: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """Segment options of one file (:func:`samgeo_pipeline.watch_rules.options_for` on its header;
+    """Segment options of one file (:func:`flows.watch_rules.options_for` on its header;
     ``base``, the flow's ``options``, under the rules file's defaults).
 
     Raises:
@@ -319,7 +319,7 @@ def watch_flow(
         config_path, output_base_url, output_storage_options, output_credentials_block: passed to
             each segment run when given (``output_root`` may be an fsspec URL, see :mod:`flows.remote`).
         state_path: the JSON state file (default ``<watch_url>/.samgeo-watch/state.json``).
-        rules_path: the rules file (:mod:`samgeo_pipeline.watch_rules`); missing: the defaults.
+        rules_path: the rules file (:mod:`flows.watch_rules`); missing: the defaults.
 
     Returns:
         ``{"submitted": {path: flow_run_id}, "waiting": [paths], "failed": {path: reason}, "known": n}``

@@ -11,7 +11,7 @@ import pytest
 
 from flows import watch
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.watch_rules import WatchRules
+from flows.watch_rules import WatchRules
 
 
 def _grow(path: Path, data: bytes) -> None:

@@ -20,7 +20,7 @@ from flows.watch import file_options, relative_name
 from samgeo_pipeline.io.bands import parse_bands
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.run.image import segment_raster
-from samgeo_pipeline.watch_rules import load_rules
+from flows.watch_rules import load_rules
 from tests.scenes import DATA_DIR
 
 pytestmark = pytest.mark.slow
