@@ -1,11 +1,11 @@
 """samgeo_pipeline: find water in orthoimagery and satellite imagery with Segment Anything.
 
-Stages, one module each: :mod:`raster` (inputs), :mod:`radiometry` (whole-image statistics),
-:mod:`tiling`, :mod:`coarse` (the coarse water mask: DSWE and Fmask tests from :mod:`water_tests`
-on reflectance from :mod:`reflectance`, fitted indices, RGB darkness), :mod:`prompts`, :mod:`sam`,
-:mod:`writers` (COG),
-:mod:`vectorize` (GeoPackage), :mod:`quicklook`, :mod:`manifest`; :mod:`pipeline` runs one raster
-and :mod:`runner` a batch. Importing this package does not import Prefect.
+Stages, one subpackage each (DESIGN.md has the tree): :mod:`.io` (opening rasters, bands,
+reflectance, the tile grid, limits, output folders, atomic writes), :mod:`.water` (whole-image
+statistics, the coarse water mask: DSWE and Fmask tests, fitted indices, RGB darkness; prompts),
+:mod:`.sam` and :mod:`.models` (the model), :mod:`.outputs` (COG, GeoPackage, quicklook,
+manifest, STAC); :mod:`.run` runs one raster (:mod:`.run.image`) and a batch (:mod:`.run.batch`).
+Importing this package does not import Prefect.
 """
 
 from samgeo_pipeline.config import SegmentConfig

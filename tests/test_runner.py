@@ -1,4 +1,4 @@
-"""Batches (``runner.segment_many``): the stages of consecutive images overlap, results stay in order."""
+"""Batches (``run.batch.segment_many``): the stages of consecutive images overlap, results stay in order."""
 
 from __future__ import annotations
 

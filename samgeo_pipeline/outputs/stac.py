@@ -40,7 +40,7 @@ CATALOG_LOCK = ".samgeo-catalog.lock"
 CATALOG_ID = "samgeo-pipeline-outputs"
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-#: Mask values and their classes (``writers.MASK_NODATA`` is 255).
+#: Mask values and their classes (``outputs.writers.MASK_NODATA`` is 255).
 MASK_CLASSES = ((0, "not_water", "Not water", False), (1, "water", "Water", True), (255, "nodata", "No data", None))
 
 
