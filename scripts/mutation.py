@@ -4,8 +4,8 @@ Usage (from the project root; mutmut is a development tool, not a test dependenc
 
     .venv/bin/python -m pip install "mutmut>=3.8,<4"
     nice -n 10 .venv/bin/python scripts/mutation.py                 # every module below
-    nice -n 10 .venv/bin/python scripts/mutation.py coarse prompts  # some of them
-    .venv/bin/python scripts/mutation.py --survivors coarse         # then read the survivors
+    nice -n 10 .venv/bin/python scripts/mutation.py water/coarse water/prompts  # some of them
+    .venv/bin/python scripts/mutation.py --survivors water/coarse   # then read the survivors
 
 Each module runs in its own scratch copy under ``build/mutation/<module>/`` (git ignores
 ``build/``): the project's ``samgeo_pipeline/``, ``tests/`` and ``pyproject.toml``, whose
@@ -39,23 +39,23 @@ WORK = ROOT / "build" / "mutation"
 # with the smallest windows (tens of thousands of union-find calls) take ~40 s there, and are left
 # out; the other window sizes still cover the same code.
 _SLOW_VECTORIZE = [
-    "tests/test_vectorize.py::TestPolygonRules::test_same_polygons_for_any_window_size",
-    "tests/test_vectorize.py::TestPolygonRules::test_count_is_4_connected_components[8]",
+    "tests/outputs/test_vectorize.py::TestPolygonRules::test_same_polygons_for_any_window_size",
+    "tests/outputs/test_vectorize.py::TestPolygonRules::test_count_is_4_connected_components[8]",
 ]
 TESTS: dict[str, list[str]] = {
-    "radiometry": ["tests/test_radiometry.py"],
-    "coarse": ["tests/test_coarse.py", "tests/test_water_tests.py"],
-    "water_rule": ["tests/test_coarse.py"],
-    "index_rule": ["tests/test_coarse.py", "tests/test_water_tests.py"],
-    "rgb_rule": ["tests/test_coarse.py"],
-    "water_tests": ["tests/test_water_tests.py"],
-    "prompts": ["tests/test_prompts.py"],
-    "vectorize": ["tests/test_vectorize.py", *(f"--deselect={t}" for t in _SLOW_VECTORIZE)],
-    "raster": ["tests/test_raster.py", "tests/test_radiometry.py"],  # the latter: decimated reads
-    "tiling": ["tests/test_tiling.py"],
-    "writers": ["tests/test_writers.py", "tests/test_writers_output.py", "tests/test_atomic.py"],
-    "bands": ["tests/test_bands.py"],
-    "sam_geometry": ["tests/test_sam_pixels.py", "tests/test_sam_parity.py"],
+    "water/radiometry": ["tests/water/test_radiometry.py"],
+    "water/coarse": ["tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
+    "water/rule": ["tests/water/test_coarse.py"],
+    "water/index_rule": ["tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
+    "water/rgb_rule": ["tests/water/test_coarse.py"],
+    "water/spectral_tests": ["tests/water/test_spectral_tests.py"],
+    "water/prompts": ["tests/water/test_prompts.py"],
+    "outputs/vectorize": ["tests/outputs/test_vectorize.py", *(f"--deselect={t}" for t in _SLOW_VECTORIZE)],
+    "io/raster": ["tests/io/test_raster.py", "tests/water/test_radiometry.py"],  # the latter: decimated reads
+    "io/tiling": ["tests/io/test_tiling.py"],
+    "outputs/writers": ["tests/outputs/test_writers.py", "tests/outputs/test_writers_output.py", "tests/io/test_atomic.py"],
+    "io/bands": ["tests/io/test_bands.py"],
+    "sam/geometry": ["tests/sam/test_pixels.py", "tests/sam/test_parity.py"],
 }
 
 # module -> mutmut settings of its own. Thread pools (torch's; the writer's background thread and
@@ -63,7 +63,7 @@ TESTS: dict[str, list[str]] = {
 # until their timeout (and would count as killed); a fork server that has only collected the
 # tests forks cleanly.
 _FORKSERVER = {"process_isolation": "forkserver"}
-OPTIONS: dict[str, dict[str, object]] = {"sam_geometry": _FORKSERVER, "writers": _FORKSERVER}
+OPTIONS: dict[str, dict[str, object]] = {"sam/geometry": _FORKSERVER, "outputs/writers": _FORKSERVER}
 
 # mutmut exit codes (mutmut.stats.status_by_exit_code) -> the table's columns.
 KILLED = {1, 3, 24, -24, 36, 152, 255}  # test failure, pytest error, timeout
@@ -139,10 +139,10 @@ def score(module: str, jobs: int) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"{'module':<12}{'mutants':>8}{'killed':>8}{'survived':>9}{'no tests':>9}{'other':>6}{'score':>8}{'minutes':>8}")
+    print(f"{'module':<22}{'mutants':>8}{'killed':>8}{'survived':>9}{'no tests':>9}{'other':>6}{'score':>8}{'minutes':>8}")
     for r in rows:
         print(
-            f"{r['module']:<12}{r['mutants']:>8}{r['killed']:>8}{r['survived']:>9}{r['no tests']:>9}"
+            f"{r['module']:<22}{r['mutants']:>8}{r['killed']:>8}{r['survived']:>9}{r['no tests']:>9}"
             f"{r['other']:>6}{r['score']:>7.1f}%{r['minutes']:>8.1f}"
         )
 

@@ -456,7 +456,7 @@ class TestSegmentFlow:
     @pytest.mark.parametrize("family", ["sam_hq", "sam2"])
     def test_other_families_run_as_themselves_on_real_naip(self, tmp_path: Path, family: str) -> None:
         """Issue 25: the segment flow on a real NAIP scene with a tiny SAM-HQ / SAM 2 folder."""
-        from tests.test_sam_families import NAIP
+        from tests.models.test_families import NAIP
         from tests.tiny_sam import save_tiny_sam
 
         if not NAIP.exists():

@@ -26,7 +26,7 @@ from samgeo_pipeline.sam.predictor import load_sam_model
 from samgeo_pipeline.io.tiling import make_grid
 from tests.tiny_sam import save_tiny_sam, tiny_sam
 
-NAIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
+NAIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
 OTHER_FAMILIES = ("sam_hq", "sam2")
 CLASSES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model"}
 PREDICTORS = {"sam": "SamPredictor", "sam_hq": "SamHQPredictor", "sam2": "Sam2Predictor"}
@@ -211,7 +211,7 @@ def test_cli_segment_on_real_naip(model_dirs: dict[str, Path], tmp_path: Path, f
 
 
 def test_sam_hq_decoder_uses_the_transformers_output() -> None:
-    """Without the authors' package (their parity: tests/test_sam_hq_parity.py): SAM-HQ's masks are
+    """Without the authors' package (their parity: tests/models/test_sam_hq_parity.py): SAM-HQ's masks are
     built from the two-way transformer's updated image tokens, which transformers 5.24's SamHQ
     decoder drops (it reads the image embedding from before the transformer)."""
     from samgeo_pipeline.models.sam_hq_decoder import use_reference_decoder

@@ -44,7 +44,7 @@ def read_mask(path):
 
 
 class TestPreprocessing:
-    """Exact pixel values at other tile sizes: tests/test_sam_pixels.py (TestGeometry)."""
+    """Exact pixel values at other tile sizes: tests/sam/test_pixels.py (TestGeometry)."""
 
     def test_pads_bottom_right_with_zeros(self):
         images = torch.full((1, 128, 64, 3), 255, dtype=torch.uint8)
@@ -196,7 +196,7 @@ def test_failed_tile_is_reported_and_written_as_nodata(tiny_model_dir, scene, tm
     assert np.all(core == 255)
 
 
-NAIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
+NAIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
 
 
 @pytest.mark.skipif(not NAIP.exists(), reason="../shared/data is not present")
@@ -273,7 +273,7 @@ class TestPrecision:
 
     def test_bf16_autocast_runs_and_stays_close(self, tiny_model_dir):
         """The autocast path (bf16, here on the CPU): float32 logits close to fp32's, masks mostly equal."""
-        from tests.test_sam_pixels import lakes, points
+        from tests.sam.test_pixels import lakes, points
 
         model, _ = load_sam_model(str(tiny_model_dir))
         rgb = lakes(IMAGE_SIZE, IMAGE_SIZE)[0]

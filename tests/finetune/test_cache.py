@@ -10,7 +10,7 @@ import torch
 
 from samgeo_pipeline.finetune.cache import EmbeddingCache
 from tests.finetune_data import CELLULA
-from tests.test_finetune_train import cellula_config, losses, run
+from tests.finetune.test_train import cellula_config, losses, run
 from tests.tiny_sam import save_tiny_sam
 
 

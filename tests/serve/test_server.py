@@ -461,8 +461,8 @@ def test_cli_serve_subprocess(tmp_path: Path) -> None:
 def test_python_m_serve_is_the_serve_command(tmp_path: Path) -> None:
     """``python -m samgeo_pipeline.serve`` takes the serve command's arguments and errors (one line, exit 1)."""
     run = subprocess.run([sys.executable, "-m", "samgeo_pipeline.serve", str(tmp_path / "missing")],
-                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert run.returncode == 1
     assert run.stderr.strip() == f"error: {tmp_path / 'missing'}: no such directory (give the --out folder of the segment runs)"
     assert "--max-per-client" in subprocess.run([sys.executable, "-m", "samgeo_pipeline.serve", "--help"], capture_output=True,
-                                                text=True, timeout=120, cwd=Path(__file__).resolve().parents[1]).stdout
+                                                text=True, timeout=120, cwd=Path(__file__).resolve().parents[2]).stdout

@@ -27,7 +27,7 @@ from samgeo_pipeline.outputs.stac import (  # noqa: E402
 from samgeo_pipeline.io.stac_input import open_stac_item  # noqa: E402
 from tests.scenes import disc, multiband_scene, write_raster  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 L8 = DATA / "landsat8_cloudy_nowater"
 HAVEL = DATA / "sentinel2_havel_winter" / "s2l1c_T33UUU_20170216_13band_10m.tif"
 
@@ -323,7 +323,7 @@ def serve_folder(tmp_path: Path):
             port = sock.getsockname()[1]
         code = "import sys; from samgeo_pipeline.cli import main; sys.exit(main())"
         procs.append(subprocess.Popen([sys.executable, "-c", code, "serve", str(folder), "--port", str(port)],
-                                      cwd=Path(__file__).resolve().parents[1], stdin=subprocess.DEVNULL))  # fmt: skip
+                                      cwd=Path(__file__).resolve().parents[2], stdin=subprocess.DEVNULL))  # fmt: skip
         base = f"http://127.0.0.1:{port}/"
         for _ in range(200):
             try:
