@@ -166,7 +166,7 @@ def read_back(gpkg: Path) -> dict:
 
 def child(variant: str, mask: Path, out: Path, window: int, old_rev: str) -> dict:
     """Run one variant in this process (in the GDAL environment of a pipeline run); returns its numbers."""
-    from samgeo_pipeline.io.raster import gdal_env
+    from samgeo_pipeline.io.gdal_env import gdal_env
 
     with gdal_env():
         return run_variant(variant, mask, out, window, old_rev)

@@ -7,7 +7,7 @@ raster pixels per second; the pipeline is given for its tile stage (read, coarse
 each core) and for the whole run (statistics, tiles, COG, polygons, quicklook), with the manifest's
 seconds per stage. The file is read once before timing so both sides find it in the page cache;
 each side runs ``--repeat`` times and the best time counts. Both run under the GDAL environment the
-pipeline itself uses (:func:`samgeo_pipeline.io.raster.gdal_env`).
+pipeline itself uses (:func:`samgeo_pipeline.io.gdal_env.gdal_env`).
 
 Usage::
 
@@ -40,7 +40,7 @@ from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.io.tiling import TileGrid, make_grid
 
 try:
-    from samgeo_pipeline.io.raster import gdal_env
+    from samgeo_pipeline.io.gdal_env import gdal_env
 except ImportError:  # a library from before gdal_env (to compare against it): GDAL's defaults
     gdal_env = contextlib.nullcontext  # type: ignore[assignment]
 

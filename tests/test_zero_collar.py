@@ -21,7 +21,8 @@ from rasterio.transform import Affine
 
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.errors import NodataWarning
-from samgeo_pipeline.io.raster import inspect_raster, with_zero_collar, zero_border_share
+from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.io.zero_collar import with_zero_collar, zero_border_share
 from tests.scenes import DATA_DIR, disc, iou, read_mask, rgbn_scene, run, write_raster
 
 SHAPE = (256, 256)

@@ -32,7 +32,7 @@ from samgeo_pipeline.io.atomic import atomic_path, write_text_atomic
 from samgeo_pipeline.change import raster as change_raster
 from samgeo_pipeline.change.raster import CLASSES, ChangeResult, Grid, on_grid, read_window, row_areas_m2, windows
 from samgeo_pipeline.outputs.manifest import MANIFEST_VERSION, package_versions, write_manifest
-from samgeo_pipeline.io.raster import gdal_env
+from samgeo_pipeline.io.gdal_env import gdal_env
 from samgeo_pipeline.outputs.vectorize import area_perimeter_m, polygon_batches, to_map
 from samgeo_pipeline.outputs.writers import WindowedRasterWriter
 

@@ -8,14 +8,11 @@ shape ``(rows, cols)`` (True = some mapped band holds data, GDAL's per-band noda
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import glob
-import math
 import os
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +31,6 @@ from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterRe
 ignore_rasterio_georeference_warnings()
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
-
-GDAL_CACHE_BYTES = 128 << 20
-"""GDAL block cache during a run (see :func:`gdal_env`)."""
 
 
 def expand_inputs(specs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None) -> list[Path]:
@@ -99,7 +93,7 @@ class RasterInfo:
     """True when the file carries a per-dataset mask or an unmapped alpha band (used when nodata is None)."""
     nodata_source: str | None = None
     """Where :attr:`nodata` comes from: ``option`` (``--nodata``), ``file``, ``zero collar``
-    (:func:`with_zero_collar`), or None when there is none."""
+    (:func:`~samgeo_pipeline.io.zero_collar.with_zero_collar`), or None when there is none."""
 
     @property
     def georeferenced(self) -> bool:
@@ -276,69 +270,10 @@ def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
     return ~missing.all(axis=0)
 
 
-ZERO_COLLAR_MIN_BORDER_SHARE = 0.01
-"""Share of the image's outer ring of pixels that must be 0 in every mapped band for a zero collar."""
-
-
-def with_zero_collar(info: RasterInfo, data: np.ndarray, valid: np.ndarray) -> tuple[RasterInfo, np.ndarray, float]:
-    """Nodata the file does not tag: a collar of exact zeros touching the image border.
-
-    Landsat L1 scenes, reprojected or padded rasters often fill the area outside the footprint
-    with 0 in every band and tag no nodata; read as data, the fill is dark, smooth "water" and
-    drags every percentile down. When the file has no nodata and no mask (and ``--nodata`` was not
-    given), a whole-image read (the decimated statistics read) is checked: if at least
-    :data:`ZERO_COLLAR_MIN_BORDER_SHARE` (1 %) of its outer ring of pixels is 0 in every mapped
-    band, 0 becomes the nodata value of the whole run, under the per-band rule of
-    :func:`nodata_valid` (a pixel is nodata where all its mapped bands are 0).
-
-    Why the border ring: fill covers whole runs of it (a Landsat L1 footprint, turned inside its
-    frame, touches the frame at four points only, so nearly all of the ring is fill; a padded or
-    reprojected raster's fill runs along whole sides or corners), while exact zeros in every band
-    of real imagery are isolated pixels (shadows clipped to black in 8-bit data); 1 % of the ring
-    of a 2048² read is about 80 pixels. Looking at the ring only costs
-    O(rows + cols), so an image without a collar pays nothing. Why mapped bands, not every band of
-    the file: they are the bands validity is judged on everywhere else, and a band stacked beside
-    the data need not be 0 on fill (Landsat's QA_PIXEL marks fill with 1), which would hide the
-    collar. Every all-zero pixel becomes nodata, inside the footprint too, not only those connected
-    to the collar: the tiles are read one by one and cannot tell, and a pixel at exactly 0 in
-    every mapped band is not a measurement in real imagery (NAIP's deep water keeps red, green
-    and blue where its NIR is 0, so it stays valid).
-
-    Args:
-        info: the raster's info; returned unchanged when it has a nodata value or a mask.
-        data: ``float32 (bands, rows, cols)``: the mapped bands of the whole image (decimated).
-        valid: ``bool (rows, cols)`` of ``data``.
-
-    Returns:
-        ``(info, valid, share)``: with a collar, ``info`` with ``nodata=0`` and ``nodata_source``
-        ``"zero collar"`` and ``valid`` without the all-zero pixels; else both unchanged. ``share``:
-        the share of the ring that is 0 in every band.
-    """
-    if info.nodata is not None or info.has_mask or data.size == 0:
-        return info, valid, 0.0
-    share = zero_border_share(data, valid)
-    if share < ZERO_COLLAR_MIN_BORDER_SHARE:
-        return info, valid, share
-    collared = dataclasses.replace(info, nodata=0.0, nodata_source="zero collar")
-    return collared, valid & nodata_valid(data, 0.0), share
-
-
-def zero_border_share(data: np.ndarray, valid: np.ndarray) -> float:
-    """Share of the outer ring of pixels of ``data`` (``(bands, rows, cols)``) that is valid and 0 in every band."""
-    rows, cols = valid.shape
-    between = np.arange(1, rows - 1)  # rows of the left and right sides, between the top and the bottom
-    r = np.concatenate([np.zeros(cols, np.intp), np.full(cols, rows - 1), between, between])
-    c = np.concatenate([np.arange(cols), np.arange(cols), np.zeros_like(between), np.full_like(between, cols - 1)])
-    ring = np.unique(r * cols + c)  # one row or one column: opposite sides coincide
-    r, c = np.divmod(ring, cols)
-    zero = valid[r, c] & (data[:, r, c] == 0).all(axis=0)
-    return float(zero.mean())
-
-
 def open_for_tiles(info: RasterInfo, resampled: bool) -> rasterio.DatasetReader:
     """``info.path`` opened for the tile reads.
 
-    With a zero collar (:func:`with_zero_collar`) and tiles resampled (``--gsd``), the file is
+    With a zero collar (:func:`~samgeo_pipeline.io.zero_collar.with_zero_collar`) and tiles resampled (``--gsd``), the file is
     opened through GDAL's ``vrt://`` with ``a_nodata=0``: it then reads exactly as if it were
     tagged nodata 0, so resampling leaves the fill out instead of blending it into the edge of
     the footprint (a dark fringe the coarse mask took for water). Without resampling the reads are
@@ -352,15 +287,6 @@ def open_for_tiles(info: RasterInfo, resampled: bool) -> rasterio.DatasetReader:
     if info.nodata_source == "zero collar" and resampled and "?" not in str(info.path):
         return rasterio.open(f"vrt://{info.path}?a_nodata=0")
     return rasterio.open(info.path)
-
-
-def zero_collar_message(path: str | os.PathLike[str], share: float) -> str:
-    """What a run that found a zero collar (:func:`with_zero_collar`) is warned with."""
-    return (
-        f"{path}: no nodata tagged, but {share:.0%} of the image border is 0 in every mapped band (a fill collar): "
-        "pixels 0 in every mapped band are read as nodata; pass --no-zero-collar (YAML zero_collar: false) "
-        "if they are data"
-    )
 
 
 def _representable(value: float, dtype: np.dtype) -> bool:
@@ -386,7 +312,7 @@ def read_decimated(
     Same result as :func:`read_bands` of the full window with ``out_shape=shape`` on the full
     resolution, but each read covers about ``chunk``² source pixels: a single decimated read makes
     GDAL go band by band over the whole raster, decoding every block once per band unless the block
-    cache holds the whole raster (it does not under :func:`gdal_env`). Source windows are
+    cache holds the whole raster (it does not under :func:`~samgeo_pipeline.io.gdal_env.gdal_env`). Source windows are
     fractional where ``shape`` does not divide the raster evenly, which GDAL resamples exactly as
     in the single read. The file's overviews are never read (GDAL would serve a decimated read
     from them): their values are resampled by whatever method built them, so the image's
@@ -451,59 +377,6 @@ def _open_full_resolution(path: Path) -> rasterio.DatasetReader:
     return rasterio.open(path, OVERVIEW_LEVEL="NONE")
 
 
-@contextlib.contextmanager
-def gdal_env(read_once: bool = False) -> Iterator[None]:
-    """The GDAL environment of a run: the block cache capped at :data:`GDAL_CACHE_BYTES`.
-
-    GDAL's default cache is 5 % of the RAM, and a run over a big raster fills it (input blocks,
-    output blocks), so the peak memory would grow with the raster up to that size. The tile reader
-    reuses little more than a row of blocks, which the cap holds for rasters up to ~40k pixels wide.
-    ``GDAL_CACHEMAX`` set in the process environment or in an enclosing ``rasterio.Env`` wins.
-    The cache size is process-wide: the cap holds while any thread is inside a ``gdal_env`` and
-    the size from before is put back when the last one leaves (:func:`_capped_cache`).
-
-    Args:
-        read_once: the files are read straight through, each block once (a work file turned into
-            a COG or polygons): uncompressed GeoTIFF blocks then bypass the block cache
-            (``GTIFF_DIRECT_IO``), which they would only fill (~110 MiB less at the peak of a
-            16384² run's finish). That option is per thread: enter this on the reading thread.
-    """
-    with contextlib.ExitStack() as stack:
-        if not ("GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv())):
-            stack.enter_context(_capped_cache())
-        if read_once:
-            stack.enter_context(rasterio.Env(GTIFF_DIRECT_IO=True))
-        yield
-
-
-_cache_lock = threading.Lock()
-_cache_users = 0
-_cache_before: object = None
-
-
-@contextlib.contextmanager
-def _capped_cache() -> Iterator[None]:
-    """GDAL's block cache at :data:`GDAL_CACHE_BYTES` from the first entry to the last exit, any thread.
-
-    ``rasterio.Env(GDAL_CACHEMAX=...)`` puts back, on exit, the size it found on entry, although
-    the size is one for the whole process: a stage leaving lifted the cap under another image's
-    stage still running, and the last one to leave could keep it for good.
-    """
-    global _cache_users, _cache_before
-    with _cache_lock:
-        if _cache_users == 0:
-            _cache_before = rasterio.env.get_gdal_config("GDAL_CACHEMAX")
-            rasterio.env.set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_BYTES)
-        _cache_users += 1
-    try:
-        yield
-    finally:
-        with _cache_lock:
-            _cache_users -= 1
-            if _cache_users == 0:
-                rasterio.env.set_gdal_config("GDAL_CACHEMAX", _cache_before)
-
-
 def window_str(window: Window) -> str:
     """``row_off,col_off+heightxwidth`` for messages."""
     return f"row {int(window.row_off)}, col {int(window.col_off)}, {int(window.height)}x{int(window.width)}"
@@ -515,59 +388,6 @@ def _first_line(exc: BaseException) -> str:
         exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def source_resolution(info: RasterInfo) -> float:
-    """Pixel size in CRS units (mean of x and y; 1.0 for pixel coordinates)."""
-    return float((abs(info.transform.a) + abs(info.transform.e)) / 2) if info.georeferenced else 1.0
-
-
-def pixel_size_m(info: RasterInfo) -> tuple[float, float]:
-    """``(height, width)`` of a source pixel in metres, the unit of ``--gsd`` on every CRS.
-
-    Projected CRS: the pixel's sides times the CRS's metres per unit. Geographic CRS: the degrees
-    of one pixel measured on the CRS's ellipsoid at the raster's centre (a degree of longitude
-    shrinks with latitude, so the two sides differ). Without georeferencing ``(1.0, 1.0)``:
-    ``--gsd`` is then in source pixels.
-
-    Raises:
-        InputError: the CRS's units cannot be converted to metres, or its centre is off the globe.
-    """
-    if not info.georeferenced:
-        return 1.0, 1.0
-    from pyproj import CRS as ProjCRS
-    from pyproj import Geod
-
-    t = info.transform
-    deg_h, deg_w = math.hypot(t.b, t.e), math.hypot(t.a, t.d)  # a pixel's sides in CRS units
-    proj = ProjCRS.from_user_input(info.crs.to_wkt())  # type: ignore[union-attr]
-    if proj.is_geographic:
-        lon, lat = t @ (info.width / 2, info.height / 2)
-        geod = proj.get_geod() or Geod(ellps="WGS84")
-        size = (geod.inv(lon, lat - deg_h / 2, lon, lat + deg_h / 2)[2] if abs(lat) < 90 else math.nan,
-                geod.inv(lon - deg_w / 2, lat, lon + deg_w / 2, lat)[2] if abs(lat) < 90 else math.nan)  # fmt: skip
-    else:
-        factor = proj.axis_info[0].unit_conversion_factor if proj.axis_info else math.nan
-        size = (deg_h * factor, deg_w * factor)
-    if not all(math.isfinite(v) and v > 0 for v in size):
-        raise InputError(
-            f"{info.path}: --gsd is in metres, and the pixel size of this raster in {info.crs} cannot be "
-            "converted to metres (unknown units, or a centre off the globe); run it without --gsd"
-        )
-    return size
-
-
-def gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
-    """What ``--gsd`` became on a geographic CRS (degrees per working pixel at the centre), else None."""
-    if gsd is None or not info.georeferenced or not info.crs.is_geographic:  # type: ignore[union-attr]
-        return None
-    (h, w), t = pixel_size_m(info), info.transform
-    lat = (t @ (info.width / 2, info.height / 2))[1]
-    deg_h, deg_w = gsd * math.hypot(t.b, t.e) / h, gsd * math.hypot(t.a, t.d) / w
-    return (
-        f"{info.path}: --gsd {gsd:g} is in metres; {info.crs} is in degrees, so a working pixel is "
-        f"{deg_h:.4g} x {deg_w:.4g} degrees (lat x lon), converted at the raster's centre latitude {lat:.3f}"
-    )
 
 
 def decimated_shape(height: int, width: int, max_side: int) -> tuple[int, int]:

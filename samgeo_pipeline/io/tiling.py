@@ -35,7 +35,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.io.raster import RasterInfo, pixel_size_m, read_bands
+from samgeo_pipeline.io.raster import RasterInfo, read_bands
+from samgeo_pipeline.io.ground import pixel_size_m
 
 #: Side of SAM's encoder input in pixels: every tile is resized to it.
 SAM_INPUT_SIDE = 1024
@@ -172,7 +173,7 @@ def working_size(info: RasterInfo, gsd: float | None) -> tuple[float, float]:
     """``(rows, cols)``: the raster's extent in working pixels of ``gsd`` metres (not yet rounded,
     so a limit can be checked before a grid is made; may be huge or below 1), or its size without ``gsd``.
 
-    The one place ``--gsd`` meets the raster's pixel size (:func:`~samgeo_pipeline.io.raster.pixel_size_m`:
+    The one place ``--gsd`` meets the raster's pixel size (:func:`~samgeo_pipeline.io.ground.pixel_size_m`:
     metres on any CRS, degrees converted at the centre latitude on a geographic one).
     """
     if gsd is None:

@@ -315,7 +315,7 @@ def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -
 
 
 def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
-    from samgeo_pipeline.io.raster import gsd_note
+    from samgeo_pipeline.io.ground import gsd_note
 
     return gsd_note(info, gsd)
 

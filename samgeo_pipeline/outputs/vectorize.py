@@ -52,7 +52,7 @@ from rasterio.windows import Window
 from shapely.errors import GEOSException
 
 from samgeo_pipeline.io.atomic import atomic_path
-from samgeo_pipeline.io.raster import gdal_env
+from samgeo_pipeline.io.gdal_env import gdal_env
 
 # pyogrio warns when a layer without a CRS (pixel coordinates) is written; the pipeline says that
 # once per image itself. Filtered once at import: catch_warnings() is not thread-safe.

@@ -42,17 +42,10 @@ from samgeo_pipeline.outputs.manifest import build_manifest, check_folder_owner,
 from samgeo_pipeline.outputs.quicklook import draw_quicklook, preview_rgb, write_quicklook
 from samgeo_pipeline.water.radiometry import ImageStats, source_dtype, stats_from_array
 from samgeo_pipeline.io.reflectance import resolve_reflectance
-from samgeo_pipeline.io.raster import (
-    RasterInfo,
-    decimated_shape,
-    gdal_env,
-    gsd_note,
-    inspect_raster,
-    not_georeferenced_message,
-    read_decimated,
-    with_zero_collar,
-    zero_collar_message,
-)
+from samgeo_pipeline.io.raster import RasterInfo, decimated_shape, inspect_raster, not_georeferenced_message, read_decimated
+from samgeo_pipeline.io.ground import gsd_note
+from samgeo_pipeline.io.zero_collar import with_zero_collar, zero_collar_message
+from samgeo_pipeline.io.gdal_env import gdal_env
 from samgeo_pipeline.run.prepare import PreparedTile, prepared_tiles, read_workers, release_free_memory
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
@@ -396,7 +389,7 @@ def _image_stats(
     candidate water (``uint8``, as the mask COG), from one decimated read.
 
     The same read finds a collar of zeros the file does not tag as nodata
-    (:func:`~samgeo_pipeline.io.raster.with_zero_collar`, unless ``config.zero_collar`` is off).
+    (:func:`~samgeo_pipeline.io.zero_collar.with_zero_collar`, unless ``config.zero_collar`` is off).
 
     Returns:
         ``(stats, preview, info, share)``: ``info`` is the run's from now on (``nodata`` 0 when a

@@ -16,18 +16,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning
-from samgeo_pipeline.io.raster import (
-    pixel_size_m,
-    _first_line,
-    as_float32,
-    decimated_shape,
-    expand_inputs,
-    inspect_raster,
-    nodata_valid,
-    read_bands,
-    source_resolution,
-    window_str,
-)
+from samgeo_pipeline.io.raster import _first_line, as_float32, decimated_shape, expand_inputs, inspect_raster, nodata_valid, read_bands, window_str
+from samgeo_pipeline.io.ground import pixel_size_m, source_resolution
 
 
 @pytest.fixture
@@ -390,7 +380,7 @@ class TestGdalEnv:
     def test_the_cache_is_capped_and_direct_reads_only_when_asked(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from rasterio.env import get_gdal_config, set_gdal_config
 
-        from samgeo_pipeline.io.raster import GDAL_CACHE_BYTES, gdal_env
+        from samgeo_pipeline.io.gdal_env import GDAL_CACHE_BYTES, gdal_env
 
         monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
         set_gdal_config("GDAL_CACHEMAX", 512 << 20)
@@ -403,7 +393,7 @@ class TestGdalEnv:
     def test_a_cache_size_set_by_the_caller_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from rasterio.env import get_gdal_config, set_gdal_config
 
-        from samgeo_pipeline.io.raster import gdal_env
+        from samgeo_pipeline.io.gdal_env import gdal_env
 
         set_gdal_config("GDAL_CACHEMAX", 512 << 20)
         monkeypatch.setenv("GDAL_CACHEMAX", "512")
@@ -421,7 +411,7 @@ class TestGdalEnv:
 
         from rasterio.env import get_gdal_config, set_gdal_config
 
-        from samgeo_pipeline.io.raster import GDAL_CACHE_BYTES, gdal_env
+        from samgeo_pipeline.io.gdal_env import GDAL_CACHE_BYTES, gdal_env
 
         monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
         original = 512 << 20
@@ -450,7 +440,7 @@ class TestGdalEnv:
         assert get_gdal_config("GDAL_CACHEMAX") == original
 
     def test_direct_reads_give_the_same_pixels(self, tmp_path: Path) -> None:
-        from samgeo_pipeline.io.raster import gdal_env
+        from samgeo_pipeline.io.gdal_env import gdal_env
 
         values = np.random.default_rng(0).integers(0, 3, (700, 900), dtype=np.uint8)
         path = tmp_path / "work.tif"
