@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--gsd", type=float, help="metres per pixel of the result's grid (default: the earliest date's)")
     change.set_defaults(handler=run_change)
     # Further subcommands register here: each module adds its parser and sets `handler`.
-    from samgeo_pipeline.serve.server import add_serve_parser
+    from samgeo_pipeline.serve.command import add_serve_parser
 
     add_serve_parser(sub)
     from samgeo_pipeline.finetune.cli import add_evaluate_parser, add_finetune_parser

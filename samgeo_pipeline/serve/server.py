@@ -35,17 +35,14 @@ beyond either is answered ``503`` and closed at once. ``--header-timeout``, ``--
 
 from __future__ import annotations
 
-import argparse
 import email.utils
 import html
 import io
-import ipaddress
 import math
 import os
 import re
 import socket
 import stat
-import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +51,7 @@ from urllib.parse import quote, unquote
 
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.serve.limits import ConnectionBudget, HeadDeadlineReader
+from samgeo_pipeline.serve.paths import PathNotServed, PathRefused, parse_range, resolve_request_path, visible_entries
 
 CONTENT_TYPES = {
     ".tif": "image/tiff",
@@ -87,130 +85,11 @@ MAX_DISCARDED_BODY = 64 * 1024
 # Bytes per write: a write must finish within the idle timeout, so a 64 KiB chunk in 30 s lets
 # clients as slow as ~2 KiB/s download.
 _CHUNK = 64 * 1024
-_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Content-Length: 12\r\nRetry-After: 1\r\nConnection: close\r\n\r\nserver busy\n"
 )
-
-
-class PathRefused(Exception):
-    """A request path that points outside the served root (or cannot be a file name): 403."""
-
-
-class PathNotServed(Exception):
-    """A request path that names nothing served: missing, hidden, or not resolvable: 404."""
-
-
-def resolve_request_path(root: Path, url_path: str) -> Path:
-    """The existing, visible file or folder below ``root`` that ``url_path`` names, symlinks resolved.
-
-    Args:
-        root: the served folder, already resolved (absolute, symlinks resolved).
-        url_path: the path part of the request target, percent-encoded (``/scene/mask.tif``).
-
-    Raises:
-        PathRefused: ``..`` segments, an absolute path after the leading slash (``//etc``,
-            ``/%2Fetc``), a backslash or NUL, or a target that resolves outside ``root``
-            (through a symlink).
-        PathNotServed: a hidden component (see :func:`resolve_below`) or a path that does not resolve.
-    """
-    text = unquote(url_path)
-    if "\x00" in text or "\\" in text:
-        raise PathRefused("NUL or backslash in path")
-    rel = text[1:] if text.startswith("/") else text
-    if rel.startswith("/") or os.path.isabs(rel):
-        raise PathRefused("absolute path")
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise PathRefused("'..' in path")
-    if any(p.startswith(".") for p in parts):
-        raise PathNotServed("hidden path")
-    return resolve_below(root, root.joinpath(*parts))
-
-
-def resolve_below(root: Path, path: Path) -> Path:
-    """``path`` with every symlink resolved, checked to be ``root`` or a visible entry below it.
-
-    Resolution is strict, so a missing entry, a symlink loop (``ELOOP``), an over-long name
-    (``ENAMETOOLONG``) or an unreadable folder surfaces here as one exception, not later from
-    ``stat`` or ``is_dir`` (whose errors differ between Python versions).
-
-    Raises:
-        PathRefused: the resolved path is outside ``root``.
-        PathNotServed: ``path`` does not resolve, or a component of the resolved path below
-            ``root`` starts with ``.`` (a visible symlink does not expose a hidden file).
-    """
-    try:
-        target = Path(os.path.realpath(path, strict=True))
-    except OSError as exc:
-        raise PathNotServed(f"cannot resolve: {exc.strerror}") from exc
-    if target == root:
-        return target
-    if root not in target.parents:
-        raise PathRefused("path leads outside the served root")
-    if any(p.startswith(".") for p in target.relative_to(root).parts):
-        raise PathNotServed("hidden path")
-    return target
-
-
-def visible_entries(root: Path, folder: Path) -> list[tuple[str, bool]]:
-    """``(name, is_folder)`` of the entries of ``folder`` that the server would serve, folders first.
-
-    Entries that are hidden, lead outside ``root``, do not resolve (symlink loops, dangling links)
-    or whose names are not UTF-8 (no URL names them) are left out rather than failing the listing.
-
-    Raises:
-        OSError: ``folder`` itself cannot be read.
-    """
-    entries = []
-    for name in os.listdir(folder):
-        if name.startswith(".") or not _is_utf8(name):
-            continue
-        try:
-            mode = resolve_below(root, folder / name).stat().st_mode
-        except (PathRefused, PathNotServed, OSError):
-            continue
-        entries.append((not stat.S_ISDIR(mode), name))
-    return [(name, not is_file) for is_file, name in sorted(entries)]
-
-
-def _is_utf8(name: str) -> bool:
-    """False for a file name with undecodable bytes (``os.listdir`` keeps them as surrogates)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """The inclusive byte range ``(first, last)`` a ``Range`` header asks of a ``size``-byte file.
-
-    Returns:
-        None when the header is not a single ``bytes=`` range (the whole file is served then).
-
-    Raises:
-        ValueError: a malformed or unsatisfiable byte range (answered with 416).
-    """
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None
-    match = _RANGE.match(spec)
-    if not match or (not match.group(1) and not match.group(2)):
-        raise ValueError(f"malformed range {header!r}")
-    first_text, last_text = match.groups()
-    if not first_text:  # suffix range: the last N bytes
-        length = int(last_text)
-        if length == 0 or size == 0:
-            raise ValueError("empty suffix range")
-        return max(0, size - length), size - 1
-    first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if first > last or first >= size:
-        raise ValueError(f"range {header!r} not satisfiable for {size} bytes")
-    return first, min(last, size - 1)
 
 
 class OutputRootHandler(BaseHTTPRequestHandler):
@@ -496,58 +375,7 @@ def _check_limits(**limits: float) -> None:
             raise InputError(f"{option} must be a positive number, not {value} (leave it out for the default)")
 
 
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``samgeo-pipeline serve`` on the CLI's subparsers."""
-    parser = sub.add_parser("serve", help="serve an output root over HTTP (read-only, range requests)")
-    parser.add_argument("output_root", type=Path, metavar="OUTPUT_ROOT", help="folder to serve (the --out of segment)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
-    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS",
-                        help=f"close a connection whose read or write stalls this long (default: {IDLE_TIMEOUT_S:g})")
-    parser.add_argument("--header-timeout", type=float, metavar="SECONDS",
-                        help=f"close a connection whose request head takes longer (default: {HEADER_TIMEOUT_S:g})")
-    parser.add_argument("--max-connections", type=int, metavar="N",
-                        help=f"requests answered at once; more get 503 (default: {MAX_CONNECTIONS}); "
-                             f"{OPEN_PER_SLOT}x as many connections may be open")
-    parser.add_argument("--max-per-client", type=int, metavar="N",
-                        help=f"open connections from one address; more get 503 (default: {MAX_PER_CLIENT})")
-    parser.set_defaults(handler=run_serve)
-    return parser
-
-
-def run_serve(args: argparse.Namespace) -> int:
-    """The ``serve`` command: serve until interrupted."""
-    server = make_server(args.output_root, args.host, args.port,
-                         idle_timeout=args.idle_timeout, max_connections=args.max_connections,
-                         header_timeout=args.header_timeout, max_per_client=args.max_per_client)
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in host else host
-    if not is_loopback(args.host):
-        print(f"warning: {args.host} is not a loopback address: anyone who reaches it can read the outputs",
-              file=sys.stderr)
-    print(f"serving {Path(args.output_root).resolve()} at http://{shown}:{port}/ (read-only; Ctrl-C stops)",
-          file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
 __all__ = [
-    "make_server", "resolve_request_path", "resolve_below", "visible_entries", "parse_range",
-    "add_serve_parser", "run_serve", "CONTENT_TYPES", "IDLE_TIMEOUT_S", "MAX_CONNECTIONS", "MAX_DISCARDED_BODY",
+    "make_server", "CONTENT_TYPES", "IDLE_TIMEOUT_S", "MAX_CONNECTIONS", "MAX_DISCARDED_BODY",
     "HEADER_TIMEOUT_S", "MAX_PER_CLIENT", "OPEN_PER_SLOT",
 ]

@@ -17,7 +17,9 @@ import pytest
 
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.serve import server as serve
-from samgeo_pipeline.serve.server import PathRefused, is_loopback, make_server, parse_range, resolve_request_path
+from samgeo_pipeline.serve.server import make_server
+from samgeo_pipeline.serve.command import is_loopback
+from samgeo_pipeline.serve.paths import PathRefused, parse_range, resolve_request_path
 
 
 def output_root(tmp_path: Path) -> Path:
