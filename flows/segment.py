@@ -81,7 +81,7 @@ from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError 
 from samgeo_pipeline.io.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.outputs.manifest import find_reusable  # noqa: E402
 from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
-from samgeo_pipeline.outputs.stac import CATALOG_NAME, rebuild_remote_catalog, register_item  # noqa: E402
+from samgeo_pipeline.outputs.stac_catalog import CATALOG_NAME, rebuild_remote_catalog, register_item  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
@@ -224,7 +224,7 @@ def segment_image(
 
 def _catalog(out_dir: Path, root: str | None, remote_dir: str | None, remote: dict[str, Any] | None, logger) -> None:
     """List the finished image in its root's STAC catalog: ``register_item`` under the catalog's lock
-    on a local root, :func:`~samgeo_pipeline.outputs.stac.rebuild_remote_catalog` on a store. A catalog that
+    on a local root, :func:`~samgeo_pipeline.outputs.stac_catalog.rebuild_remote_catalog` on a store. A catalog that
     cannot be written is a warning: the image is finished all the same."""
     try:
         if remote_dir and remote:

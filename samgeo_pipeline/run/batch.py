@@ -20,7 +20,7 @@ from samgeo_pipeline.models.families import FAMILIES
 from samgeo_pipeline.io.paths import check_inside, printable
 from samgeo_pipeline.run.image import RasterRun
 from samgeo_pipeline.results import SegmentResult
-from samgeo_pipeline.outputs.stac import register_item
+from samgeo_pipeline.outputs.stac_catalog import register_item
 from samgeo_pipeline.sam.predictor import (
     ModelSource,
     load_sam_model,
@@ -106,7 +106,7 @@ def segment_many(
     Args:
         root: the output root; when given, each folder is checked to resolve inside it first
             (:func:`~samgeo_pipeline.io.paths.check_inside`), and each finished folder's STAC Item is
-            listed in its ``catalog.json`` (:func:`~samgeo_pipeline.outputs.stac.register_item`).
+            listed in its ``catalog.json`` (:func:`~samgeo_pipeline.outputs.stac_catalog.register_item`).
         sources: input path -> what the user named (a STAC Item's URL for its local copy), for the
             manifests; default: the path.
 
@@ -213,7 +213,7 @@ def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentRe
 
 
 def _catalog(result: SegmentResult, root: Path, log: Callable[[str], None]) -> None:
-    """List a finished image's ``item.json`` in ``root/catalog.json`` (:func:`~samgeo_pipeline.outputs.stac.register_item`);
+    """List a finished image's ``item.json`` in ``root/catalog.json`` (:func:`~samgeo_pipeline.outputs.stac_catalog.register_item`);
     a catalog that cannot be written is logged, the image stays finished."""
     if result.status == "failed" or result.manifest is None:
         return
