@@ -17,6 +17,7 @@ from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.folders import check_inputs_outside
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.models.families import FAMILIES
+from samgeo_pipeline.models.sam3 import check_prompt
 from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult
@@ -66,6 +67,7 @@ def load_predictor(config: SegmentConfig) -> tuple[Predictor | None, ModelSource
     if not config.uses_sam:
         return None, None
     model, source = load_sam_model(config.model)
+    check_prompt(config.prompt, source.family, config.model)  # text needs SAM 3; SAM 3 takes text only
     device = resolve_device(config.device)
     preprocessing = read_checkpoint_preprocessing(config.model)
     predictor = FAMILIES[source.family].predictor_class()(

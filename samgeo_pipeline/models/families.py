@@ -52,6 +52,7 @@ FAMILIES: dict[str, Family] = {
         Family("sam", "SAM", "SamModel", "samgeo_pipeline.sam:SamPredictor", finetune=True),
         Family("sam_hq", "SAM-HQ", "SamHQModel", "samgeo_pipeline.models.sam_hq:SamHQPredictor", finetune=False),
         Family("sam2", "SAM 2", "Sam2Model", "samgeo_pipeline.models.sam2:Sam2Predictor", finetune=False),
+        Family("sam3", "SAM 3", "Sam3Model", "samgeo_pipeline.models.sam3:Sam3Predictor", finetune=False),
     )
 }
 
