@@ -61,12 +61,14 @@ def load_tokenizer(folder: Path) -> Any:
     """
     from transformers import CLIPTokenizer
 
+    hint = "save the processor beside the model: Sam3Processor.from_pretrained('facebook/sam3').save_pretrained(DIR)"
+    if not (folder / "tokenizer.json").is_file() and not all((folder / n).is_file() for n in ("vocab.json", "merges.txt")):
+        raise ModelUnavailableError(f"{folder}: no SAM 3 tokenizer (tokenizer.json, or vocab.json and merges.txt); {hint}")
     try:
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailableError(f"{folder}: no SAM 3 tokenizer ({first}); save the processor beside the model: "
-                                    "Sam3Processor.from_pretrained('facebook/sam3').save_pretrained(DIR)") from None  # fmt: skip
+        raise ModelUnavailableError(f"{folder}: unreadable SAM 3 tokenizer ({first}); {hint}") from None
 
 
 @dataclass
@@ -130,6 +132,7 @@ class Sam3Predictor(SamPredictor):
                 kept[b].append(masks[b][scores[b] > threshold])
         return [self._to_tile(torch.cat(k), tile_shape) for k in kept]
 
+    @torch.inference_mode()
     def _decode(self, vision: Any, features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One phrase against B tiles: ``(mask logits (B, Q, m, m), scores (B, Q))``."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -140,6 +143,7 @@ class Sam3Predictor(SamPredictor):
         scores = out.pred_logits.float().sigmoid() * out.presence_logits.float().sigmoid()
         return out.pred_masks, scores
 
+    @torch.inference_mode()
     def _text_features(self, phrases: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The phrases' text features ``(T, L, d)`` and attention mask ``(T, L)``, encoded once per run."""
         if phrases not in self._texts:
