@@ -275,6 +275,16 @@ class TestRefusals:
         with pytest.raises(ConfigError, match="prompt=text: fine-tuning and evaluate take points or box prompts"):
             FinetuneConfig(data=str(chips), prompt="text")
 
+    def test_evaluate_refuses_sam3_in_one_line(self, sam3_dir: Path, tmp_path: Path) -> None:
+        from samgeo_pipeline.finetune.config import FinetuneConfig
+        from samgeo_pipeline.finetune.evaluate import evaluate
+        from tests.finetune_data import write_chip_folder
+
+        chips = write_chip_folder(tmp_path / "chips", n=4)
+        config = FinetuneConfig(data=str(chips), bands="naip", val_fraction=0.5, device="cpu")
+        with pytest.raises(ConfigError, match=rf"{sam3_dir}: evaluate takes point and box prompts; SAM 3 answers text"):
+            evaluate(config, [str(sam3_dir)], tmp_path / "eval", "val", log=None)
+
 
 @pytest.mark.skipif(not NAIP.exists(), reason="../shared/data is not present")
 def test_cli_segment_text_on_real_naip(sam3_dir: Path, tmp_path: Path) -> None:

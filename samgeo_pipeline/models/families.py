@@ -25,7 +25,9 @@ class Family:
         label: the name shown in logs, the manifest and the README.
         model_class: its transformers model class (name in ``transformers``).
         predictor: ``module:Class`` of its predictor (imported on use).
-        finetune: whether ``finetune`` can train its mask decoder (``evaluate`` takes every family).
+        finetune: whether ``finetune`` can train its mask decoder.
+        prompts: the ``--prompt`` kinds its predictor answers (``evaluate`` takes the families
+            answering points and boxes).
     """
 
     model_type: str
@@ -33,6 +35,7 @@ class Family:
     model_class: str
     predictor: str
     finetune: bool
+    prompts: tuple[str, ...] = ("points", "box")
 
     def load_class(self) -> type:
         """The transformers model class."""
@@ -52,7 +55,8 @@ FAMILIES: dict[str, Family] = {
         Family("sam", "SAM", "SamModel", "samgeo_pipeline.sam:SamPredictor", finetune=True),
         Family("sam_hq", "SAM-HQ", "SamHQModel", "samgeo_pipeline.models.sam_hq:SamHQPredictor", finetune=False),
         Family("sam2", "SAM 2", "Sam2Model", "samgeo_pipeline.models.sam2:Sam2Predictor", finetune=False),
-        Family("sam3", "SAM 3", "Sam3Model", "samgeo_pipeline.models.sam3:Sam3Predictor", finetune=False),
+        Family("sam3", "SAM 3", "Sam3Model", "samgeo_pipeline.models.sam3:Sam3Predictor", finetune=False,
+               prompts=("text",)),
     )
 }
 

@@ -38,17 +38,21 @@ SAM3_STD = (0.5, 0.5, 0.5)
 
 
 def check_prompt(prompt: str, family: str, model: str) -> None:
-    """Refuse a prompt kind the family does not answer: text needs SAM 3, SAM 3 takes text only.
+    """Refuse a prompt kind the family does not answer (:attr:`~samgeo_pipeline.models.families.Family.prompts`):
+    text needs SAM 3, SAM 3 takes text only.
 
     Raises:
         ConfigError: one line naming the model and what to pass instead.
     """
-    if family == "sam3" and prompt != "text":
-        raise ConfigError(f"{model}: SAM 3 takes text prompts here, not --prompt {prompt} (transformers' Sam3Model "
-                          "takes no points and its boxes are exemplars, not objects); pass --prompt text --text water")  # fmt: skip
-    if prompt == "text" and family != "sam3":
-        raise ConfigError(f"{model}: --prompt text needs a SAM 3 model ({FAMILIES[family].label} takes points or "
-                          "boxes); pass --model facebook/sam3 or a saved SAM 3 folder, or --prompt points")  # fmt: skip
+    accepted = FAMILIES[family].prompts
+    if prompt in accepted:
+        return
+    label = FAMILIES[family].label
+    if prompt == "text":
+        raise ConfigError(f"{model}: --prompt text needs a SAM 3 model ({label} takes points or boxes); "
+                          "pass --model facebook/sam3 or a saved SAM 3 folder, or --prompt points")  # fmt: skip
+    raise ConfigError(f"{model}: {label} takes {' or '.join(accepted)} prompts here, not --prompt {prompt} (transformers' "
+                      "Sam3Model takes no points and its boxes are exemplars, not objects); pass --prompt text --text water")  # fmt: skip
 
 
 def load_tokenizer(folder: Path) -> Any:
