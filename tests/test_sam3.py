@@ -223,6 +223,31 @@ class TestPipeline:
         assert np.any(read_band(tmp_path / "out" / "mask.tif") == 1)
 
 
+    def test_a_new_text_is_not_taken_for_the_old_outputs(self, sam3_dir: Path, scene: Path, tmp_path: Path) -> None:
+        config = text_config(sam3_dir)
+        predictor, source = load_predictor(config)
+        assert segment_raster(scene, tmp_path / "out", config, predictor, source).status == "done"
+        assert segment_raster(scene, tmp_path / "out", config, predictor, source).status == "skipped"
+        other = config.merged({"text": "lake"})
+        assert segment_raster(scene, tmp_path / "out", other, predictor, source).status == "done"
+
+    def test_probability_holds_the_combined_mask(self, sam3_dir: Path, scene: Path, tmp_path: Path) -> None:
+        config = text_config(sam3_dir, probability=True)
+        predictor, source = load_predictor(config)
+        segment_raster(scene, tmp_path / "out", config, predictor, source)
+        mask, prob = read_band(tmp_path / "out" / "mask.tif"), read_band(tmp_path / "out" / "probability.tif")
+        np.testing.assert_array_equal(prob[mask != 255], (mask[mask != 255] == 1).astype(np.float32))
+
+
+def test_yaml_text_may_be_a_list(tmp_path: Path) -> None:
+    from samgeo_pipeline.config import load_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("prompt: text\ntext: [water, river lake]\nmodel: facebook/sam3\n")
+    config = SegmentConfig().merged(load_config_file(path))
+    assert config.phrases == ("water", "river lake")
+
+
 class TestRefusals:
     @pytest.mark.parametrize(
         ("changes", "message"),
