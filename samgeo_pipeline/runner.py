@@ -16,8 +16,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.folders import check_inputs_outside
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.models.families import FAMILIES
-from samgeo_pipeline.models.sam3 import check_prompt
+from samgeo_pipeline.models.families import FAMILIES, check_prompt
 from samgeo_pipeline.paths import check_inside, printable
 from samgeo_pipeline.pipeline import RasterRun
 from samgeo_pipeline.results import SegmentResult

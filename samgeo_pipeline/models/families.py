@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from samgeo_pipeline.errors import ModelUnavailableError
+from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 
 
 @dataclass(frozen=True)
@@ -88,4 +88,22 @@ def read_family(folder: Path) -> Family:
     )
 
 
-__all__ = ["Family", "FAMILIES", "family_named", "read_family"]
+def check_prompt(prompt: str, family: str, model: str) -> None:
+    """Refuse a prompt kind the family does not answer (:attr:`~samgeo_pipeline.models.families.Family.prompts`):
+    text needs SAM 3, SAM 3 takes text only.
+
+    Raises:
+        ConfigError: one line naming the model and what to pass instead.
+    """
+    accepted = FAMILIES[family].prompts
+    if prompt in accepted:
+        return
+    label = FAMILIES[family].label
+    if prompt == "text":
+        raise ConfigError(f"{model}: --prompt text needs a SAM 3 model ({label} takes points or boxes); "
+                          "pass --model facebook/sam3 or a saved SAM 3 folder, or --prompt points")  # fmt: skip
+    raise ConfigError(f"{model}: {label} takes {' or '.join(accepted)} prompts here, not --prompt {prompt} (transformers' "
+                      "Sam3Model takes no points and its boxes are exemplars, not objects); pass --prompt text --text water")  # fmt: skip
+
+
+__all__ = ["Family", "FAMILIES", "family_named", "read_family", "check_prompt"]

@@ -11,8 +11,9 @@ An instance's score is its query's probability times the image's presence probab
 logits (``(k, m, m)``, m = image_size / 14 * 4) resized bilinearly straight to the tile
 (:func:`~samgeo_pipeline.sam_geometry.upsample_square_masks`) and thresholded at 0 (probability 0.5).
 
-Point and box prompts are refused (:func:`check_prompt`): transformers' ``Sam3Model`` takes no
-points, and its boxes are exemplars ("more like this"), not the object to segment.
+Point and box prompts are refused (:func:`~samgeo_pipeline.models.families.check_prompt`):
+transformers' ``Sam3Model`` takes no points, and its boxes are exemplars ("more like this"), not
+the object to segment.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
-from samgeo_pipeline.models.families import FAMILIES
+from samgeo_pipeline.errors import ModelUnavailableError
+from samgeo_pipeline.models.families import check_prompt
 from samgeo_pipeline.prompts import ComponentPrompt
 from samgeo_pipeline.sam import SamPredictor
 from samgeo_pipeline.sam_decode import Embeddings
@@ -35,24 +36,6 @@ from samgeo_pipeline.sam_geometry import square_pixels, upsample_square_masks
 #: SAM 3's input normalisation (``Sam3ImageProcessor``: IMAGENET_STANDARD_MEAN / STD).
 SAM3_MEAN = (0.5, 0.5, 0.5)
 SAM3_STD = (0.5, 0.5, 0.5)
-
-
-def check_prompt(prompt: str, family: str, model: str) -> None:
-    """Refuse a prompt kind the family does not answer (:attr:`~samgeo_pipeline.models.families.Family.prompts`):
-    text needs SAM 3, SAM 3 takes text only.
-
-    Raises:
-        ConfigError: one line naming the model and what to pass instead.
-    """
-    accepted = FAMILIES[family].prompts
-    if prompt in accepted:
-        return
-    label = FAMILIES[family].label
-    if prompt == "text":
-        raise ConfigError(f"{model}: --prompt text needs a SAM 3 model ({label} takes points or boxes); "
-                          "pass --model facebook/sam3 or a saved SAM 3 folder, or --prompt points")  # fmt: skip
-    raise ConfigError(f"{model}: {label} takes {' or '.join(accepted)} prompts here, not --prompt {prompt} (transformers' "
-                      "Sam3Model takes no points and its boxes are exemplars, not objects); pass --prompt text --text water")  # fmt: skip
 
 
 def load_tokenizer(folder: Path) -> Any:
@@ -107,7 +90,7 @@ class Sam3Predictor(SamPredictor):
 
     def predict_masks(self, embeddings: Embeddings, prompts: Sequence[list[ComponentPrompt]], tile_shape: tuple[int, int],
                       resized: tuple[int, int], merge: str = "joint", logits: bool = False) -> list[np.ndarray]:  # fmt: skip
-        """Refused: SAM 3 answers text prompts here (:meth:`predict_text`, :func:`check_prompt`)."""
+        """Refused: SAM 3 answers text prompts here (:meth:`predict_text`, :func:`~samgeo_pipeline.models.families.check_prompt`)."""
         check_prompt("points", self.family, str(self.model.name_or_path))
         raise AssertionError("unreachable")
 
@@ -166,4 +149,4 @@ class Sam3Predictor(SamPredictor):
         return (upsample_square_masks(logits, tile_shape) > 0).cpu().numpy()
 
 
-__all__ = ["Sam3Predictor", "check_prompt", "load_tokenizer"]
+__all__ = ["Sam3Predictor", "load_tokenizer"]
