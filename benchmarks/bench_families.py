@@ -11,7 +11,9 @@ peak RSS of the process (CPU) or the peak CUDA memory allocated (GPU).
 
 Real-size cases (1024 px input, as released): SAM ViT-B (``SamConfig()``), SAM-HQ ViT-B
 (``SamHQConfig()`` with ``vit_dim`` 768), SAM 2.1 Hiera tiny / small / base-plus / large (the
-authors' block counts, widths and windows). ``--tiny`` adds the tests' tiny models (256 px input).
+authors' block counts, widths and windows), SAM 3 (``Sam3Config()``: the released facebook/sam3 sizes,
+1008 px input; also the seconds per tile to answer one phrase on embedded tiles). ``--tiny`` adds the
+tests' tiny models (256 px input).
 
 Usage::
 
@@ -61,8 +63,9 @@ CASES: dict[str, tuple[str, dict]] = {
     "sam2-small": ("sam2", _hiera(96, 1, [1, 2, 11, 2], [7, 10, 13], [7, 7], [8, 4, 14, 7])),
     "sam2-base-plus": ("sam2", _hiera(112, 2, [2, 3, 16, 3], [12, 16, 20], [14, 14], [8, 4, 14, 7])),
     "sam2-large": ("sam2", _hiera(144, 2, [2, 6, 36, 4], [23, 33, 43], [7, 7], [8, 4, 16, 8])),
+    "sam3": ("sam3", {}),  # Sam3Config()'s defaults are the released facebook/sam3 (1008 px, ViT 1024 x 32)
 }
-TINY = ("tiny-sam", "tiny-sam-hq", "tiny-sam2")
+TINY = ("tiny-sam", "tiny-sam-hq", "tiny-sam2", "tiny-sam3")
 
 
 def save_model(case: str, folder: Path) -> None:
@@ -73,7 +76,7 @@ def save_model(case: str, folder: Path) -> None:
     if case in TINY:
         from tests.tiny_sam import save_tiny_sam
 
-        save_tiny_sam(folder, 256, 0, {"tiny-sam": "sam", "tiny-sam-hq": "sam_hq", "tiny-sam2": "sam2"}[case])
+        save_tiny_sam(folder, 256, 0, case.removeprefix("tiny-").replace("-", "_"))
         return
     import transformers
 
@@ -83,6 +86,10 @@ def save_model(case: str, folder: Path) -> None:
     model_class = FAMILIES[family].load_class()
     config_class = getattr(transformers, model_class.__name__.replace("Model", "Config"))
     model_class(config_class(**kwargs)).save_pretrained(folder)
+    if family == "sam3":  # its predictor loads a tokenizer from the folder (any CLIP one times the same)
+        from tests.tiny_sam import tiny_clip_tokenizer
+
+        tiny_clip_tokenizer().save_pretrained(folder)
 
 
 def run_case(case: str, device: str, batch: int, tile: int, iters: int, threads: int, out: str) -> None:
@@ -96,8 +103,9 @@ def run_case(case: str, device: str, batch: int, tile: int, iters: int, threads:
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         save_model(case, Path(tmp) / "model")
+        text = {"prompt": "text", "text": "water"} if "sam3" in case else {}  # SAM 3 answers text only
         config = SegmentConfig(model=str(Path(tmp) / "model"), device=device, tile_size=tile, halo=tile // 8,
-                               precision="fp32" if device == "cpu" else "auto")  # fmt: skip
+                               precision="fp32" if device == "cpu" else "auto", **text)  # fmt: skip
         predictor, _ = load_predictor(config)
     tiles = np.random.default_rng(0).integers(0, 256, (batch, tile, tile, 3), dtype=np.uint8)
 
@@ -116,13 +124,26 @@ def run_case(case: str, device: str, batch: int, tile: int, iters: int, threads:
         sync()
         times.append((time.perf_counter() - t0) / batch)
     seconds = float(np.median(times))  # a shared CPU's bursts of other work hit single batches
+    decode = _text_decode_seconds(predictor, tiles, sync) if predictor.family == "sam3" else None
     peak = (torch.cuda.max_memory_allocated() / 2**20 if predictor.device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # fmt: skip
     Path(out).write_text(json.dumps({
         "case": case, "family": predictor.family, "input": predictor.image_size, "s_per_tile": seconds,
         "parameters": sum(p.numel() for p in predictor.model.parameters()), "peak_mb": peak,
-        "memory": "cuda allocated" if predictor.device.type == "cuda" else "process RSS",
+        "memory": "cuda allocated" if predictor.device.type == "cuda" else "process RSS", "text_s_per_tile": decode,
     }))  # fmt: skip
+
+
+def _text_decode_seconds(predictor, tiles, sync) -> float:  # noqa: ANN001
+    """SAM 3: seconds per tile to answer one phrase on embedded tiles (DETR encoder/decoder, mask
+    decoder, instances to the tile; the phrase's text encoding is cached after the first call)."""
+    embeddings, _ = predictor.embed(tiles)
+    predictor.predict_text(embeddings, ["water"], 0.5, tiles.shape[1:3])  # text encoded once
+    sync()
+    t0 = time.perf_counter()
+    predictor.predict_text(embeddings, ["water"], 0.5, tiles.shape[1:3])
+    sync()
+    return (time.perf_counter() - t0) / len(tiles)
 
 
 def main() -> None:
@@ -153,19 +174,23 @@ def main() -> None:
                 print(f"{case}: failed: {done.stderr.strip().splitlines()[-1]}", flush=True)
                 continue
             r = json.loads(Path(out.name).read_text())
-            print(f"{case}: {r['s_per_tile']:.3f} s/tile, peak {r['peak_mb']:.0f} MiB", flush=True)
+            text = f", text decode {r['text_s_per_tile']:.3f} s/tile" if r.get("text_s_per_tile") else ""
+            print(f"{case}: {r['s_per_tile']:.3f} s/tile{text}, peak {r['peak_mb']:.0f} MiB", flush=True)
             if case not in fastest or r["s_per_tile"] < fastest[case]["s_per_tile"]:
                 fastest[case] = r
     results = list(fastest.values())
-    base = {r["input"]: r["s_per_tile"] for r in results if r["case"] in ("sam", "tiny-sam")}
+    base = {r["case"] in TINY: r["s_per_tile"] for r in results if r["case"] in ("sam", "tiny-sam")}  # per tile size
     print(f"\ndevice {args.device}, batch {args.batch}, {args.threads} threads, {args.iters} timed batches per case, "
           f"fastest of {args.rounds} round(s)\n")
-    print("| case | family | input px | parameters | s / tile | tiles/s | speed vs SAM (same input) | peak memory |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| case | family | input px | parameters | s / tile | tiles/s | speed vs SAM (same tiles) | peak memory "
+          "| SAM 3: one phrase, s / tile |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        ratio = f"{base[r['input']] / r['s_per_tile']:.2f}x" if r["input"] in base else "–"
+        group = r["case"] in TINY
+        ratio = f"{base[group] / r['s_per_tile']:.2f}x" if group in base else "–"
+        text = f"{r['text_s_per_tile']:.3f}" if r.get("text_s_per_tile") else "–"
         print(f"| {r['case']} | {r['family']} | {r['input']} | {r['parameters'] / 1e6:.1f} M | {r['s_per_tile']:.3f} | "
-              f"{1 / r['s_per_tile']:.2f} | {ratio} | {r['peak_mb']:.0f} MiB ({r['memory']}) |")  # fmt: skip
+              f"{1 / r['s_per_tile']:.2f} | {ratio} | {r['peak_mb']:.0f} MiB ({r['memory']}) | {text} |")  # fmt: skip
 
 
 if __name__ == "__main__":

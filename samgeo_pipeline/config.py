@@ -23,7 +23,8 @@ from samgeo_pipeline.errors import ConfigError
 
 IndexName = Literal["auto", "dswe", "fmask", "ndwi", "mndwi", "rgb"]
 DsweWater = Literal["high", "moderate", "wetland"]
-PromptKind = Literal["points", "box"]
+PromptKind = Literal["points", "box", "text"]
+TextCombine = Literal["agree", "none", "add", "skip-dry"]
 PointMerge = Literal["joint", "mean", "best"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 OnUncertain = Literal["skip", "write"]
@@ -115,6 +116,7 @@ SEGMENT_RANGES: dict[str, Range] = {
     "prefetch": Range(1),
     "read_workers": Range(0),
     "simplify": Range(0, hint="CRS units"),
+    "text_threshold": Range(0, 1, low_open=True, high_open=True, hint="a SAM 3 instance score (sigmoid)"),
 }
 
 #: Options that change how fast a run goes but not what it writes; left out of the parameter hash.
@@ -176,7 +178,8 @@ class ImageOptions:
     """Connected water components smaller than this many pixels are dropped (keep <= halo)."""
     # --- prompts ---
     prompt: PromptKind = "points"
-    """Prompt kind per component: dynamic-distance points or a bounding box."""
+    """Prompt kind per component: dynamic-distance points or a bounding box; text: SAM 3 finds every
+    instance of --text in each tile (segment only, a SAM 3 model)."""
     points: int = 3
     """Positive points per component."""
     negatives: int = 0
@@ -255,13 +258,47 @@ class SegmentConfig(ImageOptions):
     """Process inputs whose outputs already exist with the same parameters."""
     on_uncertain: OnUncertain = "skip"
     """When the coarse rule cannot tell water from land on an image: skip (no SAM, no mask: manifest and
-    quicklook only) or write (run as usual); either way the image's status is uncertain (exit code 3)."""
+    quicklook only) or write (run as usual); either way the image's status is uncertain (exit code 3).
+    With --prompt text the image always gets SAM 3's mask (text only)."""
+    # --- SAM 3 text prompts (--prompt text) ---
+    text: str = ""
+    """--prompt text: comma-separated phrases SAM 3 looks for in each tile, e.g. water,river,lake (the
+    union of their instances)."""
+    text_threshold: float = 0.5
+    """--prompt text: keep SAM 3 instances whose score (query x presence probability) is above this."""
+    text_combine: TextCombine = "agree"
+    """--prompt text with the coarse mask: agree (keep instances touching coarse water; dry tiles skip
+    SAM 3), none (text only), add (text instances plus coarse components no instance touches),
+    skip-dry (text only, on tiles with coarse water). An uncertain image uses none."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self, SEGMENT_RANGES)
-        if self.on_uncertain not in _literal_values("on_uncertain"):
-            raise ConfigError(f"on_uncertain={self.on_uncertain!r}: choose one of skip, write")
+        for name in ("on_uncertain", "text_combine"):
+            allowed = _literal_values(name)
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        self._check_text()
+
+    def _check_text(self) -> None:
+        """Text options only with ``prompt=text``, which needs phrases and a model.
+
+        Raises:
+            ConfigError: one line naming the fix.
+        """
+        if self.prompt != "text":
+            if self.text.strip():
+                raise ConfigError(f"text={self.text!r} is only used with --prompt text (and a SAM 3 --model)")
+            return
+        if not self.uses_sam:
+            raise ConfigError("prompt=text needs a SAM 3 model: pass --model facebook/sam3 (or a saved SAM 3 folder)")
+        if not text_phrases(self.text):
+            raise ConfigError("prompt=text needs --text: comma-separated phrases, e.g. --text water,river")
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        """``text`` split into its phrases (:func:`text_phrases`)."""
+        return text_phrases(self.text)
 
     @property
     def core_size(self) -> int:
@@ -330,6 +367,11 @@ class SegmentConfig(ImageOptions):
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def text_phrases(text: str) -> tuple[str, ...]:
+    """``"water, river,,lake"`` -> ``("water", "river", "lake")``: comma-separated, stripped, empty ones and repeats dropped."""
+    return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+
+
 def parse_composite(spec: str | list[str] | tuple[str, ...]) -> tuple[str, str, str]:
     """``"nir,swir,green"`` (or a sequence) -> three band names shown to SAM as R, G, B.
 
@@ -356,6 +398,7 @@ def _literal_values(name: str) -> tuple[str, ...]:
         "precision": get_args(Precision),
         "dswe_water": get_args(DsweWater),
         "on_uncertain": get_args(OnUncertain),
+        "text_combine": get_args(TextCombine),
     }[name]
 
 
@@ -398,6 +441,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: a config file must be a mapping of option: value")
     if isinstance(data.get("bands"), dict):
         data["bands"] = ",".join(f"{k}={v}" for k, v in data["bands"].items())
+    if isinstance(data.get("text"), list):  # text: [water, river]
+        data["text"] = ",".join(str(v) for v in data["text"])
     if isinstance(data.get("composite"), list):
         data["composite"] = ",".join(str(v) for v in data["composite"])
     return data
@@ -427,4 +472,4 @@ def config_field_docs() -> dict[str, str]:
 
 
 __all__ = ["ImageOptions", "SegmentConfig", "DEFAULT_MODEL", "load_config_file", "config_field_docs", "field_docs",
-           "parse_composite"]
+           "parse_composite", "text_phrases"]

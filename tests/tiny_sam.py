@@ -1,6 +1,7 @@
 """Tiny random-weight models for tests: SAM (the architecture of ViT-B SAM, a few thousand times
-smaller), SAM-HQ (the same encoder and decoder plus HQ's) and SAM 2 (a 6-block Hiera), each of
-every supported family (:mod:`samgeo_pipeline.models`).
+smaller), SAM-HQ (the same encoder and decoder plus HQ's), SAM 2 (a 6-block Hiera) and SAM 3 (a
+2-block ViT, a 1-layer CLIP text encoder and a tiny CLIP tokenizer built here), each of every
+supported family (:mod:`samgeo_pipeline.models`).
 
 Its encoder works and its masks are decided: transformers' default init (vision
 ``initializer_range`` 1e-10, other weights N(0, 0.02²)) gives image embeddings of ~1e-10 and mask
@@ -16,7 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import Sam2Config, Sam2Model, SamConfig, SamHQConfig, SamHQModel, SamModel
+from transformers import (
+    CLIPTokenizer,
+    Sam2Config,
+    Sam2Model,
+    Sam3Config,
+    Sam3Model,
+    SamConfig,
+    SamHQConfig,
+    SamHQModel,
+    SamModel,
+)
 
 SMALL_STD = 0.1
 
@@ -83,11 +94,51 @@ def tiny_sam2_config(image_size: int = 256) -> Sam2Config:
     )
 
 
+def tiny_sam3_config(image_size: int = 256) -> Sam3Config:
+    """A Sam3Config with a 2-block, 32-wide ViT (patch 14, one global block; input ``image_size``
+    rounded down to a multiple of 14), a 1-layer 32-wide CLIP text encoder over
+    :func:`tiny_clip_tokenizer`'s vocabulary and 1-layer DETR encoder / decoder with 8 queries."""
+    s = image_size // 14 * 14
+    tokens = s // 14
+    layer = {"hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+    vocab = len(tiny_clip_tokenizer())
+    return Sam3Config(
+        vision_config={
+            "backbone_config": {"model_type": "sam3_vit_model", **layer, "num_hidden_layers": 2, "image_size": s,
+                                "patch_size": 14, "window_size": 3, "global_attn_indexes": [1],
+                                "pretrain_image_size": 14 * 3},  # fmt: skip
+            "fpn_hidden_size": 32,
+            "backbone_feature_sizes": [[tokens * 4] * 2, [tokens * 2] * 2, [tokens] * 2],
+        },
+        text_config={**layer, "vocab_size": vocab, "projection_dim": 32, "num_hidden_layers": 1,
+                     "max_position_embeddings": 32, "bos_token_id": vocab - 2, "eos_token_id": vocab - 1,
+                     "pad_token_id": vocab - 1},  # fmt: skip
+        geometry_encoder_config={**layer, "num_layers": 1},
+        detr_encoder_config={**layer, "num_layers": 1},
+        detr_decoder_config={**layer, "num_layers": 1, "num_queries": 8},
+        mask_decoder_config={"hidden_size": 32, "num_attention_heads": 2},
+    )
+
+
+def tiny_clip_tokenizer() -> CLIPTokenizer:
+    """A CLIP tokenizer over single letters (``a`` .. ``z``, each also word-final) and a few merges
+    (``wa``, ``ter``, ``ri``), built here, never downloaded: SAM 3's ``Sam3Processor`` uses a CLIP tokenizer."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {c: i for i, c in enumerate(letters)}
+    vocab.update({f"{c}</w>": len(letters) + i for i, c in enumerate(letters)})
+    merges = [("w", "a"), ("t", "e"), ("te", "r</w>"), ("r", "i")]
+    for merge in merges:
+        vocab["".join(merge)] = len(vocab)
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
 #: family (``model_type``) -> (config builder, model class)
 FAMILY_BUILDERS = {
     "sam": (tiny_sam_config, SamModel),
     "sam_hq": (tiny_sam_hq_config, SamHQModel),
     "sam2": (tiny_sam2_config, Sam2Model),
+    "sam3": (tiny_sam3_config, Sam3Model),
 }
 
 
@@ -123,6 +174,8 @@ def _draw(module: torch.nn.Module) -> None:
 
 
 def save_tiny_sam(path: Path, image_size: int = 256, seed: int = 0, family: str = "sam") -> Path:
-    """:func:`tiny_sam` saved with ``save_pretrained`` to ``path``."""
+    """:func:`tiny_sam` saved with ``save_pretrained`` to ``path`` (SAM 3: with :func:`tiny_clip_tokenizer`)."""
     tiny_sam(image_size, seed, family).save_pretrained(path)
+    if family == "sam3":
+        tiny_clip_tokenizer().save_pretrained(path)
     return path

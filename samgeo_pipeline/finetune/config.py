@@ -137,6 +137,9 @@ class FinetuneConfig(ImageOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # the shared options, with SegmentConfig's rules
+        if self.prompt == "text":
+            raise ConfigError("prompt=text: fine-tuning and evaluate take points or box prompts (text prompts are "
+                              "SAM 3's, for segment only)")  # fmt: skip
         for name, allowed in _LITERALS.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")

@@ -164,6 +164,9 @@ def _evaluate_model(
         model_config = config.merged({"composite": seg.composite, "bands": seg.bands, "percentiles": seg.percentiles})
     source = select_split(model_config, split)
     sam, loaded = load_sam_model(model)
+    if "points" not in FAMILIES[loaded.family].prompts:  # SAM 3: text prompts only
+        raise ConfigError(f"{model}: evaluate takes point and box prompts; {FAMILIES[loaded.family].label} answers text "
+                          "prompts only here (segment --prompt text --text water)")  # fmt: skip
     device = resolve_device(config.device)
     predictor = FAMILIES[loaded.family].predictor_class()(sam, device, resolve_dtype(device, config.precision), preprocessing)
     label = model_label(model)

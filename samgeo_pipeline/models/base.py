@@ -62,4 +62,14 @@ class Predictor(Protocol):
         ...
 
 
-__all__ = ["Predictor"]
+class TextPredictor(Predictor, Protocol):
+    """A predictor that also answers text prompts (SAM 3, :mod:`samgeo_pipeline.models.sam3`)."""
+
+    def predict_text(
+        self, embeddings: Embeddings, phrases: Sequence[str], threshold: float, tile_shape: tuple[int, int]
+    ) -> list[np.ndarray]:
+        """Per tile, ``bool (k, rows, cols)``: the instances of any phrase scoring above ``threshold``, in the tile frame."""
+        ...
+
+
+__all__ = ["Predictor", "TextPredictor"]

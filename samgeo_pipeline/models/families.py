@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from samgeo_pipeline.errors import ModelUnavailableError
+from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Family:
         label: the name shown in logs, the manifest and the README.
         model_class: its transformers model class (name in ``transformers``).
         predictor: ``module:Class`` of its predictor (imported on use).
-        finetune: whether ``finetune`` can train its mask decoder (``evaluate`` takes every family).
+        finetune: whether ``finetune`` can train its mask decoder.
+        prompts: the ``--prompt`` kinds its predictor answers (``evaluate`` takes the families
+            answering points and boxes).
     """
 
     model_type: str
@@ -33,6 +35,7 @@ class Family:
     model_class: str
     predictor: str
     finetune: bool
+    prompts: tuple[str, ...] = ("points", "box")
 
     def load_class(self) -> type:
         """The transformers model class."""
@@ -52,6 +55,8 @@ FAMILIES: dict[str, Family] = {
         Family("sam", "SAM", "SamModel", "samgeo_pipeline.sam.predictor:SamPredictor", finetune=True),
         Family("sam_hq", "SAM-HQ", "SamHQModel", "samgeo_pipeline.models.sam_hq:SamHQPredictor", finetune=False),
         Family("sam2", "SAM 2", "Sam2Model", "samgeo_pipeline.models.sam2:Sam2Predictor", finetune=False),
+        Family("sam3", "SAM 3", "Sam3Model", "samgeo_pipeline.models.sam3:Sam3Predictor", finetune=False,
+               prompts=("text",)),
     )
 }
 
@@ -83,4 +88,22 @@ def read_family(folder: Path) -> Family:
     )
 
 
-__all__ = ["Family", "FAMILIES", "family_named", "read_family"]
+def check_prompt(prompt: str, family: str, model: str) -> None:
+    """Refuse a prompt kind the family does not answer (:attr:`~samgeo_pipeline.models.families.Family.prompts`):
+    text needs SAM 3, SAM 3 takes text only.
+
+    Raises:
+        ConfigError: one line naming the model and what to pass instead.
+    """
+    accepted = FAMILIES[family].prompts
+    if prompt in accepted:
+        return
+    label = FAMILIES[family].label
+    if prompt == "text":
+        raise ConfigError(f"{model}: --prompt text needs a SAM 3 model ({label} takes points or boxes); "
+                          "pass --model facebook/sam3 or a saved SAM 3 folder, or --prompt points")  # fmt: skip
+    raise ConfigError(f"{model}: {label} takes {' or '.join(accepted)} prompts here, not --prompt {prompt} (transformers' "
+                      "Sam3Model takes no points and its boxes are exemplars, not objects); pass --prompt text --text water")  # fmt: skip
+
+
+__all__ = ["Family", "FAMILIES", "family_named", "read_family", "check_prompt"]

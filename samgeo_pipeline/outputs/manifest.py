@@ -25,6 +25,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
 from samgeo_pipeline.io.folders import LOCK_NAME, OUTPUT_NAMES
 from samgeo_pipeline.results import SegmentResult, uncertain_hint
+from samgeo_pipeline.models.sam3 import prompt_record
 from samgeo_pipeline.sam.weights import weight_files
 
 if TYPE_CHECKING:
@@ -242,6 +243,7 @@ def build_manifest(
         },
         "parameters": config.to_dict(),
         "params_hash": config.params_hash(),
+        "prompt": prompt_record(config, stats.coarse.uncertain),
         "model": {
             "id": config.model if config.uses_sam else "none",
             "fingerprint": model_fingerprint(config.model),

@@ -16,7 +16,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.io.folders import check_inputs_outside
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.models.families import FAMILIES
+from samgeo_pipeline.models.families import FAMILIES, check_prompt
 from samgeo_pipeline.io.paths import check_inside, printable
 from samgeo_pipeline.run.image import RasterRun
 from samgeo_pipeline.results import SegmentResult
@@ -66,6 +66,7 @@ def load_predictor(config: SegmentConfig) -> tuple[Predictor | None, ModelSource
     if not config.uses_sam:
         return None, None
     model, source = load_sam_model(config.model)
+    check_prompt(config.prompt, source.family, config.model)  # text needs SAM 3; SAM 3 takes text only
     device = resolve_device(config.device)
     preprocessing = read_checkpoint_preprocessing(config.model)
     predictor = FAMILIES[source.family].predictor_class()(

@@ -54,6 +54,7 @@ from samgeo_pipeline.sam.predictor import ModelSource
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
+from samgeo_pipeline.run.text_prompts import for_image, tile_needs_model
 from samgeo_pipeline.io.tiling import TileGrid
 from samgeo_pipeline.outputs.vectorize import write_polygons
 from samgeo_pipeline.outputs.writers import MASK_NODATA
@@ -254,7 +255,8 @@ class RasterRun:
         t = time.perf_counter()
         try:
             with gdal_env():
-                self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, self.config,
+                config = for_image(self.config, self.stats.coarse.uncertain)  # text: no combining when uncertain
+                self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, config,
                                             self.predictor)
         except BaseException:
             self._lock.close()  # no work file is left (_segment_tiles removed them)
@@ -439,8 +441,9 @@ def _remove_new_outputs(out_dir: Path, before: dict[str, tuple[int, int] | None]
 
 
 def _abstains(stats: ImageStats, config: SegmentConfig) -> bool:
-    """Whether a run skips the tiles of this image: its rule is uncertain and ``on_uncertain`` is ``skip``."""
-    return stats.coarse.uncertain is not None and config.on_uncertain == "skip"
+    """Whether a run skips the tiles of this image: its rule is uncertain and ``on_uncertain`` is ``skip``
+    (never with ``--prompt text``: SAM 3's text needs no coarse mask)."""
+    return stats.coarse.uncertain is not None and config.on_uncertain == "skip" and config.prompt != "text"
 
 
 def _candidate_water(data: np.ndarray, valid: np.ndarray, stats: ImageStats, config: SegmentConfig) -> np.ndarray:
@@ -485,7 +488,7 @@ def _segment_tiles(
         with tqdm(total=len(grid), desc=path.name, unit="tile", disable=not config.progress, leave=False) as bar:
             pending: list[PreparedTile] = []
             for prepared in prepared_tiles(info, stats, grid, config):
-                if predictor is not None and prepared.prompts and prepared.valid.any():
+                if predictor is not None and _needs_model(prepared, config):
                     pending.append(prepared)
                     if len(pending) == config.batch_size:
                         run_sam_batch(predictor, pending, sink, config)
@@ -502,6 +505,14 @@ def _segment_tiles(
         sink.remove_work()
         raise
     return sink
+
+
+def _needs_model(prepared: PreparedTile, config: SegmentConfig) -> bool:
+    """Whether a tile goes to the model: valid data, and prompts (text: see
+    :func:`~samgeo_pipeline.run.text_prompts.tile_needs_model`)."""
+    if not prepared.valid.any():
+        return False
+    return tile_needs_model(prepared, config.text_combine) if config.prompt == "text" else bool(prepared.prompts)
 
 
 def _count_without_sam(counts: TileCounts, prepared: PreparedTile, predictor: Predictor | None) -> None:

@@ -14,6 +14,7 @@ from samgeo_pipeline.errors import SamInferenceError
 from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.run.sink import TileSink
+from samgeo_pipeline.run.text_prompts import text_water
 
 #: Parts of the messages of torch's out-of-memory ``RuntimeError`` s that are not
 #: ``torch.OutOfMemoryError``: the CPU allocator ("DefaultCPUAllocator: can't allocate memory: you
@@ -37,17 +38,22 @@ def one_line(exc: BaseException) -> str:
 def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSink, config: SegmentConfig) -> None:
     """Encode a batch of tiles, decode all their prompts at once and write each tile's core.
 
-    The predictor returns water masks (``bool``), or logits when ``probability.tif`` is written.
+    The predictor returns water masks (``bool``), or logits when ``probability.tif`` is written; with
+    ``--prompt text`` SAM 3's instances combined with the coarse mask (``bool``,
+    :func:`~samgeo_pipeline.run.text_prompts.text_water`; ``config.text_combine`` is the image's).
 
     Raises:
         SamInferenceError: SAM failed for a reason other than memory; the message names the tile(s).
     """
     try:
         embeddings, resized = predictor.embed([p.rgb for p in batch])
-        results = predictor.predict_masks(
-            embeddings, [p.prompts for p in batch], batch[0].rgb.shape[:2], resized, config.point_merge,
-            logits=config.probability,
-        )
+        if config.prompt == "text":  # SAM 3: every instance of the phrases, combined with the coarse mask
+            results = text_water(predictor, embeddings, batch, config)  # type: ignore[arg-type]
+        else:
+            results = predictor.predict_masks(
+                embeddings, [p.prompts for p in batch], batch[0].rgb.shape[:2], resized, config.point_merge,
+                logits=config.probability,
+            )
     except Exception as exc:  # noqa: BLE001 - never swallowed: retried (memory) or re-raised naming the tile
         if not is_out_of_memory(exc):
             raise SamInferenceError(

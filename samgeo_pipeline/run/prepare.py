@@ -55,7 +55,7 @@ def prepare_tile(
     rgb = to_rgb8(data, valid, stats) if config.uses_sam else None  # SAM's input
     coarse = apply_rule(data, valid, stats.coarse, config.min_area, pools=config.uses_sam)
     prompts: list[ComponentPrompt] = []
-    if config.uses_sam and coarse.water.any():
+    if config.uses_sam and config.prompt != "text" and coarse.water.any():  # text prompts need no components
         rng = np.random.default_rng([config.seed, tile.row, tile.col])
         prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land, coarse.components)
     return PreparedTile(tile, rgb, valid, coarse.water, prompts)

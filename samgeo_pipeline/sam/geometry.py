@@ -64,19 +64,24 @@ def normalize_and_pad(images: torch.Tensor, image_size: int) -> torch.Tensor:
     return F.pad((x - mean) / std, (0, image_size - cols, 0, image_size - rows))
 
 
-def square_pixels(images: torch.Tensor, image_size: int) -> torch.Tensor:
+def square_pixels(
+    images: torch.Tensor,
+    image_size: int,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> torch.Tensor:
     """``uint8 (batch, rows, cols, 3)`` tiles -> SAM 2's ``pixel_values``, ``float32 (batch, 3, image_size, image_size)``.
 
     Scaled to [0, 1], resized (unless already ``image_size`` square) bilinearly with antialiasing to
     ``image_size`` square whatever the aspect (as torchvision's ``Resize`` on a tensor), then
-    ImageNet-normalised.
+    normalised with ``mean`` / ``std`` (ImageNet's; SAM 3 uses 0.5 / 0.5).
     """
     x = images.permute(0, 3, 1, 2).float() / 255.0
     if tuple(x.shape[-2:]) != (image_size, image_size):
         x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    shift = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    scale = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - shift) / scale
 
 
 def upsample_square_masks(low_res: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -453,9 +453,10 @@ class TestSegmentFlow:
         assert all(r["tiles"]["sam"] > 0 for r in result) and result[0]["model"] == str(model_dir)
         assert len(seg.PREDICTORS) == 0
 
-    @pytest.mark.parametrize("family", ["sam_hq", "sam2"])
+    @pytest.mark.parametrize("family", ["sam_hq", "sam2", "sam3"])
     def test_other_families_run_as_themselves_on_real_naip(self, tmp_path: Path, family: str) -> None:
-        """Issue 25: the segment flow on a real NAIP scene with a tiny SAM-HQ / SAM 2 folder."""
+        """Issue 25: the segment flow on a real NAIP scene with a tiny SAM-HQ / SAM 2 / SAM 3 folder
+        (SAM 3 with the text prompt "water")."""
         from tests.models.test_families import NAIP
         from tests.tiny_sam import save_tiny_sam
 
@@ -463,10 +464,13 @@ class TestSegmentFlow:
             pytest.skip("../shared/data is not present")
         model_dir = save_tiny_sam(tmp_path / family, family=family)
         options = {**OPTIONS, "model": str(model_dir), "device": "cpu", "bands": "naip"}
+        if family == "sam3":
+            options |= {"prompt": "text", "text": "water", "text_threshold": 0.22, "text_combine": "none"}
         result = seg.segment_flow([str(NAIP)], str(tmp_path / "out"), options)
         assert result[0]["status"] == "done" and result[0]["tiles"]["sam"] > 0
         manifest = json.loads((tmp_path / "out" / NAIP.stem / "manifest.json").read_text())
         assert manifest["model"]["family"] == family
+        assert manifest["prompt"]["kind"] == ("text" if family == "sam3" else "points")
 
 
 class TestLeftoversOfKilledRuns:

@@ -28,8 +28,8 @@ from tests.tiny_sam import save_tiny_sam, tiny_sam
 
 NAIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
 OTHER_FAMILIES = ("sam_hq", "sam2")
-CLASSES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model"}
-PREDICTORS = {"sam": "SamPredictor", "sam_hq": "SamHQPredictor", "sam2": "Sam2Predictor"}
+CLASSES = {"sam": "SamModel", "sam_hq": "SamHQModel", "sam2": "Sam2Model", "sam3": "Sam3Model"}
+PREDICTORS = {"sam": "SamPredictor", "sam_hq": "SamHQPredictor", "sam2": "Sam2Predictor", "sam3": "Sam3Predictor"}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_each_family_loads_as_itself(model_dirs: dict[str, Path], family: str) -
     saved = tiny_sam(256, 0, family).state_dict()
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(tensor, saved[name], rtol=0, atol=0)
-    config = family_config(model_dirs[family])
+    config = family_config(model_dirs[family], **({"prompt": "text", "text": "water"} if family == "sam3" else {}))
     predictor, source = load_predictor(config)
     assert type(predictor).__name__ == PREDICTORS[family] and predictor.family == family
     assert f"model: {FAMILIES[family].label} {model_dirs[family]} (local directory)" in describe_model(config, predictor, source)
@@ -77,7 +77,7 @@ def test_unsupported_folder_is_refused_in_one_line(model_dirs: dict[str, Path], 
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.safetensors").write_bytes((model_dirs["sam"] / "model.safetensors").read_bytes())
     with pytest.raises(ModelUnavailableError, match=rf"{folder}: model_type {model_type!r} is not a supported model family "
-                                                    r"\(supported: SAM \(sam\), SAM-HQ \(sam_hq\), SAM 2 \(sam2\)\)"):  # fmt: skip
+                                                    r"\(supported: SAM \(sam\), SAM-HQ \(sam_hq\), SAM 2 \(sam2\), SAM 3 \(sam3\)\)"):  # fmt: skip
         read_family(folder)
     code = main(["segment", str(scene), "--out", str(tmp_path / "out"), "--model", str(folder), "--no-progress"])
     err = capsys.readouterr().err
