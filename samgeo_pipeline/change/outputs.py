@@ -1,6 +1,6 @@
 """The files of a ``change`` run: COGs, polygons per class and water bodies, areas, plot, manifest.
 
-Polygons are traced by :func:`samgeo_pipeline.outputs.vectorize.polygon_batches` (one valid Polygon per
+Polygons are traced by :func:`samgeo_pipeline.outputs.polygon_trace.polygon_batches` (one valid Polygon per
 4-connected region, by windows) from the uncompressed work files, through a view that reads a
 class (or "water on some date") as 1. Water bodies are the 4-connected regions of pixels with water
 on at least one date; their area at each date is counted in a second windowed pass (the bodies
@@ -33,7 +33,8 @@ from samgeo_pipeline.change import raster as change_raster
 from samgeo_pipeline.change.raster import CLASSES, ChangeResult, Grid, on_grid, read_window, row_areas_m2, windows
 from samgeo_pipeline.outputs.manifest import MANIFEST_VERSION, package_versions, write_manifest
 from samgeo_pipeline.io.gdal_env import gdal_env
-from samgeo_pipeline.outputs.vectorize import area_perimeter_m, polygon_batches, to_map
+from samgeo_pipeline.outputs.vectorize import area_perimeter_m, to_map
+from samgeo_pipeline.outputs.polygon_trace import polygon_batches
 from samgeo_pipeline.outputs.writers import WindowedRasterWriter
 
 TOP_BODIES = 5

@@ -15,7 +15,7 @@ from rasterio import features
 from rasterio.transform import Affine
 from scipy import ndimage
 
-from samgeo_pipeline.outputs import vectorize
+from samgeo_pipeline.outputs import polygon_trace, vectorize
 from samgeo_pipeline.outputs.vectorize import LAYER, area_perimeter_m, mask_polygons, to_map, write_polygons
 from tests.scenes import (
     GEO_TRANSFORM,
@@ -194,7 +194,7 @@ class TestPolygonRules:
 
         with rasterio.open(path) as ds:
             counting = CountingReads(ds)
-            batches = vectorize.polygon_batches(counting, 32)
+            batches = polygon_trace.polygon_batches(counting, 32)
             seen = [(counting.reads, sorted(shapely.area(batch).tolist())) for batch in batches]
         assert seen == [(2, [16.0]), (3, [336.0]), (6, [200.0])]  # (windows read so far, areas)
 
