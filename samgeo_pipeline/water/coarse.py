@@ -57,7 +57,6 @@ order (:func:`apply_rule` also takes the file's own dtype); masks are ``bool (ro
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 
 import numpy as np
@@ -77,6 +76,13 @@ from samgeo_pipeline.water.index_rule import (
 )
 from samgeo_pipeline.io.reflectance import Reflectance
 from samgeo_pipeline.water.spectral_tests import normalized_difference
+from samgeo_pipeline.water.reflectance_rule import (
+    DISPLAY_DROPPED,
+    RATIO_DSWE_DROPPED,
+    dropped_tests,
+    gate_wetland,
+    reflectance_tests,
+)
 from samgeo_pipeline.water.rgb_rule import apply_rgb, darkest_mode_edge, fit_rgb, grey_level
 from samgeo_pipeline.water.rule import (
     FLOOR_PERCENTILE,
@@ -109,12 +115,6 @@ METHOD_BANDS: dict[str, frozenset[str]] = {
 REFLECTANCE_METHODS = frozenset({"dswe", "fmask"})
 #: Methods that need reflectance.
 NEEDS_REFLECTANCE = frozenset({"fmask"})
-#: ``dswe_water``: the DSWE classes counted as water.
-DSWE_WATER_CLASSES: dict[str, tuple[int, ...]] = {
-    "high": (water_tests.HIGH,),
-    "moderate": (water_tests.HIGH, water_tests.MODERATE),
-    "wetland": (water_tests.HIGH, water_tests.MODERATE, water_tests.WETLAND),
-}
 #: RGB images with a larger dark-and-smooth share are uncertain (``rgb_max_water``'s default).
 RGB_MAX_WATER = 0.4
 
@@ -190,8 +190,8 @@ def fit_rule(
         min_area: as in :func:`apply_rule`, for the water fraction and separability.
         offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
         reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.io.reflectance`), or None.
-        dswe_water: ``dswe``: the classes counted as water (:data:`DSWE_WATER_CLASSES`); ``wetland``
-            is lowered to ``moderate`` on cloudy images (:func:`_gate_wetland`).
+        dswe_water: ``dswe``: the classes counted as water (:data:`~samgeo_pipeline.water.reflectance_rule.DSWE_WATER_CLASSES`); ``wetland``
+            is lowered to ``moderate`` on cloudy images (:func:`gate_wetland`).
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
         edge_otsu: ``mndwi``/``ndwi`` without ``threshold``: the threshold is Otsu's split of the
             index around its edges (:func:`edge_otsu_threshold`); no valley there: uncertain.
@@ -208,9 +208,9 @@ def fit_rule(
     elif method in REFLECTANCE_METHODS:
         assert reflectance is not None
         rule = CoarseRule(method, tuple(band_names), -reflectance.offset / reflectance.scale, reflectance.scale,
-                          reflectance.source, dswe_water, _dropped(method, band_names), texture_window=texture_window)  # fmt: skip
+                          reflectance.source, dswe_water, dropped_tests(method, band_names), texture_window=texture_window)  # fmt: skip
         if method == "dswe" and dswe_water == "wetland":
-            rule = _gate_wetland(data, valid, rule)
+            rule = gate_wetland(data, valid, rule)
     else:
         offset = dark_floor(data, valid) if offset is None else max(0.0, float(offset))
         skipped = () if common_scale or not METHOD_BANDS["dswe"] <= set(band_names) else (DISPLAY_DROPPED,)
@@ -232,47 +232,6 @@ def fit_rule(
     if method in ("mndwi", "ndwi") and edge_otsu and threshold is None:
         return replace(rule, uncertain=base.uncertain)
     return replace(rule, uncertain=_uncertainty(rule, threshold is not None, rgb_max_water))
-
-
-#: Why an 8-bit image with DSWE's bands takes a fitted index instead.
-DISPLAY_DROPPED = "DSWE: 8-bit bands are display products, each stretched to its own range, and DSWE compares bands"
-#: What ``dswe`` drops when the reflectance is unknown.
-RATIO_DSWE_DROPPED = (
-    "DSWE tests 4 and 5 (need reflectance): water where tests 1-3 all pass",
-    "Fmask snow and cloud tests (need reflectance)",
-)
-
-
-#: ``dswe_water=wetland`` counts potential wetland only on images with at most this share of
-#: Fmask cloud: cloud shadows pass DSWE's partial-surface-water tests as wetland does, and only
-#: Fmask's shadow matching (not done here) tells them apart. A design bound, not fitted: any
-#: share from 0.5 % to 5 % gives the same masks on the shared imagery.
-WETLAND_MAX_CLOUD = 0.01
-
-
-def _gate_wetland(data: np.ndarray, valid: np.ndarray, rule: CoarseRule) -> CoarseRule:
-    """``rule`` with ``dswe_water`` lowered to moderate when the image's cloud share (or a missing
-    blue band) leaves cloud shadows possible (:data:`WETLAND_MAX_CLOUD`)."""
-    cloud = water_tests.fmask_cloud(_reflectances(data, rule))
-    share = float(cloud[valid].mean()) if cloud is not None and valid.any() else None
-    if share is not None and share <= WETLAND_MAX_CLOUD:
-        return rule
-    why = "no blue band for the cloud test" if share is None else f"{100 * share:.1f} % cloud"
-    dropped = (*rule.dropped, f"potential wetland class ({why}: cloud shadows look alike)")
-    return replace(rule, dswe_water="moderate", dropped=dropped)
-
-
-def _dropped(method: str, band_names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """What a reflectance method cannot test with these bands (for the manifest)."""
-    names = set(band_names)
-    dropped = []
-    if method == "dswe":
-        dropped += [f"{band} terms of DSWE tests 3 and 5" for band in ("blue", "swir2") if band not in names]
-        if "blue" not in names:
-            dropped.append("Fmask cloud test (needs blue)")
-    if method == "fmask" or "green" not in names:
-        dropped.append("Fmask snow test (needs green)")
-    return tuple(dropped)
 
 
 def _uncertainty(rule: CoarseRule, threshold_given: bool, rgb_max_water: float) -> str | None:
@@ -333,79 +292,13 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
         data = data if data.dtype == np.float32 else data.astype(np.float32)
         if rule.method == "rgb":
             return apply_rgb(data, valid, rule, min_area, pools)
-        tests = _reflectance_tests if rule.method in REFLECTANCE_METHODS else index_tests
+        tests = reflectance_tests if rule.method in REFLECTANCE_METHODS else index_tests
         passes, above_sure, above_land = tests(data, rule, pools)
     candidates = valid & passes
     water, components = kept_components(candidates, candidates, min_area)
     if not pools:
         return CoarseMask(water, None, None, components)
     return CoarseMask(water, water & above_sure, valid & ~water & ~above_land, components)
-
-
-def _reflectance_tests(
-    data: np.ndarray, rule: CoarseRule, pools: bool
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """:func:`index_tests` of the ``dswe`` and ``fmask`` methods: ``(passes, sure, not_land)``.
-
-    ``dswe``: water = the ``dswe_water`` classes, never snow or cloud; sure = high confidence;
-    not land = any class but not-water. ``fmask``: Fmask's water test and its strict part; not
-    land = NDVI below 0.1 (neither branch of the test rules it out by NDVI).
-    """
-    r = _reflectances(data, rule)
-    if rule.method == "fmask":
-        passes, sure = water_tests.fmask_water(r)
-        assert r.nir is not None and r.red is not None
-        return passes, sure if pools else None, (r.ndvi < 0.1) if pools else None
-    code, _ = water_tests.dswe_tests(r)
-    if rule.reflectance_source is None:  # ratio tests only: tests 1-3 are free of the scale
-        passes = (code & 0b111) == 0b111
-        for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
-            if limit is not None:
-                passes &= getattr(r, band) < limit * rule.scale
-        return passes, passes if pools else None, (code & 0b111) != 0 if pools else None
-    passes = np.take(_water_by_code(rule.dswe_water), code)
-    _drop_snow_and_cloud(passes, r)
-    if not pools:
-        return passes, None, None
-    classes = water_tests.dswe_classes(code)  # high confidence is water under every dswe_water
-    return passes, (classes == water_tests.HIGH) & passes, classes != water_tests.NOT_WATER
-
-
-def _drop_snow_and_cloud(water: np.ndarray, r: water_tests.Reflectances) -> None:
-    """Set ``water`` (``bool``, C-contiguous) False where Fmask's snow or cloud tests pass.
-
-    The tests run on the water pixels only (a few percent of most tiles): they are what costs
-    most per pixel, and elsewhere their answer would change nothing.
-    """
-    flat = water.reshape(-1)
-    at = np.flatnonzero(flat)
-    if at.size == 0:
-        return
-    bands = {name: getattr(r, name) for name in water_tests.Reflectances.__dataclass_fields__}
-    some = water_tests.Reflectances(**{k: v.reshape(-1)[at] for k, v in bands.items() if v is not None})
-    excluded = water_tests.fmask_snow(some)
-    cloud = water_tests.fmask_cloud(some)
-    if cloud is not None:
-        excluded |= cloud
-    flat[at[excluded]] = False
-
-
-@functools.lru_cache(maxsize=4)
-def _water_by_code(dswe_water: str) -> np.ndarray:
-    """``bool (32,)``: whether each DSWE diagnostic code's class counts as water."""
-    return np.isin(water_tests.DSWE_CLASS_OF_CODE, DSWE_WATER_CLASSES[dswe_water])
-
-
-def _reflectances(data: np.ndarray, rule: CoarseRule) -> water_tests.Reflectances:
-    """The mapped bands of ``data`` as reflectance under ``rule``."""
-    fields = water_tests.Reflectances.__dataclass_fields__
-    offset, scale = np.float32(rule.offset), np.float32(rule.scale)
-    bands = {}
-    for i, name in enumerate(rule.band_names):
-        if name in fields:
-            band = np.subtract(data[i], offset, dtype=np.float32)
-            bands[name] = band if scale == 1 else np.multiply(band, scale, out=band)
-    return water_tests.Reflectances(**bands)
 
 
 def _feature(data: np.ndarray, rule: CoarseRule) -> np.ndarray:

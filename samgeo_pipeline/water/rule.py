@@ -38,7 +38,7 @@ class CoarseRule:
             for reflectance methods the value of zero reflectance.
         scale: reflectance per file unit (reflectance methods), else 1.
         reflectance_source: where the reflectance map came from; None when unknown.
-        dswe_water: ``dswe``: which classes are water (:data:`DSWE_WATER_CLASSES`).
+        dswe_water: ``dswe``: which classes are water (:data:`~samgeo_pipeline.water.reflectance_rule.DSWE_WATER_CLASSES`).
         dropped: tests or terms the bands did not allow, for the manifest.
         threshold: index threshold (water where index > threshold); None for rgb.
         nir_max, swir_max: water is darker than these; None: no such test.
