@@ -1,7 +1,7 @@
 """The example watch rules on the sensors users drop (``../shared/data``; skipped when absent).
 
 Each shared scene is dropped into a watched folder and given its options as the watch flow gives
-them (:func:`flows.watch.file_options` with ``flows/watch_rules.example.yaml``): it must get its
+them (:func:`flows.watch_state.file_options` with ``flows/watch_rules.example.yaml``): it must get its
 real band order from a rule (never a guess) and, segmented with those options, a water share
 within 2 points of a CLI run with that order passed explicitly as ``--bands``. Per-band Landsat 8
 files (``l8_B2.tif``, ...) are not scenes and are left out.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from flows.common import build_config
-from flows.watch import file_options, relative_name
+from flows.watch_state import file_options, relative_name
 from samgeo_pipeline.io.bands import parse_bands
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.run.image import segment_raster
