@@ -53,7 +53,7 @@ run() {
     timeout 100 "$PYTHON" benchmarks/bench_gpu.py --bf16-weights --batch-sizes 8,16,32 --pipeline-size 0 2>&1 \
         | tee -a "$out/bench_gpu.txt" || echo "bench_gpu.py --bf16-weights: exit $?" | tee -a "$out/bench_gpu.txt"
     timeout 150 "$PYTHON" benchmarks/bench_feed.py --repeat 2 2>&1 | tee "$out/bench_feed.txt" || echo "bench_feed.py: exit $?" | tee -a "$out/bench_feed.txt"
-    # Every model family's encoder (SAM, SAM-HQ, SAM 2.1 t/s/b+/l), batch 8, autocast as segment does.
+    # Every model family's encoder (SAM, SAM-HQ, SAM 2.1 t/s/b+/l, SAM 3 with one phrase), batch 8, autocast as segment does.
     timeout 100 "$PYTHON" benchmarks/bench_families.py --device cuda --batch 8 --iters 10 2>&1 | tee "$out/bench_families.txt" \
         || echo "bench_families.py: exit $?" | tee -a "$out/bench_families.txt"
 }
