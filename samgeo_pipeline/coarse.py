@@ -339,6 +339,7 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
     water, components = kept_components(candidates, candidates, min_area)
     if not pools:
         return CoarseMask(water, None, None, components)
+    assert above_sure is not None and above_land is not None  # the tests compute both with pools
     return CoarseMask(water, water & above_sure, valid & ~water & ~above_land, components)
 
 

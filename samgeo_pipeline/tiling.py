@@ -87,7 +87,8 @@ class Axis:
         sample coordinates (working pixel ``y``'s value sits at ``y``), clamped to the raster's
         first and last working pixel: the positions to interpolate at."""
         centres = (2 * np.arange(first, stop) + 1) * (self.working / (2 * self.length))
-        return np.clip(centres - 0.5, 0, self.working - 1)
+        samples: np.ndarray = np.clip(centres - 0.5, 0, self.working - 1)
+        return samples
 
 
 def _axis(length: int, working: int, tile_size: int, halo: int) -> Axis:
@@ -294,7 +295,8 @@ def core_of(tile: Tile, array: np.ndarray, height: int, width: int, nearest: boo
     rows = int(core.row_off), int(core.row_off + core.height)
     cols = int(core.col_off), int(core.col_off + core.width)
     if nearest:
-        return array[g.y.working_index(*rows) - y][:, g.x.working_index(*cols) - x]
+        picked: np.ndarray = array[g.y.working_index(*rows) - y][:, g.x.working_index(*cols) - x]
+        return picked
     return _linear(_linear(array, g.y.samples(*rows) - y, 0), g.x.samples(*cols) - x, 1)
 
 
@@ -307,7 +309,8 @@ def _linear(array: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
     shape[axis] = -1
     frac = (pos - lo).astype(array.dtype).reshape(shape)
     a, b = np.take(array, lo, axis=axis), np.take(array, hi, axis=axis)
-    return a + (b - a) * frac
+    interpolated: np.ndarray = a + (b - a) * frac
+    return interpolated
 
 
 __all__ = [

@@ -37,6 +37,7 @@ import warnings
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import cv2
 import geopandas as gpd
@@ -47,6 +48,7 @@ import shapely
 from pyproj import CRS as ProjCRS
 from pyproj import Geod
 from rasterio import features
+from rasterio.crs import CRS
 from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.errors import GEOSException
@@ -100,7 +102,7 @@ class _UnionFind:
 
 
 def _from_shapes(
-    pairs: Iterator[tuple[dict, float]], chunk_vertices: int = 500_000
+    pairs: Iterator[tuple[dict[str, Any], float]], chunk_vertices: int = 500_000
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Polygons from ``features.shapes`` output, in chunks built by vectorised calls.
 
@@ -208,6 +210,7 @@ def _polygon(coords: np.ndarray, sizes: np.ndarray) -> shapely.Polygon:
     """One polygon from its rings' vertices (shell first) and the ring sizes (closing points included)."""
     ring_offsets = np.concatenate([[0], np.cumsum(sizes)])
     polygon_offsets = np.array([0, len(sizes)])
+    polygon: shapely.Polygon
     (polygon,) = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (ring_offsets, polygon_offsets))
     return polygon
 
@@ -379,7 +382,7 @@ def to_map(polygons: list[shapely.Polygon] | np.ndarray, transform: Affine) -> n
     return shapely.transform(np.asarray(polygons, dtype=object), apply)
 
 
-def area_perimeter_m(geoms: np.ndarray, crs: object) -> tuple[np.ndarray, np.ndarray]:
+def area_perimeter_m(geoms: np.ndarray, crs: CRS | None) -> tuple[np.ndarray, np.ndarray]:
     """Area (m²) and perimeter (m) of each geometry: geodesic for geographic CRSs, NaN without CRS."""
     n = len(geoms)
     if crs is None or n == 0:
@@ -394,7 +397,7 @@ def area_perimeter_m(geoms: np.ndarray, crs: object) -> tuple[np.ndarray, np.nda
 
 
 def _write_batch(
-    path: Path, polygons: list[np.ndarray], transform: Affine, crs: object, simplify: float, append: bool
+    path: Path, polygons: list[np.ndarray], transform: Affine, crs: CRS | None, simplify: float, append: bool
 ) -> tuple[int, float]:
     """Map, simplify, measure and write (or append) one batch of pixel-coordinate polygons."""
     geoms = to_map(np.concatenate(polygons) if polygons else np.empty(0, dtype=object), transform)
