@@ -47,18 +47,20 @@ class Run:
 
     @property
     def device(self) -> torch.device:
-        return self.accelerator.device
+        device: torch.device = self.accelerator.device
+        return device
 
     def owns(self, position: int) -> bool:
         """Whether this process handles the sample at ``position`` of a split."""
-        return position % self.accelerator.num_processes == self.accelerator.process_index
+        owned: bool = position % self.accelerator.num_processes == self.accelerator.process_index
+        return owned
 
-    loaders: dict[str, DataLoader] = field(default_factory=dict)
+    loaders: dict[str, DataLoader[Any]] = field(default_factory=dict)
     """Persistent batch loaders per split (workers live for the whole run)."""
 
-    def loader(self, dataset: Dataset, batch_sampler: Any = None, persistent: bool = False) -> DataLoader:
+    def loader(self, dataset: Dataset[Any], batch_sampler: Any = None, persistent: bool = False) -> DataLoader[Any]:
         """A DataLoader over ``dataset`` with this run's workers: collated batches, or single items."""
-        common = {"num_workers": self.workers, "pin_memory": self.device.type == "cuda"}
+        common: dict[str, Any] = {"num_workers": self.workers, "pin_memory": self.device.type == "cuda"}
         if batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
                               persistent_workers=persistent and self.workers > 0, **common)  # fmt: skip
@@ -84,7 +86,7 @@ class EpochBatches:
         return len(epoch_batches(self.positions, self.batch_size, self.steps, self.seed, self.epoch, self.rank))
 
 
-class _Loading(Dataset):
+class _Loading(Dataset[Sample]):
     """A source as a Dataset of :class:`Sample` (for parallel reading in the preparation pass)."""
 
     def __init__(self, source: SampleSource) -> None:
@@ -173,8 +175,9 @@ def batch_embeddings(run: Run, split: str, batch: PromptBatch) -> torch.Tensor:
 def _scatter(values: torch.Tensor | None, index: list[int], size: int, run: Run) -> torch.Tensor:
     if values is not None and len(index) == size:
         return values
-    channels = int(run.encoder.config.vision_config.output_channels)
-    side = int(run.encoder.config.prompt_encoder_config.image_embedding_size)
+    config: Any = run.encoder.config  # a transformers SamConfig
+    channels = int(config.vision_config.output_channels)
+    side = int(config.prompt_encoder_config.image_embedding_size)
     out = torch.zeros((size, channels, side, side), device=run.device, dtype=run.embed_dtype)
     if values is not None:
         out[index] = values.to(out.dtype)
@@ -272,8 +275,8 @@ def validate(run: Run, progress: bool) -> tuple[float | None, list[dict[str, Any
         loss_n += int(has.sum())
         for b, position in enumerate(batch.positions):
             pred = native_prediction(components[b].float(), present[b], batch.shapes[b], batch.resized[b], run.image_size)
-            label = torch.from_numpy(batch.label[b]).to(run.device)  # type: ignore[index]
-            valid = torch.from_numpy(batch.valid[b]).to(run.device)  # type: ignore[index]
+            label = torch.from_numpy(batch.label[b]).to(run.device)
+            valid = torch.from_numpy(batch.valid[b]).to(run.device)
             rows.append(image_row(prepared[position].name, confusion(pred, label, valid)))
     if run.accelerator.num_processes > 1:
         from accelerate.utils import gather_object
