@@ -86,7 +86,7 @@ class Grid:
     def same_as(self, ds: rasterio.io.DatasetReader) -> bool:
         """True when ``ds`` lies exactly on this grid (read directly, no warping)."""
         tol = 1e-6 * min(abs(self.transform.a), abs(self.transform.e))  # a millionth of a pixel
-        same_t = all(abs(x - y) <= tol for x, y in zip(ds.transform, self.transform))
+        same_t = all(abs(x - y) <= tol for x, y in zip(ds.transform, self.transform, strict=True))
         return ds.crs == self.crs and (ds.width, ds.height) == (self.width, self.height) and same_t
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def row_areas_m2(grid: Grid) -> np.ndarray:
     areas = np.empty(grid.height)
     for row in range(grid.height):
         corners = [t @ (col, row), t @ (col + 1, row), t @ (col + 1, row + 1), t @ (col, row + 1)]
-        lons, lats = zip(*corners)
+        lons, lats = zip(*corners, strict=True)
         areas[row] = abs(geod.polygon_area_perimeter(lons, lats)[0])
     return areas
 

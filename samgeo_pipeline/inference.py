@@ -63,7 +63,7 @@ def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSin
         run_sam_batch(predictor, batch[:half], sink, config)
         run_sam_batch(predictor, batch[half:], sink, config)
         return
-    for prepared, result in zip(batch, results):
+    for prepared, result in zip(batch, results, strict=True):
         sink.write(prepared, result)
         sink.counts.sam += 1
 

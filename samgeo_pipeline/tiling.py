@@ -100,7 +100,7 @@ def _axis(length: int, working: int, tile_size: int, halo: int) -> Axis:
     n = -(-(working - 2 * halo) // core)
     span = working - tile_size
     starts = tuple((i * span + (n - 1) // 2) // (n - 1) for i in range(n))
-    middles = tuple(b + (a + tile_size - b) // 2 for a, b in zip(starts, starts[1:]))
+    middles = tuple(b + (a + tile_size - b) // 2 for a, b in zip(starts, starts[1:], strict=False))
     return Axis(length, working, starts, (0, *middles, working))
 
 

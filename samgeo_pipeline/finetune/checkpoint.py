@@ -116,7 +116,7 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any
             torch.save(state, version / TRAINING_STATE)
         for path in (*version.rglob("*"), version):
             fsync_path(path)
-        previous = _current_version(directory)
+        _current_version(directory)  # a real folder of an older version is moved aside so the link can replace it
         replace_symlink(directory, version.name)
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)

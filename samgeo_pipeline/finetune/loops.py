@@ -136,7 +136,7 @@ def prepare_split(run: Run, split: str, source: SampleSource, progress: bool) ->
 def _embed_into_cache(run: Run, items: list[tuple[str, np.ndarray]]) -> None:
     with run.accelerator.autocast():
         embeddings = embed_images(run.encoder, [rgb for _, rgb in items], run.image_size, run.device)
-    for (key, _), embedding in zip(items, embeddings):
+    for (key, _), embedding in zip(items, embeddings, strict=True):
         run.cache.put(key, embedding)
 
 
@@ -164,7 +164,7 @@ def batch_embeddings(run: Run, split: str, batch: PromptBatch) -> torch.Tensor:
         source = run.sources[split]
         rgbs = [source.load(prepared[batch.positions[i]].source_index).rgb for i in missing]
         new = embed_images(run.encoder, rgbs, run.image_size, run.device)
-        for i, embedding in zip(missing, new):
+        for i, embedding in zip(missing, new, strict=True):
             run.cache.put(f"{split}/{prepared[batch.positions[i]].name}", embedding)
             found[i] = run.cache.get(f"{split}/{prepared[batch.positions[i]].name}")
     present = [i for i, v in enumerate(found) if v is not None]

@@ -163,7 +163,7 @@ def prompt_quality(
         xy = np.asarray(prompt.points_xy, np.float64).reshape(-1, 2)
         kinds = np.asarray(prompt.labels).reshape(-1)
         cols, rows = np.rint(xy[:, 0]).astype(np.int64), np.rint(xy[:, 1]).astype(np.int64)
-        for row, col, kind in zip(rows, cols, kinds):
+        for row, col, kind in zip(rows, cols, kinds, strict=True):
             if kind not in (0, 1):
                 continue
             if not (0 <= row < height and 0 <= col < width) or not known[row, col]:
