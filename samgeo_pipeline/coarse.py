@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def resolve_method(
         for candidate, needs in METHOD_BANDS.items():
             usable = calibrated or (candidate not in NEEDS_REFLECTANCE and (candidate != "dswe" or common_scale))
             if needs <= names and usable:
-                return candidate  # type: ignore[return-value]
+                return cast(Method, candidate)  # a key of METHOD_BANDS
         hint = " (red+nir works with known reflectance: pass --reflectance-scale)" if {"red", "nir"} <= names else ""
         raise InputError(
             f"no water index possible with bands {sorted(names)}: map green+nir, green+swir or red+green+blue{hint}"
@@ -161,7 +162,7 @@ def resolve_method(
             f"index {requested} needs reflectance, and nothing says how this file's values map to it: "
             "pass --reflectance-scale (e.g. 0.0001 for reflectance x 10000)"
         )
-    return requested  # type: ignore[return-value]
+    return cast(Method, requested)  # a key of METHOD_BANDS (looked up above)
 
 
 def fit_rule(

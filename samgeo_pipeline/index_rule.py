@@ -157,7 +157,9 @@ def _spectral_lut(rule: CoarseRule) -> np.ndarray:
                         swir_max=rule.swir_max if other == "swir" else None)  # fmt: skip
     passes, above_sure, above_land = index_tests(grid, pair_rule, pools=True)
     assert above_sure is not None and above_land is not None  # pools=True computes both
-    codes: np.ndarray = passes * np.uint8(_PASSES) | above_sure * np.uint8(_ABOVE_SURE) | above_land * np.uint8(_ABOVE_LAND)
+    codes: np.ndarray = (
+        passes * np.uint8(_PASSES) | above_sure * np.uint8(_ABOVE_SURE) | above_land * np.uint8(_ABOVE_LAND)
+    )
     codes.flags.writeable = False
     return codes
 

@@ -133,7 +133,8 @@ class _Batch:
         self.config, self.predictor, self.source, self.log, self.root = config, predictor, source, log, root
         self.sources = sources
         self.results: list[SegmentResult] = []
-        self.unreported: list[tuple[Future[SegmentResult], RasterRun | None]] = []  # (result to come, run it finishes), in order
+        # (result to come, run it finishes), in order
+        self.unreported: list[tuple[Future[SegmentResult], RasterRun | None]] = []
         self.unfinished: RasterRun | None = None  # tiles written, finish not yet queued
         self.preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-prepare")
         self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-finish")
@@ -143,7 +144,8 @@ class _Batch:
         try:
             upcoming = self.preparer.submit(self._prepare, *jobs[0]) if jobs else None
             for k, job in enumerate(jobs):
-                prepared = upcoming.result()  # type: ignore[union-attr]
+                assert upcoming is not None  # submitted for every job
+                prepared = upcoming.result()
                 if k + 1 < len(jobs):
                     upcoming = self.preparer.submit(self._prepare, *jobs[k + 1])
                 self._tiles_then_finish(job, prepared)
@@ -182,10 +184,12 @@ class _Batch:
         self._report(block=False)  # an earlier finish that ran out of memory stops the batch here
         if self.unfinished is not None:
             path, out_dir = job
-            self.unreported.append((self.finisher.submit(_outcome, path, out_dir, self.unfinished.finish), self.unfinished))
+            finished = self.finisher.submit(_outcome, path, out_dir, self.unfinished.finish)
+            self.unreported.append((finished, self.unfinished))
             self.unfinished = None
         else:
-            self.unreported.append((_resolved(prepared), None))  # type: ignore[arg-type]
+            assert isinstance(prepared, SegmentResult)  # not a RasterRun: already a result
+            self.unreported.append((_resolved(prepared), None))
 
     def _report(self, block: bool) -> None:
         """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""

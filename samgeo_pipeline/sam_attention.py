@@ -51,7 +51,9 @@ def chunk_global_attention(model: torch.nn.Module, rows_per_chunk: int) -> int:
     return changed
 
 
-def _chunked_forward(self: _ChunkedAttention, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple[torch.Tensor, None]:
+def _chunked_forward(
+    self: _ChunkedAttention, hidden_states: torch.Tensor, output_attentions: bool = False
+) -> tuple[torch.Tensor, None]:
     """``SamVisionAttention.forward`` for a global layer, one band of query rows at a time.
 
     ``hidden_states``: ``(batch, height, width, hidden)`` tokens; returns ``(output, None)`` with the

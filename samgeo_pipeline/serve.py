@@ -418,7 +418,9 @@ class _Server(ThreadingHTTPServer):
         self._open = ConnectionBudget(OPEN_PER_SLOT * max_connections, max_per_client)
         super().__init__(address, handler)
 
-    def process_request(self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[Any, ...]) -> None:
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[Any, ...]
+    ) -> None:
         """Serve the connection on a thread of its own if the budget allows; else answer 503 and close it."""
         assert isinstance(request, socket.socket)  # a TCP server's request is the connection's socket
         if not self._open.take(client_address[0]):

@@ -9,7 +9,7 @@ them, and the validation rows are gathered on every process.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,7 @@ class EpochBatches:
         self.positions, self.batch_size, self.steps, self.seed, self.rank = positions, batch_size, steps, seed, rank
         self.epoch = 0
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for batch in epoch_batches(self.positions, self.batch_size, self.steps, self.seed, self.epoch, self.rank):
             yield [(self.epoch, position) for position in batch]
 
@@ -168,7 +168,7 @@ def batch_embeddings(run: Run, split: str, batch: PromptBatch) -> torch.Tensor:
             run.cache.put(f"{split}/{prepared[batch.positions[i]].name}", embedding)
             found[i] = run.cache.get(f"{split}/{prepared[batch.positions[i]].name}")
     present = [i for i, v in enumerate(found) if v is not None]
-    stacked = torch.stack([found[i] for i in present]) if present else None  # type: ignore[misc]
+    stacked = torch.stack([v for v in found if v is not None]) if present else None
     return _scatter(stacked, present, len(has), run).to(run.embed_dtype)
 
 
@@ -215,7 +215,9 @@ def train_epoch(
         sampler = EpochBatches(positions, config.batch_size, steps, config.seed, run.accelerator.process_index)
         run.loaders["train"] = run.loader(dataset, sampler, persistent=True)
     loader = run.loaders["train"]
-    loader.batch_sampler.epoch = epoch  # type: ignore[union-attr]
+    batches = loader.batch_sampler
+    assert isinstance(batches, EpochBatches)  # the train loader is built with one above
+    batches.epoch = epoch
     total = torch.zeros((), device=run.device)
     count = torch.zeros((), device=run.device)
     bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress, leave=False)
