@@ -671,7 +671,7 @@ def loso(
 
     keys = list(constants)
     defaults = {k: constants[k][2] for k in keys}
-    combos = [dict(zip(keys, values)) for values in itertools.product(*(constants[k][1] for k in keys))]
+    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(constants[k][1] for k in keys))]
     table = [(combo, combo_scores(cases, base, swept, combo)) for combo in combos]
 
     def pick(exclude: str | None) -> tuple[dict[str, Any], float]:
@@ -830,7 +830,7 @@ def contact_images(cases: list[Case], summaries: dict[str, dict[str, Any]], path
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 4.0, rows * 3.6), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (case, rec) in zip(axes.ravel(), items):
+    for ax, (case, rec) in zip(axes.ravel(), items, strict=False):
         title = f"{case.name} {rec['name'][:21]}\n"
         if rec["abstained"]:
             reason = rec.get("uncertain") or rec.get("error") or rec["status"]
@@ -878,7 +878,7 @@ def contact_chips(case: Case, path: Path, n: int = 24) -> Path | None:
     if not recs:
         return None
     picks = [recs[i] for i in np.unique(np.linspace(0, len(recs) - 1, min(n, len(recs))).round().astype(int))]
-    by_name = dict(zip([p.stem for p in case.images], zip(case.images, case.labels)))
+    by_name = dict(zip([p.stem for p in case.images], zip(case.images, case.labels, strict=True), strict=True))
     per_row = 4
     rows = math.ceil(len(picks) / per_row)
     fig, axes = plt.subplots(rows, per_row * 3, figsize=(per_row * 3 * 1.45, rows * 1.75), squeeze=False)

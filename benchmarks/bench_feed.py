@@ -449,12 +449,12 @@ def table_rows(summaries: list[dict[str, Any]]) -> list[list[str]]:
 def report(summaries: list[dict[str, Any]], labels: list[str]) -> None:
     from _common import fmt_table
 
-    for label, s in zip(labels, summaries):
+    for label, s in zip(labels, summaries, strict=True):
         print(f"{label}: library {s['library']}" + (f", stub misses {s['misses']}" if s["misses"] else ""))
     print()
     print(fmt_table(["", *labels], table_rows(summaries)))
     print()
-    for label, s in zip(labels, summaries):
+    for label, s in zip(labels, summaries, strict=True):
         ok = s["core_ms"] <= TARGET_CORE_MS
         ratio = s["bare_read"] / s["none_wall"]
         print(f"{label}: {s['core_ms']:.1f} core-ms per SAM tile (target <= {TARGET_CORE_MS:.0f}: "
@@ -518,7 +518,7 @@ def main() -> int:
           f"best of {args.repeat} x {args.rounds if args.before else 1}; load average {os.getloadavg()[0]:.1f}")
     report(summaries, labels)
     if args.json:
-        args.json.write_text(json.dumps({"measurements": dict(zip(labels, measurements))}, default=list, indent=1))
+        args.json.write_text(json.dumps({"measurements": dict(zip(labels, measurements, strict=True))}, default=list, indent=1))
     return 0
 
 

@@ -93,7 +93,8 @@ class WatchRules:
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to wait after the ``failures``-th failure: ``backoff * 2**(failures-1)``."""
-        return self.retry_backoff_seconds * 2 ** max(failures - 1, 0)
+        factor: int = 2 ** max(failures - 1, 0)
+        return self.retry_backoff_seconds * factor
 
 
 def load_rules(path: str | Path | None) -> WatchRules:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -96,7 +97,7 @@ def plan_scan(
         files[path] = entry
         if entry["status"] in _SETTLED:
             continue
-        if _is_ready(entry, same, now, rules, lambda: has_marker(path)):
+        if _is_ready(entry, same, now, rules, partial(has_marker, path)):
             ready.append(path)
         else:
             waiting.append(path)

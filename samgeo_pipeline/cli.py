@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("default", SamgeoPipelineWarning)
     warnings.formatwarning = lambda message, category, *a, **k: f"warning: {printable(message)}\n"
     try:
-        return args.handler(args)
+        status: int = args.handler(args)
+        return status
     except SamgeoPipelineError as exc:
         print(f"error: {printable(redact(str(exc)))}", file=sys.stderr)  # a URL's credentials never shown
         return 1

@@ -15,7 +15,7 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -80,7 +80,7 @@ def check_ranges(options: object, ranges: Mapping[str, Range]) -> None:
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{name}={value!r}: must be a number {rule.text()}")
-        if not rule.contains(value):
+        if not rule.contains(cast(float, value)):  # a numbers.Real compares like a float
             finite = "" if math.isfinite(value) else "a finite number "
             hint = f" ({rule.hint})" if rule.hint else ""
             raise ConfigError(f"{name}={value}: must be {finite}{rule.text()}{hint}")
@@ -460,7 +460,7 @@ def field_docs(cls: type) -> dict[str, str]:
         if not dataclasses.is_dataclass(klass):
             continue
         body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:]):
+        for node, nxt in zip(body, body[1:], strict=False):
             if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
     return docs

@@ -21,7 +21,7 @@ def demo_water(height: int, width: int) -> np.ndarray:
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
     centre = height * 0.5 + height * 0.18 * np.sin(cols / width * 3.0 * np.pi)
     half_width = 12 + 6 * np.sin(cols / 97.0)
-    water = np.abs(rows - centre) < half_width
+    water: np.ndarray = np.abs(rows - centre) < half_width
     lakes = [(0.22, 0.30, 0.13), (0.80, 0.72, 0.08), (0.78, 0.18, 0.05)]
     for fy, fx, fr in lakes:
         water |= (rows - fy * height) ** 2 + (cols - fx * width) ** 2 < (fr * min(height, width)) ** 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 Status = Literal["done", "skipped", "partial", "failed", "uncertain"]
 
@@ -47,7 +47,7 @@ class SegmentResult:
     water_area_m2: float | None = None
     polygons: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    manifest: dict | None = None
+    manifest: dict[str, Any] | None = None
     uncertain: str | None = None
 
 

@@ -23,7 +23,7 @@ def rgbn(water: np.ndarray, seed: int = 0) -> np.ndarray:
     """``uint8 (4, rows, cols)`` R, G, B, NIR: water dark-blue with low NIR, land green with high NIR."""
     rng = np.random.default_rng(seed)
     land, wet = (95, 110, 80, 170), (50, 70, 110, 25)
-    bands = np.stack([np.where(water, w, g) for g, w in zip(land, wet)]).astype(np.float32)
+    bands = np.stack([np.where(water, w, g) for g, w in zip(land, wet, strict=True)]).astype(np.float32)
     return np.clip(bands + rng.normal(0, 5, bands.shape), 1, 255).astype(np.uint8)
 
 

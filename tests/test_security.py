@@ -348,7 +348,6 @@ class TestSizeLimits:
         assert segment(scene, "--out", tmp_path / "out", *small, "--max-tiles", "16") == 0
 
     def test_a_disk_too_small_for_the_work_files_is_refused(self, scene: Path, tmp_path: Path, monkeypatch) -> None:
-        import samgeo_pipeline.io.limits as limits
 
         config = SegmentConfig(model="none", progress=False)
         assert segment_raster(scene, tmp_path / "done" / "scene", config).status == "done"

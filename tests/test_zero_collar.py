@@ -133,7 +133,7 @@ class TestCollar:
         with warnings.catch_warnings():
             warnings.simplefilter("error", NodataWarning)
             on = run(path, tmp_path / "on", tile_size=128, halo=16)
-        off = run(path, tmp_path / "off", tile_size=128, halo=16, zero_collar=False)
+        run(path, tmp_path / "off", tile_size=128, halo=16, zero_collar=False)
         assert on.manifest["input"]["nodata"] is None and on.manifest["input"]["nodata_source"] is None
         np.testing.assert_array_equal(read_mask(tmp_path / "on"), read_mask(tmp_path / "off"))
         assert not (read_mask(tmp_path / "on") == 255).any()

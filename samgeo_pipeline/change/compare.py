@@ -85,7 +85,7 @@ def read_folders(
             log(f"{folder}: date {item.date.label} ({item.date.source})")
             usable.append(item)
     usable.sort(key=lambda d: d.date.date)
-    for a, b in zip(usable, usable[1:]):
+    for a, b in zip(usable, usable[1:], strict=False):
         if a.date.date == b.date.date:
             raise ChangeInputError(f"{a.folder} and {b.folder} have the same date {a.date.label}; "
                                    "pass --dates to say when each was taken")

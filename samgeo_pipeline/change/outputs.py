@@ -54,8 +54,13 @@ class _Where:
 
 def _polygons(ds: rasterio.io.DatasetReader, test: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Pixel-coordinate polygons of the regions where ``test`` holds (an object array)."""
-    batches = list(polygon_batches(_Where(ds, test), change_raster.WINDOW))  # type: ignore[arg-type]
+    batches = list(polygon_batches(_Where(ds, test), change_raster.WINDOW))
     return np.concatenate(batches) if batches else np.empty(0, dtype=object)
+
+
+def _equal_to(code: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The test ``values == code`` of one class."""
+    return lambda values: values == code
 
 
 def class_frames(change_work: Path, grid: Grid, codes: list[int]) -> Iterator[gpd.GeoDataFrame]:
@@ -63,8 +68,9 @@ def class_frames(change_work: Path, grid: Grid, codes: list[int]) -> Iterator[gp
     ``codes``, with ``class``, ``name`` and ``area_m2`` (an empty frame when ``codes`` is empty)."""
 
     with gdal_env(read_once=True), rasterio.open(change_work) as ds:
-        for code in codes or [None]:
-            found = _polygons(ds, lambda v, c=code: v == c) if code is not None else np.empty(0, dtype=object)
+        classes: list[int | None] = [*codes] or [None]
+        for code in classes:
+            found = _polygons(ds, _equal_to(code)) if code is not None else np.empty(0, dtype=object)
             mapped = to_map(found, grid.transform)
             area, _ = area_perimeter_m(mapped, grid.crs)
             yield gpd.GeoDataFrame(

@@ -40,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import rasterio
@@ -86,7 +86,7 @@ class Grid:
     def same_as(self, ds: rasterio.io.DatasetReader) -> bool:
         """True when ``ds`` lies exactly on this grid (read directly, no warping)."""
         tol = 1e-6 * min(abs(self.transform.a), abs(self.transform.e))  # a millionth of a pixel
-        same_t = all(abs(x - y) <= tol for x, y in zip(ds.transform, self.transform))
+        same_t = all(abs(x - y) <= tol for x, y in zip(ds.transform, self.transform, strict=True))
         return ds.crs == self.crs and (ds.width, ds.height) == (self.width, self.height) and same_t
 
     def to_dict(self) -> dict[str, Any]:
@@ -215,7 +215,7 @@ def row_areas_m2(grid: Grid) -> np.ndarray:
     areas = np.empty(grid.height)
     for row in range(grid.height):
         corners = [t @ (col, row), t @ (col + 1, row), t @ (col + 1, row + 1), t @ (col, row + 1)]
-        lons, lats = zip(*corners)
+        lons, lats = zip(*corners, strict=True)
         areas[row] = abs(geod.polygon_area_perimeter(lons, lats)[0])
     return areas
 
@@ -259,7 +259,8 @@ def transitions(water: np.ndarray, years: Sequence[int]) -> np.ndarray:
 
 def occurrence_percent(water: np.ndarray) -> np.ndarray:
     """``uint8 (rows, cols)``: per cent (rounded) of the dates with water."""
-    return np.rint(100.0 * water.sum(axis=0) / len(water)).astype(np.uint8)
+    percent: np.ndarray = np.rint(100.0 * water.sum(axis=0) / len(water)).astype(np.uint8)
+    return percent
 
 
 def compute_rasters(
@@ -304,7 +305,7 @@ def read_window(sources: list[Any], window: Window) -> tuple[np.ndarray, np.ndar
     """``(water bool (dates, rows, cols), valid bool (rows, cols))`` of one window of every date
     (:func:`on_grid` datasets): valid where every date is 0 or 1."""
     values = np.stack([src.read(1, window=window) for src in sources])
-    valid = (values <= 1).all(axis=0)
+    valid = cast(np.ndarray, (values <= 1).all(axis=0))  # numpy's stubs allow a scalar for axis=None
     return values == 1, valid
 
 

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,9 @@ from samgeo_pipeline.io.atomic import fsync_path, replace_symlink
 from samgeo_pipeline.errors import CheckpointError, ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.sam.predictor import CHECKPOINT_META
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TRAINING_STATE = "training_state.pt"
 FORMAT = "samgeo-pipeline fine-tuned SAM"
@@ -68,7 +71,7 @@ def build_meta(
     record = next((h for h in history if h["epoch"] == epoch), None)
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("samgeo-pipeline", "torch", "transformers", "accelerate"):
         try:
             versions[package] = metadata.version(package)
@@ -107,13 +110,13 @@ def save_checkpoint(directory: Path, model: torch.nn.Module, meta: dict[str, Any
     version = Path(tempfile.mkdtemp(prefix=f".{directory.name}.v-", dir=directory.parent))
     try:
         version.chmod(0o755)
-        model.save_pretrained(version)
+        cast("PreTrainedModel", model).save_pretrained(version)
         (version / CHECKPOINT_META).write_text(json.dumps(meta, indent=2, default=_json_default))
         if state is not None:
             torch.save(state, version / TRAINING_STATE)
         for path in (*version.rglob("*"), version):
             fsync_path(path)
-        previous = _current_version(directory)
+        _current_version(directory)  # a real folder of an older version is moved aside so the link can replace it
         replace_symlink(directory, version.name)
     except BaseException:
         shutil.rmtree(version, ignore_errors=True)
@@ -164,7 +167,8 @@ def read_meta(directory: Path) -> dict[str, Any]:
     """
     path = directory / CHECKPOINT_META
     try:
-        return json.loads(path.read_text())
+        meta: dict[str, Any] = json.loads(path.read_text())
+        return meta
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: not a fine-tuning checkpoint ({exc})") from None
 

@@ -48,7 +48,7 @@ def _add_options(parser: argparse.ArgumentParser, names: Iterable[str], defaults
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
 
-def add_finetune_parser(sub: Any) -> argparse.ArgumentParser:
+def add_finetune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``finetune`` on the subparsers ``sub``; its ``handler`` is :func:`run_finetune`."""
     parser = sub.add_parser(
         "finetune",
@@ -63,7 +63,7 @@ def add_finetune_parser(sub: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
+def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``evaluate`` on the subparsers ``sub``; its ``handler`` is :func:`run_evaluate`."""
     parser = sub.add_parser(
         "evaluate",

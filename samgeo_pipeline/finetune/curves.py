@@ -27,7 +27,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "fin
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     val_loss = [(h["epoch"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
     if val_loss:
-        ax_loss.plot(*zip(*val_loss), "s-", label="validation")
+        ax_loss.plot(*zip(*val_loss, strict=True), "s-", label="validation")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("loss")
     ax_loss.legend()
@@ -37,7 +37,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str = "fin
     for key, style in styles.items():
         points = [(h["epoch"], h["val"][key]) for h in history if h.get("val") and h["val"].get(key) is not None]
         if points:
-            ax_metric.plot(*zip(*points), style, label=key.replace("_", " "))
+            ax_metric.plot(*zip(*points, strict=True), style, label=key.replace("_", " "))
             plotted = True
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel("validation score")

@@ -9,12 +9,17 @@ absent ones at ``NO_MASK_LOGIT``, and merged per image by their maximum.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 import numpy as np
 import torch
 
 from samgeo_pipeline.finetune.samples import PromptBatch
 from samgeo_pipeline.sam.decode import NO_MASK_LOGIT, component_logits
 from samgeo_pipeline.sam.geometry import normalize_and_pad, resize_tile, upsample_masks
+
+if TYPE_CHECKING:
+    from transformers import SamModel
 
 
 def embed_images(model: torch.nn.Module, images: list[np.ndarray], image_size: int, device: torch.device) -> torch.Tensor:
@@ -32,7 +37,8 @@ def embed_images(model: torch.nn.Module, images: list[np.ndarray], image_size: i
     pixels = [normalize_and_pad(torch.from_numpy(resize_tile(img, image_size))[None].to(device), image_size)
               for img in images]  # fmt: skip
     with torch.no_grad():
-        return model.get_image_embeddings(torch.cat(pixels))
+        embeddings: torch.Tensor = cast("SamModel", model).get_image_embeddings(torch.cat(pixels))
+        return embeddings
 
 
 def decode_components(

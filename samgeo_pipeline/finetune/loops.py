@@ -9,7 +9,7 @@ them, and the validation rows are gathered on every process.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,18 +47,20 @@ class Run:
 
     @property
     def device(self) -> torch.device:
-        return self.accelerator.device
+        device: torch.device = self.accelerator.device
+        return device
 
     def owns(self, position: int) -> bool:
         """Whether this process handles the sample at ``position`` of a split."""
-        return position % self.accelerator.num_processes == self.accelerator.process_index
+        owned: bool = position % self.accelerator.num_processes == self.accelerator.process_index
+        return owned
 
-    loaders: dict[str, DataLoader] = field(default_factory=dict)
+    loaders: dict[str, DataLoader[Any]] = field(default_factory=dict)
     """Persistent batch loaders per split (workers live for the whole run)."""
 
-    def loader(self, dataset: Dataset, batch_sampler: Any = None, persistent: bool = False) -> DataLoader:
+    def loader(self, dataset: Dataset[Any], batch_sampler: Any = None, persistent: bool = False) -> DataLoader[Any]:
         """A DataLoader over ``dataset`` with this run's workers: collated batches, or single items."""
-        common = {"num_workers": self.workers, "pin_memory": self.device.type == "cuda"}
+        common: dict[str, Any] = {"num_workers": self.workers, "pin_memory": self.device.type == "cuda"}
         if batch_sampler is not None:
             return DataLoader(dataset, batch_sampler=batch_sampler, collate_fn=collate,
                               persistent_workers=persistent and self.workers > 0, **common)  # fmt: skip
@@ -76,7 +78,7 @@ class EpochBatches:
         self.positions, self.batch_size, self.steps, self.seed, self.rank = positions, batch_size, steps, seed, rank
         self.epoch = 0
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for batch in epoch_batches(self.positions, self.batch_size, self.steps, self.seed, self.epoch, self.rank):
             yield [(self.epoch, position) for position in batch]
 
@@ -84,7 +86,7 @@ class EpochBatches:
         return len(epoch_batches(self.positions, self.batch_size, self.steps, self.seed, self.epoch, self.rank))
 
 
-class _Loading(Dataset):
+class _Loading(Dataset[Sample]):
     """A source as a Dataset of :class:`Sample` (for parallel reading in the preparation pass)."""
 
     def __init__(self, source: SampleSource) -> None:
@@ -134,7 +136,7 @@ def prepare_split(run: Run, split: str, source: SampleSource, progress: bool) ->
 def _embed_into_cache(run: Run, items: list[tuple[str, np.ndarray]]) -> None:
     with run.accelerator.autocast():
         embeddings = embed_images(run.encoder, [rgb for _, rgb in items], run.image_size, run.device)
-    for (key, _), embedding in zip(items, embeddings):
+    for (key, _), embedding in zip(items, embeddings, strict=True):
         run.cache.put(key, embedding)
 
 
@@ -162,19 +164,20 @@ def batch_embeddings(run: Run, split: str, batch: PromptBatch) -> torch.Tensor:
         source = run.sources[split]
         rgbs = [source.load(prepared[batch.positions[i]].source_index).rgb for i in missing]
         new = embed_images(run.encoder, rgbs, run.image_size, run.device)
-        for i, embedding in zip(missing, new):
+        for i, embedding in zip(missing, new, strict=True):
             run.cache.put(f"{split}/{prepared[batch.positions[i]].name}", embedding)
             found[i] = run.cache.get(f"{split}/{prepared[batch.positions[i]].name}")
     present = [i for i, v in enumerate(found) if v is not None]
-    stacked = torch.stack([found[i] for i in present]) if present else None  # type: ignore[misc]
+    stacked = torch.stack([v for v in found if v is not None]) if present else None
     return _scatter(stacked, present, len(has), run).to(run.embed_dtype)
 
 
 def _scatter(values: torch.Tensor | None, index: list[int], size: int, run: Run) -> torch.Tensor:
     if values is not None and len(index) == size:
         return values
-    channels = int(run.encoder.config.vision_config.output_channels)
-    side = int(run.encoder.config.prompt_encoder_config.image_embedding_size)
+    config: Any = run.encoder.config  # a transformers SamConfig
+    channels = int(config.vision_config.output_channels)
+    side = int(config.prompt_encoder_config.image_embedding_size)
     out = torch.zeros((size, channels, side, side), device=run.device, dtype=run.embed_dtype)
     if values is not None:
         out[index] = values.to(out.dtype)
@@ -212,7 +215,9 @@ def train_epoch(
         sampler = EpochBatches(positions, config.batch_size, steps, config.seed, run.accelerator.process_index)
         run.loaders["train"] = run.loader(dataset, sampler, persistent=True)
     loader = run.loaders["train"]
-    loader.batch_sampler.epoch = epoch  # type: ignore[union-attr]
+    batches = loader.batch_sampler
+    assert isinstance(batches, EpochBatches)  # the train loader is built with one above
+    batches.epoch = epoch
     total = torch.zeros((), device=run.device)
     count = torch.zeros((), device=run.device)
     bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}", unit="batch", disable=not progress, leave=False)
@@ -272,8 +277,8 @@ def validate(run: Run, progress: bool) -> tuple[float | None, list[dict[str, Any
         loss_n += int(has.sum())
         for b, position in enumerate(batch.positions):
             pred = native_prediction(components[b].float(), present[b], batch.shapes[b], batch.resized[b], run.image_size)
-            label = torch.from_numpy(batch.label[b]).to(run.device)  # type: ignore[index]
-            valid = torch.from_numpy(batch.valid[b]).to(run.device)  # type: ignore[index]
+            label = torch.from_numpy(batch.label[b]).to(run.device)
+            valid = torch.from_numpy(batch.valid[b]).to(run.device)
             rows.append(image_row(prepared[position].name, confusion(pred, label, valid)))
     if run.accelerator.num_processes > 1:
         from accelerate.utils import gather_object

@@ -19,7 +19,7 @@ negative, no body big enough); sets of images are pooled by summing the counts
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -84,7 +84,7 @@ def image_row(name: str, counts: Confusion) -> dict[str, object]:
     return {"name": name, **asdict(counts), **counts.scores()}
 
 
-def summarize(rows: Sequence[dict[str, object]]) -> dict[str, object]:
+def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, object]:
     """Mean and median of each metric over images, pooled scores, and the image count.
 
     Returns:
@@ -94,16 +94,16 @@ def summarize(rows: Sequence[dict[str, object]]) -> dict[str, object]:
     """
     summary: dict[str, object] = {"n": len(rows)}
     for metric in METRICS:
-        values = np.array([float(r[metric]) for r in rows])  # type: ignore[arg-type]
+        values = np.array([float(r[metric]) for r in rows])
         summary[f"{metric}_mean"] = float(values.mean()) if len(values) else None
         summary[f"{metric}_median"] = float(np.median(values)) if len(values) else None
     pooled = Confusion(0, 0, 0, 0)
     for r in rows:
-        pooled = pooled + Confusion(int(r["tp"]), int(r["fp"]), int(r["fn"]), int(r["tn"]))  # type: ignore[arg-type]
+        pooled = pooled + Confusion(int(r["tp"]), int(r["fp"]), int(r["fn"]), int(r["tn"]))
     summary["pooled"] = pooled.scores()
     quality = [r["prompts"] for r in rows if r.get("prompts")]
     if quality:  # rows with a prompt_quality() record (evaluate's point prompts)
-        summary["prompts"] = pool_prompt_quality(quality)  # type: ignore[arg-type]
+        summary["prompts"] = pool_prompt_quality(quality)
     return summary
 
 
@@ -118,8 +118,11 @@ PROMPT_COUNTS = ("positives", "positives_on_water", "negatives", "negatives_on_l
 class PointPrompt(Protocol):
     """What :func:`prompt_quality` reads of a prompt (:class:`~samgeo_pipeline.water.prompts.ComponentPrompt`)."""
 
-    points_xy: np.ndarray
-    labels: np.ndarray
+    # Read-only properties: ComponentPrompt is a frozen dataclass.
+    @property
+    def points_xy(self) -> np.ndarray: ...
+    @property
+    def labels(self) -> np.ndarray: ...
 
 
 def prompt_quality(
@@ -160,7 +163,7 @@ def prompt_quality(
         xy = np.asarray(prompt.points_xy, np.float64).reshape(-1, 2)
         kinds = np.asarray(prompt.labels).reshape(-1)
         cols, rows = np.rint(xy[:, 0]).astype(np.int64), np.rint(xy[:, 1]).astype(np.int64)
-        for row, col, kind in zip(rows, cols, kinds):
+        for row, col, kind in zip(rows, cols, kinds, strict=True):
             if kind not in (0, 1):
                 continue
             if not (0 <= row < height and 0 <= col < width) or not known[row, col]:

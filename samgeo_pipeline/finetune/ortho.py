@@ -123,7 +123,8 @@ class OrthoSource(SampleSource):
         burnt = rasterize(
             ((geometries[i], 1) for i in hits), out_shape=(g.tile_size, g.tile_size), transform=transform, fill=0, dtype="uint8"
         )
-        return burnt > 0
+        inside: np.ndarray = burnt > 0
+        return inside
 
 
 def _load_polygons(path: Path, crs: Any) -> tuple[Any, Any]:

@@ -14,6 +14,7 @@ so its longest side is ``image_size`` and padded bottom/right; SAM's mask frame 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import cv2
 import numpy as np
@@ -118,7 +119,7 @@ def sample_prompts(prepared: PreparedSample, config: FinetuneConfig, rng: np.ran
     return prompts_for(mask, unpack(prepared.valid, prepared.shape), config, rng)
 
 
-class PromptDataset(Dataset):
+class PromptDataset(Dataset[dict[str, Any]]):
     """Items of one epoch: a sample's prompts (drawn anew each epoch), targets, and optionally its image.
 
     Args:
@@ -151,7 +152,7 @@ class PromptDataset(Dataset):
     def __len__(self) -> int:
         return len(self.prepared)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """Item at ``position`` (this dataset's ``epoch``), or at ``(epoch, position)``."""
         epoch, position = key if isinstance(key, tuple) else (self.epoch, key)
         ps = self.prepared[position]
@@ -208,7 +209,7 @@ class PromptBatch:
                        weight=self.weight.to(device, non_blocking=True))  # fmt: skip
 
 
-def collate(items: list[dict]) -> PromptBatch:
+def collate(items: list[dict[str, Any]]) -> PromptBatch:
     """:class:`PromptDataset` items -> a :class:`PromptBatch` (rows grouped by shape, never padded)."""
     return PromptBatch(
         positions=[it["position"] for it in items],

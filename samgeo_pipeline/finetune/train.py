@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +40,9 @@ from samgeo_pipeline.finetune.metrics import summarize
 from samgeo_pipeline.finetune.sources import SampleSource, open_datasets
 from samgeo_pipeline.models.families import FAMILIES
 from samgeo_pipeline.sam.predictor import ModelSource, load_sam_model
+
+if TYPE_CHECKING:
+    from transformers import SamModel
 
 
 @dataclass
@@ -111,7 +114,8 @@ def freeze_for_finetuning(model: torch.nn.Module, train_prompt_encoder: bool) ->
     """Freeze all but the mask decoder (and the prompt encoder if asked); return the trainable parameters."""
     model.requires_grad_(False)
     model.eval()
-    parts = [model.mask_decoder] + ([model.prompt_encoder] if train_prompt_encoder else [])
+    sam = cast("SamModel", model)
+    parts = [sam.mask_decoder] + ([sam.prompt_encoder] if train_prompt_encoder else [])
     for part in parts:
         part.requires_grad_(True)
         part.train()
@@ -175,15 +179,16 @@ def finetune(
     check_finetunable(model_source)
     trainable = freeze_for_finetuning(model, config.train_prompt_encoder)
     model.to(accelerator.device)
-    image_size = int(model.config.vision_config.image_size)
+    model_config: Any = model.config  # a transformers SamConfig
+    image_size = int(model_config.vision_config.image_size)
     dtype = embedding_dtype(config, accelerator)
     workers = config.workers if config.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if accelerator.device.type == "cuda" else 0)
     cache_root = Path(config.cache_dir) if config.cache_dir else out / "embedding_cache"
-    side = int(model.config.prompt_encoder_config.image_embedding_size)
+    side = int(model_config.prompt_encoder_config.image_embedding_size)
     cache = EmbeddingCache(config.cache, accelerator.device, dtype, cache_root, embedding_fingerprint(config, image_size, dtype),
-                           shape=(int(model.config.vision_config.output_channels), side, side))  # fmt: skip
+                           shape=(int(model_config.vision_config.output_channels), side, side))  # fmt: skip
     run = Run(config, accelerator, model, model, cache, dtype, image_size,
-              4 * int(model.config.prompt_encoder_config.image_embedding_size), workers)  # fmt: skip
+              4 * int(model_config.prompt_encoder_config.image_embedding_size), workers)  # fmt: skip
 
     t = time.perf_counter()
     train_prep, dropped = prepare_split(run, "train", train_source, progress)

@@ -61,7 +61,8 @@ def no_space_error(final: Path, exc: BaseException | None = None) -> OutputWrite
     "No space left on device"), or when ``final``'s disk has less than :data:`FULL_DISK_BYTES` free.
     Call it before the failed temporary file is removed.
     """
-    chain, seen = [], exc
+    chain: list[BaseException] = []
+    seen = exc
     while seen is not None and len(chain) < 8:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__

@@ -167,7 +167,7 @@ def parse_bands(
     unknown = sorted(set(mapping) - set(BAND_NAMES))
     if unknown:
         raise ConfigError(f"--bands: unknown band name(s) {unknown}; known: {', '.join(BAND_NAMES)}")
-    return BandMap(**mapping)
+    return BandMap(**mapping, source="given")
 
 
 def _auto_bands(band_count: int | None, descriptions: Sequence[str | None], path: object | None) -> BandMap:

@@ -31,7 +31,8 @@ def pixel_size_m(info: RasterInfo) -> tuple[float, float]:
 
     t = info.transform
     deg_h, deg_w = math.hypot(t.b, t.e), math.hypot(t.a, t.d)  # a pixel's sides in CRS units
-    proj = ProjCRS.from_user_input(info.crs.to_wkt())  # type: ignore[union-attr]
+    assert info.crs is not None  # georeferenced
+    proj = ProjCRS.from_user_input(info.crs.to_wkt())
     if proj.is_geographic:
         lon, lat = t @ (info.width / 2, info.height / 2)
         geod = proj.get_geod() or Geod(ellps="WGS84")
@@ -50,7 +51,10 @@ def pixel_size_m(info: RasterInfo) -> tuple[float, float]:
 
 def gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
     """What ``--gsd`` became on a geographic CRS (degrees per working pixel at the centre), else None."""
-    if gsd is None or not info.georeferenced or not info.crs.is_geographic:  # type: ignore[union-attr]
+    if gsd is None or not info.georeferenced:
+        return None
+    assert info.crs is not None  # georeferenced
+    if not info.crs.is_geographic:
         return None
     (h, w), t = pixel_size_m(info), info.transform
     lat = (t @ (info.width / 2, info.height / 2))[1]

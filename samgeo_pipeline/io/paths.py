@@ -107,7 +107,7 @@ def output_dirs(
     ]
     return [
         d if dirs.count(d) == 1 else d.with_name(f"{cap_name(d.name, NAME_MAX_BYTES - 9)}_{_path_hash(p)}")
-        for d, p in zip(dirs, inputs)
+        for d, p in zip(dirs, inputs, strict=True)
     ]
 
 

@@ -112,7 +112,7 @@ class RasterInfo:
 
 
 def inspect_raster(
-    path: str | os.PathLike[str], bands: str = "auto", nodata: float | None = None, warn: bool = True
+    path: str | os.PathLike[str], bands: str | dict[str, int] = "auto", nodata: float | None = None, warn: bool = True
 ) -> RasterInfo:
     """Open ``path``, check it and return its :class:`RasterInfo`.
 
@@ -255,7 +255,7 @@ def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
         if not usable:
             return np.ones(native.shape[1:], dtype=bool)
         value = native.dtype.type(nodata)
-        valid = native[0] != value
+        valid: np.ndarray = native[0] != value
         for band in native[1:]:
             valid |= band != value
         return valid
@@ -267,7 +267,8 @@ def nodata_valid(native: np.ndarray, nodata: float | None) -> np.ndarray:
         missing = equal if missing is None else missing | equal
     if missing is None:
         return np.ones(native.shape[1:], dtype=bool)
-    return ~missing.all(axis=0)
+    some_band_valid: np.ndarray = ~missing.all(axis=0)
+    return some_band_valid
 
 
 def open_for_tiles(info: RasterInfo, resampled: bool) -> rasterio.DatasetReader:

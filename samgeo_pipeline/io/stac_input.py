@@ -351,7 +351,7 @@ class StacWorkspace:
     """The temporary folder of one run's VRT; removed by :meth:`close` (idempotent)."""
 
     def __init__(self) -> None:
-        self._tmp: tempfile.TemporaryDirectory | None = tempfile.TemporaryDirectory(prefix="samgeo-stac-")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(prefix="samgeo-stac-")
         self.folder = Path(self._tmp.name)
 
     def close(self) -> None:

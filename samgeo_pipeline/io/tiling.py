@@ -88,7 +88,8 @@ class Axis:
         sample coordinates (working pixel ``y``'s value sits at ``y``), clamped to the raster's
         first and last working pixel: the positions to interpolate at."""
         centres = (2 * np.arange(first, stop) + 1) * (self.working / (2 * self.length))
-        return np.clip(centres - 0.5, 0, self.working - 1)
+        samples: np.ndarray = np.clip(centres - 0.5, 0, self.working - 1)
+        return samples
 
 
 def _axis(length: int, working: int, tile_size: int, halo: int) -> Axis:
@@ -100,7 +101,7 @@ def _axis(length: int, working: int, tile_size: int, halo: int) -> Axis:
     n = -(-(working - 2 * halo) // core)
     span = working - tile_size
     starts = tuple((i * span + (n - 1) // 2) // (n - 1) for i in range(n))
-    middles = tuple(b + (a + tile_size - b) // 2 for a, b in zip(starts, starts[1:]))
+    middles = tuple(b + (a + tile_size - b) // 2 for a, b in zip(starts, starts[1:], strict=False))
     return Axis(length, working, starts, (0, *middles, working))
 
 
@@ -295,7 +296,8 @@ def core_of(tile: Tile, array: np.ndarray, height: int, width: int, nearest: boo
     rows = int(core.row_off), int(core.row_off + core.height)
     cols = int(core.col_off), int(core.col_off + core.width)
     if nearest:
-        return array[g.y.working_index(*rows) - y][:, g.x.working_index(*cols) - x]
+        picked: np.ndarray = array[g.y.working_index(*rows) - y][:, g.x.working_index(*cols) - x]
+        return picked
     return _linear(_linear(array, g.y.samples(*rows) - y, 0), g.x.samples(*cols) - x, 1)
 
 
@@ -308,7 +310,8 @@ def _linear(array: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
     shape[axis] = -1
     frac = (pos - lo).astype(array.dtype).reshape(shape)
     a, b = np.take(array, lo, axis=axis), np.take(array, hi, axis=axis)
-    return a + (b - a) * frac
+    interpolated: np.ndarray = a + (b - a) * frac
+    return interpolated
 
 
 __all__ = [

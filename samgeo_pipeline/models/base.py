@@ -7,7 +7,7 @@ prompts in tile pixels ``(col, row)``, answers ``(rows, cols)`` in the tile fram
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ class Predictor(Protocol):
     model: torch.nn.Module
     device: torch.device
     autocast_dtype: torch.dtype | None
-    preprocessing: dict | None
+    preprocessing: dict[str, Any] | None
     image_size: int
 
     def embed(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[Embeddings, tuple[int, int]]:

@@ -11,9 +11,12 @@ import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 @dataclass(frozen=True)
@@ -37,16 +40,18 @@ class Family:
     finetune: bool
     prompts: tuple[str, ...] = ("points", "box")
 
-    def load_class(self) -> type:
+    def load_class(self) -> type[PreTrainedModel]:
         """The transformers model class."""
         import transformers
 
-        return getattr(transformers, self.model_class)
+        model_class: type[PreTrainedModel] = getattr(transformers, self.model_class)
+        return model_class
 
     def predictor_class(self) -> type:
         """The predictor class (a :class:`~samgeo_pipeline.models.base.Predictor`)."""
         module, name = self.predictor.split(":")
-        return getattr(importlib.import_module(module), name)
+        predictor_class: type = getattr(importlib.import_module(module), name)
+        return predictor_class
 
 
 FAMILIES: dict[str, Family] = {

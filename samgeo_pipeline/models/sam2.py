@@ -11,7 +11,7 @@ and the decoder's masks are resized straight to the tile
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.decode import Embeddings
 from samgeo_pipeline.sam.geometry import square_pixels, upsample_square_masks
 
+if TYPE_CHECKING:
+    from transformers import Sam2Model
+
 
 class Sam2Predictor(SamPredictor):
     """:class:`~samgeo_pipeline.sam.predictor.SamPredictor` for a transformers ``Sam2Model``."""
@@ -27,13 +30,14 @@ class Sam2Predictor(SamPredictor):
     family: ClassVar[str] = "sam2"
 
     def _read_image_size(self) -> int:
-        return int(self.model.config.prompt_encoder_config.image_size)
+        config: Any = self.model.config  # a transformers Sam2Config
+        return int(config.prompt_encoder_config.image_size)
 
     def _pixel_values(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
         return square_pixels(self._to_device(tiles), self.image_size), (self.image_size, self.image_size)
 
     def _encode(self, pixel_values: torch.Tensor) -> Embeddings:
-        return {"image_embeddings": list(self.model.get_image_embeddings(pixel_values))}
+        return {"image_embeddings": list(cast("Sam2Model", self.model).get_image_embeddings(pixel_values))}
 
     def _upsample(self, components: torch.Tensor, tile_shape: tuple[int, int], resized: tuple[int, int]) -> torch.Tensor:
         return upsample_square_masks(components, tile_shape)

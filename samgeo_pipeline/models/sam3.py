@@ -21,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 import torch
 
-from samgeo_pipeline.config import SegmentConfig
+if TYPE_CHECKING:
+    from transformers import Sam3Model
+
+from samgeo_pipeline.config import SegmentConfig, TextCombine
 from samgeo_pipeline.errors import ModelUnavailableError
 from samgeo_pipeline.models.families import check_prompt
 from samgeo_pipeline.water.prompts import ComponentPrompt
@@ -77,17 +80,22 @@ class Sam3Predictor(SamPredictor):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.tokenizer is None:
-            self.tokenizer = load_tokenizer(Path(self.model.name_or_path))
+            self.tokenizer = load_tokenizer(Path(str(self._sam3.name_or_path)))
+
+    @property
+    def _sam3(self) -> Sam3Model:
+        return cast("Sam3Model", self.model)
 
     def _read_image_size(self) -> int:
-        return int(self.model.config.vision_config.backbone_config.image_size)
+        config: Any = self._sam3.config  # a transformers Sam3Config
+        return int(config.vision_config.backbone_config.image_size)
 
     def _pixel_values(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[torch.Tensor, tuple[int, int]]:
         pixels = square_pixels(self._to_device(tiles), self.image_size, SAM3_MEAN, SAM3_STD)
         return pixels, (self.image_size, self.image_size)
 
     def _encode(self, pixel_values: torch.Tensor) -> Embeddings:
-        return {"vision_embeds": self.model.get_vision_features(pixel_values)}
+        return {"vision_embeds": self._sam3.get_vision_features(pixel_values)}
 
     def predict_masks(self, embeddings: Embeddings, prompts: Sequence[list[ComponentPrompt]], tile_shape: tuple[int, int],
                       resized: tuple[int, int], merge: str = "joint", logits: bool = False) -> list[np.ndarray]:  # fmt: skip
@@ -110,7 +118,8 @@ class Sam3Predictor(SamPredictor):
         Returns:
             Per tile, ``bool (k, rows, cols)`` instance masks in the tile frame (``k`` may be 0).
         """
-        vision = embeddings["vision_embeds"]
+        assert isinstance(embeddings, dict)  # a Sam3VisionEncoderOutput (fpn_hidden_states, ...) under one key
+        vision: Any = embeddings["vision_embeds"]
         batch = vision.fpn_hidden_states[0].shape[0]
         features, mask = self._text_features(tuple(phrases))
         kept: list[list[torch.Tensor]] = [[] for _ in range(batch)]
@@ -126,7 +135,7 @@ class Sam3Predictor(SamPredictor):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         with self._autocast():
-            out = self.model(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=features),
+            out = self._sam3(vision_embeds=vision, text_embeds=BaseModelOutputWithPooling(pooler_output=features),
                              attention_mask=mask)  # fmt: skip
         scores = out.pred_logits.float().sigmoid() * out.presence_logits.float().sigmoid()
         return out.pred_masks, scores
@@ -135,11 +144,12 @@ class Sam3Predictor(SamPredictor):
     def _text_features(self, phrases: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The phrases' text features ``(T, L, d)`` and attention mask ``(T, L)``, encoded once per run."""
         if phrases not in self._texts:
-            length = int(self.model.config.text_config.max_position_embeddings)
+            config: Any = self._sam3.config  # a transformers Sam3Config
+            length = int(config.text_config.max_position_embeddings)
             tokens = self.tokenizer(list(phrases), padding="max_length", max_length=length, truncation=True,
                                     return_tensors="pt").to(self.device)  # fmt: skip
             with self._autocast():
-                out = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+                out = self._sam3.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
             self._texts[phrases] = (out.pooler_output, tokens["attention_mask"])
         return self._texts[phrases]
 
@@ -150,7 +160,7 @@ class Sam3Predictor(SamPredictor):
         return (upsample_square_masks(logits, tile_shape) > 0).cpu().numpy()
 
 
-def combine_used(config: SegmentConfig, uncertain: object | None) -> str:
+def combine_used(config: SegmentConfig, uncertain: object | None) -> TextCombine:
     """The combination an image uses: ``config.text_combine``, or ``none`` when its coarse rule is uncertain."""
     return "none" if uncertain is not None else config.text_combine
 

@@ -10,13 +10,16 @@ builds its masks from the image embedding before the two-way transformer).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 
 from samgeo_pipeline.models.sam_hq_decoder import use_reference_decoder
 from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.decode import Embeddings
+
+if TYPE_CHECKING:
+    from transformers import SamHQModel
 
 
 class SamHQPredictor(SamPredictor):
@@ -29,7 +32,7 @@ class SamHQPredictor(SamPredictor):
         use_reference_decoder(self.model)
 
     def _encode(self, pixel_values: torch.Tensor) -> Embeddings:
-        embeddings, intermediate = self.model.get_image_embeddings(pixel_values)
+        embeddings, intermediate = cast("SamHQModel", self.model).get_image_embeddings(pixel_values)
         return {"image_embeddings": embeddings, "intermediate_embeddings": list(intermediate)}
 
 

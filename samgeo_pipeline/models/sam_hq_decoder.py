@@ -21,18 +21,22 @@ modules transformers holds (single-mask output; ``hq_token_only`` as given):
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING, cast
 
 import torch
+
+if TYPE_CHECKING:
+    from transformers.models.sam_hq.modeling_sam_hq import SamHQMaskDecoder
 
 
 def use_reference_decoder(model: torch.nn.Module) -> None:
     """Make a transformers ``SamHQModel``'s mask decoder compute the authors' masks (module doc)."""
-    decoder = model.mask_decoder
-    decoder.forward = types.MethodType(_forward, decoder)
+    decoder = cast("SamHQMaskDecoder", model.mask_decoder)
+    decoder.forward = types.MethodType(_forward, decoder)  # type: ignore[method-assign]  # this model's decoder only
 
 
 def _forward(
-    self,
+    self: SamHQMaskDecoder,
     image_embeddings: torch.Tensor,
     image_positional_embeddings: torch.Tensor,
     sparse_prompt_embeddings: torch.Tensor,
@@ -85,7 +89,7 @@ def _forward(
     side = upscaled.shape[-2:]
 
     def mask(token_out: torch.Tensor, mlp: torch.nn.Module, features: torch.Tensor) -> torch.Tensor:
-        weights = mlp(token_out).reshape(batch * prompts, 1, -1)  # (B*P, 1, C/8)
+        weights: torch.Tensor = mlp(token_out).reshape(batch * prompts, 1, -1)  # (B*P, 1, C/8)
         return (weights @ features.flatten(2)).reshape(batch, prompts, 1, *side)
 
     masks = mask(hq, self.hq_mask_mlp, upscaled_hq)

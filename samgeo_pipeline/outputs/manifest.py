@@ -290,16 +290,17 @@ def runtime_info(predictor: Predictor | None) -> dict[str, Any]:
     numbers it, with the card's name; ``cpu`` for ``--model none``, whose coarse mask is computed
     on the CPU) and ``CUDA_VISIBLE_DEVICES``, which maps ``N`` to the machine's card."""
     device = predictor.device if predictor is not None else None
-    name = None
+    label = str(device) if device is not None else "cpu"
+    name: str | None = None
     if device is not None and device.type == "cuda":
         import torch
 
         index = device.index if device.index is not None else torch.cuda.current_device()
-        device, name = f"cuda:{index}", torch.cuda.get_device_name(index)
+        label, name = f"cuda:{index}", torch.cuda.get_device_name(index)
     return {
         "host": platform.node(),
         "pid": os.getpid(),
-        "device": str(device) if device is not None else "cpu",
+        "device": label,
         "device_name": name,
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
@@ -311,7 +312,7 @@ def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -
     predictor without a torch model behind it (the stand-ins of tests and benchmarks)."""
     if model_source is None or predictor is None:
         return {"family": None, "parameters": None, "image_size": None}
-    model = getattr(predictor, "model", None)
+    model: Any = getattr(predictor, "model", None)  # stand-ins of tests have none
     parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
     return {"family": model_source.family, "parameters": parameters, "image_size": getattr(predictor, "image_size", None)}
 

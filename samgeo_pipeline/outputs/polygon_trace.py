@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from itertools import chain
+from typing import Any
 
 import cv2
 import numpy as np
@@ -80,7 +81,7 @@ class _UnionFind:
 
 
 def _from_shapes(
-    pairs: Iterator[tuple[dict, float]], chunk_vertices: int = 500_000
+    pairs: Iterator[tuple[dict[str, Any], float]], chunk_vertices: int = 500_000
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Polygons from ``features.shapes`` output, in chunks built by vectorised calls.
 
@@ -188,6 +189,7 @@ def _polygon(coords: np.ndarray, sizes: np.ndarray) -> shapely.Polygon:
     """One polygon from its rings' vertices (shell first) and the ring sizes (closing points included)."""
     ring_offsets = np.concatenate([[0], np.cumsum(sizes)])
     polygon_offsets = np.array([0, len(sizes)])
+    polygon: shapely.Polygon
     (polygon,) = shapely.from_ragged_array(shapely.GeometryType.POLYGON, coords, (ring_offsets, polygon_offsets))
     return polygon
 

@@ -97,7 +97,9 @@ def read_tags(path: Path) -> dict[str, dict[str, str]]:
 # --------------------------------------------------------------------------- item
 
 
-def footprint(crs_text: str | None, transform: list[float], width: int, height: int, per_side: int = 16) -> dict | None:
+def footprint(
+    crs_text: str | None, transform: list[float], width: int, height: int, per_side: int = 16
+) -> dict[str, Any] | None:
     """The raster's outline in WGS84 (GeoJSON Polygon, ``per_side`` points per side), or None without a CRS."""
     if not crs_text:
         return None
@@ -115,7 +117,7 @@ def footprint(crs_text: str | None, transform: list[float], width: int, height: 
     return {"type": "Polygon", "coordinates": [coords + [coords[0]]]}
 
 
-def _bbox(geometry: dict | None) -> list[float] | None:
+def _bbox(geometry: dict[str, Any] | None) -> list[float] | None:
     if geometry is None:
         return None
     xs, ys = zip(*geometry["coordinates"][0], strict=True)
@@ -175,7 +177,8 @@ def _epsg(crs_text: str | None) -> int | None:
         return None
     from rasterio.crs import CRS
 
-    return CRS.from_user_input(crs_text).to_epsg()
+    epsg: int | None = CRS.from_user_input(crs_text).to_epsg()
+    return epsg
 
 
 def _wkt2(crs_text: str) -> str:
@@ -214,7 +217,7 @@ def _add_assets(item: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
     from pystac.extensions.file import FileExtension
-    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+    from pystac.extensions.raster import DataType, RasterBand, RasterExtension, Sampling
 
     files = [
         ("mask", "mask.tif", COG_MEDIA_TYPE, ["data"], "Water mask: 0 not water, 1 water, 255 nodata"),
@@ -232,13 +235,13 @@ def _add_assets(item: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
     if "mask" in item.assets:
         mask = item.assets["mask"]
         RasterExtension.ext(mask, add_if_missing=True).apply([RasterBand.create(
-            data_type=DataType.UINT8, nodata=255, sampling="area", spatial_resolution=_resolution(manifest))])
+            data_type=DataType.UINT8, nodata=255, sampling=Sampling.AREA, spatial_resolution=_resolution(manifest))])
         ClassificationExtension.ext(mask, add_if_missing=True).apply(classes=[
             Classification.create(value, name=name, title=title, nodata=True if value == 255 else None)
             for value, name, title, _ in MASK_CLASSES])  # fmt: skip
     if "probability" in item.assets:
         RasterExtension.ext(item.assets["probability"], add_if_missing=True).apply(
-            [RasterBand.create(data_type=DataType.FLOAT32, sampling="area")])
+            [RasterBand.create(data_type=DataType.FLOAT32, sampling=Sampling.AREA)])
     item.add_asset("manifest", pystac.Asset("./manifest.json", title="How this output was made (samgeo-pipeline)",
                                             media_type=pystac.MediaType.JSON, roles=["metadata"]))
 

@@ -20,6 +20,7 @@ import rasterio
 import shapely
 from pyproj import CRS as ProjCRS
 from pyproj import Geod
+from rasterio.crs import CRS
 from rasterio.transform import Affine
 
 from samgeo_pipeline.io.atomic import atomic_path
@@ -65,7 +66,7 @@ def to_map(polygons: list[shapely.Polygon] | np.ndarray, transform: Affine) -> n
     return shapely.transform(np.asarray(polygons, dtype=object), apply)
 
 
-def area_perimeter_m(geoms: np.ndarray, crs: object) -> tuple[np.ndarray, np.ndarray]:
+def area_perimeter_m(geoms: np.ndarray, crs: CRS | None) -> tuple[np.ndarray, np.ndarray]:
     """Area (m²) and perimeter (m) of each geometry: geodesic for geographic CRSs, NaN without CRS."""
     n = len(geoms)
     if crs is None or n == 0:
@@ -80,7 +81,7 @@ def area_perimeter_m(geoms: np.ndarray, crs: object) -> tuple[np.ndarray, np.nda
 
 
 def _write_batch(
-    path: Path, polygons: list[np.ndarray], transform: Affine, crs: object, simplify: float, append: bool
+    path: Path, polygons: list[np.ndarray], transform: Affine, crs: CRS | None, simplify: float, append: bool
 ) -> tuple[int, float]:
     """Map, simplify, measure and write (or append) one batch of pixel-coordinate polygons."""
     geoms = to_map(np.concatenate(polygons) if polygons else np.empty(0, dtype=object), transform)

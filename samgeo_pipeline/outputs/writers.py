@@ -32,10 +32,15 @@ MASK_NODATA = 255
 class GridLike(Protocol):
     """What an output grid needs: a :class:`~samgeo_pipeline.io.raster.RasterInfo`, or the grid of ``change``."""
 
-    width: int
-    height: int
-    crs: CRS | None
-    transform: Affine
+    # Read-only properties: RasterInfo and the change grid are frozen dataclasses.
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def crs(self) -> CRS | None: ...
+    @property
+    def transform(self) -> Affine: ...
 
 
 class WindowedRasterWriter:

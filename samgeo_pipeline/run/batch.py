@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cv2
 from rasterio.errors import RasterioError
@@ -28,6 +28,9 @@ from samgeo_pipeline.sam.predictor import (
     resolve_device,
     resolve_dtype,
 )
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 try:  # GDAL errors rasterio does not wrap in a RasterioError (private module: guarded)
     from rasterio._err import CPLE_BaseError
@@ -131,7 +134,8 @@ class _Batch:
         self.config, self.predictor, self.source, self.log, self.root = config, predictor, source, log, root
         self.sources = sources
         self.results: list[SegmentResult] = []
-        self.unreported: list[tuple[Future, RasterRun | None]] = []  # (result to come, run it finishes), in order
+        # (result to come, run it finishes), in order
+        self.unreported: list[tuple[Future[SegmentResult], RasterRun | None]] = []
         self.unfinished: RasterRun | None = None  # tiles written, finish not yet queued
         self.preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-prepare")
         self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samgeo-finish")
@@ -141,7 +145,8 @@ class _Batch:
         try:
             upcoming = self.preparer.submit(self._prepare, *jobs[0]) if jobs else None
             for k, job in enumerate(jobs):
-                prepared = upcoming.result()  # type: ignore[union-attr]
+                assert upcoming is not None  # submitted for every job
+                prepared = upcoming.result()
                 if k + 1 < len(jobs):
                     upcoming = self.preparer.submit(self._prepare, *jobs[k + 1])
                 self._tiles_then_finish(job, prepared)
@@ -174,14 +179,18 @@ class _Batch:
         if isinstance(prepared, RasterRun):
             for message, _ in prepared.warnings:
                 self.log(printable(f"warning: {message}"))
-            prepared = prepared.reused or _outcome(*job, partial(_tiles, prepared))
+            reused = prepared.reused
+            prepared = reused if reused is not None else _outcome(*job, partial(_tiles, prepared))
         self.unfinished = prepared if isinstance(prepared, RasterRun) else None
         self._report(block=False)  # an earlier finish that ran out of memory stops the batch here
         if self.unfinished is not None:
-            self.unreported.append((self.finisher.submit(_outcome, *job, self.unfinished.finish), self.unfinished))
+            path, out_dir = job
+            finished = self.finisher.submit(_outcome, path, out_dir, self.unfinished.finish)
+            self.unreported.append((finished, self.unfinished))
             self.unfinished = None
         else:
-            self.unreported.append((_resolved(prepared), None))  # type: ignore[arg-type]
+            assert isinstance(prepared, SegmentResult)  # not a RasterRun: already a result
+            self.unreported.append((_resolved(prepared), None))
 
     def _report(self, block: bool) -> None:
         """Report in input order what is finished (all of it when ``block``); raises what stops the batch."""
@@ -207,9 +216,10 @@ def _tiles(run: RasterRun) -> RasterRun:
 
 def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentResult:
     """``stage()``, or the ``failed`` result of ``path`` when it raises an error a bad input causes."""
+    failing: tuple[type[Exception], ...] = (SamgeoPipelineError, *BAD_INPUT_ERRORS)
     try:
         return stage()
-    except (SamgeoPipelineError, *BAD_INPUT_ERRORS) as exc:
+    except failing as exc:
         return SegmentResult(path, out_dir, "failed", describe_error(path, exc))
 
 
@@ -224,9 +234,9 @@ def _catalog(result: SegmentResult, root: Path, log: Callable[[str], None]) -> N
         log(printable(f"error: {root}/catalog.json: not updated with {result.out_dir.name} ({exc})"))
 
 
-def _resolved(result: SegmentResult) -> Future:
+def _resolved(result: SegmentResult) -> Future[SegmentResult]:
     """A future already holding ``result``."""
-    future: Future = Future()
+    future: Future[SegmentResult] = Future()
     future.set_result(result)
     return future
 
@@ -253,16 +263,17 @@ def status_label(result: SegmentResult) -> str:
     return f"{status}\n{result.uncertain}"
 
 
-def coarse_label(manifest: dict | None) -> str:
+def coarse_label(manifest: dict[str, Any] | None) -> str:
     """The coarse-mask method and its separability (``ndwi 0.85``), ``-`` when unknown."""
     coarse = ((manifest or {}).get("radiometry") or {}).get("coarse")
     if not coarse:
         return "-"
     separability = coarse.get("separability")
-    return coarse["method"] + (f" {separability:.2f}" if separability is not None else "")
+    method: str = coarse["method"]
+    return method + (f" {separability:.2f}" if separability is not None else "")
 
 
-def summary_table(results: Sequence[SegmentResult]):  # -> rich.table.Table
+def summary_table(results: Sequence[SegmentResult]) -> Table:
     """A rich table: one row per input with status, tiles, coarse-mask method and separability, water, seconds."""
     from rich.markup import escape
     from rich.table import Table

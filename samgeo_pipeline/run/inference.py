@@ -7,6 +7,7 @@ runs out of memory alone is written as nodata and listed with its reason (the im
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from samgeo_pipeline.config import SegmentConfig
@@ -46,12 +47,12 @@ def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSin
         SamInferenceError: SAM failed for a reason other than memory; the message names the tile(s).
     """
     try:
-        embeddings, resized = predictor.embed([p.rgb for p in batch])
+        embeddings, resized = predictor.embed([_rgb_of(p) for p in batch])
         if config.prompt == "text":  # SAM 3: every instance of the phrases, combined with the coarse mask
             results = text_water(predictor, embeddings, batch, config)  # type: ignore[arg-type]
         else:
             results = predictor.predict_masks(
-                embeddings, [p.prompts for p in batch], batch[0].rgb.shape[:2], resized, config.point_merge,
+                embeddings, [p.prompts for p in batch], _rgb_of(batch[0]).shape[:2], resized, config.point_merge,
                 logits=config.probability,
             )
     except Exception as exc:  # noqa: BLE001 - never swallowed: retried (memory) or re-raised naming the tile
@@ -68,9 +69,15 @@ def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSin
         run_sam_batch(predictor, batch[:half], sink, config)
         run_sam_batch(predictor, batch[half:], sink, config)
         return
-    for prepared, result in zip(batch, results):
+    for prepared, result in zip(batch, results, strict=True):
         sink.write(prepared, result)
         sink.counts.sam += 1
+
+
+def _rgb_of(prepared: PreparedTile) -> np.ndarray:
+    """The tile's composite: every tile handed to SAM has one (it is None only without a model)."""
+    assert prepared.rgb is not None, "a tile without a composite was handed to SAM"
+    return prepared.rgb
 
 
 def _tiles(batch: list[PreparedTile], shown: int = 3) -> str:

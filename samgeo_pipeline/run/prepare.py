@@ -130,7 +130,7 @@ def prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: 
             ds = handles[strip]
             if ds is None:
                 ds = handles[strip] = SharedDataset(open_for_tiles(info, not (grid.x.native and grid.y.native)))
-        return prepare_tile(ds, info, stats, tile, config)  # type: ignore[arg-type]
+        return prepare_tile(ds, info, stats, tile, config)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="samgeo-reader")
     pending: deque[Future[PreparedTile]] = deque()
@@ -162,11 +162,13 @@ class SharedDataset:
 
     def read(self, *args: object, **kwargs: object) -> np.ndarray:
         with self._lock:
-            return self._ds.read(*args, **kwargs)
+            data: np.ndarray = self._ds.read(*args, **kwargs)
+            return data
 
     def read_masks(self, *args: object, **kwargs: object) -> np.ndarray:
         with self._lock:
-            return self._ds.read_masks(*args, **kwargs)
+            masks: np.ndarray = self._ds.read_masks(*args, **kwargs)
+            return masks
 
     def close(self) -> None:
         self._ds.close()

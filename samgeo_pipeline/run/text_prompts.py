@@ -56,9 +56,11 @@ def combine_instances(instances: np.ndarray, coarse: np.ndarray, combine: str) -
     """
     if combine == "agree":
         instances = instances[(instances & coarse).any(axis=(1, 2))]
-    water = instances.any(axis=0) if len(instances) else np.zeros(coarse.shape, bool)
+    water = np.zeros(coarse.shape, bool)
+    if len(instances):
+        np.any(instances, axis=0, out=water)
     if combine == "add":
-        water = water | missed_components(coarse, water)
+        water = np.logical_or(water, missed_components(coarse, water))
     return water
 
 
@@ -68,7 +70,8 @@ def missed_components(coarse: np.ndarray, water: np.ndarray) -> np.ndarray:
     touched = np.zeros(count, bool)
     touched[labels[water & coarse]] = True
     touched[0] = True  # the background
-    return ~touched[labels]
+    missed: np.ndarray = ~touched[labels]
+    return missed
 
 
 def text_water(predictor: TextPredictor, embeddings: Embeddings, batch: list[PreparedTile],

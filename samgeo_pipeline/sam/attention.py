@@ -12,9 +12,18 @@ to float rounding. Windowed layers (14 x 14 tokens) are left as they are.
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from transformers.models.sam.modeling_sam import SamVisionAttention, SamVisionLayer
+
+    class _ChunkedAttention(SamVisionAttention):
+        """A global-attention layer as :func:`chunk_global_attention` leaves it."""
+
+        rows_per_chunk: int
 
 
 def chunk_global_attention(model: torch.nn.Module, rows_per_chunk: int) -> int:
@@ -31,14 +40,20 @@ def chunk_global_attention(model: torch.nn.Module, rows_per_chunk: int) -> int:
         raise ValueError(f"rows_per_chunk must be >= 1, got {rows_per_chunk}")
     changed = 0
     for module in model.modules():
-        if type(module).__name__ == "SamVisionLayer" and module.window_size == 0 and module.attn.use_rel_pos:
-            module.attn.forward = types.MethodType(_chunked_forward, module.attn)
-            module.attn.rows_per_chunk = rows_per_chunk
+        if type(module).__name__ != "SamVisionLayer":
+            continue
+        layer = cast("SamVisionLayer", module)
+        if layer.window_size == 0 and layer.attn.use_rel_pos:
+            attn = cast("_ChunkedAttention", layer.attn)
+            attn.forward = types.MethodType(_chunked_forward, attn)  # type: ignore[method-assign]  # this layer only
+            attn.rows_per_chunk = rows_per_chunk
             changed += 1
     return changed
 
 
-def _chunked_forward(self, hidden_states: torch.Tensor, output_attentions: bool = False) -> tuple[torch.Tensor, None]:
+def _chunked_forward(
+    self: _ChunkedAttention, hidden_states: torch.Tensor, output_attentions: bool = False
+) -> tuple[torch.Tensor, None]:
     """``SamVisionAttention.forward`` for a global layer, one band of query rows at a time.
 
     ``hidden_states``: ``(batch, height, width, hidden)`` tokens; returns ``(output, None)`` with the

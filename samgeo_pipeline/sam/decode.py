@@ -176,8 +176,15 @@ class RowBatch:
 
     def to(self, device: torch.device) -> RowBatch:
         """The tensors moved to ``device``."""
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        groups = [RowGroup(move(g.images), move(g.points), move(g.labels), move(g.boxes), move(g.slots), g.whole)
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
+        def move_optional(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else move(t)
+
+        groups = [RowGroup(move(g.images), move_optional(g.points), move_optional(g.labels), move_optional(g.boxes),
+                           move(g.slots), g.whole)
                   for g in self.groups]  # fmt: skip
         return replace(self, groups=groups, order=move(self.order), component=move(self.component))
 
@@ -269,7 +276,7 @@ def component_logits(model: torch.nn.Module, embeddings: Embeddings, batch: RowB
         side = 4 * main.shape[-1]
         return [main.new_zeros((0, side, side)) for _ in batch.counts]
     components = merge_rows(*decode_rows(model, embeddings, batch), batch, merge)
-    return list(components.split(batch.counts))
+    return list(torch.split(components, batch.counts))
 
 
 __all__ = ["PromptRows", "RowBatch", "RowGroup", "prompt_rows", "decode_rows", "merge_rows", "component_logits",

@@ -48,7 +48,7 @@ def resize_tile(tile: np.ndarray, image_size: int) -> np.ndarray:
     if (rows, cols) == tile.shape[:2]:
         return tile
     image = Image.fromarray(np.ascontiguousarray(tile))
-    return np.array(image.resize((cols, rows), Image.BILINEAR))
+    return np.array(image.resize((cols, rows), Image.Resampling.BILINEAR))
 
 
 def normalize_and_pad(images: torch.Tensor, image_size: int) -> torch.Tensor:

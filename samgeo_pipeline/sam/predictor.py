@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from samgeo_pipeline.sam.attention import chunk_global_attention
 from samgeo_pipeline.sam.decode import NO_MASK_LOGIT, Embeddings, RowBatch, component_logits, prompt_rows
 from samgeo_pipeline.sam.geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
 from samgeo_pipeline.sam.weights import weight_files, weights_present
+
+if TYPE_CHECKING:
+    from transformers import SamModel
 
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
@@ -53,13 +56,17 @@ def resolve_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return torch.float16
 
 
+#: Where a model's weights came from (:attr:`ModelSource.origin`).
+Origin = Literal["local directory", "fine-tuned checkpoint", "hub cache", "hub download"]
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """Where the weights came from and their family (``config.json``'s ``model_type``, a key of
     :data:`~samgeo_pipeline.models.families.FAMILIES`), for logs and the manifest."""
 
     name: str
-    origin: Literal["local directory", "fine-tuned checkpoint", "hub cache", "hub download"]
+    origin: Origin
     family: str = "sam"
 
     def __str__(self) -> str:
@@ -91,7 +98,7 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
                 f"{path}: not a SAM model directory (no config.json); create one with "
                 "SamModel.from_pretrained(...).save_pretrained(DIR) on a machine with internet access"
             )
-        origin = "fine-tuned checkpoint" if (path / CHECKPOINT_META).is_file() else "local directory"
+        origin: Origin = "fine-tuned checkpoint" if (path / CHECKPOINT_META).is_file() else "local directory"
         return _load_folder(path, path, ModelSource(str(path), origin))
     snapshot = _hub_snapshot(model, local_only=True)
     if snapshot is not None and weights_present(snapshot):
@@ -123,7 +130,7 @@ def _load_folder(folder: Path, root: Path, source: ModelSource) -> tuple[torch.n
     weight_files(folder, root)
     try:
         loaded = family.load_class().from_pretrained(folder.resolve(), use_safetensors=True)
-        return loaded.eval(), replace(source, family=family.model_type)  # type: ignore[arg-type]
+        return loaded.eval(), replace(source, family=family.model_type)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
         raise ModelUnavailableError(f"{folder}: cannot load {family.label} weights ({_first_line(exc)})") from None
 
@@ -146,7 +153,7 @@ def _hub_snapshot(repo_id: str, local_only: bool) -> Path | None:
         return None
 
 
-def read_checkpoint_preprocessing(model: str) -> dict | None:
+def read_checkpoint_preprocessing(model: str) -> dict[str, Any] | None:
     """The ``preprocessing`` section of a fine-tuned checkpoint's :data:`CHECKPOINT_META`, else None.
 
     It holds what SAM saw in training: ``composite`` (three band names), ``percentiles`` and, when
@@ -187,7 +194,8 @@ def preprocess_torch(images: torch.Tensor, image_size: int) -> tuple[torch.Tenso
         ``(pixel_values, (new_rows, new_cols))``: ``float32 (batch, 3, image_size, image_size)``
         normalised and zero-padded bottom/right, and the size of the resized tile inside it.
     """
-    resized = resized_shape(tuple(images.shape[1:3]), image_size)
+    rows, cols = images.shape[1:3]
+    resized = resized_shape((rows, cols), image_size)
     if resized != tuple(images.shape[1:3]):
         host = images.cpu().numpy()
         images = torch.from_numpy(np.stack([resize_tile(tile, image_size) for tile in host])).to(images.device)
@@ -217,7 +225,7 @@ class SamPredictor:
     model: torch.nn.Module
     device: torch.device
     autocast_dtype: torch.dtype | None = None
-    preprocessing: dict | None = None
+    preprocessing: dict[str, Any] | None = None
     attention_rows: int | None = None
     _staging: torch.Tensor | None = field(default=None, init=False, repr=False)
     """CUDA: pinned host buffer the tiles of a batch are copied into (reused, see :meth:`_to_device`)."""
@@ -236,7 +244,8 @@ class SamPredictor:
 
     def _read_image_size(self) -> int:
         """The model's input side (``config.vision_config.image_size``)."""
-        return int(self.model.config.vision_config.image_size)
+        config: Any = self.model.config  # transformers' config of the model's family
+        return int(config.vision_config.image_size)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.autocast_dtype is None:
@@ -273,7 +282,8 @@ class SamPredictor:
 
     def _encode(self, pixel_values: torch.Tensor) -> Embeddings:
         """The encoder's embeddings of ``pixel_values`` (under the predictor's autocast)."""
-        return self.model.get_image_embeddings(pixel_values)
+        embeddings: torch.Tensor = cast("SamModel", self.model).get_image_embeddings(pixel_values)
+        return embeddings
 
     def _to_device(self, tiles: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         """``uint8 (batch, rows, cols, 3)`` on the device.

@@ -20,7 +20,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def add_serve_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``samgeo-pipeline serve`` on the CLI's subparsers."""
     parser = sub.add_parser("serve", help="serve an output root over HTTP (read-only, range requests)")
     parser.add_argument("output_root", type=Path, metavar="OUTPUT_ROOT", help="folder to serve (the --out of segment)")
@@ -45,6 +45,7 @@ def run_serve(args: argparse.Namespace) -> int:
                          idle_timeout=args.idle_timeout, max_connections=args.max_connections,
                          header_timeout=args.header_timeout, max_per_client=args.max_per_client)
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # AF_INET and AF_INET6 addresses are text
     shown = f"[{host}]" if ":" in host else host
     if not is_loopback(args.host):
         print(f"warning: {args.host} is not a loopback address: anyone who reaches it can read the outputs",

@@ -13,6 +13,10 @@ import socket
 import threading
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class ConnectionBudget:
@@ -65,7 +69,7 @@ class HeadDeadlineReader(io.RawIOBase):
         self._deadline = None
         self._sock.settimeout(self._idle_timeout)
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer) -> int:
         """Read what the socket has, waiting no longer than the idle timeout and the deadline allow.
 
         Raises:

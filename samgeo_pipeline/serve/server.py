@@ -47,6 +47,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
 from urllib.parse import quote, unquote
 
 from samgeo_pipeline.errors import InputError
@@ -97,10 +98,11 @@ class OutputRootHandler(BaseHTTPRequestHandler):
 
     root: Path = Path(".").resolve()
     #: Socket timeout of each connection (``StreamRequestHandler.setup`` applies it); see IDLE_TIMEOUT_S.
-    timeout: float = IDLE_TIMEOUT_S
+    timeout: ClassVar[float] = IDLE_TIMEOUT_S
     #: See HEADER_TIMEOUT_S.
     header_timeout: float = HEADER_TIMEOUT_S
     server_version = "samgeo-pipeline-serve"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
@@ -271,7 +273,7 @@ class OutputRootHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def _copy_bytes(src, dst, length: int) -> None:
+def _copy_bytes(src: BinaryIO, dst: io.BufferedIOBase, length: int) -> None:
     """Copy ``length`` bytes from file ``src`` to stream ``dst`` in 1 MiB chunks."""
     remaining = length
     while remaining > 0:
@@ -295,8 +297,11 @@ class _Server(ThreadingHTTPServer):
         self._open = ConnectionBudget(OPEN_PER_SLOT * max_connections, max_per_client)
         super().__init__(address, handler)
 
-    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+    def process_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[Any, ...]
+    ) -> None:
         """Serve the connection on a thread of its own if the budget allows; else answer 503 and close it."""
+        assert isinstance(request, socket.socket)  # a TCP server's request is the connection's socket
         if not self._open.take(client_address[0]):
             _answer_busy(request)
             self.shutdown_request(request)
@@ -307,7 +312,9 @@ class _Server(ThreadingHTTPServer):
             self._open.give_back(client_address[0])
             raise
 
-    def process_request_thread(self, request: socket.socket, client_address: tuple) -> None:
+    def process_request_thread(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: tuple[Any, ...]
+    ) -> None:
         """The connection's thread; gives its place in the budget back when the connection ends."""
         try:
             super().process_request_thread(request, client_address)

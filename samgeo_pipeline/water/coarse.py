@@ -58,6 +58,7 @@ order (:func:`apply_rule` also takes the file's own dtype); masks are ``bool (ro
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def resolve_method(
         for candidate, needs in METHOD_BANDS.items():
             usable = calibrated or (candidate not in NEEDS_REFLECTANCE and (candidate != "dswe" or common_scale))
             if needs <= names and usable:
-                return candidate  # type: ignore[return-value]
+                return cast(Method, candidate)  # a key of METHOD_BANDS
         hint = " (red+nir works with known reflectance: pass --reflectance-scale)" if {"red", "nir"} <= names else ""
         raise InputError(
             f"no water index possible with bands {sorted(names)}: map green+nir, green+swir or red+green+blue{hint}"
@@ -161,7 +162,7 @@ def resolve_method(
             f"index {requested} needs reflectance, and nothing says how this file's values map to it: "
             "pass --reflectance-scale (e.g. 0.0001 for reflectance x 10000)"
         )
-    return requested  # type: ignore[return-value]
+    return cast(Method, requested)  # a key of METHOD_BANDS (looked up above)
 
 
 def fit_rule(
@@ -298,6 +299,7 @@ def apply_rule(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: 
     water, components = kept_components(candidates, candidates, min_area)
     if not pools:
         return CoarseMask(water, None, None, components)
+    assert above_sure is not None and above_land is not None  # the tests compute both with pools
     return CoarseMask(water, water & above_sure, valid & ~water & ~above_land, components)
 
 

@@ -110,16 +110,18 @@ def index_tests(
     threshold + :data:`SURE_MARGIN`, and above threshold - :data:`LAND_MARGIN` (None without ``pools``).
     """
     other = _second_band(rule)
+    threshold = rule.threshold
+    assert threshold is not None, "an ndwi or mndwi rule always has a threshold"
     green, second = band_of(data, rule, "green"), band_of(data, rule, other)
     total, diff = green + second, green - second  # once per tile, for all three comparisons
-    passes = nd_above(total, diff, rule.threshold)
+    passes = nd_above(total, diff, threshold)
     for band, limit in (("nir", rule.nir_max), ("swir", rule.swir_max)):
         if limit is not None:
             passes &= (second if band == other else band_of(data, rule, band)) < limit
     if not pools:
         return passes, None, None
-    above_sure = nd_above(total, diff, rule.threshold + SURE_MARGIN)
-    return passes, above_sure, nd_above(total, diff, rule.threshold - LAND_MARGIN)
+    above_sure = nd_above(total, diff, threshold + SURE_MARGIN)
+    return passes, above_sure, nd_above(total, diff, threshold - LAND_MARGIN)
 
 
 #: Bits of :func:`_spectral_lut`'s codes: :func:`index_tests`'s three tests.
@@ -154,7 +156,10 @@ def _spectral_lut(rule: CoarseRule) -> np.ndarray:
     pair_rule = replace(rule, band_names=("green", other), nir_max=rule.nir_max if other == "nir" else None,
                         swir_max=rule.swir_max if other == "swir" else None)  # fmt: skip
     passes, above_sure, above_land = index_tests(grid, pair_rule, pools=True)
-    codes = passes * np.uint8(_PASSES) | above_sure * np.uint8(_ABOVE_SURE) | above_land * np.uint8(_ABOVE_LAND)
+    assert above_sure is not None and above_land is not None  # pools=True computes both
+    codes: np.ndarray = (
+        passes * np.uint8(_PASSES) | above_sure * np.uint8(_ABOVE_SURE) | above_land * np.uint8(_ABOVE_LAND)
+    )
     codes.flags.writeable = False
     return codes
 
@@ -163,8 +168,10 @@ def _spectral_lut(rule: CoarseRule) -> np.ndarray:
 def _darker_lut(rule: CoarseRule, band: str) -> np.ndarray:
     """``uint8 (256,)``: 1 where the uint8 value of ``band`` passes the rule's limit on it."""
     limit = rule.nir_max if band == "nir" else rule.swir_max
+    assert limit is not None  # called only for a band the rule limits
     levels = np.arange(256, dtype=np.float32)[None]
-    return (band_of(levels, replace(rule, band_names=(band,)), band) < limit).view(np.uint8)
+    darker: np.ndarray = (band_of(levels, replace(rule, band_names=(band,)), band) < limit).view(np.uint8)
+    return darker
 
 
 def index_above(a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
@@ -188,7 +195,7 @@ def nd_above(total: np.ndarray, diff: np.ndarray, threshold: float) -> np.ndarra
     if not -1.0 < threshold < 1.0:
         return ratio_of(total, diff) > threshold
     scaled = total * np.float32(threshold)
-    above = diff > scaled
+    above: np.ndarray = diff > scaled
     if (total <= 0).any():  # rare
         negative = total < 0
         above[negative] = diff[negative] < scaled[negative]

@@ -165,12 +165,20 @@ def component_prompts(
 class PromptOptions(Protocol):
     """The prompt options of :class:`~samgeo_pipeline.config.SegmentConfig` (and of fine-tuning)."""
 
-    prompt: str
-    points: int
-    negatives: int
-    erosion: int | None
-    box_jitter: int
-    max_components: int
+    # Read-only properties: the configs are frozen dataclasses, and a property lets ``prompt`` be
+    # their narrower ``Literal``.
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def points(self) -> int: ...
+    @property
+    def negatives(self) -> int: ...
+    @property
+    def erosion(self) -> int | None: ...
+    @property
+    def box_jitter(self) -> int: ...
+    @property
+    def max_components(self) -> int: ...
 
 
 def prompts_for(

@@ -149,7 +149,8 @@ def band_percentiles(
     copying every pixel (~20x faster on a 2048² read).
     """
     if source_dtype not in _LUT_VIEWS or data.dtype != np.float32:
-        return np.percentile(data[:, valid], percentiles, axis=1)  # one partition
+        by_band: np.ndarray = np.percentile(data[:, valid], percentiles, axis=1)  # one partition
+        return by_band
     n = int(np.count_nonzero(valid))
     q = np.true_divide(percentiles, 100)
     virtual = (n - 1) * q
@@ -164,7 +165,7 @@ def band_percentiles(
     a = np.stack([np.searchsorted(c, previous, side="right") for c in counts], axis=1).astype(np.float32) + low
     b = np.stack([np.searchsorted(c, following, side="right") for c in counts], axis=1).astype(np.float32) + low
     diff = b - a  # NumPy's _lerp
-    result = np.add(a, diff * gamma)
+    result: np.ndarray = np.add(a, diff * gamma)
     np.subtract(b, diff * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype)
     return result
 
@@ -229,8 +230,8 @@ def to_rgb8(data: np.ndarray, valid: np.ndarray, stats: ImageStats) -> np.ndarra
                 np.bitwise_and(channel, keep, out=channel)
         return cv2.merge(channels)
     rgb = np.empty((*data.shape[1:], 3), dtype=np.uint8)
-    for channel, i in enumerate(indexes):
-        rgb[..., channel] = _stretch(data[i].astype(np.float32, copy=False), stats.low[i], stats.high[i])
+    for out_channel, i in enumerate(indexes):
+        rgb[..., out_channel] = _stretch(data[i].astype(np.float32, copy=False), stats.low[i], stats.high[i])
     rgb[~valid] = 0
     return rgb
 

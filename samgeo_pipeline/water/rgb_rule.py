@@ -43,15 +43,17 @@ def fit_rgb(data: np.ndarray, valid: np.ndarray, rule: CoarseRule) -> CoarseRule
 def apply_rgb(data: np.ndarray, valid: np.ndarray, rule: CoarseRule, min_area: int, pools: bool) -> CoarseMask:
     """:func:`apply_rule` of an ``rgb`` rule (``data`` float32)."""
     grey = grey_level(data, rule)
-    dark = (grey < rule.grey_max) & valid
+    grey_max, grey_seed = rule.grey_max, rule.grey_seed
+    assert grey_max is not None and grey_seed is not None, "an rgb rule is applied after fit_rgb"
+    dark = (grey < grey_max) & valid
     smooth = local_std(grey, rule.texture_window) < SMOOTH_STD
     rough_ok = local_std(grey, _ROUGH_WINDOW) < ROUGH_STD
-    seeds = dark & smooth & (grey < rule.grey_seed)
+    seeds = dark & smooth & (grey < grey_seed)
     water = keep_components(dark & rough_ok, seeds, min_area)
     water |= grow(water, _ROUGH_WINDOW // 2) & dark  # the shore, where the window sees land too
     if not pools:
         return CoarseMask(water, None, None)
-    sure_land = valid & ~water & ((grey >= rule.grey_max + SURE_MARGIN) | ~rough_ok)
+    sure_land = valid & ~water & ((grey >= grey_max + SURE_MARGIN) | ~rough_ok)
     return CoarseMask(water, water & seeds, sure_land)
 
 
@@ -83,11 +85,13 @@ def darkest_mode_edge(values: np.ndarray, bins: int = 32) -> float | None:
 def grey_level(data: np.ndarray, rule: CoarseRule) -> np.ndarray:
     names = rule.band_names
     total = data[names.index("red")] + data[names.index("green")] + data[names.index("blue")]
-    return ((total / 3.0 - rule.grey_low) / (rule.grey_high - rule.grey_low)).astype(np.float32, copy=False)
+    grey: np.ndarray = ((total / 3.0 - rule.grey_low) / (rule.grey_high - rule.grey_low)).astype(np.float32, copy=False)
+    return grey
 
 
 def local_std(grey: np.ndarray, window: int) -> np.ndarray:
     """Standard deviation of ``grey`` over a ``window`` x ``window`` box (edges reflected)."""
     mean = cv2.blur(grey, (window, window))
     mean_sq = cv2.blur(grey * grey, (window, window))
-    return np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+    std: np.ndarray = np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+    return std

@@ -161,7 +161,8 @@ def dark_floor(data: np.ndarray, valid: np.ndarray) -> float:
 def band_of(data: np.ndarray, rule: CoarseRule, name: str) -> np.ndarray:
     """Band ``name`` of ``data`` less the rule's ``offset`` (not yet times ``scale``)."""
     band = data[rule.band_names.index(name)]
-    return band - np.float32(rule.offset) if rule.offset else band
+    band_less_offset: np.ndarray = band - np.float32(rule.offset) if rule.offset else band
+    return band_less_offset
 
 
 def grow(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -183,7 +183,8 @@ def fmask_cloud(r: Reflectances) -> np.ndarray | None:
     mean = (b + g + red) / 3
     deviation = np.abs(b - mean) + np.abs(g - mean) + np.abs(red - mean)
     cloud &= (mean > 0) & (deviation < CLOUD_WHITENESS * mean)  # whiteness < 0.7, without a division
-    return cloud & ~fmask_water(r)[0]
+    not_water: np.ndarray = cloud & ~fmask_water(r)[0]
+    return not_water
 
 
 def fmask_water(r: Reflectances) -> tuple[np.ndarray, np.ndarray]:

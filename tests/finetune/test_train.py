@@ -71,7 +71,7 @@ def test_resume_equals_uninterrupted(tiny_model: Path, tmp_path: Path) -> None:
     resumed = run(cellula_config(tiny_model, tmp_path / "split", epochs=3, resume=True, workers=0))
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     np.testing.assert_array_equal(losses(resumed), losses(full))
-    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items()):
+    for (name, a), (_, b) in zip(full.model.state_dict().items(), resumed.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
 

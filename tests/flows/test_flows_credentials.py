@@ -63,7 +63,7 @@ def prefect_log() -> Iterator[list[str]]:
         yield lines
     finally:
         logger.removeHandler(handler)
-        for run_logger, disabled in zip(run_loggers, was_disabled):
+        for run_logger, disabled in zip(run_loggers, was_disabled, strict=True):
             run_logger.disabled = disabled
 
 

@@ -423,7 +423,7 @@ def _kill_while_starting(stack: Stack, deployment: str, params: dict, pool: str)
     for _ in range(3):
         run_id = stack.start_run(deployment, params)
 
-        def pending_process():
+        def pending_process(run_id: str = run_id):
             state = stack.flow_run(run_id)["state"]["type"]
             if state not in ("SCHEDULED", "PENDING"):
                 return "missed"
@@ -446,7 +446,7 @@ def test_runs_killed_while_starting_are_crashed_retried_and_free_their_slots(sta
     scan, scan_killed = _kill_while_starting(stack, "watch/watch", {}, "cpu")
     killed = {seg: seg_killed, scan: scan_killed}
     for run_id in (seg, scan):
-        crashed = _poll(f"{run_id} marked crashed", lambda: _crashed_at(stack, run_id), 150, stack, 1)
+        crashed = _poll(f"{run_id} marked crashed", functools.partial(_crashed_at, stack, run_id), 150, stack, 1)
         types = [r["type"] for r in _states(stack, run_id)]
         assert "RUNNING" not in types[:types.index("CRASHED")], types  # it died while starting
         assert crashed - killed[run_id] < 120, f"crashed {crashed - killed[run_id]:.0f} s after the kill"

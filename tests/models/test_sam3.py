@@ -161,7 +161,7 @@ class TestCombine:
 
         monkeypatch.setattr(Sam3Predictor, "predict_text", fixed)
         result = segment_raster(scene, tmp_path / "out", config, predictor, source)
-        coarse = segment_raster(scene, tmp_path / "coarse", config.merged({"model": "none", "prompt": "points", "text": ""}))
+        segment_raster(scene, tmp_path / "coarse", config.merged({"model": "none", "prompt": "points", "text": ""}))
         mask, coarse_mask = read_band(tmp_path / "out" / "mask.tif"), read_band(tmp_path / "coarse" / "mask.tif")
         assert set(seen) == {("water",)}
         dry = result.tiles.total - result.tiles.sam

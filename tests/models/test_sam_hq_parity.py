@@ -46,12 +46,14 @@ class HQParity:
             model = convert_to_hf(sam)
         self.reference = segment_anything_hq.SamPredictor(sam)
         self.project = SamHQPredictor(model, torch.device("cpu"))
+        # Per-instance caches (functools.cache on the methods would keep every instance alive).
+        self.tile = functools.cache(self.tile)
+        self.reference_run = functools.cache(self.reference_run)
+        self.embed = functools.cache(self.embed)
 
-    @functools.cache
     def tile(self, name: str) -> np.ndarray:
         return make_tile(*TILES[name])
 
-    @functools.cache
     def reference_run(self, name: str) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, list[np.ndarray]]]:
         """``(features, intermediate features, {prompt: [mask per component]})`` of the reference."""
         tile = self.tile(name)
@@ -68,7 +70,6 @@ class HQParity:
                 masks[prompt].append(m[0])
         return self.reference.features.clone(), [f.clone() for f in self.reference.interm_features], masks
 
-    @functools.cache
     def embed(self, name: str):
         return self.project.embed(self.tile(name)[None])
 

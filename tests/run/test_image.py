@@ -246,7 +246,7 @@ class TestTiling:
         # minimum area must not depend on the tiling.
         rng = np.random.default_rng(5)
         water = np.zeros((500, 500), bool)
-        for r, c, radius in zip(rng.uniform(0, 500, 150), rng.uniform(0, 500, 150), rng.uniform(1, 7, 150)):
+        for r, c, radius in zip(rng.uniform(0, 500, 150), rng.uniform(0, 500, 150), rng.uniform(1, 7, 150), strict=True):
             water |= disc(water.shape, (r, c), radius)
         nodata = np.zeros_like(water)
         nodata[450:, :100] = True
@@ -602,7 +602,7 @@ class TestFeedSpeedups:
                 np.testing.assert_array_equal(got.valid, valid)
                 np.testing.assert_array_equal(got.coarse, coarse)
                 assert len(got.prompts) == len(prompts)
-                for a, b in zip(got.prompts, prompts):
+                for a, b in zip(got.prompts, prompts, strict=True):
                     np.testing.assert_array_equal(a.points_xy, b.points_xy)
                     np.testing.assert_array_equal(a.labels, b.labels)
                 n_prompts += len(prompts)

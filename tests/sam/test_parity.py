@@ -114,12 +114,14 @@ class Parity:
             model = convert_to_hf(sam)
         self.reference = segment_anything.SamPredictor(sam)
         self.project = SamPredictor(model, torch.device("cpu"))
+        # Per-instance caches (functools.cache on the methods would keep every instance alive).
+        self.tile = functools.cache(self.tile)
+        self.reference_run = functools.cache(self.reference_run)
+        self.embed = functools.cache(self.embed)
 
-    @functools.cache
     def tile(self, name: str) -> np.ndarray:
         return make_tile(*TILES[name])
 
-    @functools.cache
     def reference_run(self, name: str) -> tuple[torch.Tensor, dict[str, list[np.ndarray]], np.ndarray, tuple]:
         """``(features, {prompt: [mask per component]}, resized uint8 pixels, resized size)`` of the reference."""
         tile = self.tile(name)
@@ -140,7 +142,6 @@ class Parity:
     def reference_mask(self, name: str, prompt: str) -> np.ndarray:
         return np.logical_or.reduce(self.reference_run(name)[1][prompt])
 
-    @functools.cache
     def embed(self, name: str) -> tuple[torch.Tensor, tuple[int, int]]:
         """The project's embedding of a tile (its own preprocessing)."""
         return self.project.embed(self.tile(name)[None])
@@ -190,7 +191,7 @@ def test_masks_match(parity, tile, prompt, api):
 def test_components_decoded_one_by_one_match(parity, tile):
     """Each component of the 4- and 2-point case alone agrees with the reference's mask of it."""
     components = make_prompts("two_components", *TILES[tile])
-    for component, expected in zip(components, parity.reference_run(tile)[1]["two_components"]):
+    for component, expected in zip(components, parity.reference_run(tile)[1]["two_components"], strict=True):
         ours = parity.project_mask(tile, [component])
         assert iou(ours, expected) >= MIN_IOU, f"IoU {iou(ours, expected):.5f}"
 

@@ -167,7 +167,7 @@ class TestBatching:
         embeddings, resized = predictor.embed(tiles)
         batched = predictor.predict_masks(embeddings, prompts, shape, resized, merge, logits=True)
         masks = predictor.predict_masks(embeddings, prompts, shape, resized, merge)
-        for tile, tile_prompt, got, mask in zip(tiles, prompts, batched, masks):
+        for tile, tile_prompt, got, mask in zip(tiles, prompts, batched, masks, strict=True):
             alone = [logits(predictor, tile, [component], merge) for component in tile_prompt]
             np.testing.assert_allclose(got, np.max(alone, axis=0), rtol=0, atol=1e-5)
             np.testing.assert_array_equal(mask, got > 0)

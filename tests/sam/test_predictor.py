@@ -250,7 +250,7 @@ class TestBatchedDecoder:
         expected = [predictor.predict_logits(embeddings[i : i + 1], p, shape, resized, merge) for i, p in enumerate(prompts)]
         logits = predictor.predict_masks(embeddings, prompts, shape, resized, merge, logits=True)
         masks = predictor.predict_masks(embeddings, prompts, shape, resized, merge)
-        for got, mask, want in zip(logits, masks, expected):
+        for got, mask, want in zip(logits, masks, expected, strict=True):
             assert got.dtype == np.float32 and got.shape == shape
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
             assert mask.dtype == bool and mask.shape == shape
@@ -315,7 +315,7 @@ def test_prompts_sit_on_their_tiles_water(tiny_model_dir, scene, tmp_path, monke
     monkeypatch.undo()
     assert result.status == "done" and result.tiles.sam == sum(len(c[1]) for c in calls) > 1
     for rgbs, prompts, outputs in calls:
-        for rgb, tile_prompts, output in zip(rgbs, prompts, outputs):
+        for rgb, tile_prompts, output in zip(rgbs, prompts, outputs, strict=True):
             assert rgb.shape[:2] == output.shape == (tile_size, tile_size)
             xy = np.concatenate([p.points_xy for p in tile_prompts]).astype(int)
             labels = np.concatenate([p.labels for p in tile_prompts])

@@ -72,9 +72,9 @@ class TestPoints:
 
     def test_deterministic_for_a_seed(self, coarse: np.ndarray) -> None:
         a, b, c = prompts(coarse, seed=7), prompts(coarse, seed=7), prompts(coarse, seed=8)
-        for pa, pb in zip(a, b):
+        for pa, pb in zip(a, b, strict=True):
             np.testing.assert_array_equal(pa.points_xy, pb.points_xy)
-        assert any(not np.array_equal(pa.points_xy, pc.points_xy) for pa, pc in zip(a, c))
+        assert any(not np.array_equal(pa.points_xy, pc.points_xy) for pa, pc in zip(a, c, strict=True))
 
     def test_negatives(self, coarse: np.ndarray) -> None:
         result = prompts(coarse, n_negatives=2)
@@ -167,7 +167,7 @@ class TestPools:
         sure = np.zeros_like(coarse)  # no sure water anywhere: sample as without a pool
         with_pool = prompts(coarse, 3, sure_water=sure)
         without = prompts(coarse, 3)
-        for a, b in zip(with_pool, without):
+        for a, b in zip(with_pool, without, strict=True):
             np.testing.assert_array_equal(a.points_xy, b.points_xy)
 
     def test_negatives_only_in_sure_land(self, coarse: np.ndarray) -> None:

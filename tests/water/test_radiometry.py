@@ -58,7 +58,7 @@ class TestComputeStats:
         stats = stats_of(lake_scene, percentiles=(0, 100))
         # Every valid value was clipped to >= 1; nodata (0) must not be the minimum.
         assert min(stats.low) >= 1
-        assert all(h > lo for lo, h in zip(stats.low, stats.high))
+        assert all(h > lo for lo, h in zip(stats.low, stats.high, strict=True))
 
     def test_nodata_override(self, lake_scene: Path) -> None:
         with_file_nodata = stats_of(lake_scene)
@@ -105,7 +105,7 @@ class TestComputeStats:
         data[2] = 40.0
         stats = stats_from_array(data, data.any(axis=0), ("red", "green", "blue", "nir"), SegmentConfig())
         assert (stats.low[2], stats.high[2]) == (40.0, 41.0)
-        assert all(h > lo + 1 for i, (lo, h) in enumerate(zip(stats.low, stats.high)) if i != 2)
+        assert all(h > lo + 1 for i, (lo, h) in enumerate(zip(stats.low, stats.high, strict=True)) if i != 2)
 
     def test_rule_gets_the_configured_window_and_area(self, lake_scene: Path) -> None:
         with rasterio.open(lake_scene) as ds:
@@ -193,7 +193,7 @@ class TestFastPaths:
         valid = rng.random((37, 53)) > 0.2
         span = float(limits.max) - float(limits.min)
         low = tuple(float(limits.min) + span * f for f in (0.1, 0.03, 0.25, 0.0))
-        high = tuple(lo + span * f for lo, f in zip(low, (0.5, 0.9, 0.33, 1e-4)))  # incl. a very steep one
+        high = tuple(lo + span * f for lo, f in zip(low, (0.5, 0.9, 0.33, 1e-4), strict=True))  # incl. a very steep one
         stats = _stats(("blue", "nir", "green", "red"), low, high, ("nir", "red", "blue"))
         data = native.astype(np.float32)
         expected = to_rgb8(data, valid, stats)

@@ -34,7 +34,7 @@ REFLECTANCE = Reflectance(1e-4, 0.0, "test")
 def spectra(*names: str) -> wt.Reflectances:
     """One pixel per surface, bands as ``(1, n)`` arrays."""
     values = np.array([SURFACES[n] for n in names], np.float32).T[:, None, :]
-    return wt.Reflectances(**dict(zip(SIX, values)))
+    return wt.Reflectances(**dict(zip(SIX, values, strict=True)))
 
 
 def classes(*names: str) -> list[int]:
