@@ -37,7 +37,7 @@ from prefect.deployments import run_deployment  # noqa: E402
 from flows.common import GEOTIFF_SUFFIXES, RedactedLog, is_remote, local_path, url_path  # noqa: E402
 from flows.stages import remote_errors  # noqa: E402
 from samgeo_pipeline.io.atomic import write_bytes_atomic  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError, first_line  # noqa: E402
 from samgeo_pipeline.redact import redact  # noqa: E402
 from flows.watch_rules import DONE_SUFFIX, WatchRules, load_rules, options_for, read_meta  # noqa: E402
 
@@ -391,7 +391,7 @@ def _submit(path, entry, watch_url, output_root, deployment, rules, options, ext
     try:
         opts, bands_source = file_options(path, relative_name(path, watch_url), rules, options)
     except (InputError, ConfigError) as exc:
-        record_outcome(entry, False, str(exc).splitlines()[0], time.time(), rules)
+        record_outcome(entry, False, first_line(exc), time.time(), rules)
         logger.warning("%s: refused (%s); %s", path, exc, _next_step(entry))
         return f"refused:{exc}"
     if bands_source.startswith("guessed"):

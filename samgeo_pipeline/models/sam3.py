@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import ModelUnavailableError
+from samgeo_pipeline.errors import ModelUnavailableError, first_line
 from samgeo_pipeline.models.families import check_prompt
 from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.predictor import SamPredictor
@@ -55,8 +55,7 @@ def load_tokenizer(folder: Path) -> Any:
     try:
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailableError(f"{folder}: unreadable SAM 3 tokenizer ({first}); {hint}") from None
+        raise ModelUnavailableError(f"{folder}: unreadable SAM 3 tokenizer ({first_line(exc)}); {hint}") from None
 
 
 @dataclass
