@@ -78,7 +78,8 @@ def geotiff_writer(
 def write_geotiff(path: str | Path, data: np.ndarray, **options: Any) -> Path:
     """Write ``data`` (``(bands, rows, cols)``) with :func:`geotiff_writer` (same ``options``) and
     return the path."""
-    with geotiff_writer(path, *data.shape, data.dtype.name, **options) as dst:
+    count, height, width = data.shape
+    with geotiff_writer(path, count, height, width, data.dtype.name, **options) as dst:
         dst.write(data)
     return Path(path)
 
