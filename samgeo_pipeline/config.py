@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 
@@ -69,6 +69,9 @@ SEGMENT_RANGES: dict[str, Range] = {
 _RUNTIME_ONLY = frozenset(
     {"overwrite", "batch_size", "prefetch", "read_workers", "progress", "max_pixels", "max_tiles", "attention_rows"}
 )
+
+
+_Options = TypeVar("_Options", bound="ImageOptions")
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class ImageOptions:
         if self.composite != "auto":
             parse_composite(self.composite)
 
-    def merged(self, values: Mapping[str, Any]) -> Self:
+    def merged(self: _Options, values: Mapping[str, Any]) -> _Options:
         """A copy with ``values`` applied (``None`` values are ignored; keys with ``-`` or ``_``);
         unknown keys raise. The one merge of both configs: YAML files, flags, stored runs."""
         known = {f.name for f in fields(self)}
