@@ -18,16 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = Path(os.environ.get("SAMGEO_BENCH_CACHE", BENCH_DIR / ".cache"))
 
-LAND_RGBN = (95.0, 110.0, 80.0, 170.0)
-WATER_RGBN = (60.0, 80.0, 95.0, 30.0)
 NODATA_MARGIN = 64
 """Columns of nodata (all bands 0) at the left edge of every synthetic raster."""
 
@@ -82,7 +78,7 @@ def write_scene(
     """Write a 4-band uint8 synthetic scene window by window (at most ``chunk``² pixels in memory).
 
     Args:
-        path: output GeoTIFF (tiled 512², written to a temp name and renamed).
+        path: output GeoTIFF (tiled 512², written to a temp name and renamed: :func:`samgeo_pipeline.demo.geotiff_writer`).
         height, width: size in pixels.
         pattern: ``scene`` (:func:`scene_water`), ``lakes`` (:func:`lattice_lakes`: four lakes in every
             1024² tile) or ``land`` (no water at all: every tile valid, none with coarse water).
@@ -90,28 +86,16 @@ def write_scene(
         chunk: side of the windows written at once.
         seed: noise seed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    profile = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": 4,
-        "dtype": "uint8",
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "crs": CRS.from_epsg(32633),
-        "transform": from_origin(500000.0, 5600000.0, 1.0, 1.0),
-        "BIGTIFF": "IF_SAFER",
-    }
-    if compress:
-        profile["compress"] = compress
+    # imported here: a child measuring an older library (--before) imports this module too
+    from samgeo_pipeline.demo import LAND_RGBN, WATER_RGBN, geotiff_writer
+
     land = np.array(LAND_RGBN, np.float32)[:, None, None]
     wet = np.array(WATER_RGBN, np.float32)[:, None, None]
     water_fn = PATTERNS[pattern]
-    with rasterio.open(tmp, "w", **profile) as dst:
+    with geotiff_writer(
+        path, 4, height, width, "uint8", transform=from_origin(500000.0, 5600000.0, 1.0, 1.0), block_size=512,
+        compress=compress, descriptions=("red", "green", "blue", "nir"), BIGTIFF="IF_SAFER",
+    ) as dst:  # fmt: skip
         for r0 in range(0, height, chunk):
             for c0 in range(0, width, chunk):
                 h, w = min(chunk, height - r0), min(chunk, width - c0)
@@ -129,8 +113,6 @@ def write_scene(
                 if margin > 0:
                     block[:, :, :margin] = 0
                 dst.write(block, window=Window(c0, r0, w, h))
-        dst.descriptions = ("red", "green", "blue", "nir")
-    os.replace(tmp, path)
     return path
 
 

@@ -97,7 +97,7 @@ from _common import fmt_table  # noqa: E402
 import samgeo_pipeline  # noqa: E402
 from samgeo_pipeline.io.bands import BAND_NAMES  # noqa: E402
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
-from samgeo_pipeline.errors import SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.errors import SamgeoPipelineError, first_line  # noqa: E402
 from samgeo_pipeline.finetune.metrics import Confusion, confusion  # noqa: E402
 from samgeo_pipeline.run.image import segment_raster  # noqa: E402
 from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for  # noqa: E402
@@ -374,7 +374,7 @@ def segment_image(image: Path, out_dir: Path, config: SegmentConfig) -> tuple[di
         with quiet():
             result = segment_raster(image, out_dir, config)
     except SamgeoPipelineError as exc:
-        message = str(exc).splitlines()[0]
+        message = first_line(exc)
         record.update(status="error", error=message, abstained=True, water_fraction=None)
         return record, None
     radiometry = (result.manifest or {}).get("radiometry", {}) or {}

@@ -77,7 +77,7 @@ from flows.stages import (  # noqa: E402
     summarize,
 )
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError, first_line  # noqa: E402
 from samgeo_pipeline.io.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.outputs.manifest import find_reusable  # noqa: E402
 from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
@@ -350,7 +350,7 @@ def prepare_stage(
 
 
 def _reason(path: str, exc: Any) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, SamgeoPipelineError):
         return text
     return f"{path}: {type(exc).__name__}: {text}" if path not in text else text

@@ -20,7 +20,7 @@ from typing import Any
 
 from flows.common import is_remote, local_path, url_path
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError
+from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError, first_line
 from samgeo_pipeline.io.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
 from samgeo_pipeline.io.limits import check_size
 from samgeo_pipeline.outputs.manifest import file_sha256, find_reusable
@@ -103,7 +103,7 @@ def remote_errors(url: str) -> Iterator[None]:
 
 def _redacted_reason(url: str, exc: BaseException) -> str:
     """``URL: ErrorType: first line of its message``, credentials hidden in both."""
-    text = redact(str(exc).splitlines()[0]) if str(exc).strip() else ""
+    text = redact(first_line(exc)) if str(exc).strip() else ""
     return f"{redact(url)}: {type(exc).__name__}" + (f": {text}" if text else "")
 
 

@@ -33,7 +33,7 @@ from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.deployments import run_deployment  # noqa: E402
 
 from flows.common import RedactedLog, is_remote, local_path, url_path  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError  # noqa: E402
+from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError, first_line  # noqa: E402
 from samgeo_pipeline.redact import redact  # noqa: E402
 from flows.watch_rules import WatchRules, load_rules  # noqa: E402
 from flows.watch_state import (  # noqa: E402
@@ -188,7 +188,7 @@ def _submit(path, entry, watch_url, output_root, deployment, rules, options, ext
     try:
         opts, bands_source = file_options(path, relative_name(path, watch_url), rules, options)
     except (InputError, ConfigError) as exc:
-        record_outcome(entry, False, str(exc).splitlines()[0], time.time(), rules)
+        record_outcome(entry, False, first_line(exc), time.time(), rules)
         logger.warning("%s: refused (%s); %s", path, exc, _next_step(entry))
         return f"refused:{exc}"
     if bands_source.startswith("guessed"):

@@ -15,33 +15,11 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from samgeo_pipeline.config import SegmentConfig, config_field_docs, load_config_file
+from samgeo_pipeline.config import SegmentConfig, load_config_file
 from samgeo_pipeline.errors import SamgeoPipelineError, SamgeoPipelineWarning
 from samgeo_pipeline.io.paths import output_dirs, printable
+from samgeo_pipeline.options import add_option_flags, flag_values
 from samgeo_pipeline.redact import redact
-
-_NO_FLAG = {"progress"}
-
-
-def _add_segment_options(parser: argparse.ArgumentParser) -> None:
-    docs = config_field_docs()
-    defaults = SegmentConfig()
-    for f in fields(SegmentConfig):
-        if f.name in _NO_FLAG:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f"{docs.get(f.name, '')} (default: {default if not isinstance(default, tuple) else ','.join(map(str, default))})"
-        help_text = help_text.replace("%", "%%")
-        if default is True:  # on by default: the flag turns it off
-            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const=False, default=None,
-                                help=help_text)
-        elif isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
-        else:
-            parser.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``samgeo-pipeline``."""
@@ -51,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("inputs", nargs="+", help="GeoTIFF/COG/VRT files, directories or glob patterns")
     seg.add_argument("--out", required=True, type=Path, help="output root; one folder per input")
     seg.add_argument("--config", type=Path, help="YAML file of options (keys as the flags, with _)")
-    _add_segment_options(seg)
+    add_option_flags(seg, SegmentConfig())
     seg.set_defaults(handler=run_segment)
     demo = sub.add_parser("demo", help="write a small synthetic scene with known water")
     demo.add_argument("out_dir", type=Path, help="folder for demo_scene.tif")
@@ -80,10 +58,7 @@ def config_from_args(args: argparse.Namespace) -> SegmentConfig:
     config = SegmentConfig()
     if args.config is not None:
         config = config.merged(load_config_file(args.config))
-    flags = {f.name: getattr(args, f.name) for f in fields(SegmentConfig) if f.name not in _NO_FLAG}
-    if args.no_progress:
-        flags["progress"] = False
-    return config.merged(flags)
+    return config.merged(flag_values(args, [f.name for f in fields(SegmentConfig)]))
 
 
 #: Exit code of ``segment`` when no input failed but the coarse rule abstained on some (``uncertain``).

@@ -10,16 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 
 from samgeo_pipeline.errors import ConfigError
+from samgeo_pipeline.options import Range, check_ranges, field_docs
 
 IndexName = Literal["auto", "dswe", "fmask", "ndwi", "mndwi", "rgb"]
 DsweWater = Literal["high", "moderate", "wetland"]
@@ -32,59 +31,6 @@ OnUncertain = Literal["skip", "write"]
 DEFAULT_MODEL = "facebook/sam-vit-base"
 #: Largest ``tile_size``: a tile is held as float32 per band, several at once (prefetch + batch).
 MAX_TILE_SIZE = 8192
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric option may take: a finite number between ``low`` and ``high``.
-
-    Attributes:
-        low, high: bounds (``None``: unbounded on that side).
-        low_open, high_open: the bound itself is excluded.
-        hint: what the option measures or how to choose it, appended to the error.
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    hint: str = ""
-
-    def text(self) -> str:
-        """The rule in words: ``>= 0``, ``> 0``, ``>= 32 and <= 8192``."""
-        parts = []
-        if self.low is not None:
-            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
-        if self.high is not None:
-            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
-        return " and ".join(parts) or "finite"
-
-    def contains(self, value: float) -> bool:
-        """True when ``value`` is finite and within the bounds."""
-        if not math.isfinite(value):
-            return False
-        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
-        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
-        return above and below
-
-
-def check_ranges(options: object, ranges: Mapping[str, Range]) -> None:
-    """The one check of numeric options: each named in ``ranges`` is ``None`` or a finite number in its range.
-
-    Raises:
-        ConfigError: one line naming the first bad option, its value and the rule (nan, inf and
-            out-of-range values alike).
-    """
-    for name, rule in ranges.items():
-        value = getattr(options, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ConfigError(f"{name}={value!r}: must be a number {rule.text()}")
-        if not rule.contains(cast(float, value)):  # a numbers.Real compares like a float
-            finite = "" if math.isfinite(value) else "a finite number "
-            hint = f" ({rule.hint})" if rule.hint else ""
-            raise ConfigError(f"{name}={value}: must be {finite}{rule.text()}{hint}")
-
 
 #: The range of every numeric option of :class:`ImageOptions` (``nodata`` takes any value, NaN included).
 IMAGE_RANGES: dict[str, Range] = {
@@ -123,6 +69,9 @@ SEGMENT_RANGES: dict[str, Range] = {
 _RUNTIME_ONLY = frozenset(
     {"overwrite", "batch_size", "prefetch", "read_workers", "progress", "max_pixels", "max_tiles", "attention_rows"}
 )
+
+
+_Options = TypeVar("_Options", bound="ImageOptions")
 
 
 @dataclass(frozen=True)
@@ -205,6 +154,9 @@ class ImageOptions:
     progress: bool = True
     """Show progress bars."""
 
+    #: What :meth:`merged` calls an unknown key ("unknown option 'x'").
+    _option_kind: ClassVar[str] = "option"
+
     def __post_init__(self) -> None:
         check_ranges(self, IMAGE_RANGES)
         if not (len(self.percentiles) == 2 and 0 <= self.percentiles[0] < self.percentiles[1] <= 100):
@@ -223,6 +175,23 @@ class ImageOptions:
             raise ConfigError(f"texture_window={self.texture_window}: must be an odd number of pixels >= 3")
         if self.composite != "auto":
             parse_composite(self.composite)
+
+    def merged(self: _Options, values: Mapping[str, Any]) -> _Options:
+        """A copy with ``values`` applied (``None`` values are ignored; keys with ``-`` or ``_``);
+        unknown keys raise. The one merge of both configs: YAML files, flags, stored runs."""
+        known = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise ConfigError(f"unknown {self._option_kind} {key!r}; known: {', '.join(sorted(known))}")
+            if value is not None:
+                changes[key] = self._coerced(key, value)
+        return dataclasses.replace(self, **changes)
+
+    def _coerced(self, key: str, value: Any) -> Any:
+        """``value`` (from YAML or a flag) as the type of option ``key``'s current value."""
+        return _coerce(key, value, getattr(self, key))
 
 
 @dataclass(frozen=True)
@@ -309,19 +278,6 @@ class SegmentConfig(ImageOptions):
     def uses_sam(self) -> bool:
         """False for ``--model none`` (the coarse mask alone)."""
         return self.model.lower() != "none"
-
-    def merged(self, values: dict[str, Any]) -> SegmentConfig:
-        """A copy with ``values`` applied (``None`` values are ignored); unknown keys raise."""
-        known = {f.name: f for f in fields(self)}
-        changes: dict[str, Any] = {}
-        for key, value in values.items():
-            key = key.replace("-", "_")
-            if key not in known:
-                raise ConfigError(f"unknown option {key!r}; known: {', '.join(sorted(known))}")
-            if value is None:
-                continue
-            changes[key] = _coerce(key, value, getattr(self, key))
-        return dataclasses.replace(self, **changes)
 
     def with_checkpoint(self, preprocessing: dict[str, Any]) -> SegmentConfig:
         """The config a fine-tuned checkpoint's preprocessing implies (its ``samgeo_checkpoint.json``).
@@ -446,24 +402,6 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if isinstance(data.get("composite"), list):
         data["composite"] = ",".join(str(v) for v in data["composite"])
     return data
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Option name -> one-line help, from the attribute docstrings of a config dataclass and its bases
-    (a subclass's text wins), for the command lines."""
-    import ast
-    import inspect
-    import textwrap
-
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0].body  # type: ignore[attr-defined]
-        for node, nxt in zip(body, body[1:], strict=False):
-            if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-                docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[union-attr]
-    return docs
 
 
 def config_field_docs() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""A small synthetic scene with known water, so the pipeline can run on a fresh, offline machine.
+"""A small synthetic scene with known water, so the pipeline can run on a fresh, offline machine;
+and the one writer of synthetic GeoTIFFs (this scene, the tests' rasters, the benchmarks' scenes).
 
 The scene is a 4-band (R, G, B, NIR) uint8 GeoTIFF, NAIP-like: a meandering river, round lakes
 (one large enough to span several tiles), textured land, and a nodata margin on the left edge.
@@ -6,14 +7,81 @@ The scene is a 4-band (R, G, B, NIR) uint8 GeoTIFF, NAIP-like: a meandering rive
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.io import DatasetWriter
 from rasterio.transform import Affine
 
+from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
 from samgeo_pipeline.io.atomic import atomic_path
+
+ignore_rasterio_georeference_warnings()
+
+#: R, G, B, NIR of land in the synthetic scenes (demo, tests, benchmarks).
+LAND_RGBN = (95, 110, 80, 170)
+#: R, G, B, NIR of water in the synthetic scenes.
+WATER_RGBN = (60, 80, 95, 30)
+
+
+@contextmanager
+def geotiff_writer(
+    path: str | Path,
+    count: int,
+    height: int,
+    width: int,
+    dtype: str,
+    *,
+    crs: str | CRS | None = "EPSG:32633",
+    transform: Affine | None = None,
+    nodata: float | None = 0,
+    block_size: int = 256,
+    compress: str | None = "deflate",
+    descriptions: Sequence[str] | None = None,
+    **profile: Any,
+) -> Iterator[DatasetWriter]:
+    """An open, tiled GeoTIFF to write into (whole or by windows), renamed into place at the end
+    (:func:`~samgeo_pipeline.io.atomic.atomic_path`).
+
+    Args:
+        path: output GeoTIFF (its folder is created).
+        count, height, width, dtype: bands, size in pixels, data type.
+        crs: CRS; ``None`` writes a raster without georeferencing (``transform`` ignored).
+        transform: geotransform of the pixels.
+        nodata: the nodata tag (``None``: none).
+        block_size: side of the tiles.
+        compress: compression, or ``None`` for none.
+        descriptions: band descriptions (band names), set after the data.
+        profile: further creation options; they override the ones above.
+    """
+    options: dict[str, Any] = {
+        "driver": "GTiff", "width": width, "height": height, "count": count, "dtype": dtype, "nodata": nodata,
+        "tiled": True, "blockxsize": block_size, "blockysize": block_size,
+    }  # fmt: skip
+    if compress:
+        options["compress"] = compress
+    if crs is not None:
+        options["crs"] = CRS.from_user_input(crs)
+        options["transform"] = transform
+    options.update(profile)
+    with atomic_path(Path(path)) as tmp, rasterio.open(tmp, "w", **options) as dst:
+        yield dst
+        if descriptions is not None:
+            dst.descriptions = tuple(descriptions)
+
+
+def write_geotiff(path: str | Path, data: np.ndarray, **options: Any) -> Path:
+    """Write ``data`` (``(bands, rows, cols)``) with :func:`geotiff_writer` (same ``options``) and
+    return the path."""
+    count, height, width = data.shape
+    with geotiff_writer(path, count, height, width, data.dtype.name, **options) as dst:
+        dst.write(data)
+    return Path(path)
 
 
 def demo_water(height: int, width: int) -> np.ndarray:
@@ -58,28 +126,12 @@ def write_demo_scene(
     nodata = demo_nodata(height, width)
     texture = rng.normal(0, 6, (height, width)).astype(np.float32)
     bands = np.empty((4, height, width), np.float32)
-    land = [(95, 110, 80, 170), (60, 80, 95, 30)]  # R, G, B, NIR of land and of water
     for b in range(4):
-        bands[b] = np.where(water, land[1][b], land[0][b]) + texture
+        bands[b] = np.where(water, WATER_RGBN[b], LAND_RGBN[b]) + texture
     image = np.clip(bands, 1, 255).astype(np.uint8)
     image[:, nodata] = 0
-    profile = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": 4,
-        "dtype": "uint8",
-        "nodata": 0,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-    }
-    if crs is not None:
-        profile["crs"] = CRS.from_user_input(crs)
-        profile["transform"] = transform or Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 5600000.0)
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(image)
-            dst.descriptions = ("red", "green", "blue", "nir")
-    return path
+    transform = transform or Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 5600000.0)
+    return write_geotiff(path, image, crs=crs, transform=transform, descriptions=("red", "green", "blue", "nir"))
+
+
+__all__ = ["LAND_RGBN", "WATER_RGBN", "geotiff_writer", "write_geotiff", "demo_water", "demo_nodata", "write_demo_scene"]

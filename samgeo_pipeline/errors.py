@@ -68,6 +68,19 @@ class SamInferenceError(SamgeoPipelineError, RuntimeError):
     """SAM failed on a tile for a reason other than memory (the image fails; the message names the tile)."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, for one-line errors, logs and manifests; its type name
+    when the message is empty.
+
+    rasterio's "Read failed. See previous exception for details." is followed to its cause, which
+    holds GDAL's reason. The one exception summary of the package (and of the flows).
+    """
+    while "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def ignore_rasterio_georeference_warnings() -> None:
     """Filter rasterio's ``NotGeoreferencedWarning`` process-wide (modules that open rasters call it
     once, at import).

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
+
+from samgeo_pipeline.demo import write_geotiff
 
 #: Real Cellula chips, beside the project (absent in a fresh clone: tests skip).
 CELLULA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cellula_water"
@@ -40,9 +41,7 @@ def write_chip_folder(root: Path, n: int = 6, size: int = 64) -> Path:
     (root / "labels").mkdir()
     for i in range(n):
         water = chip_water(i, size)
-        profile = {"driver": "GTiff", "width": size, "height": size, "count": 4, "dtype": "uint8"}
-        with rasterio.open(root / "images" / f"{i}.tif", "w", **profile) as dst:
-            dst.write(rgbn(water, i))
+        write_geotiff(root / "images" / f"{i}.tif", rgbn(water, i), crs=None, nodata=None)
         Image.fromarray(water.astype(np.uint8)).save(root / "labels" / f"{i}.png")
     return root
 
@@ -82,11 +81,7 @@ def ortho_water() -> np.ndarray:
 
 def write_ortho(path: Path) -> Path:
     """A 4-band uint8 orthoimage in UTM 33N (EPSG:32633), 2 m pixels, with :func:`ortho_water`."""
-    profile = {"driver": "GTiff", "width": ORTHO_SHAPE[1], "height": ORTHO_SHAPE[0], "count": 4, "dtype": "uint8",
-               "crs": "EPSG:32633", "transform": ORTHO_TRANSFORM}  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(rgbn(ortho_water()))
-    return path
+    return write_geotiff(path, rgbn(ortho_water()), transform=ORTHO_TRANSFORM, nodata=None)
 
 
 def write_label_polygons(path: Path, crs: str = "EPSG:4326") -> Path:
@@ -114,8 +109,4 @@ def write_label_raster(path: Path, crs: str = "EPSG:32633", transform=ORTHO_TRAN
         reproject(water, out, src_transform=ORTHO_TRANSFORM, src_crs="EPSG:32633", dst_transform=transform,
                   dst_crs=crs, dst_nodata=255)  # fmt: skip
         water = out
-    profile = {"driver": "GTiff", "width": width, "height": height, "count": 1, "dtype": "uint8", "crs": crs,
-               "transform": transform, "nodata": 255}  # fmt: skip
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(water, 1)
-    return path
+    return write_geotiff(path, water[None], crs=crs, transform=transform, nodata=255)

@@ -18,6 +18,7 @@ from rasterio.errors import NotGeoreferencedWarning as RioNotGeoreferencedWarnin
 from rasterio.transform import Affine
 
 from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.demo import LAND_RGBN, WATER_RGBN, write_geotiff
 from samgeo_pipeline.run.image import SegmentResult, segment_raster
 
 #: Real imagery, outside the repository (``../shared/data`` from the project root).
@@ -31,10 +32,6 @@ GEO_TRANSFORM = Affine(1e-4, 0.0, 30.0, 0.0, -1e-4, 0.05)
 
 #: Metres per degree at the equator (WGS 84): along the equator and along a meridian.
 M_PER_DEG_LON, M_PER_DEG_LAT = 111_319.49, 110_574.27
-
-#: Land / water reflectance of the synthetic scenes: (R, G, B, NIR).
-LAND_RGBN = (95, 110, 80, 170)
-WATER_RGBN = (60, 80, 95, 30)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -52,29 +49,9 @@ def write_raster(
     nodata: float | None = 0,
     **profile: object,
 ) -> Path:
-    """Write ``data`` (``(bands, rows, cols)``) as a tiled, deflate GeoTIFF; ``crs=None`` writes none."""
-    count, height, width = data.shape
-    options: dict[str, object] = {
-        "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": count,
-        "dtype": data.dtype.name,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": 128,
-        "blockysize": 128,
-        "compress": "deflate",
-    }
-    if crs is not None:
-        options["crs"] = CRS.from_user_input(crs)
-        options["transform"] = transform
-    options.update(profile)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RioNotGeoreferencedWarning)
-        with rasterio.open(path, "w", **options) as dst:
-            dst.write(data)
-    return path
+    """Write ``data`` (``(bands, rows, cols)``) as a tiled (128²), deflate GeoTIFF; ``crs=None`` writes
+    none (:func:`samgeo_pipeline.demo.write_geotiff` with the tests' defaults)."""
+    return write_geotiff(path, data, crs=crs, transform=transform, nodata=nodata, block_size=128, **profile)
 
 
 def rgbn_scene(

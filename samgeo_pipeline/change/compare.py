@@ -30,7 +30,7 @@ from samgeo_pipeline.change.raster import (
     transitions,
 )
 from samgeo_pipeline.io.dates import image_date
-from samgeo_pipeline.errors import OutputConflictError, UnsafePathError
+from samgeo_pipeline.errors import OutputConflictError, UnsafePathError, first_line
 from samgeo_pipeline.io.folders import output_lock
 
 OUTPUT_NAMES = ("change.tif", "occurrence.tif", "change.gpkg", "areas.csv", "change.png", "manifest.json")
@@ -165,7 +165,7 @@ def run_change(
         try:
             change, occurrence, tallies = compute_rasters(usable, grid, out_dir)
         except RasterioError as exc:
-            raise ChangeInputError(f"{out_dir}: reading the masks failed ({str(exc).splitlines()[0]})") from None
+            raise ChangeInputError(f"{out_dir}: reading the masks failed ({first_line(exc)})") from None
         result = result_from(out_dir, usable, left_out, grid, tallies)
         if result.valid_pixels == 0:
             change.remove_work()

@@ -9,14 +9,12 @@ is enough to continue a run.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-from samgeo_pipeline.config import field_docs
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file
 from samgeo_pipeline.io.paths import printable
+from samgeo_pipeline.options import add_option_flags, flag_values
 
 #: Options of ``evaluate`` (data, radiometry, tiling, prompts at inference, device).
 EVALUATE_OPTIONS = (
@@ -31,23 +29,6 @@ EVALUATE_OPTIONS = (
 EVALUATE_DEFAULTS = {"box_jitter": 0}
 
 
-def _add_options(parser: argparse.ArgumentParser, names: Iterable[str], defaults: FinetuneConfig) -> None:
-    docs = field_docs(FinetuneConfig)
-    wanted = set(names)
-    for f in fields(FinetuneConfig):
-        if f.name not in wanted or f.name == "progress":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f"{docs.get(f.name, '')} (default: {shown})".replace("%", "%%")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true", default=None, help=help_text)
-        else:
-            parser.add_argument(flag, default=None, metavar=f.name.upper(), help=help_text)
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-
-
 def add_finetune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register ``finetune`` on the subparsers ``sub``; its ``handler`` is :func:`run_finetune`."""
     parser = sub.add_parser(
@@ -58,7 +39,7 @@ def add_finetune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "loads either), history.json and curves.png.",
     )
     parser.add_argument("--config", type=Path, help="YAML file of options (keys as the flags, with _)")
-    _add_options(parser, [f.name for f in fields(FinetuneConfig)], FinetuneConfig())
+    add_option_flags(parser, FinetuneConfig())
     parser.set_defaults(handler=run_finetune)
     return parser
 
@@ -82,23 +63,16 @@ def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("--prompt-sources", default="coarse,label",
                         help="prompts from the coarse mask (as segment does) and/or the label (default: coarse,label)")  # fmt: skip
     parser.add_argument("--config", type=Path, help="YAML file of options (a finetune config works too)")
-    _add_options(parser, EVALUATE_OPTIONS, FinetuneConfig().merged(EVALUATE_DEFAULTS))
+    add_option_flags(parser, FinetuneConfig().merged(EVALUATE_DEFAULTS), EVALUATE_OPTIONS)
     parser.set_defaults(handler=run_evaluate)
     return parser
-
-
-def _flags(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
-    values = {name: getattr(args, name) for name in names if name != "progress" and hasattr(args, name)}
-    if getattr(args, "no_progress", False):
-        values["progress"] = False
-    return values
 
 
 def finetune_config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """Defaults (or the stored run's options with ``--resume``) < YAML file < flags."""
     from samgeo_pipeline.finetune.checkpoint import stored_config
 
-    flags = _flags(args, [f.name for f in fields(FinetuneConfig)])
+    flags = flag_values(args, [f.name for f in fields(FinetuneConfig)])
     from_file = load_finetune_file(args.config) if args.config is not None else {}
     base = FinetuneConfig()
     if flags.get("resume") or from_file.get("resume"):
@@ -134,7 +108,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     from_file = load_finetune_file(args.config) if args.config is not None else {}
-    config = FinetuneConfig().merged(EVALUATE_DEFAULTS).merged(from_file).merged(_flags(args, EVALUATE_OPTIONS))
+    config = FinetuneConfig().merged(EVALUATE_DEFAULTS).merged(from_file).merged(flag_values(args, EVALUATE_OPTIONS))
     models = args.models or [from_file.get("model") or FinetuneConfig().model]
     result = evaluate(
         config,

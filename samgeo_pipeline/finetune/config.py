@@ -11,18 +11,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-from samgeo_pipeline.config import (
-    ImageOptions,
-    Range,
-    SegmentConfig,
-    _as_int,
-    _coerce,
-    check_ranges,
-    load_config_file,
-)
+from samgeo_pipeline.config import ImageOptions, SegmentConfig, _as_int, load_config_file
 from samgeo_pipeline.errors import ConfigError
+from samgeo_pipeline.options import Range, check_ranges
 
 PromptSource = Literal["label", "coarse"]
 LossName = Literal["focal_dice", "bce"]
@@ -135,6 +128,8 @@ class FinetuneConfig(ImageOptions):
     workers: int | None = None
     """Data-loading worker processes; None: 0 on CPU, up to 8 on CUDA."""
 
+    _option_kind: ClassVar[str] = "finetune option"
+
     def __post_init__(self) -> None:
         super().__post_init__()  # the shared options, with SegmentConfig's rules
         if self.prompt == "text":
@@ -149,23 +144,12 @@ class FinetuneConfig(ImageOptions):
         """The shared options as a :class:`SegmentConfig` (for stats, coarse mask, prompts, tiling)."""
         return SegmentConfig(**{name: getattr(self, name) for name in SHARED_WITH_SEGMENT}, progress=False)
 
-    def merged(self, values: dict[str, Any]) -> FinetuneConfig:
-        """A copy with ``values`` applied (``None`` values are ignored); unknown keys raise."""
-        known = {f.name for f in fields(self)}
-        changes: dict[str, Any] = {}
-        for key, value in values.items():
-            key = key.replace("-", "_")
-            if key not in known:
-                raise ConfigError(f"unknown finetune option {key!r}; known: {', '.join(sorted(known))}")
-            if value is None:
-                continue
-            current = getattr(self, key)
-            if current is None:  # optional fields: type from the annotation
-                value = _coerce_optional(key, value)
-            else:
-                value = _coerce(key, value, current)
-            changes[key] = value
-        return dataclasses.replace(self, **changes)
+    def _coerced(self, key: str, value: Any) -> Any:
+        """As :meth:`ImageOptions._coerced`; an option whose value is ``None`` takes its type from
+        ``_OPTIONAL_TYPES``."""
+        if getattr(self, key) is None:
+            return _coerce_optional(key, value)
+        return super()._coerced(key, value)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every option."""

@@ -12,19 +12,18 @@ improved, and ``history.json``; ``curves.png`` when the run ends. Hugging Face A
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from samgeo_pipeline.io.atomic import write_text_atomic
-from samgeo_pipeline.errors import ConfigError, InputError
+from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.finetune.cache import EmbeddingCache, embedding_fingerprint
 from samgeo_pipeline.finetune.checkpoint import (
     build_meta,
@@ -37,12 +36,18 @@ from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.curves import plot_curves
 from samgeo_pipeline.finetune.loops import Run, prepare_split, steps_per_epoch, train_epoch, validate
 from samgeo_pipeline.finetune.metrics import summarize
+from samgeo_pipeline.finetune.setup import (
+    check_finetunable,
+    embedding_dtype,
+    freeze_for_finetuning,
+    lr_factor,
+    make_accelerator,
+)
 from samgeo_pipeline.finetune.sources import SampleSource, open_datasets
-from samgeo_pipeline.models.families import FAMILIES
 from samgeo_pipeline.sam.predictor import ModelSource, load_sam_model
 
 if TYPE_CHECKING:
-    from transformers import SamModel
+    pass
 
 
 @dataclass
@@ -77,70 +82,6 @@ class FinetuneResult:
     model: torch.nn.Module | None = None
 
 
-def make_accelerator(config: FinetuneConfig) -> Any:
-    """An ``accelerate.Accelerator`` for the device and precision options."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    if cpu or config.precision == "fp32":
-        mixed = "no"
-    elif config.precision in ("bf16", "fp16"):
-        mixed = config.precision
-    else:
-        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    # With multimask_output=False some decoder weights (other mask tokens, IoU head) get no gradient.
-    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    return Accelerator(cpu=cpu, mixed_precision=mixed, kwargs_handlers=[ddp])
-
-
-def check_finetunable(source: ModelSource) -> None:
-    """Refuse a family whose mask decoder this trainer cannot train (one embedding tensor per image
-    is cached and decoded: SAM's; SAM-HQ's and SAM 2's decoders also read other encoder features).
-
-    Raises:
-        ConfigError: the family is not trainable here; the message names it and what works.
-    """
-    family = FAMILIES[source.family]
-    if not family.finetune:
-        trainable = ", ".join(f.label for f in FAMILIES.values() if f.finetune)
-        raise ConfigError(
-            f"{source.name}: fine-tuning does not support {family.label} models yet (only {trainable}: its decoder "
-            "reads one cached embedding per image); evaluate this model with `evaluate`, or fine-tune a SAM model"
-        )
-
-
-def freeze_for_finetuning(model: torch.nn.Module, train_prompt_encoder: bool) -> list[torch.nn.Parameter]:
-    """Freeze all but the mask decoder (and the prompt encoder if asked); return the trainable parameters."""
-    model.requires_grad_(False)
-    model.eval()
-    sam = cast("SamModel", model)
-    parts = [sam.mask_decoder] + ([sam.prompt_encoder] if train_prompt_encoder else [])
-    for part in parts:
-        part.requires_grad_(True)
-        part.train()
-    # The prompt encoder's positional embedding is a buffer shared with the image encoder: not trained.
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Learning-rate multiplier at optimiser ``step`` (0-based): linear warm-up, then the decay."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
-    return 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
-
-
-def embedding_dtype(config: FinetuneConfig, accelerator: Any) -> torch.dtype:
-    """Storage dtype of embeddings: explicit, else the mixed-precision dtype, else float32."""
-    explicit = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if config.cache_dtype in explicit:
-        return explicit[config.cache_dtype]
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(str(accelerator.mixed_precision), torch.float32)
-
-
 def finetune(
     config: FinetuneConfig,
     train_source: SampleSource | None = None,
@@ -148,6 +89,10 @@ def finetune(
     log: Callable[[str], None] | None = print,
 ) -> FinetuneResult:
     """Fine-tune SAM's mask decoder as ``config`` says and write checkpoints to ``config.out``.
+
+    The stages, in order (the order fixes the random draws, so a run and its ``--resume`` match):
+    the accelerator and the seed, the data, the model and its embedding cache, every sample
+    prepared once, the optimiser (and the resumed state), the epochs, the curves.
 
     Args:
         config: every option (see :class:`FinetuneConfig`).
@@ -167,15 +112,72 @@ def finetune(
     t_start = time.perf_counter()
     out = Path(config.out)
     state = load_training_state(out, config) if config.resume else None
+    accelerator = _seeded_accelerator(config)
+    if train_source is None:
+        train_source, val_source = open_datasets(config)
+    run, model_source, trainable = _load_run(config, accelerator, out, resumed=state is not None)
+    progress = config.progress and accelerator.is_main_process
+    data = _prepare_data(run, train_source, val_source, progress)
+    optimizer, scheduler = _optimiser(run, trainable, data.steps)
+    epochs = _resume(state, run, optimizer, scheduler, say)
+    _say_start(say, run, model_source, data)
+    completed = _train_epochs(run, data, epochs, optimizer, scheduler, trainable, progress, say)
+    if accelerator.is_main_process and epochs.history:
+        plot_curves(epochs.history, out / "curves.png",
+                    f"fine-tuning {Path(config.model).name}: best epoch {epochs.best['epoch']}")  # fmt: skip
+    return FinetuneResult(
+        out_dir=out,
+        best_dir=out / "best" if (out / "best").is_dir() else None,
+        last_dir=out / "last",
+        history=epochs.history,
+        best_epoch=epochs.best["epoch"],
+        completed=completed,
+        curves=out / "curves.png" if (out / "curves.png").is_file() else None,
+        seconds={"prepare": data.prepare_seconds, "total": time.perf_counter() - t_start},
+        counts=data.counts,
+        model=accelerator.unwrap_model(run.model).eval(),
+    )
+
+
+@dataclass
+class _Data:
+    """The prepared samples of a run: what the epochs draw from and what the checkpoints record."""
+
+    positions: list[int]
+    """Training positions with prompts (all processes)."""
+    mine: list[int]
+    """Those this process trains on."""
+    steps: int
+    """Optimiser steps per epoch."""
+    counts: dict[str, int]
+    prepare_seconds: float
+    preprocessing: dict[str, Any]
+    """The checkpoint's ``preprocessing`` (what ``segment`` applies when it loads the model)."""
+    data_meta: dict[str, Any]
+
+
+@dataclass
+class _Epochs:
+    """Where the epochs stand: the history so far, the best epoch, the first epoch to run (0-based)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"score": None, "epoch": None})
+    start: int = 0
+
+
+def _seeded_accelerator(config: FinetuneConfig) -> Any:
+    """The accelerator (:func:`make_accelerator`), with every random generator seeded."""
     accelerator = make_accelerator(config)
-    main = accelerator.is_main_process
-    progress = config.progress and main
     from accelerate.utils import set_seed
 
     set_seed(config.seed)
-    if train_source is None:
-        train_source, val_source = open_datasets(config)
-    model, model_source = load_sam_model(str(out / "last") if state is not None else config.model)
+    return accelerator
+
+
+def _load_run(config: FinetuneConfig, accelerator: Any, out: Path, resumed: bool) -> tuple[Run, ModelSource, list[torch.nn.Parameter]]:
+    """The model (the run's ``last`` checkpoint when ``resumed``), frozen but for what trains, on the
+    device, with its embedding cache: the :class:`Run`, the model's source and the trainable parameters."""
+    model, model_source = load_sam_model(str(out / "last") if resumed else config.model)
     check_finetunable(model_source)
     trainable = freeze_for_finetuning(model, config.train_prompt_encoder)
     model.to(accelerator.device)
@@ -188,8 +190,17 @@ def finetune(
     cache = EmbeddingCache(config.cache, accelerator.device, dtype, cache_root, embedding_fingerprint(config, image_size, dtype),
                            shape=(int(model_config.vision_config.output_channels), side, side))  # fmt: skip
     run = Run(config, accelerator, model, model, cache, dtype, image_size,
-              4 * int(model_config.prompt_encoder_config.image_embedding_size), workers)  # fmt: skip
+              4 * side, workers)  # fmt: skip
+    return run, model_source, trainable
 
+
+def _prepare_data(run: Run, train_source: SampleSource, val_source: SampleSource | None, progress: bool) -> _Data:
+    """Read, pack and (cache on) embed every sample once; count what is used.
+
+    Raises:
+        InputError: no training sample has water to prompt from.
+    """
+    config = run.config
     t = time.perf_counter()
     train_prep, dropped = prepare_split(run, "train", train_source, progress)
     val_prep, val_dropped = prepare_split(run, "val", val_source, progress) if val_source is not None else ([], 0)
@@ -197,36 +208,8 @@ def finetune(
     positions = [i for i, ps in enumerate(train_prep) if ps.has_prompts]
     if not positions:
         raise InputError(f"{train_source.description}: no training sample has water in its {config.prompt_source} mask to prompt from")
-    steps = steps_per_epoch(len(positions), accelerator.num_processes, config.batch_size)
-    mine = [p for p in positions if run.owns(p)]
-
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    total_steps = steps * config.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, config.warmup_steps, config.schedule)
-    )
-    run.model, optimizer = accelerator.prepare(model, optimizer)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"score": None, "epoch": None}
-    start_epoch = 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler") is not None and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(state["scaler"])
-        history, best, start_epoch = state["history"], state["best"], int(state["epoch"])
-        restore_rng(state["rng"])
-        say(f"resuming {out} after epoch {start_epoch} of {config.epochs}")
     counts = {"train": len(positions), "val": len(val_prep), "dropped": dropped + val_dropped,
               "unprompted": len(train_prep) - len(positions)}  # fmt: skip
-    say(
-        f"fine-tuning {model_source} on {accelerator.device} ({accelerator.mixed_precision} mixed precision): "
-        f"{counts['train']} training / {counts['val']} validation samples, {steps} steps per epoch, "
-        f"embedding cache {config.cache}; prepared in {prepare_seconds:.1f} s"
-    )
-    if counts["unprompted"] or counts["dropped"]:
-        say(f"  {counts['unprompted']} training samples without water in the {config.prompt_source} mask left out; "
-            f"{counts['dropped']} samples without valid pixels dropped")  # fmt: skip
     preprocessing = {
         "composite": list(train_source.composite),
         "percentiles": list(config.percentiles),
@@ -234,54 +217,114 @@ def finetune(
         "band_names": list(train_source.band_names),
     }
     data_meta = {"train": train_source.description, "val": val_source.description if val_source else None, **counts}
+    return _Data(
+        positions=positions,
+        mine=[p for p in positions if run.owns(p)],
+        steps=steps_per_epoch(len(positions), run.accelerator.num_processes, config.batch_size),
+        counts=counts,
+        prepare_seconds=prepare_seconds,
+        preprocessing=preprocessing,
+        data_meta=data_meta,
+    )
 
-    completed = True
-    epoch_bar = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs, desc="fine-tune",
+
+def _optimiser(run: Run, trainable: list[torch.nn.Parameter], steps: int) -> tuple[Any, Any]:
+    """AdamW and its warm-up + decay schedule; the model and optimiser prepared by Accelerate
+    (``run.model`` becomes the prepared model)."""
+    config = run.config
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    total_steps = steps * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, config.warmup_steps, config.schedule)
+    )
+    run.model, optimizer = run.accelerator.prepare(run.model, optimizer)
+    return optimizer, scheduler
+
+
+def _resume(state: dict[str, Any] | None, run: Run, optimizer: Any, scheduler: Any, say: Callable[[str], None]) -> _Epochs:
+    """A fresh start, or (with a stored training ``state``) the optimiser, scheduler, scaler and random
+    generators restored and the history so far."""
+    if state is None:
+        return _Epochs()
+    accelerator = run.accelerator
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler") is not None and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    epochs = _Epochs(state["history"], state["best"], int(state["epoch"]))
+    restore_rng(state["rng"])
+    say(f"resuming {Path(run.config.out)} after epoch {epochs.start} of {run.config.epochs}")
+    return epochs
+
+
+def _say_start(say: Callable[[str], None], run: Run, model_source: ModelSource, data: _Data) -> None:
+    """The run's first lines: model, device, samples, steps, cache; what was left out."""
+    config, accelerator, counts = run.config, run.accelerator, data.counts
+    say(
+        f"fine-tuning {model_source} on {accelerator.device} ({accelerator.mixed_precision} mixed precision): "
+        f"{counts['train']} training / {counts['val']} validation samples, {data.steps} steps per epoch, "
+        f"embedding cache {config.cache}; prepared in {data.prepare_seconds:.1f} s"
+    )
+    if counts["unprompted"] or counts["dropped"]:
+        say(f"  {counts['unprompted']} training samples without water in the {config.prompt_source} mask left out; "
+            f"{counts['dropped']} samples without valid pixels dropped")  # fmt: skip
+
+
+def _train_epochs(
+    run: Run,
+    data: _Data,
+    epochs: _Epochs,
+    optimizer: Any,
+    scheduler: Any,
+    trainable: list[torch.nn.Parameter],
+    progress: bool,
+    say: Callable[[str], None],
+) -> bool:
+    """Run the epochs from ``epochs.start`` (updating ``epochs``); each one trains, validates, saves
+    its checkpoints and logs a line. Returns False when ``stop_after_epoch`` ended the run early."""
+    config, accelerator = run.config, run.accelerator
+    epoch_bar = tqdm(range(epochs.start, config.epochs), initial=epochs.start, total=config.epochs, desc="fine-tune",
                      unit="epoch", disable=not progress)  # fmt: skip
+    completed = True
     for epoch in epoch_bar:
-        t_epoch = time.perf_counter()
-        train_loss = train_epoch(run, epoch, mine, steps, optimizer, scheduler, trainable, progress)
-        train_seconds = time.perf_counter() - t_epoch
-        val_loss, rows = validate(run, progress)
-        summary = summarize(rows) if rows else None
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val": summary,
-            "lr": float(scheduler.get_last_lr()[0]),
-            "seconds": time.perf_counter() - t_epoch,
-            "train_seconds": train_seconds,
-        }
-        history.append(record)
-        score = summary["iou_mean"] if summary else -train_loss
-        improved = best["score"] is None or score > best["score"]
+        record = _run_epoch(run, epoch, data, optimizer, scheduler, trainable, progress)
+        epochs.history.append(record)
+        summary = record["val"]
+        score = summary["iou_mean"] if summary else -record["train_loss"]
+        improved = epochs.best["score"] is None or score > epochs.best["score"]
         if improved:
-            best = {"score": score, "epoch": epoch + 1}
-        if main:
-            _save_epoch(run, out, epoch + 1, history, best, improved, optimizer, scheduler, preprocessing, data_meta)
+            epochs.best = {"score": score, "epoch": epoch + 1}
+        if accelerator.is_main_process:
+            _save_epoch(run, Path(config.out), epoch + 1, epochs.history, epochs.best, improved, optimizer, scheduler,
+                        data.preprocessing, data.data_meta)  # fmt: skip
         accelerator.wait_for_everyone()
         say(_epoch_line(record, config.epochs))
-        epoch_bar.set_postfix(loss=f"{train_loss:.4f}", val_iou=f"{summary['iou_mean']:.3f}" if summary else "-")
+        epoch_bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_iou=f"{summary['iou_mean']:.3f}" if summary else "-")
         if config.stop_after_epoch is not None and epoch + 1 >= config.stop_after_epoch and epoch + 1 < config.epochs:
             completed = False
             say(f"stopped after epoch {epoch + 1} as asked; continue with --resume")
             break
     epoch_bar.close()
-    if main and history:
-        plot_curves(history, out / "curves.png", f"fine-tuning {Path(config.model).name}: best epoch {best['epoch']}")
-    return FinetuneResult(
-        out_dir=out,
-        best_dir=out / "best" if (out / "best").is_dir() else None,
-        last_dir=out / "last",
-        history=history,
-        best_epoch=best["epoch"],
-        completed=completed,
-        curves=out / "curves.png" if (out / "curves.png").is_file() else None,
-        seconds={"prepare": prepare_seconds, "total": time.perf_counter() - t_start},
-        counts=counts,
-        model=accelerator.unwrap_model(run.model).eval(),
-    )
+    return completed
+
+
+def _run_epoch(
+    run: Run, epoch: int, data: _Data, optimizer: Any, scheduler: Any, trainable: list[torch.nn.Parameter], progress: bool
+) -> dict[str, Any]:
+    """Train one epoch (0-based ``epoch``) and validate: its ``history`` record."""
+    t_epoch = time.perf_counter()
+    train_loss = train_epoch(run, epoch, data.mine, data.steps, optimizer, scheduler, trainable, progress)
+    train_seconds = time.perf_counter() - t_epoch
+    val_loss, rows = validate(run, progress)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+        "val": summarize(rows) if rows else None,
+        "lr": float(scheduler.get_last_lr()[0]),
+        "seconds": time.perf_counter() - t_epoch,
+        "train_seconds": train_seconds,
+    }
 
 
 def _save_epoch(

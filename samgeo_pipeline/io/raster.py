@@ -26,7 +26,13 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.io.bands import BandMap, parse_bands
-from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning, RasterReadError, ignore_rasterio_georeference_warnings
+from samgeo_pipeline.errors import (
+    InputError,
+    NotGeoreferencedWarning,
+    RasterReadError,
+    first_line,
+    ignore_rasterio_georeference_warnings,
+)
 
 ignore_rasterio_georeference_warnings()
 
@@ -156,7 +162,7 @@ def inspect_raster(
             raise
         raise InputError(f"{path}: {exc}") from None
     except RasterioError as exc:
-        raise InputError(f"{path}: not a readable raster ({_first_line(exc)})") from None
+        raise InputError(f"{path}: not a readable raster ({first_line(exc)})") from None
     if warn and not info.georeferenced:
         warnings.warn(not_georeferenced_message(path), NotGeoreferencedWarning, stacklevel=2)
     return info
@@ -221,7 +227,7 @@ def read_native(
             mask = ds.read_masks(1, window=window, out_shape=shape, resampling=Resampling.nearest)
             valid &= mask > 0
     except RasterioError as exc:
-        raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({_first_line(exc)})") from None
+        raise RasterReadError(f"{info.path}: read failed at window {window_str(window)} ({first_line(exc)})") from None
     return native, valid
 
 
@@ -381,14 +387,6 @@ def _open_full_resolution(path: Path) -> rasterio.DatasetReader:
 def window_str(window: Window) -> str:
     """``row_off,col_off+heightxwidth`` for messages."""
     return f"row {int(window.row_off)}, col {int(window.col_off)}, {int(window.height)}x{int(window.width)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    # rasterio's "Read failed. See previous exception for details." keeps GDAL's reason in the cause.
-    while "previous exception" in str(exc) and exc.__cause__ is not None:
-        exc = exc.__cause__
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def decimated_shape(height: int, width: int, max_side: int) -> tuple[int, int]:

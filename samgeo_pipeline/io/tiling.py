@@ -35,7 +35,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.io.raster import RasterInfo, read_bands
+from samgeo_pipeline.io.raster import RasterInfo, as_float32, read_native
 from samgeo_pipeline.io.ground import pixel_size_m
 
 #: Side of SAM's encoder input in pixels: every tile is resized to it.
@@ -254,22 +254,37 @@ def inside_part(tile: Tile, height: int, width: int) -> tuple[Window, tuple[slic
     return window, (slice(0, y1 - y), slice(0, x1 - x))
 
 
+def read_tile_native(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+    """Read a tile in working pixels, in the file's dtype; padding past the raster is invalid zeros.
+
+    The one tile reader: the part of the tile inside the raster (:func:`inside_part`) read at the
+    working pixels' ``out_shape`` (``--gsd``) with its validity, padded to the tile's side. Segmenting
+    (``run/prepare.py``) keeps the native dtype; fine-tuning takes :func:`read_tile`.
+
+    Returns:
+        ``(native, valid)``: ``(bands, tile_size, tile_size)`` in the file's dtype and
+        ``bool (tile_size, tile_size)``.
+    """
+    size = tile.grid.tile_size
+    window, (rows, cols) = inside_part(tile, info.height, info.width)
+    part, part_valid = read_native(ds, info, window, (rows.stop - rows.start, cols.stop - cols.start))
+    if part.shape[1:] == (size, size):  # the whole tile lies inside the raster: no padding to add
+        return part, part_valid
+    native = np.zeros((len(part), size, size), part.dtype)
+    valid = np.zeros((size, size), bool)
+    native[:, rows, cols] = part
+    valid[rows, cols] = part_valid
+    return native, valid
+
+
 def read_tile(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """Read a tile in working pixels; padding past the raster is invalid zeros.
+    """:func:`read_tile_native` as ``float32`` (:func:`~samgeo_pipeline.io.raster.as_float32`).
 
     Returns:
         ``(data, valid)``: ``float32 (bands, tile_size, tile_size)`` and ``bool (tile_size, tile_size)``.
     """
-    size = tile.grid.tile_size
-    window, (rows, cols) = inside_part(tile, info.height, info.width)
-    part, part_valid = read_bands(ds, info, window, (rows.stop, cols.stop))
-    if part.shape[1:] == (size, size):  # the whole tile lies inside the raster: no padding to add
-        return part, part_valid
-    data = np.zeros((len(part), size, size), np.float32)
-    valid = np.zeros((size, size), bool)
-    data[:, rows, cols] = part
-    valid[rows, cols] = part_valid
-    return data, valid
+    native, valid = read_tile_native(ds, info, tile)
+    return as_float32(native), valid
 
 
 def core_of(tile: Tile, array: np.ndarray, height: int, width: int, nearest: bool = True) -> np.ndarray:
@@ -315,5 +330,6 @@ def _linear(array: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
 
 
 __all__ = [
-    "SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "working_size", "make_grid", "inside_part", "read_tile", "core_of",
+    "SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "working_size", "make_grid", "inside_part", "read_tile_native", "read_tile",
+    "core_of",
 ]  # fmt: skip

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from transformers import Sam3Model
 
 from samgeo_pipeline.config import SegmentConfig, TextCombine
-from samgeo_pipeline.errors import ModelUnavailableError
+from samgeo_pipeline.errors import ModelUnavailableError, first_line
 from samgeo_pipeline.models.families import check_prompt
 from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.predictor import SamPredictor
@@ -58,8 +58,7 @@ def load_tokenizer(folder: Path) -> Any:
     try:
         return CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnavailableError(f"{folder}: unreadable SAM 3 tokenizer ({first}); {hint}") from None
+        raise ModelUnavailableError(f"{folder}: unreadable SAM 3 tokenizer ({first_line(exc)}); {hint}") from None
 
 
 @dataclass

@@ -21,7 +21,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.io.atomic import atomic_path, no_space_error
-from samgeo_pipeline.errors import OutputWriteError, ignore_rasterio_georeference_warnings
+from samgeo_pipeline.errors import OutputWriteError, first_line, ignore_rasterio_georeference_warnings
 
 ignore_rasterio_georeference_warnings()  # outputs of inputs without georeferencing have none either
 
@@ -73,9 +73,8 @@ class WindowedRasterWriter:
             self.work.unlink()
             if not isinstance(exc, (RasterioError, OSError)):
                 raise
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise OutputWriteError(
-                f"{final}: cannot create the work file ({reason}); check the free space and permissions there"
+                f"{final}: cannot create the work file ({first_line(exc)}); check the free space and permissions there"
             ) from None
 
     def write(self, array: np.ndarray, window: Window) -> None:

@@ -13,7 +13,7 @@ from rasterio.errors import RasterioError
 from shapely.errors import ShapelyError
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import SamgeoPipelineError
+from samgeo_pipeline.errors import SamgeoPipelineError, first_line
 from samgeo_pipeline.io.folders import check_inputs_outside
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.models.families import FAMILIES, check_prompt
@@ -53,7 +53,7 @@ MAX_FINISHING = 2
 
 def describe_error(path: Path, exc: BaseException) -> str:
     """One line naming ``path`` and the reason (a :class:`SamgeoPipelineError`'s message already names it)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc) if str(exc).strip() else ""
     if isinstance(exc, SamgeoPipelineError):
         return text or f"{path}: {type(exc).__name__}"
     return f"{path}: {type(exc).__name__}: {text}"

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import SamInferenceError
+from samgeo_pipeline.errors import SamInferenceError, first_line
 from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.run.sink import TileSink
@@ -31,9 +31,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    """``Type: first line of the message`` (:func:`~samgeo_pipeline.errors.first_line`)."""
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
 def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSink, config: SegmentConfig) -> None:

@@ -25,8 +25,8 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
 from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
-from samgeo_pipeline.io.raster import RasterInfo, as_float32, open_for_tiles, read_native
-from samgeo_pipeline.io.tiling import Tile, TileGrid, inside_part
+from samgeo_pipeline.io.raster import RasterInfo, as_float32, open_for_tiles
+from samgeo_pipeline.io.tiling import Tile, TileGrid, read_tile_native
 
 ignore_rasterio_georeference_warnings()
 
@@ -59,25 +59,6 @@ def prepare_tile(
         rng = np.random.default_rng([config.seed, tile.row, tile.col])
         prompts = prompts_for(coarse.water, valid, config, rng, coarse.sure_water, coarse.sure_land, coarse.components)
     return PreparedTile(tile, rgb, valid, coarse.water, prompts)
-
-
-def read_tile_native(ds: rasterio.DatasetReader, info: RasterInfo, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~samgeo_pipeline.io.tiling.read_tile` in the file's dtype (``as_float32`` of it is ``read_tile``'s data).
-
-    Returns:
-        ``(native, valid)``: ``(bands, tile_size, tile_size)`` in the file's dtype (zeros outside
-        the raster) and ``bool (tile_size, tile_size)``.
-    """
-    size = tile.grid.tile_size
-    window, (rows, cols) = inside_part(tile, info.height, info.width)
-    part, part_valid = read_native(ds, info, window, (rows.stop - rows.start, cols.stop - cols.start))
-    if part.shape[1:] == (size, size):  # the whole tile lies inside the raster: no padding to add
-        return part, part_valid
-    native = np.zeros((len(part), size, size), part.dtype)
-    valid = np.zeros((size, size), bool)
-    native[:, rows, cols] = part
-    valid[rows, cols] = part_valid
-    return native, valid
 
 
 @functools.cache
@@ -177,4 +158,4 @@ class SharedDataset:
         return getattr(self._ds, name)
 
 
-__all__ = ["PreparedTile", "prepare_tile", "read_tile_native", "release_free_memory", "read_workers", "prepared_tiles"]
+__all__ = ["PreparedTile", "prepare_tile", "release_free_memory", "read_workers", "prepared_tiles"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 import numpy as np
 import torch
 
-from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
+from samgeo_pipeline.errors import ConfigError, ModelUnavailableError, first_line
 from samgeo_pipeline.models.families import FAMILIES, read_family
 from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.attention import chunk_global_attention
@@ -115,7 +115,7 @@ def load_sam_model(model: str) -> tuple[torch.nn.Module, ModelSource]:
     try:
         snapshot = _hub_snapshot(model, local_only=False)
     except Exception as exc:  # noqa: BLE001 - hub/network errors come in many types
-        raise ModelUnavailableError(f"{hint} ({_first_line(exc)})") from None
+        raise ModelUnavailableError(f"{hint} ({first_line(exc)})") from None
     assert snapshot is not None
     return _load_folder(snapshot, snapshot.parent.parent, ModelSource(model, "hub download"))
 
@@ -132,7 +132,7 @@ def _load_folder(folder: Path, root: Path, source: ModelSource) -> tuple[torch.n
         loaded = family.load_class().from_pretrained(folder.resolve(), use_safetensors=True)
         return loaded.eval(), replace(source, family=family.model_type)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, SafetensorError) as exc:
-        raise ModelUnavailableError(f"{folder}: cannot load {family.label} weights ({_first_line(exc)})") from None
+        raise ModelUnavailableError(f"{folder}: cannot load {family.label} weights ({first_line(exc)})") from None
 
 
 def _hub_snapshot(repo_id: str, local_only: bool) -> Path | None:
@@ -171,14 +171,9 @@ def read_checkpoint_preprocessing(model: str) -> dict[str, Any] | None:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ModelUnavailableError(f"{path}: unreadable checkpoint description ({_first_line(exc)})") from None
+        raise ModelUnavailableError(f"{path}: unreadable checkpoint description ({first_line(exc)})") from None
     preprocessing = meta.get("preprocessing") if isinstance(meta, dict) else None
     return dict(preprocessing) if isinstance(preprocessing, dict) else None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def preprocess_torch(images: torch.Tensor, image_size: int) -> tuple[torch.Tensor, tuple[int, int]]:

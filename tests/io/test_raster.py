@@ -11,12 +11,11 @@ import pytest
 import rasterio
 from tests.scenes import UTM_TRANSFORM, write_raster
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning
-from samgeo_pipeline.io.raster import _first_line, as_float32, decimated_shape, expand_inputs, inspect_raster, nodata_valid, read_bands, window_str
+from samgeo_pipeline.io.raster import as_float32, decimated_shape, expand_inputs, inspect_raster, nodata_valid, read_bands, window_str
 from samgeo_pipeline.io.ground import pixel_size_m, source_resolution
 
 
@@ -318,16 +317,6 @@ class TestExact:
         np.testing.assert_array_equal(data, [0.0, 0.0, 0.0, 2.5])
         ints = np.array([1, 2], np.uint16)
         assert as_float32(ints).dtype == np.float32 and ints.dtype == np.uint16
-
-    def test_first_line_follows_the_cause(self) -> None:
-        cause = ValueError("TIFFReadEncodedTile() failed\nmore detail")
-        exc = RasterioError("Read failed. See previous exception for details.")
-        exc.__cause__ = cause
-        assert _first_line(exc) == "TIFFReadEncodedTile() failed"
-        assert _first_line(RasterioError("plain message\nsecond")) == "plain message"
-        assert _first_line(RasterioError("")) == "RasterioError"
-        lone = RasterioError("See previous exception")
-        assert _first_line(lone) == "See previous exception"
 
     def test_inspect_keeps_the_path_and_names_it_once(self, rgbn: Path) -> None:
         info = inspect_raster(rgbn)
