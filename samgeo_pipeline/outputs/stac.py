@@ -28,7 +28,7 @@ from typing import Any
 
 from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.io.dates import date_from_name, parse_datetime, sensor_datetime
-from samgeo_pipeline.outputs.manifest import file_sha256
+from samgeo_pipeline.outputs.fingerprint import file_sha256
 
 ITEM_NAME = "item.json"
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
