@@ -21,19 +21,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ManifestError, ManifestVersionError
+from samgeo_pipeline.io.atomic import write_text_atomic
+from samgeo_pipeline.models.sam3 import prompt_record
 from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 from samgeo_pipeline.results import SegmentResult, uncertain_hint
-from samgeo_pipeline.models.sam3 import prompt_record
 
 if TYPE_CHECKING:
-    from samgeo_pipeline.water.radiometry import ImageStats
     from samgeo_pipeline.io.raster import RasterInfo
+    from samgeo_pipeline.io.tiling import TileGrid
     from samgeo_pipeline.models.base import Predictor
     from samgeo_pipeline.sam.predictor import ModelSource
-    from samgeo_pipeline.io.tiling import TileGrid
+    from samgeo_pipeline.water.radiometry import ImageStats
 
 #: The manifest schema this package writes and the newest it reads (``manifest_version``).
 MANIFEST_VERSION = 1

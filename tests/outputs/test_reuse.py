@@ -38,7 +38,7 @@ def test_decide_reuse(tmp_path: Path) -> None:
 
 def test_a_run_given_the_decision_neither_hashes_nor_decides_again(tmp_path: Path, monkeypatch) -> None:
     """The flow's prepare task decides; RasterRun takes its :class:`Reuse` as it is."""
-    import samgeo_pipeline.run.image as image
+    from samgeo_pipeline.run import image
 
     path, out = _scene(tmp_path / "a.tif"), tmp_path / "out"
     segment_raster(path, out, CONFIG)
