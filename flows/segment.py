@@ -419,7 +419,9 @@ def segment_flow(
     if bands_source:
         log = logger.warning if bands_source.startswith("guessed") else logger.info
         log("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
-    config = build_config(options, config_path)
+    from samgeo_pipeline.sam.predictor import checkpoint_config  # torch: imported once the run starts
+
+    config = checkpoint_config(build_config(options, config_path))  # the model's preprocessing, once per run
     remote = None
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end

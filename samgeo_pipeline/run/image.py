@@ -52,7 +52,7 @@ from samgeo_pipeline.run.prepare import PreparedTile, prepared_tiles, read_worke
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.sam.predictor import ModelSource
+from samgeo_pipeline.sam.predictor import ModelSource, checkpoint_config
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
@@ -80,8 +80,8 @@ def segment_raster(
     Args:
         path: input GeoTIFF / COG / VRT.
         out_dir: this input's output folder (created).
-        config: options. With a fine-tuned predictor (``predictor.preprocessing`` set), its composite,
-            percentiles and band mapping apply (:meth:`SegmentConfig.with_checkpoint`).
+        config: options. For a fine-tuned ``config.model``, its composite, percentiles and band
+            mapping apply (:func:`~samgeo_pipeline.sam.predictor.checkpoint_config`).
         predictor: loaded SAM, or None when ``config.model`` is ``none``.
         model_source: where the weights came from (manifest).
         source: the input as the user named it (a URL for a staged remote copy); default: ``path``
@@ -101,7 +101,7 @@ def segment_raster(
         a final name. Inputs over the size limits are refused before any read
         (:mod:`samgeo_pipeline.io.limits`).
     """
-    run = RasterRun(path, out_dir, config, predictor, model_source, source, bands_source)
+    run = RasterRun(path, out_dir, checkpoint_config(config), predictor, model_source, source, bands_source)
     reused = run.prepare()
     run.emit_warnings()
     if reused is not None:
@@ -124,9 +124,10 @@ class RasterRun:
     image's tiles go through the model while another image prepares or finishes on other threads
     (:func:`~samgeo_pipeline.run.batch.segment_many`, the Prefect flow). The stages of one run are
     called in order, each once, from any thread (each opens its own GDAL environment); the
-    arguments are those of :func:`segment_raster`, plus ``runner``: who runs it (a Prefect
-    worker's name and flow run), recorded in the manifest's ``runtime``, and ``reuse``: the caller's
-    reuse decision (:func:`~samgeo_pipeline.outputs.reuse.decide_reuse`, made by the flow's prepare
+    arguments are those of :func:`segment_raster` (``config`` as the model needs it: the caller
+    applies :func:`~samgeo_pipeline.sam.predictor.checkpoint_config` once per run), plus
+    ``runner``: who runs it (a Prefect worker's name and flow run), recorded in the manifest's
+    ``runtime``, and ``reuse``: the caller's reuse decision (:func:`~samgeo_pipeline.outputs.reuse.decide_reuse`, made by the flow's prepare
     task, which hashed the input): the run then neither hashes the input nor decides again.
     """
 
@@ -151,8 +152,6 @@ class RasterRun:
     ) -> None:
         if config.uses_sam and predictor is None:
             raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
-        if predictor is not None and predictor.preprocessing:
-            config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
         self.path, self.out_dir, self.config = Path(path), Path(out_dir), config
         self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
         self.runner = runner  # who runs it (e.g. a Prefect worker), for the manifest's runtime
