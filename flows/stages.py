@@ -253,14 +253,14 @@ def prepare(
     hash it (the flow's one hash of the input) and decide reuse (the image's one decision,
     :func:`~samgeo_pipeline.outputs.reuse.decide_reuse`).
 
-    Returns:
-        ``sha256``, ``reusable`` and ``reused`` (the :func:`summarize` of the reusable manifest,
-        status ``skipped``; None when the image is to run) among the input's facts.
-
     Args:
         path: the local file (a staged copy for a remote input).
         out_dir: its output folder; checked to resolve inside ``root`` when given.
         source: the input as the user named it (the URL of a staged copy); default ``path``.
+
+    Returns:
+        ``sha256``, ``reusable`` and ``reused`` (the :func:`summarize` of the reusable manifest,
+        status ``skipped``; None when the image is to run) among the input's facts.
 
     Raises:
         InputError, RasterReadError: the file is not a usable raster.
