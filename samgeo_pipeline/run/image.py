@@ -345,7 +345,7 @@ class RasterRun:
             manifest.input.path, manifest.input.bytes = str(self.path), self.path.stat().st_size
             manifest.input.stac = self.stac.manifest_entry()
         result.manifest = manifest.to_dict()
-        write_item(self.out_dir, result.manifest)
+        write_item(self.out_dir, manifest)
         write_manifest(self.out_dir / "manifest.json", manifest)
         return result
 
