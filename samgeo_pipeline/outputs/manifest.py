@@ -62,10 +62,10 @@ class InputRecord:
     path: str = ""
     source: str | None = None
     sha256: str | None = None
-    bytes: int | None = None
-    width: int | None = None
-    height: int | None = None
-    bands: int | None = None
+    bytes: int = 0
+    width: int = 0
+    height: int = 0
+    bands: int = 0
     dtype: str | None = None
     crs: str | None = None
     transform: list[float] = field(default_factory=list)
