@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig, load_config_file
-from samgeo_pipeline.outputs.manifest import model_fingerprint
+from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 from samgeo_pipeline.io.paths import output_dirs
 from samgeo_pipeline.redact import redact
 
@@ -118,7 +118,7 @@ def output_links(out_dir: Path, root: Path, base: str) -> dict[str, str]:
 
 def segment_cache_key(checksum: str, config: SegmentConfig, out_dir: Path) -> str:
     """Cache key of one image's segment task: input bytes, parameters, model weights
-    (:func:`~samgeo_pipeline.outputs.manifest.model_fingerprint`, as the reuse check), output folder, version."""
+    (:func:`~samgeo_pipeline.outputs.fingerprint.model_fingerprint`, as the reuse check), output folder, version."""
     parts = [checksum, config.params_hash(), model_fingerprint(config.model), str(Path(out_dir).resolve()), __version__]
     return "samgeo-segment-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 

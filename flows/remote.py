@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.outputs.manifest import find_reusable
-
-MANIFEST = "manifest.json"
+from samgeo_pipeline.errors import ManifestError, ManifestVersionError
+from samgeo_pipeline.outputs.manifest import MANIFEST_NAME as MANIFEST
+from samgeo_pipeline.outputs.manifest import Manifest
+from samgeo_pipeline.outputs.reuse import find_reusable
 
 
 def remote_fs(url: str, storage_options: dict[str, Any] | None):
@@ -48,26 +49,29 @@ def upload_outputs(local_dir: Path, remote_dir: str, storage_options: dict[str, 
 
 def remote_reusable(
     remote_dir: str, checksum: str, config: SegmentConfig, storage_options: dict[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """The remote manifest when it may be reused: :func:`samgeo_pipeline.outputs.manifest.find_reusable`'s
+) -> Manifest | None:
+    """The remote manifest when it may be reused: :func:`samgeo_pipeline.outputs.reuse.find_reusable`'s
     test (same bytes, parameters, version, model; every output present) on the remote folder.
 
     The manifest is read into a temporary folder beside an empty stand-in for each output the store
     has, so the one reuse rule of the library decides; nothing is downloaded but the manifest.
+
+    Raises:
+        ManifestVersionError: the remote manifest was written by a newer samgeo-pipeline.
     """
     fs, root = remote_fs(remote_dir, storage_options)
     try:
         text = fs.cat_file(join(root, MANIFEST))
-        manifest = json.loads(text)
-    except (FileNotFoundError, ValueError):
-        return None
-    if not isinstance(manifest, dict):
+        manifest = Manifest.from_dict(json.loads(text), join(root, MANIFEST))
+    except ManifestVersionError:
+        raise
+    except (FileNotFoundError, ManifestError, ValueError):
         return None
     fs.invalidate_cache(root)
     present = {p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)}
     with tempfile.TemporaryDirectory(prefix="samgeo-reuse-") as tmp:
         (Path(tmp) / MANIFEST).write_bytes(text)
-        for name in manifest.get("outputs", []):
+        for name in manifest.outputs:
             if isinstance(name, str) and "/" not in name and name in present:
                 (Path(tmp) / name).touch()
         return find_reusable(Path(tmp), checksum, config)

@@ -6,7 +6,8 @@ take that GPU one at a time (a lock in the flow process), so runs spread over th
 two images share a GPU. ``gpu_limit`` (off by default) names a server-wide concurrency limit to
 hold as well.
 
-Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 + reuse check; CPU,
+Per image: fetch (remote URLs only; I/O, retried) -> prepare (inspect + SHA-256 + the reuse decision,
+:func:`~samgeo_pipeline.outputs.reuse.decide_reuse`: the input is hashed and reuse decided once; CPU,
 retried on I/O errors) -> segment (statistics, tiles through SAM, COG, polygons, quicklook; holds
 the process's GPU lock for the tiles only and the output folder's lock throughout, removes the
 temporary files a killed run left there; cached by input checksum + parameters + model + output
@@ -77,9 +78,9 @@ from flows.stages import (  # noqa: E402
     summarize,
 )
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError, first_line  # noqa: E402
+from samgeo_pipeline.errors import ConfigError, InputError, OutputConflictError, SamgeoPipelineError, first_line  # noqa: E402
 from samgeo_pipeline.io.folders import check_inputs_outside  # noqa: E402
-from samgeo_pipeline.outputs.manifest import find_reusable  # noqa: E402
+from samgeo_pipeline.outputs.reuse import Reuse  # noqa: E402
 from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
 from samgeo_pipeline.outputs.stac_catalog import CATALOG_NAME, rebuild_remote_catalog, register_item  # noqa: E402
 
@@ -113,7 +114,7 @@ def _retry_on_io(task, task_run, state) -> bool:
     """Retry I/O errors (network, truncated reads); a bad raster or option is not retried."""
     try:
         state.result()
-    except (InputError, ConfigError):
+    except (InputError, ConfigError, OutputConflictError):
         return False
     except OSError:
         return True
@@ -184,7 +185,8 @@ def segment_image(
     their writer is dead; logged as a warning). ``image`` names the task run only (it is not part of the cache key).
     ``remote`` (``root``, ``local_root``, ``storage_options``): the outputs go to the store below
     ``root`` (:mod:`flows.remote`: data first, manifest last) and the reuse check reads the remote
-    manifest; the summary then names URLs. ``bands_source``: how the watch flow chose the band
+    manifest (for a local root, :func:`prepare`'s decision holds: ``prepared["reused"]``); the
+    summary then names URLs. ``bands_source``: how the watch flow chose the band
     mapping, recorded in the manifest. ``root``: the local output root, whose ``catalog.json`` lists
     the image's ``item.json`` once it is finished (:func:`_catalog`; a remote root's catalog is
     rebuilt from the store's listing after the upload).
@@ -199,17 +201,15 @@ def segment_image(
     logger = get_run_logger()
     out_dir = Path(prepared["out_dir"])
     remote_dir = _remote_dir(out_dir, remote)
-    if not config.overwrite:
-        if remote_dir:
-            with stages.remote_errors(remote_dir):
-                previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config,
-                                                        remote["storage_options"])
-        else:
-            previous = find_reusable(out_dir, prepared["sha256"], config)
-        if previous is not None:
-            logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
-            _catalog(out_dir, root, remote_dir, remote, logger)
-            return _publish(summarize(previous, "skipped", out_dir, prepared.get("source")), remote_dir)
+    reused = prepared.get("reused") if not remote_dir else None
+    if remote_dir and not config.overwrite:
+        with stages.remote_errors(remote_dir):
+            previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
+        reused = summarize(previous, "skipped", out_dir, prepared.get("source")) if previous is not None else None
+    if reused is not None:
+        logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
+        _catalog(out_dir, root, remote_dir, remote, logger)
+        return _publish(dict(reused), remote_dir)
     result = _segment(prepared, config, gpu_limit, logger, bands_source)  # under the folder's lock (RasterRun)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
@@ -268,7 +268,8 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
 
     predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
     run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
-                    source=prepared.get("source"), bands_source=bands_source, runner=_runner())
+                    source=prepared.get("source"), bands_source=bands_source, runner=_runner(),
+                    reuse=Reuse(prepared["sha256"]))  # prepare decided: hashed once, not reused
     reused = run.prepare()
     for message, _ in run.warnings:  # logged: Python's warnings are not thread-safe (RasterRun.emit_warnings)
         logger.warning(message)
@@ -418,7 +419,9 @@ def segment_flow(
     if bands_source:
         log = logger.warning if bands_source.startswith("guessed") else logger.info
         log("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
-    config = build_config(options, config_path)
+    from samgeo_pipeline.sam.predictor import checkpoint_config  # torch: imported once the run starts
+
+    config = checkpoint_config(build_config(options, config_path))  # the model's preprocessing, once per run
     remote = None
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end

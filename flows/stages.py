@@ -23,7 +23,9 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError, first_line
 from samgeo_pipeline.io.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
 from samgeo_pipeline.io.limits import check_size
-from samgeo_pipeline.outputs.manifest import file_sha256, find_reusable
+from samgeo_pipeline.outputs.fingerprint import file_sha256
+from samgeo_pipeline.outputs.manifest import MANIFEST_NAME, Manifest
+from samgeo_pipeline.outputs.reuse import decide_reuse
 from samgeo_pipeline.io.paths import check_inside, safe_name
 from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact
@@ -248,17 +250,24 @@ def prepare(
     path: str, out_dir: str, config: SegmentConfig, root: str | None = None, source: str | None = None
 ) -> dict[str, Any]:
     """CPU stage of one image: check it opens with the requested bands and is within the size limits,
-    hash it, look for reusable outputs.
+    hash it (the flow's one hash of the input) and decide reuse (the image's one decision,
+    :func:`~samgeo_pipeline.outputs.reuse.decide_reuse`).
 
     Args:
         path: the local file (a staged copy for a remote input).
         out_dir: its output folder; checked to resolve inside ``root`` when given.
         source: the input as the user named it (the URL of a staged copy); default ``path``.
 
+    Returns:
+        ``sha256``, ``reusable`` and ``reused`` (the :func:`summarize` of the reusable manifest,
+        status ``skipped``; None when the image is to run) among the input's facts.
+
     Raises:
         InputError, RasterReadError: the file is not a usable raster.
         SizeLimitError: over a size limit (:func:`samgeo_pipeline.io.limits.check_size`).
         UnsafePathError: ``out_dir`` resolves outside ``root``.
+        OutputConflictError: ``out_dir`` holds another input's outputs or the user's files.
+        ManifestVersionError: its manifest was written by a newer samgeo-pipeline.
     """
     if root is not None:
         check_inside(Path(out_dir), Path(root))
@@ -268,42 +277,47 @@ def prepare(
         info = inspect_raster(path, config.bands, config.nodata)
         checksum = file_sha256(Path(path))
     check_size(info, config)
-    reusable = not config.overwrite and find_reusable(Path(out_dir), checksum, config) is not None
+    shown = redact(source or str(path))
+    previous = decide_reuse(Path(out_dir), checksum, config, shown).previous
     return {
         "input": str(path),
-        "source": redact(source or str(path)),
+        "source": shown,
         "out_dir": str(out_dir),
         "sha256": checksum,
         "bytes": Path(path).stat().st_size,
         "width": info.width,
         "height": info.height,
         "bands": info.count,
-        "reusable": reusable,
+        "reusable": previous is not None,
+        "reused": summarize(previous, "skipped", Path(out_dir), shown) if previous is not None else None,
     }
 
 
-def summarize(manifest: dict[str, Any], status: str, out_dir: Path, source: str | None = None) -> dict[str, Any]:
+def summarize(manifest: Manifest | dict[str, Any], status: str, out_dir: Path, source: str | None = None) -> dict[str, Any]:
     """JSON-able summary of one image from its manifest (paths as strings; no arrays).
 
     ``source``: this run's input (a reused manifest names the run that made it); default: the
     manifest's. ``uncertain``: the coarse rule's reason when it abstained on the image (any status),
     else None.
     """
+    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
+    tiles = m.tiles
     return {
-        "input": redact(source or manifest["input"].get("source") or manifest["input"]["path"]),
+        "input": redact(source or m.input.source or m.input.path),
         "out_dir": str(out_dir),
-        "sha256": manifest["input"]["sha256"],
+        "sha256": m.input.sha256,
         "status": status,
-        "error": manifest.get("error"),
-        "uncertain": (manifest.get("uncertain") or {}).get("reason"),
-        "tiles": {k: manifest["tiles"][k] for k in ("total", "sam", "coarse_only", "skipped", "failed")},
-        "water_area_m2": manifest["water"]["area_m2"],
-        "water_fraction": manifest["water"]["fraction_of_valid"],
-        "polygons": manifest["water"]["polygons"],
-        "seconds": manifest["seconds"].get("total"),
-        "model": manifest["model"]["id"],
-        "params_hash": manifest["params_hash"],
-        "outputs": [str(out_dir / name) for name in manifest.get("outputs", [])] + [str(out_dir / "manifest.json")],
+        "error": m.error,
+        "uncertain": m.uncertain.reason if m.uncertain else None,
+        "tiles": {"total": tiles.total, "sam": tiles.sam, "coarse_only": tiles.coarse_only, "skipped": tiles.skipped,
+                  "failed": tiles.failed},
+        "water_area_m2": m.water.area_m2,
+        "water_fraction": m.water.fraction_of_valid,
+        "polygons": m.water.polygons,
+        "seconds": m.seconds.get("total"),
+        "model": m.model.id,
+        "params_hash": m.params_hash,
+        "outputs": [str(out_dir / name) for name in m.outputs] + [str(out_dir / MANIFEST_NAME)],
     }
 
 

@@ -44,6 +44,14 @@ class OutputWriteError(SamgeoPipelineError, OSError):
     """An output file could not be created (disk full, permissions, ...)."""
 
 
+class ManifestError(SamgeoPipelineError, ValueError):
+    """A ``manifest.json`` cannot be read as a manifest of samgeo-pipeline."""
+
+
+class ManifestVersionError(ManifestError):
+    """A ``manifest.json`` was written by a newer (or unknown) samgeo-pipeline: upgrade to read it."""
+
+
 class CheckpointError(SamgeoPipelineError, ValueError):
     """A checkpoint file cannot be loaded safely (not plain tensors and values, corrupt, ...)."""
 

@@ -9,7 +9,6 @@ defined) and the files written by :mod:`samgeo_pipeline.change.outputs`.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,8 +29,9 @@ from samgeo_pipeline.change.raster import (
     transitions,
 )
 from samgeo_pipeline.io.dates import image_date
-from samgeo_pipeline.errors import OutputConflictError, UnsafePathError, first_line
+from samgeo_pipeline.errors import ManifestError, ManifestVersionError, OutputConflictError, UnsafePathError, first_line
 from samgeo_pipeline.io.folders import output_lock
+from samgeo_pipeline.outputs.manifest import MANIFEST_NAME, Manifest, read_manifest_json
 
 OUTPUT_NAMES = ("change.tif", "occurrence.tif", "change.gpkg", "areas.csv", "change.png", "manifest.json")
 
@@ -43,23 +43,28 @@ def read_folder(folder: Path, given: str | None = None) -> tuple[DateInput | Non
 
     Raises:
         ChangeInputError: not a finished output folder of ``segment`` (no or foreign manifest, failed).
+        ManifestVersionError: its manifest was written by a newer samgeo-pipeline.
     """
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / MANIFEST_NAME
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
+        data = read_manifest_json(manifest_path)
+    except ManifestVersionError:
+        raise
+    except ManifestError:
         raise ChangeInputError(f"{folder}: not a finished output folder of segment (no readable manifest.json); "
                                "run segment on the image first") from None
-    if not (isinstance(manifest, dict) and isinstance(manifest.get("input"), dict) and "status" in manifest):
-        raise ChangeInputError(f"{folder}: manifest.json is not a segment manifest; pass the image folders of segment")
-    status, image = manifest["status"], str(manifest["input"].get("path") or "")
+    try:
+        manifest = Manifest.from_dict(data, manifest_path)
+    except ManifestError:
+        raise ChangeInputError(f"{folder}: manifest.json is not a segment manifest; pass the image folders of segment") from None
+    status, image = manifest.status, str(manifest.input.path or "")
     mask = folder / "mask.tif"
     if not mask.is_file():
         if status == "uncertain":
-            reason = (manifest.get("uncertain") or {}).get("reason") or "the coarse rule abstained"
+            reason = (manifest.uncertain.reason if manifest.uncertain else None) or "the coarse rule abstained"
             return None, f"{folder}: uncertain, no mask.tif ({reason}); left out"
         raise ChangeInputError(f"{folder}: status {status} and no mask.tif; run segment on the image again")
-    name = Path(str(manifest["input"].get("source") or image))
+    name = Path(str(manifest.input.source or image))
     date = image_date(Path(image) if Path(image).name == name.name else name, given, readable=bool(image))
     return DateInput(folder, mask, date, image, status), None
 
@@ -124,8 +129,10 @@ def check_out_dir(out_dir: Path, folders: Sequence[Path], images: Sequence[str])
     manifest = out_dir / "manifest.json"
     if manifest.exists():
         try:
-            ours = "change" in json.loads(manifest.read_text())
-        except (OSError, ValueError, TypeError):
+            ours = "change" in read_manifest_json(manifest)
+        except ManifestVersionError:
+            raise
+        except ManifestError:
             ours = False
         if not ours:
             raise OutputConflictError(f"{manifest}: not a manifest of change (another run's or the user's file); "

@@ -25,7 +25,7 @@ from samgeo_pipeline.errors import UnsafePathError
 #: Files a run writes, renames over or deletes in an image's output folder.
 OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json")
 #: Lock file of an output folder (hidden: never served). Its presence also marks a folder this
-#: pipeline has written in (:func:`samgeo_pipeline.outputs.manifest.check_folder_owner`).
+#: pipeline has written in (:func:`samgeo_pipeline.outputs.reuse.check_folder_owner`).
 LOCK_NAME = ".samgeo-lock"
 #: Name parts of the library's temporary files: :func:`samgeo_pipeline.io.atomic.atomic_path`'s
 #: ``.NAME.partial-*`` (and GDAL's side files of it, ``.ovr.tmp``, ``-journal``) and the work

@@ -92,7 +92,7 @@ def output_dirs(
 
     Inputs of the list that would share a folder each get a hash of their path appended
     (``scene_1a2b3c4d``). Inputs of separate runs may still meet in one folder; the pipeline then
-    refuses to replace another input's outputs (:func:`samgeo_pipeline.outputs.manifest.check_folder_owner`).
+    refuses to replace another input's outputs (:func:`samgeo_pipeline.outputs.reuse.check_folder_owner`).
 
     Args:
         inputs: the inputs, in order.

@@ -1,101 +1,256 @@
-"""``manifest.json``: everything needed to know how an output was made, and to skip re-runs.
+"""``manifest.json``: how an output was made, as a typed :class:`Manifest`, read and written here only.
 
-A run is reused only when it finished (status ``done``, or ``uncertain``: the rule abstained, which
-the same bytes and parameters would do again) and the manifest names the same input checksum,
-parameter hash, package version and model fingerprint (:func:`model_fingerprint`: the bytes of the
-files a local model is loaded from, so retraining into the same folder is never mistaken for the
-old model), and every listed output still exists. The Prefect flow's cache key uses the same
-fingerprint.
+The manifest of one image is a :class:`Manifest` whose nested records mirror the JSON
+(``input``, ``model``, ``grid``, ``tiles``, ``water``, ``uncertain``); the sections whose content
+another module defines stay plain JSON objects (``parameters``: :meth:`SegmentConfig.to_dict`,
+``prompt``, ``radiometry``: :meth:`ImageStats.to_dict`, ``seconds``, ``runtime``, ``versions``).
+:func:`load_manifest` reads one (a file without ``manifest_version`` is version 1) and refuses a
+version this package does not know (:class:`ManifestVersionError`); :func:`write_manifest` writes
+it atomically, last. Whether a manifest lets a run be reused is :mod:`samgeo_pipeline.outputs.reuse`.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
+import dataclasses
 import json
 import os
 import platform
 import time
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.errors import ModelUnavailableError, OutputConflictError
-from samgeo_pipeline.io.folders import LOCK_NAME, OUTPUT_NAMES
-from samgeo_pipeline.results import SegmentResult, uncertain_hint
+from samgeo_pipeline.errors import ManifestError, ManifestVersionError
+from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.models.sam3 import prompt_record
-from samgeo_pipeline.sam.weights import weight_files
+from samgeo_pipeline.outputs.fingerprint import model_fingerprint
+from samgeo_pipeline.results import SegmentResult, uncertain_hint
 
 if TYPE_CHECKING:
-    from samgeo_pipeline.water.radiometry import ImageStats
     from samgeo_pipeline.io.raster import RasterInfo
+    from samgeo_pipeline.io.tiling import TileGrid
     from samgeo_pipeline.models.base import Predictor
     from samgeo_pipeline.sam.predictor import ModelSource
-    from samgeo_pipeline.io.tiling import TileGrid
+    from samgeo_pipeline.water.radiometry import ImageStats
 
+#: The manifest schema this package writes and the newest it reads (``manifest_version``).
 MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.json"
 _PACKAGES = ("samgeo-pipeline", "numpy", "torch", "transformers", "rasterio", "shapely", "geopandas", "pyogrio",
              "scikit-image", "opencv-python-headless")
 
 
-def file_sha256(path: Path, chunk: int = 8 << 20) -> str:
-    """SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(kw_only=True)
+class Uncertain:
+    """Why the coarse rule abstained on the image, and what the user can do about it."""
+
+    reason: str | None = None
+    what_to_do: str | None = None
 
 
-def model_fingerprint(model: str) -> str:
-    """What identifies the weights ``model`` names (``--model``), for reuse and the flow's cache.
+@dataclass(kw_only=True)
+class InputRecord:
+    """The input: where it is, its bytes (``sha256``: the reuse key), its grid and band mapping.
 
-    ``none`` for the coarse mask alone; for a local folder the SHA-256 of the bytes (names
-    included) of exactly the weight files that are loaded (:func:`~samgeo_pipeline.sam.weights.weight_files`:
-    ``model.safetensors``, or the index and every shard it names) and of its ``*.json`` files
-    (configs, checkpoint meta); ``unloadable:`` and the reason for a folder whose weights are
-    refused (never reused: no finished run used it); for a hub id the id and, when the Hugging
-    Face cache holds it, the cached snapshot's revision (else the id alone).
+    ``source`` is the input as the user named it (credentials hidden); ``band_map_source`` how the
+    mapping was chosen; ``datetime`` the acquisition time (:func:`~samgeo_pipeline.outputs.stac.acquisition_datetime`);
+    ``stac`` the STAC Item's assets, only for an Item input (left out of the JSON otherwise).
     """
-    if model.lower() == "none":
-        return "none"
-    path = Path(model).expanduser()
-    if path.exists():
-        folder = path.resolve()
-        try:
-            weights = weight_files(folder) if folder.is_dir() else [folder]
-        except ModelUnavailableError as exc:
-            return f"unloadable:{hashlib.sha256(str(exc).encode()).hexdigest()[:16]}"
-        configs = [f for f in folder.glob("*.json") if f.is_file()] if folder.is_dir() else []
-        digest = hashlib.sha256()
-        for f in sorted(set(weights) | set(configs)):
-            stat = f.stat()
-            name = f.relative_to(folder).as_posix() if folder.is_dir() else f.name
-            digest.update(f"{name}:{_file_digest(f.resolve(), stat.st_size, stat.st_mtime_ns)}\n".encode())
-        return f"sha256:{digest.hexdigest()}"
-    return f"{model}@{_hub_revision(model) or 'unknown revision'}"
+
+    path: str = ""
+    source: str | None = None
+    sha256: str | None = None
+    bytes: int = 0
+    width: int = 0
+    height: int = 0
+    bands: int = 0
+    dtype: str | None = None
+    crs: str | None = None
+    transform: list[float] = field(default_factory=list)
+    nodata: float | None = None
+    nodata_source: str | None = None
+    band_map: dict[str, Any] = field(default_factory=dict)
+    band_map_source: str | None = None
+    datetime: dict[str, Any] | None = None
+    stac: dict[str, Any] | None = None
 
 
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
-    """``file_sha256`` memoized per (path, size, mtime): a batch hashes a model's weights once."""
-    return file_sha256(path)
+@dataclass(kw_only=True)
+class ModelRecord:
+    """The model used: ``id`` (``none`` for the coarse mask alone), ``fingerprint`` (the reuse key,
+    :func:`~samgeo_pipeline.outputs.fingerprint.model_fingerprint`), where the weights came from, its family,
+    parameter count, input side, and the device and autocast dtype it ran with."""
+
+    id: str = "none"
+    fingerprint: str | None = None
+    origin: str | None = None
+    family: str | None = None
+    parameters: int | None = None
+    image_size: int | None = None
+    device: str | None = None
+    autocast: str | None = None
 
 
-def _hub_revision(repo_id: str) -> str | None:
-    """The revision of the cached snapshot of ``repo_id``'s weights, or None (not cached, not a repo id)."""
+@dataclass(kw_only=True)
+class GridRecord:
+    """The tile grid (:class:`~samgeo_pipeline.io.tiling.TileGrid`) and the ``--gsd`` resampling."""
+
+    tile_size: int | None = None
+    core_source_px: float | None = None
+    halo_source_px: float | None = None
+    source_px_per_working_px: float | None = None
+    gsd_unit: str | None = None  # "metre", "source pixel"; None without --gsd (or before --gsd was metres)
+    gsd_note: str | None = None
+    rows: int | None = None
+    cols: int | None = None
+    model_px_per_image_px: float | None = None
+
+
+@dataclass(kw_only=True)
+class TilesRecord:
+    """How many tiles went which way (:class:`~samgeo_pipeline.results.TileCounts`); each failed tile with its reason."""
+
+    total: int = 0
+    sam: int = 0
+    coarse_only: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failed_tiles: list[Any] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class WaterRecord:
+    """The water found: fraction of the valid pixels, area in m² (None without a ground size), polygons."""
+
+    fraction_of_valid: float | None = None
+    area_m2: float | None = None
+    polygons: int | None = None
+
+
+#: The nested records of :class:`Manifest`, by key.
+_RECORDS: dict[str, type] = {"uncertain": Uncertain, "input": InputRecord, "model": ModelRecord,
+                             "grid": GridRecord, "tiles": TilesRecord, "water": WaterRecord}
+
+
+@dataclass(kw_only=True)
+class Manifest:
+    """One image's ``manifest.json``; its fields in the JSON's order.
+
+    Attributes:
+        manifest_version: the schema version (:data:`MANIFEST_VERSION` when written).
+        created: local time of writing, ``%Y-%m-%dT%H:%M:%S%z``.
+        status: ``done``, ``partial``, ``uncertain`` (``failed`` runs write no manifest).
+        error: the reason of a ``partial`` run, else None.
+        uncertain: the rule's abstention, else None.
+        parameters: every option (:meth:`SegmentConfig.to_dict`); ``params_hash`` their hash (a reuse key).
+        prompt: the prompt kind, and for text prompts the phrases and how they were combined.
+        radiometry: the whole-image statistics and the coarse rule (:meth:`ImageStats.to_dict`).
+        seconds: time per stage and ``total``; ``runtime``: host, process, device, who ran it.
+        versions: the packages that shape the outputs (``samgeo-pipeline``: a reuse key), GDAL, Python.
+        warnings: the image's warnings; ``outputs``: the files written beside it (names).
+    """
+
+    manifest_version: int = MANIFEST_VERSION
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    status: str = "done"
+    error: str | None = None
+    uncertain: Uncertain | None = None
+    input: InputRecord = field(default_factory=InputRecord)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    params_hash: str | None = None
+    prompt: dict[str, Any] = field(default_factory=dict)
+    model: ModelRecord = field(default_factory=ModelRecord)
+    radiometry: dict[str, Any] = field(default_factory=dict)
+    grid: GridRecord = field(default_factory=GridRecord)
+    tiles: TilesRecord = field(default_factory=TilesRecord)
+    water: WaterRecord = field(default_factory=WaterRecord)
+    seconds: dict[str, float] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object written (``input.stac`` only for a STAC Item input)."""
+        data = dataclasses.asdict(self)
+        if data["input"].get("stac") is None:
+            del data["input"]["stac"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | str = MANIFEST_NAME) -> Manifest:
+        """A manifest from its JSON object; missing keys take their defaults, unknown keys are dropped.
+
+        Raises:
+            ManifestVersionError: ``manifest_version`` is newer than, or unknown to, this package.
+            ManifestError: not a segment manifest (no ``input`` object or no ``status``).
+        """
+        check_version(data, path)
+        if not (isinstance(data.get("input"), dict) and "status" in data):
+            raise ManifestError(f"{path}: not a segment manifest of samgeo-pipeline (no input or status); "
+                                "pass the output folder of a segment run")
+        values = _known(cls, data)
+        for key, record in _RECORDS.items():
+            if isinstance(values.get(key), dict):
+                values[key] = record(**_known(record, values[key]))
+            elif key != "uncertain":
+                values.pop(key, None)  # not an object: the default record
+        values["manifest_version"] = data.get("manifest_version", 1)
+        return cls(**values)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def check_version(data: Any, path: Path | str) -> None:
+    """Refuse a manifest this package cannot read: one that is not a JSON object, or whose
+    ``manifest_version`` is not a version up to :data:`MANIFEST_VERSION` (missing: version 1).
+
+    Raises:
+        ManifestError: not a JSON object.
+        ManifestVersionError: a newer or unknown version; the message says to upgrade.
+    """
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path}: not a manifest of samgeo-pipeline (not a JSON object)")
+    version = data.get("manifest_version", 1)
+    if not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= MANIFEST_VERSION):
+        raise ManifestVersionError(
+            f"{path}: manifest version {version!r} was written by a newer or unknown samgeo-pipeline (this one reads "
+            f"up to {MANIFEST_VERSION}); upgrade samgeo-pipeline, or write to another output root (--out)"
+        )
+
+
+def read_manifest_json(path: Path) -> dict[str, Any]:
+    """The JSON object of a manifest file (a segment or a change manifest), its version checked.
+
+    Raises:
+        ManifestError: unreadable, not JSON or not an object.
+        ManifestVersionError: see :func:`check_version`.
+    """
     try:
-        from huggingface_hub import try_to_load_from_cache
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path}: not a readable manifest ({type(exc).__name__}); "
+                            "run segment on the image (again)") from None
+    check_version(data, path)
+    assert isinstance(data, dict)  # check_version refuses anything else
+    return data
 
-        found = try_to_load_from_cache(repo_id, "config.json")
-    except (ValueError, OSError, ImportError):
-        return None
-    if not isinstance(found, str):
-        return None
-    parts = Path(found).parts
-    return parts[parts.index("snapshots") + 1] if "snapshots" in parts else None
+
+def load_manifest(path: Path) -> Manifest:
+    """The segment :class:`Manifest` in ``path`` (see :meth:`Manifest.from_dict` for what is refused)."""
+    return Manifest.from_dict(read_manifest_json(path), path)
+
+
+def write_manifest(path: Path, manifest: Manifest | dict[str, Any]) -> Path:
+    """Write ``manifest.json`` atomically (last, so its presence means the run finished)."""
+    data = manifest.to_dict() if isinstance(manifest, Manifest) else manifest
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))
+    return path
 
 
 def package_versions() -> dict[str, str | None]:
@@ -112,91 +267,6 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def find_reusable(out_dir: Path, checksum: str, config: SegmentConfig) -> dict[str, Any] | None:
-    """The previous manifest if it finished (``done`` or ``uncertain``), was made from the same bytes,
-    parameters, package version and model weights (:func:`model_fingerprint`) and all its outputs
-    exist (``item.json`` among them), else None."""
-    path = out_dir / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict):
-        return None
-    same = (
-        manifest.get("input", {}).get("sha256") == checksum
-        and manifest.get("params_hash") == config.params_hash()
-        and manifest.get("status") in ("done", "uncertain")
-        and manifest.get("versions", {}).get("samgeo-pipeline") == _own_version()
-        and manifest.get("model", {}).get("fingerprint") == model_fingerprint(config.model)
-        and all((out_dir / name).is_file() for name in manifest.get("outputs", []))
-        and (out_dir / "item.json").is_file()  # a folder finished before STAC Items were written is redone
-        # --gsd was CRS units before it was metres: such a manifest (no gsd_unit) is not reused
-        and (config.gsd is None or bool((manifest.get("grid") or {}).get("gsd_unit")))
-    )
-    return manifest if same else None
-
-
-def _own_version() -> str | None:
-    try:
-        return metadata.version("samgeo-pipeline")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def check_folder_owner(out_dir: Path, source: str, checksum: str) -> None:
-    """Refuse to replace the finished outputs of another input (called unless ``overwrite``).
-
-    ``out_dir`` belongs to another input when its ``manifest.json`` names another source (the input
-    as the user named it; the file path in manifests without one) *and* other bytes: two runs
-    whose inputs share a name (``A/scene.tif``, ``B/scene.tif``) must not silently overwrite each
-    other. The same source with changed bytes is a re-run (processed again), and the same bytes
-    under another name make the same outputs (reused or redone, never lost). A folder this pipeline
-    wrote in (its manifest, or the lock file of :func:`~samgeo_pipeline.io.folders.output_lock`)
-    without a finished manifest holds no finished outputs and may be written; a ``manifest.json``
-    that is not a manifest of this pipeline, or output names (``quicklook.png``...) in a folder it
-    never wrote in, are the user's own files and are not replaced.
-
-    Raises:
-        OutputConflictError: the folder holds another input's outputs, or files of the user; the
-            message says to pass another output root or ``--overwrite``.
-    """
-    manifest_path = out_dir / "manifest.json"
-    if not manifest_path.exists() and not manifest_path.is_symlink():
-        foreign = [] if (out_dir / LOCK_NAME).exists() else [n for n in OUTPUT_NAMES if (out_dir / n).exists()]
-        if foreign:
-            raise OutputConflictError(
-                f"{source}: {out_dir} holds files this pipeline did not write ({', '.join(foreign)}); "
-                "write to another output root (--out) or pass --overwrite to replace them"
-            )
-        return
-    try:
-        previous = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        previous = None
-    if not (isinstance(previous, dict) and "manifest_version" in previous and isinstance(previous.get("input"), dict)):
-        raise OutputConflictError(
-            f"{source}: {manifest_path} is not a manifest of samgeo-pipeline (the user's own file?); "
-            "write to another output root (--out) or pass --overwrite to replace it"
-        )
-    previous = previous["input"]
-    owner = previous.get("source") or previous.get("path")
-    if not owner or previous.get("sha256") == checksum or _same_source(owner, source):
-        return
-    raise OutputConflictError(
-        f"{source}: {out_dir} holds the outputs of another input ({owner}); "
-        "write to another output root (--out) or pass --overwrite to replace them"
-    )
-
-
-def _same_source(a: str, b: str) -> bool:
-    if a == b:
-        return True
-    if "://" in a or "://" in b:
-        return False
-    return Path(a).resolve() == Path(b).resolve()
-
-
 def build_manifest(
     info: RasterInfo,
     checksum: str,
@@ -211,78 +281,54 @@ def build_manifest(
     source: str | None = None,
     bands_source: str | None = None,
     runner: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The manifest of one finished run (JSON-able); ``source``: the input as the user named it;
+) -> Manifest:
+    """The manifest of one finished run; ``source``: the input as the user named it;
     ``runner``: who ran it, added to ``runtime`` (:func:`runtime_info`), e.g. a Prefect worker's name;
     ``bands_source``: how the band mapping was chosen when a caller chose it (a watch rule), else
     the mapping's own source (``given``, ``descriptions`` or ``guessed``). ``uncertain`` is None, or
     the rule's ``reason`` and ``what_to_do`` when it abstained on the image."""
-    tiles = result.tiles
     runtime = {**runtime_info(predictor), **(runner or {})}
-    return {
-        "manifest_version": MANIFEST_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "status": result.status,
-        "error": result.error,
-        "uncertain": _uncertain(result, stats),
-        "input": {
-            "path": str(info.path),
-            "source": source if source is not None else str(info.path),
-            "sha256": checksum,
-            "bytes": info.path.stat().st_size,
-            "width": info.width,
-            "height": info.height,
-            "bands": info.count,
-            "dtype": info.dtype,
-            "crs": info.crs.to_string() if info.crs else None,
-            "transform": list(info.transform)[:6],
-            "nodata": info.nodata,
-            "nodata_source": info.nodata_source,
-            "band_map": info.bands.as_dict(),
-            "band_map_source": bands_source or info.bands.source,
-        },
-        "parameters": config.to_dict(),
-        "params_hash": config.params_hash(),
-        "prompt": prompt_record(config, stats.coarse.uncertain),
-        "model": {
-            "id": config.model if config.uses_sam else "none",
-            "fingerprint": model_fingerprint(config.model),
-            "origin": model_source.origin if model_source else "coarse mask only (--model none)",
+    return Manifest(
+        status=result.status, error=result.error, uncertain=_uncertain(result, stats),
+        input=_input_record(info, checksum, source, bands_source),
+        parameters=config.to_dict(), params_hash=config.params_hash(),
+        prompt=prompt_record(config, stats.coarse.uncertain),
+        model=ModelRecord(
+            id=config.model if config.uses_sam else "none", fingerprint=model_fingerprint(config.model),
+            origin=model_source.origin if model_source else "coarse mask only (--model none)",
             **_model_size(model_source, predictor),
-            "device": runtime["device"] if predictor else None,
-            "autocast": str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
-        },
-        "radiometry": stats.to_dict(),
-        "grid": {
-            "tile_size": grid.tile_size,
-            "core_source_px": grid.core,
-            "halo_source_px": grid.halo,
-            "source_px_per_working_px": grid.scale,
-            "gsd_unit": None if config.gsd is None else "metre" if info.georeferenced else "source pixel",
-            "gsd_note": _gsd_note(info, config.gsd),
-            "rows": grid.rows,
-            "cols": grid.cols,
-            "model_px_per_image_px": round(grid.model_pixels_per_image_pixel(), 3),
-        },
-        "tiles": {
-            "total": tiles.total,
-            "sam": tiles.sam,
-            "coarse_only": tiles.coarse_only,
-            "skipped": tiles.skipped,
-            "failed": tiles.failed,
-            "failed_tiles": tiles.failed_tiles,
-        },
-        "water": {
-            "fraction_of_valid": result.water_fraction,
-            "area_m2": result.water_area_m2,
-            "polygons": result.polygons,
-        },
-        "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
-        "runtime": runtime,
-        "versions": package_versions(),
-        "warnings": run_warnings,
-        "outputs": [p.name for p in outputs],
-    }
+            device=runtime["device"] if predictor else None,
+            autocast=str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
+        ),
+        radiometry=stats.to_dict(), grid=_grid_record(grid, info, config.gsd),
+        tiles=TilesRecord(**dataclasses.asdict(result.tiles)),
+        water=WaterRecord(fraction_of_valid=result.water_fraction, area_m2=result.water_area_m2,
+                          polygons=result.polygons),
+        seconds={k: round(v, 3) for k, v in result.seconds.items()}, runtime=runtime,
+        versions=package_versions(), warnings=run_warnings, outputs=[p.name for p in outputs],
+    )  # fmt: skip
+
+
+def _input_record(info: RasterInfo, checksum: str, source: str | None, bands_source: str | None) -> InputRecord:
+    return InputRecord(
+        path=str(info.path), source=source if source is not None else str(info.path), sha256=checksum,
+        bytes=info.path.stat().st_size, width=info.width, height=info.height, bands=info.count, dtype=info.dtype,
+        crs=info.crs.to_string() if info.crs else None, transform=list(info.transform)[:6], nodata=info.nodata,
+        nodata_source=info.nodata_source, band_map=info.bands.as_dict(),
+        band_map_source=bands_source or info.bands.source,
+    )  # fmt: skip
+
+
+def _grid_record(grid: TileGrid, info: RasterInfo, gsd: float | None) -> GridRecord:
+    from samgeo_pipeline.io.ground import gsd_note
+
+    return GridRecord(
+        tile_size=grid.tile_size, core_source_px=grid.core, halo_source_px=grid.halo,
+        source_px_per_working_px=grid.scale,
+        gsd_unit=None if gsd is None else "metre" if info.georeferenced else "source pixel",
+        gsd_note=gsd_note(info, gsd), rows=grid.rows, cols=grid.cols,
+        model_px_per_image_px=round(grid.model_pixels_per_image_pixel(), 3),
+    )  # fmt: skip
 
 
 def runtime_info(predictor: Predictor | None) -> dict[str, Any]:
@@ -317,20 +363,8 @@ def _model_size(model_source: ModelSource | None, predictor: Predictor | None) -
     return {"family": model_source.family, "parameters": parameters, "image_size": getattr(predictor, "image_size", None)}
 
 
-def _gsd_note(info: RasterInfo, gsd: float | None) -> str | None:
-    from samgeo_pipeline.io.ground import gsd_note
-
-    return gsd_note(info, gsd)
-
-
-def _uncertain(result: SegmentResult, stats: ImageStats) -> dict[str, str] | None:
+def _uncertain(result: SegmentResult, stats: ImageStats) -> Uncertain | None:
     """The manifest's ``uncertain`` entry: why the rule abstained and what the user can do."""
     if result.uncertain is None:
         return None
-    return {"reason": result.uncertain, "what_to_do": uncertain_hint(stats.coarse.method)}
-
-
-def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
-    """Write ``manifest.json`` atomically (last, so its presence means the run finished)."""
-    write_text_atomic(path, json.dumps(manifest, indent=2, default=str))
-    return path
+    return Uncertain(reason=result.uncertain, what_to_do=uncertain_hint(stats.coarse.method))

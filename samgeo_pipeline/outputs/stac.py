@@ -20,6 +20,7 @@ models; nothing is downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -28,7 +29,8 @@ from typing import Any
 
 from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.io.dates import date_from_name, parse_datetime, sensor_datetime
-from samgeo_pipeline.outputs.manifest import file_sha256
+from samgeo_pipeline.outputs.fingerprint import file_sha256
+from samgeo_pipeline.outputs.manifest import Manifest
 
 ITEM_NAME = "item.json"
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -129,7 +131,7 @@ def multihash_sha256(path: Path) -> str:
     return "1220" + file_sha256(path)
 
 
-def build_item(out_dir: Path, manifest: dict[str, Any], item_id: str | None = None) -> Any:
+def build_item(out_dir: Path, manifest: Manifest, item_id: str | None = None) -> Any:
     """The STAC Item (``pystac.Item``) of one output folder, from its manifest (written after it).
 
     Asset hrefs are relative (``./mask.tif``): the folder can move or be served as it is.
@@ -137,21 +139,21 @@ def build_item(out_dir: Path, manifest: dict[str, Any], item_id: str | None = No
     import pystac
     from pystac.extensions.projection import ProjectionExtension
 
-    inp, model = manifest["input"], manifest["model"]
-    geometry = footprint(inp.get("crs"), inp["transform"], inp["width"], inp["height"])
-    when = inp.get("datetime") or {}
-    created = _iso(parse_datetime(manifest.get("created")) or dt.datetime.now(dt.timezone.utc))
+    inp = manifest.input
+    geometry = footprint(inp.crs, inp.transform, inp.width, inp.height)
+    when = inp.datetime or {}
+    created = _iso(parse_datetime(manifest.created) or dt.datetime.now(dt.timezone.utc))
     instant = when.get("datetime") or (None if when.get("start_datetime") else created)
     properties: dict[str, Any] = {
-        "samgeo:status": manifest["status"],
+        "samgeo:status": manifest.status,
         "samgeo:datetime_source": when.get("source") or "none found: the run's time",
-        "samgeo:input": inp.get("source"),
-        "samgeo:model": {"id": model.get("id"), "fingerprint": model.get("fingerprint")},
-        "samgeo:water_fraction": (manifest.get("water") or {}).get("fraction_of_valid"),
-        "samgeo:water_area_m2": (manifest.get("water") or {}).get("area_m2"),
+        "samgeo:input": inp.source,
+        "samgeo:model": {"id": manifest.model.id, "fingerprint": manifest.model.fingerprint},
+        "samgeo:water_fraction": manifest.water.fraction_of_valid,
+        "samgeo:water_area_m2": manifest.water.area_m2,
     }
-    if manifest.get("uncertain"):
-        properties["samgeo:uncertain"] = manifest["uncertain"]
+    if manifest.uncertain:
+        properties["samgeo:uncertain"] = dataclasses.asdict(manifest.uncertain)
     item = pystac.Item(
         id=item_id or out_dir.name, geometry=geometry, bbox=_bbox(geometry),
         datetime=_to_datetime(instant), properties=properties,
@@ -159,10 +161,10 @@ def build_item(out_dir: Path, manifest: dict[str, Any], item_id: str | None = No
     )  # fmt: skip
     item.common_metadata.created = _to_datetime(created)
     proj = ProjectionExtension.ext(item, add_if_missing=True)
-    crs = inp.get("crs")
+    crs = inp.crs
     epsg = _epsg(crs)
-    proj.apply(epsg=epsg, wkt2=None if epsg or not crs else _wkt2(crs), shape=[inp["height"], inp["width"]],
-               transform=[float(v) for v in inp["transform"][:6]])  # fmt: skip
+    proj.apply(epsg=epsg, wkt2=None if epsg or not crs else _wkt2(crs), shape=[inp.height, inp.width],
+               transform=[float(v) for v in inp.transform[:6]])  # fmt: skip
     _processing(item, manifest)
     _add_assets(item, out_dir, manifest)
     return item
@@ -187,33 +189,33 @@ def _wkt2(crs_text: str) -> str:
     return CRS.from_user_input(crs_text).to_wkt()
 
 
-def _processing(item: Any, manifest: dict[str, Any]) -> None:
+def _processing(item: Any, manifest: Manifest) -> None:
     """The processing extension: lineage, software versions, the model and its fingerprint, the run's time."""
-    versions = {k: v for k, v in (manifest.get("versions") or {}).items() if v}
-    model = manifest["model"]
+    versions = {k: v for k, v in manifest.versions.items() if v}
+    model = manifest.model
     software = {"samgeo-pipeline": versions.get("samgeo-pipeline") or "unknown"}
     software.update({k: v for k, v in versions.items() if k in ("torch", "transformers", "rasterio", "gdal")})
-    if model.get("id") and model["id"] != "none":
-        software[f"model {model['id']}"] = model.get("fingerprint") or "unknown"
+    if model.id and model.id != "none":
+        software[f"model {model.id}"] = model.fingerprint or "unknown"
     item.stac_extensions.append(PROCESSING_SCHEMA)
     item.properties.update({
         "processing:lineage": (
             f"samgeo-pipeline segment: coarse water mask ({_coarse_method(manifest)}) "
-            + (f"prompting SAM {model['id']} (weights {model.get('fingerprint')})" if model.get("id") not in (None, "none")
+            + (f"prompting SAM {model.id} (weights {model.fingerprint})" if model.id not in (None, "none")
                else "only, no SAM (--model none)")
-            + f"; parameters hash {manifest.get('params_hash')}"
+            + f"; parameters hash {manifest.params_hash}"
         ),
         "processing:software": software,
-        "processing:datetime": _iso(created) if (created := parse_datetime(manifest.get("created"))) else None,
+        "processing:datetime": _iso(created) if (created := parse_datetime(manifest.created)) else None,
     })  # fmt: skip
 
 
-def _coarse_method(manifest: dict[str, Any]) -> str:
-    coarse = (manifest.get("radiometry") or {}).get("coarse") or {}
+def _coarse_method(manifest: Manifest) -> str:
+    coarse = manifest.radiometry.get("coarse") or {}
     return coarse.get("method") or "unknown method"
 
 
-def _add_assets(item: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
+def _add_assets(item: Any, out_dir: Path, manifest: Manifest) -> None:
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
     from pystac.extensions.file import FileExtension
@@ -227,7 +229,7 @@ def _add_assets(item: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
     ]
     for key, name, media, roles, title in files:
         path = out_dir / name
-        if not path.is_file() or name not in manifest.get("outputs", []):
+        if not path.is_file() or name not in manifest.outputs:
             continue
         asset = pystac.Asset(f"./{name}", title=title, media_type=media, roles=roles)
         item.add_asset(key, asset)
@@ -246,16 +248,15 @@ def _add_assets(item: Any, out_dir: Path, manifest: dict[str, Any]) -> None:
                                             media_type=pystac.MediaType.JSON, roles=["metadata"]))
 
 
-def _resolution(manifest: dict[str, Any]) -> float | None:
+def _resolution(manifest: Manifest) -> float | None:
     """The mask's pixel size in CRS units (None without a CRS)."""
-    inp = manifest["input"]
-    if not inp.get("crs"):
+    if not manifest.input.crs:
         return None
-    t = inp["transform"]
+    t = manifest.input.transform
     return float((abs(t[0]) + abs(t[4])) / 2)
 
 
-def write_item(out_dir: Path, manifest: dict[str, Any]) -> Path:
+def write_item(out_dir: Path, manifest: Manifest) -> Path:
     """Build and write ``item.json`` atomically (before the manifest, which stays last)."""
     item = build_item(out_dir, manifest)
     path = out_dir / ITEM_NAME

@@ -23,6 +23,7 @@ from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.outputs.stac_catalog import register_item
 from samgeo_pipeline.sam.predictor import (
     ModelSource,
+    checkpoint_config,
     load_sam_model,
     read_checkpoint_preprocessing,
     resolve_device,
@@ -120,6 +121,7 @@ def segment_many(
         ModelUnavailableError: the model cannot be loaded (nothing is processed).
     """
     check_inputs_outside(inputs, out_dirs)  # before the model loads and anything is written
+    config = checkpoint_config(config)  # a fine-tuned model's preprocessing, once for the batch
     predictor, source = load_predictor(config)
     log(printable(describe_model(config, predictor, source)))
     return _Batch(config, predictor, source, log, root, sources or {}).run(list(zip(inputs, out_dirs, strict=True)))

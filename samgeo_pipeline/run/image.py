@@ -38,7 +38,9 @@ from samgeo_pipeline.errors import (
 from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
 from samgeo_pipeline.run.inference import run_sam_batch
 from samgeo_pipeline.io.limits import check_free_disk, check_size
-from samgeo_pipeline.outputs.manifest import build_manifest, check_folder_owner, file_sha256, find_reusable, write_manifest
+from samgeo_pipeline.outputs.fingerprint import file_sha256
+from samgeo_pipeline.outputs.manifest import build_manifest, write_manifest
+from samgeo_pipeline.outputs.reuse import Reuse, decide_reuse
 from samgeo_pipeline.outputs.quicklook import draw_quicklook, preview_rgb, write_quicklook
 from samgeo_pipeline.water.radiometry import ImageStats, source_dtype, stats_from_array
 from samgeo_pipeline.io.reflectance import resolve_reflectance
@@ -50,7 +52,7 @@ from samgeo_pipeline.run.prepare import PreparedTile, prepared_tiles, read_worke
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.sam.predictor import ModelSource
+from samgeo_pipeline.sam.predictor import ModelSource, checkpoint_config
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
@@ -78,15 +80,15 @@ def segment_raster(
     Args:
         path: input GeoTIFF / COG / VRT.
         out_dir: this input's output folder (created).
-        config: options. With a fine-tuned predictor (``predictor.preprocessing`` set), its composite,
-            percentiles and band mapping apply (:meth:`SegmentConfig.with_checkpoint`).
+        config: options. For a fine-tuned ``config.model``, its composite, percentiles and band
+            mapping apply (:func:`~samgeo_pipeline.sam.predictor.checkpoint_config`).
         predictor: loaded SAM, or None when ``config.model`` is ``none``.
         model_source: where the weights came from (manifest).
         source: the input as the user named it (a URL for a staged remote copy); default: ``path``
             resolved. The manifest records it, credentials hidden
             (:func:`~samgeo_pipeline.redact.redact`) (and ``bands_source``: how a caller such as the watch
             flow chose ``config.bands``, beside the mapping); outputs of another source with other bytes are not
-            replaced without ``overwrite`` (:func:`~samgeo_pipeline.outputs.manifest.check_folder_owner`).
+            replaced without ``overwrite`` (:func:`~samgeo_pipeline.outputs.reuse.check_folder_owner`).
 
     Returns:
         The result: ``done``, ``skipped`` (reused), ``partial`` when SAM ran out of memory on
@@ -99,7 +101,7 @@ def segment_raster(
         a final name. Inputs over the size limits are refused before any read
         (:mod:`samgeo_pipeline.io.limits`).
     """
-    run = RasterRun(path, out_dir, config, predictor, model_source, source, bands_source)
+    run = RasterRun(path, out_dir, checkpoint_config(config), predictor, model_source, source, bands_source)
     reused = run.prepare()
     run.emit_warnings()
     if reused is not None:
@@ -122,8 +124,11 @@ class RasterRun:
     image's tiles go through the model while another image prepares or finishes on other threads
     (:func:`~samgeo_pipeline.run.batch.segment_many`, the Prefect flow). The stages of one run are
     called in order, each once, from any thread (each opens its own GDAL environment); the
-    arguments are those of :func:`segment_raster`, plus ``runner``: who runs it (a Prefect
-    worker's name and flow run), recorded in the manifest's ``runtime``.
+    arguments are those of :func:`segment_raster` (``config`` as the model needs it: the caller
+    applies :func:`~samgeo_pipeline.sam.predictor.checkpoint_config` once per run), plus
+    ``runner``: who runs it (a Prefect worker's name and flow run), recorded in the manifest's
+    ``runtime``, and ``reuse``: the caller's reuse decision (:func:`~samgeo_pipeline.outputs.reuse.decide_reuse`, made by the flow's prepare
+    task, which hashed the input): the run then neither hashes the input nor decides again.
     """
 
     info: RasterInfo  # set by prepare
@@ -143,14 +148,14 @@ class RasterRun:
         source: str | None = None,
         bands_source: str | None = None,
         runner: dict[str, Any] | None = None,
+        reuse: Reuse | None = None,
     ) -> None:
         if config.uses_sam and predictor is None:
             raise SamgeoPipelineError(f"model {config.model!r} requested but no predictor was loaded")
-        if predictor is not None and predictor.preprocessing:
-            config = config.with_checkpoint(predictor.preprocessing)  # what the fine-tuned model saw
         self.path, self.out_dir, self.config = Path(path), Path(out_dir), config
         self.predictor, self.model_source, self.bands_source = predictor, model_source, bands_source
         self.runner = runner  # who runs it (e.g. a Prefect worker), for the manifest's runtime
+        self.reuse = reuse  # decided by the caller, else by prepare
         self.source = redact(source) if source is not None else str(self.path.resolve())  # written, shown
         self.seconds: dict[str, float] = {}
         self.warnings: list[tuple[str, type[SamgeoPipelineWarning]]] = []  # this image's own (manifest)
@@ -185,15 +190,16 @@ class RasterRun:
             if self.bands_source and self.bands_source.startswith("guessed"):  # a caller's guess (the watch flow)
                 self.warnings.append((guessed_bands_message(path, self.info.bands, self.bands_source),
                                       SamgeoPipelineWarning))
-            self.checksum = self.stac.checksum if self.stac else file_sha256(path)
+            if self.reuse is None:
+                checksum = self.stac.checksum if self.stac else file_sha256(path)
+                self.reuse = decide_reuse(self.out_dir, checksum, config, self.source)
+            self.checksum = self.reuse.checksum
             self.seconds["inspect"] = time.perf_counter() - t0
-            if not config.overwrite:
-                previous = find_reusable(self.out_dir, self.checksum, config)
-                if previous is not None:
-                    uncertain = (previous.get("uncertain") or {}).get("reason")
-                    self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous, uncertain=uncertain)
-                    return self.reused
-                check_folder_owner(self.out_dir, self.source, self.checksum)
+            if (previous := self.reuse.previous) is not None:
+                uncertain = previous.uncertain.reason if previous.uncertain else None
+                self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous.to_dict(),
+                                            uncertain=uncertain)  # fmt: skip
+                return self.reused
             check_free_disk(self.info, config, self.out_dir)
             t = time.perf_counter()
             self.stats, self.preview, self.candidate, self.info, collar = _image_stats(self.info.path, self.info, config)
@@ -334,12 +340,13 @@ class RasterRun:
             [*outputs, self.out_dir / ITEM_NAME], [message for message, _ in self.warnings], self.source, bands_source,
             self.runner,
         )
-        manifest["input"]["datetime"] = acquisition_datetime(read_tags(self.info.path), self.path.name)
+        manifest.input.datetime = acquisition_datetime(read_tags(self.info.path), self.path.name)
         if self.stac is not None:  # the Item is the input; its VRT is gone after the run
-            manifest["input"].update(path=str(self.path), bytes=self.path.stat().st_size, stac=self.stac.manifest_entry())
+            manifest.input.path, manifest.input.bytes = str(self.path), self.path.stat().st_size
+            manifest.input.stac = self.stac.manifest_entry()
+        result.manifest = manifest.to_dict()
         write_item(self.out_dir, manifest)
-        result.manifest = manifest
-        write_manifest(self.out_dir / "manifest.json", result.manifest)
+        write_manifest(self.out_dir / "manifest.json", manifest)
         return result
 
     def abort(self) -> None:

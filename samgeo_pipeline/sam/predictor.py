@@ -32,6 +32,8 @@ from samgeo_pipeline.sam.weights import weight_files, weights_present
 if TYPE_CHECKING:
     from transformers import SamModel
 
+    from samgeo_pipeline.config import SegmentConfig
+
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
 
@@ -174,6 +176,23 @@ def read_checkpoint_preprocessing(model: str) -> dict[str, Any] | None:
         raise ModelUnavailableError(f"{path}: unreadable checkpoint description ({first_line(exc)})") from None
     preprocessing = meta.get("preprocessing") if isinstance(meta, dict) else None
     return dict(preprocessing) if isinstance(preprocessing, dict) else None
+
+
+def checkpoint_config(config: SegmentConfig) -> SegmentConfig:
+    """``config`` as ``config.model`` needs it: a fine-tuned checkpoint's composite, percentiles and
+    band mapping applied (:func:`read_checkpoint_preprocessing`, :meth:`SegmentConfig.with_checkpoint`);
+    ``config`` itself for ``--model none`` or a model without :data:`CHECKPOINT_META`.
+
+    The one place a run's options take the model's preprocessing, once per run and before anything
+    uses them (the reuse decision's parameter hash, the statistics, the manifest): the CLI's batch
+    (:func:`~samgeo_pipeline.run.batch.segment_many`), the segment flow and
+    :func:`~samgeo_pipeline.run.image.segment_raster`. Applying it again changes nothing.
+
+    Raises:
+        ModelUnavailableError: the checkpoint's description is not valid JSON.
+    """
+    preprocessing = read_checkpoint_preprocessing(config.model) if config.uses_sam else None
+    return config.with_checkpoint(preprocessing) if preprocessing else config
 
 
 def preprocess_torch(images: torch.Tensor, image_size: int) -> tuple[torch.Tensor, tuple[int, int]]:

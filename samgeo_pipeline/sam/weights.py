@@ -5,7 +5,7 @@
 and every shard its ``weight_map`` names. transformers loads a shard that is not a
 ``.safetensors`` file with ``torch.load`` (pickle), and follows names such as ``../other/x``, so
 :func:`weight_files` checks every one of those files before ``from_pretrained`` is called. The
-same list is what :func:`samgeo_pipeline.outputs.manifest.model_fingerprint` hashes: the files loaded.
+same list is what :func:`samgeo_pipeline.outputs.fingerprint.model_fingerprint` hashes: the files loaded.
 """
 
 from __future__ import annotations

@@ -225,6 +225,35 @@ class TestPlainFunctions:
         assert json.loads(json.dumps(summary)) == summary  # JSON-able: paths, not arrays
         seg.PREDICTORS.release("local")
 
+    def test_each_input_is_hashed_once_and_reuse_decided_once(self, two_scenes: Path, tmp_path: Path,
+                                                              monkeypatch) -> None:  # fmt: skip
+        """prepare hashes the input and decides reuse; segment_image and RasterRun use that decision
+        (before: two hashes and three reuse checks per image)."""
+        import sys
+
+        from prefect.logging import disable_run_logger
+
+        calls: dict[str, list[str]] = {"file_sha256": [], "find_reusable": []}
+        for module in list(sys.modules.values()):  # every module's binding of the two functions
+            for name, seen in calls.items():
+                real = getattr(module, name, None) if (getattr(module, "__name__", "") or "").startswith(
+                    ("samgeo_pipeline", "flows")) else None
+                if callable(real):
+                    def counted(path, *args, _real=real, _seen=seen, **kwargs):
+                        _seen.append(str(path))
+                        return _real(path, *args, **kwargs)
+
+                    monkeypatch.setattr(module, name, counted)
+        config = _config()
+        image = str(two_scenes / "beta.tif")
+        with disable_run_logger():
+            summary = seg.segment_image.fn(seg.prepare(image, str(tmp_path / "beta"), config), config)
+            again = seg.segment_image.fn(seg.prepare(image, str(tmp_path / "beta"), config), config)
+        assert (summary["status"], again["status"]) == ("done", "skipped")
+        assert calls["file_sha256"].count(image) == 2  # once per run
+        assert len(calls["find_reusable"]) == 2
+        seg.PREDICTORS.release("local")
+
     def test_images_take_the_gpu_one_at_a_time_for_their_tiles_only(self, two_scenes: Path, tmp_path: Path,
                                                                     monkeypatch) -> None:  # fmt: skip
         """Two images in two threads: their tiles never overlap; the first one's finish (COG,

@@ -17,7 +17,7 @@ pystac = pytest.importorskip("pystac")
 
 from samgeo_pipeline.cli import main  # noqa: E402
 from samgeo_pipeline.errors import InputError  # noqa: E402
-from samgeo_pipeline.outputs.manifest import file_sha256  # noqa: E402
+from samgeo_pipeline.outputs.fingerprint import file_sha256  # noqa: E402
 from samgeo_pipeline.outputs.stac import acquisition_datetime, validate_offline  # noqa: E402
 from samgeo_pipeline.outputs.stac_catalog import rebuild_remote_catalog, register_item  # noqa: E402
 from samgeo_pipeline.io.stac_input import open_stac_item  # noqa: E402

@@ -105,3 +105,31 @@ def test_a_finish_that_runs_out_of_memory_stops_the_batch_and_leaves_no_work_fil
     # scene0's mask.tif, written before its polygons failed, is removed with it (issue 21: no output
     # without its manifest); scene1's work file removed, scene2 never started
     assert [p for p in tmp_path.rglob("*") if p.is_file() and p.name != LOCK_NAME] == []
+
+
+def test_a_fine_tuned_models_preprocessing_is_applied_once_per_batch(scenes: list[Path], tmp_path: Path) -> None:
+    """The checkpoint's preprocessing meets the options once (``checkpoint_config``), before the
+    first image: one warning for an explicit composite that differs (not one per image), and every
+    manifest records the checkpoint's percentiles; a re-run reuses every image."""
+    import json
+    import warnings
+
+    from samgeo_pipeline.errors import SamgeoPipelineWarning
+    from tests.tiny_sam import save_tiny_sam
+
+    model = save_tiny_sam(tmp_path / "ckpt")
+    (model / "samgeo_checkpoint.json").write_text(json.dumps(
+        {"preprocessing": {"composite": ["nir", "red", "green"], "percentiles": [1.0, 99.0]}}))
+    config = SegmentConfig(model=str(model), composite="red,green,blue", device="cpu", progress=False, tile_size=128,
+                           halo=16)  # fmt: skip
+    out_dirs = [tmp_path / "out" / p.stem for p in scenes[:2]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = runner.segment_many(scenes[:2], out_dirs, config, log=lambda m: None)
+    differs = [w for w in caught if issubclass(w.category, SamgeoPipelineWarning) and "differs" in str(w.message)]
+    assert len(differs) == 1
+    assert [r.status for r in results] == ["done", "done"]
+    assert all(r.manifest["parameters"]["percentiles"] == [1.0, 99.0] for r in results)
+    assert all(r.manifest["parameters"]["composite"] == "red,green,blue" for r in results)  # the user's wins
+    again = runner.segment_many(scenes[:2], out_dirs, config, log=lambda m: None)
+    assert [r.status for r in again] == ["skipped", "skipped"]

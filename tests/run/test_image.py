@@ -519,7 +519,7 @@ class TestModelFingerprint:
     def test_bytes_not_path_identify_a_local_model(self, tmp_path: Path) -> None:
         import shutil
 
-        from samgeo_pipeline.outputs.manifest import model_fingerprint
+        from samgeo_pipeline.outputs.fingerprint import model_fingerprint
         from tests.tiny_sam import save_tiny_sam
 
         first = save_tiny_sam(tmp_path / "a", seed=0)
@@ -530,7 +530,7 @@ class TestModelFingerprint:
         assert model_fingerprint("none") == "none"
 
     def test_hub_id_without_cache(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        from samgeo_pipeline.outputs.manifest import model_fingerprint
+        from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
         monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))

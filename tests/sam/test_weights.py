@@ -17,7 +17,7 @@ import torch
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ModelUnavailableError
-from samgeo_pipeline.outputs.manifest import model_fingerprint
+from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 from samgeo_pipeline.sam.predictor import load_sam_model
 from samgeo_pipeline.sam.weights import weight_files
 from tests.test_security import Payload, error_lines
