@@ -365,11 +365,11 @@ class TestUncertain:
         self, scene: Path, tiny_model: Path, tmp_path: Path, abstaining: None, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
     ) -> None:  # fmt: skip
-        import samgeo_pipeline.run.image as pipeline
+        import samgeo_pipeline.run.tiles as tile_loop
         from samgeo_pipeline.outputs.quicklook import OUTLINE_RGB
 
         batches = []
-        monkeypatch.setattr(pipeline, "run_sam_batch", lambda *a, **k: batches.append(a))
+        monkeypatch.setattr(tile_loop, "run_sam_batch", lambda *a, **k: batches.append(a))
         assert self.sam_segment(tiny_model, scene, "--out", tmp_path / "out") == 3
         out = tmp_path / "out" / "scene"
         assert batches == []

@@ -296,12 +296,12 @@ class TestSizeLimits:
         assert not out.exists() or not any(out.rglob("*"))  # no work file, not even an empty one
 
     def test_sparse_tiff_statistics_never_start(self, tmp_path: Path, monkeypatch) -> None:
-        import samgeo_pipeline.run.image as pipeline
+        import samgeo_pipeline.run.image_stats as image_stats
 
         def no_statistics(*args, **kwargs):
             raise AssertionError("the statistics read started")
 
-        monkeypatch.setattr(pipeline, "read_decimated", no_statistics)
+        monkeypatch.setattr(image_stats, "read_decimated", no_statistics)
         path = sparse_tiff(tmp_path / "sparse.tif")
         assert path.stat().st_size < 2_000_000
         with pytest.raises(SizeLimitError, match=r"1000000 x 1000000 pixels .* --max-pixels"):
@@ -526,13 +526,16 @@ class TestBatchGoesOn:
         assert [m for m in logged if m.startswith("error:")] == [f"error: {results[1].error}"]
         assert (out_dirs[2] / "manifest.json").is_file()
 
-    @pytest.mark.parametrize("stage", ["_image_stats", "prepared_tiles", "write_polygons"])  # in each RasterRun stage
+    @pytest.mark.parametrize("stage", ["image.image_stats", "tiles.prepared_tiles", "image.write_polygons"])  # each RasterRun stage
     @pytest.mark.parametrize("stop", [MemoryError, KeyboardInterrupt])
     def test_running_out_of_memory_or_an_interrupt_still_stops(self, stop, stage: str, scene: Path, tmp_path: Path,
                                                               monkeypatch) -> None:  # fmt: skip
-        import samgeo_pipeline.run.image as pipeline
+        import importlib
+
         import samgeo_pipeline.run.batch as runner
 
+        module, stage = stage.split(".")
+        pipeline = importlib.import_module(f"samgeo_pipeline.run.{module}")
         real = getattr(pipeline, stage)
 
         def fail(path, *args, **kwargs):

@@ -19,36 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioError
-from tqdm.auto import tqdm
 
 from samgeo_pipeline.io.bands import guessed_bands_message
-from samgeo_pipeline.water.coarse import apply_rule, rule_warnings
+from samgeo_pipeline.water.coarse import rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
     CoarseMaskWarning,
     NodataWarning,
     NotGeoreferencedWarning,
-    RasterReadError,
     SamgeoPipelineError,
     SamgeoPipelineWarning,
 )
 from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
-from samgeo_pipeline.run.inference import run_sam_batch
 from samgeo_pipeline.io.limits import check_free_disk, check_size
 from samgeo_pipeline.outputs.fingerprint import file_sha256
 from samgeo_pipeline.outputs.manifest import build_manifest, write_manifest
 from samgeo_pipeline.outputs.reuse import Reuse, decide_reuse
-from samgeo_pipeline.outputs.quicklook import draw_quicklook, preview_rgb, write_quicklook
-from samgeo_pipeline.water.radiometry import ImageStats, source_dtype, stats_from_array
-from samgeo_pipeline.io.reflectance import resolve_reflectance
-from samgeo_pipeline.io.raster import RasterInfo, decimated_shape, inspect_raster, not_georeferenced_message, read_decimated
+from samgeo_pipeline.outputs.quicklook import draw_quicklook, write_quicklook
+from samgeo_pipeline.water.radiometry import ImageStats
+from samgeo_pipeline.io.raster import RasterInfo, inspect_raster, not_georeferenced_message
 from samgeo_pipeline.io.ground import gsd_note
-from samgeo_pipeline.io.zero_collar import with_zero_collar, zero_collar_message
+from samgeo_pipeline.io.zero_collar import zero_collar_message
 from samgeo_pipeline.io.gdal_env import gdal_env
-from samgeo_pipeline.run.prepare import PreparedTile, prepared_tiles, read_workers, release_free_memory
+from samgeo_pipeline.run.prepare import release_free_memory
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
 from samgeo_pipeline.models.base import Predictor
@@ -56,10 +49,11 @@ from samgeo_pipeline.sam.predictor import ModelSource, checkpoint_config
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
-from samgeo_pipeline.run.text_prompts import for_image, tile_needs_model
+from samgeo_pipeline.run.image_stats import abstains, image_stats
+from samgeo_pipeline.run.text_prompts import for_image
+from samgeo_pipeline.run.tiles import partial_reason, segment_tiles
 from samgeo_pipeline.io.tiling import TileGrid
 from samgeo_pipeline.outputs.vectorize import write_polygons
-from samgeo_pipeline.outputs.writers import MASK_NODATA
 
 __all__ = ["segment_raster", "RasterRun", "SegmentResult", "TileCounts", "Status"]
 
@@ -202,7 +196,7 @@ class RasterRun:
                 return self.reused
             check_free_disk(self.info, config, self.out_dir)
             t = time.perf_counter()
-            self.stats, self.preview, self.candidate, self.info, collar = _image_stats(self.info.path, self.info, config)
+            self.stats, self.preview, self.candidate, self.info, collar = image_stats(self.info.path, self.info, config)
             self.seconds["stats"] = time.perf_counter() - t
         release_free_memory()
         if self.info.nodata_source == "zero collar":
@@ -241,7 +235,7 @@ class RasterRun:
     @property
     def abstains(self) -> bool:
         """The image's rule is uncertain and ``on_uncertain`` is ``skip``: no tiles, no mask (after :meth:`prepare`)."""
-        return _abstains(self.stats, self.config)
+        return abstains(self.stats, self.config)
 
     def emit_warnings(self) -> None:
         """Issue :meth:`prepare`'s warnings with ``warnings.warn``, from the calling thread.
@@ -262,10 +256,10 @@ class RasterRun:
         try:
             with gdal_env():
                 config = for_image(self.config, self.stats.coarse.uncertain)  # text: no combining when uncertain
-                self._sink = _segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, config,
+                self._sink = segment_tiles(self.path, self.out_dir, self.info, self.stats, self.grid, config,
                                             self.predictor)
         except BaseException:
-            self._lock.close()  # no work file is left (_segment_tiles removed them)
+            self._lock.close()  # no work file is left (segment_tiles removed them)
             self._close_workspace()
             raise
         self.seconds["tiles"] = time.perf_counter() - t
@@ -312,7 +306,7 @@ class RasterRun:
         fraction = sink.water_pixels / sink.valid_pixels if sink.valid_pixels else 0.0
         uncertain = self.stats.coarse.uncertain
         status: Status = "partial" if counts.failed else "uncertain" if uncertain else "done"
-        reason = _partial_reason(self.path, counts)
+        reason = partial_reason(self.path, counts)
         result = SegmentResult(self.path, out_dir, status, reason, counts, fraction, area_m2, n_polygons, seconds,
                                uncertain=uncertain)  # fmt: skip
         # this image's own time, not the waits between stages; the COGs and the polygons overlap
@@ -391,38 +385,6 @@ def _cogs_and_polygons(
         sink.remove_work()
 
 
-def _image_stats(
-    path: Path, info: RasterInfo, config: SegmentConfig
-) -> tuple[ImageStats, np.ndarray, np.ndarray | None, RasterInfo, float]:
-    """Whole-image statistics, the quicklook's preview and, when the run abstains, the rule's
-    candidate water (``uint8``, as the mask COG), from one decimated read.
-
-    The same read finds a collar of zeros the file does not tag as nodata
-    (:func:`~samgeo_pipeline.io.zero_collar.with_zero_collar`, unless ``config.zero_collar`` is off).
-
-    Returns:
-        ``(stats, preview, info, share)``: ``info`` is the run's from now on (``nodata`` 0 when a
-        collar was found); ``share``: the share of the image border that is 0 in every mapped band.
-
-    Raises:
-        RasterReadError: the raster cannot be read.
-    """
-    try:
-        with rasterio.open(path) as ds:
-            shape = decimated_shape(info.height, info.width, config.stats_size)
-            data, valid = read_decimated(ds, info, shape, Resampling.nearest, workers=read_workers(config))
-            dtype = source_dtype(ds, info)
-            reflectance = resolve_reflectance(ds, info, config.reflectance_scale, config.reflectance_offset, config.bands)
-        share = 0.0
-        if config.zero_collar:
-            info, valid, share = with_zero_collar(info, data, valid)
-        stats = stats_from_array(data, valid, tuple(info.band_names), config, str(path), dtype, reflectance)
-        candidate = _candidate_water(data, valid, stats, config) if _abstains(stats, config) else None
-        return stats, preview_rgb(data, valid, stats), candidate, info, share
-    except RasterioError as exc:
-        raise RasterReadError(f"{path}: read failed while computing statistics ({exc})") from None
-
-
 #: The files a finished run leaves beside its manifest.
 _OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", ITEM_NAME)
 
@@ -447,18 +409,6 @@ def _remove_new_outputs(out_dir: Path, before: dict[str, tuple[int, int] | None]
             (out_dir / name).unlink(missing_ok=True)
 
 
-def _abstains(stats: ImageStats, config: SegmentConfig) -> bool:
-    """Whether a run skips the tiles of this image: its rule is uncertain and ``on_uncertain`` is ``skip``
-    (never with ``--prompt text``: SAM 3's text needs no coarse mask)."""
-    return stats.coarse.uncertain is not None and config.on_uncertain == "skip" and config.prompt != "text"
-
-
-def _candidate_water(data: np.ndarray, valid: np.ndarray, stats: ImageStats, config: SegmentConfig) -> np.ndarray:
-    """The rule's water on the decimated read as the mask COG codes it (1 water, 0 land, nodata)."""
-    water = apply_rule(data, valid, stats.coarse, config.min_area, pools=False).water
-    return np.where(valid, water, MASK_NODATA).astype(np.uint8)
-
-
 def _clear_stale_outputs(out_dir: Path, config: SegmentConfig, abstains: bool = False) -> None:
     """Remove what the outputs about to be written make stale (the manifest first: the run is not finished).
 
@@ -474,69 +424,3 @@ def _clear_stale_outputs(out_dir: Path, config: SegmentConfig, abstains: bool = 
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _segment_tiles(
-    path: Path,
-    out_dir: Path,
-    info: RasterInfo,
-    stats: ImageStats,
-    grid: TileGrid,
-    config: SegmentConfig,
-    predictor: Predictor | None,
-) -> TileSink:
-    """Every tile through the coarse mask and (with prompts) SAM into the output work files.
-
-    Returns:
-        The sink holding the written work files (its ``finish`` makes the COGs); on error no work
-        file is left behind.
-    """
-    sink = TileSink(info, config, out_dir)
-    sink.counts.total = len(grid)
-    try:
-        with tqdm(total=len(grid), desc=path.name, unit="tile", disable=not config.progress, leave=False) as bar:
-            pending: list[PreparedTile] = []
-            for prepared in prepared_tiles(info, stats, grid, config):
-                if predictor is not None and _needs_model(prepared, config):
-                    pending.append(prepared)
-                    if len(pending) == config.batch_size:
-                        run_sam_batch(predictor, pending, sink, config)
-                        bar.update(len(pending))
-                        pending = []
-                    continue
-                _count_without_sam(sink.counts, prepared, predictor)
-                sink.write(prepared, None)
-                bar.update(1)
-            if pending:
-                run_sam_batch(predictor, pending, sink, config)  # type: ignore[arg-type]
-                bar.update(len(pending))
-    except BaseException:
-        sink.remove_work()
-        raise
-    return sink
-
-
-def _needs_model(prepared: PreparedTile, config: SegmentConfig) -> bool:
-    """Whether a tile goes to the model: valid data, and prompts (text: see
-    :func:`~samgeo_pipeline.run.text_prompts.tile_needs_model`)."""
-    if not prepared.valid.any():
-        return False
-    return tile_needs_model(prepared, config.text_combine) if config.prompt == "text" else bool(prepared.prompts)
-
-
-def _count_without_sam(counts: TileCounts, prepared: PreparedTile, predictor: Predictor | None) -> None:
-    """Count a tile that skips SAM: no valid data or no prompts (skipped), or no model (coarse only)."""
-    if prepared.valid.any() and predictor is None:
-        counts.coarse_only += 1
-    else:
-        counts.skipped += 1
-
-
-def _partial_reason(path: Path, counts: TileCounts) -> str | None:
-    """One line naming the tiles SAM could not segment, or None."""
-    if not counts.failed:
-        return None
-    first = counts.failed_tiles[0]
-    more = f" and {counts.failed - 1} more (see manifest.json)" if counts.failed > 1 else ""
-    return (
-        f"{path}: SAM failed on {counts.failed} tile(s), written as nodata: row {first['row']} col {first['col']} "
-        f"({first['reason']}){more}; lower --batch-size or --tile-size, or use a device with more memory"
-    )

@@ -17,7 +17,7 @@ def test_flow_segments_dated_images_then_compares(tmp_path: Path, monkeypatch) -
     """Three dated scenes, the middle one uncertain: it is left out and named; the other two are compared."""
     from dataclasses import replace
 
-    import samgeo_pipeline.run.image as pipeline
+    import samgeo_pipeline.run.image_stats as pipeline
     from flows.change import change_flow
     from samgeo_pipeline.change.compare import run_change
 

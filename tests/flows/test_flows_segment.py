@@ -377,7 +377,7 @@ class TestSegmentFlow:
         artifact and the run's summary give the reason; a re-run reuses it and keeps saying so."""
         from dataclasses import replace
 
-        import samgeo_pipeline.run.image as pipeline
+        import samgeo_pipeline.run.image_stats as pipeline
 
         reason = "no clear dark-smooth mode"
         real = pipeline.stats_from_array
