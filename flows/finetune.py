@@ -22,7 +22,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.concurrency.sync import concurrency  # noqa: E402
 
 from flows.common import base_url  # noqa: E402
-from flows.segment import GPU_LEASE_SECONDS, ensure_concurrency_limit  # noqa: E402
+from flows.gpu_slots import GPU_LEASE_SECONDS, ensure_concurrency_limit  # noqa: E402
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file  # noqa: E402
 
 

@@ -22,7 +22,7 @@ process (the deployments set 30 s, Prefect's minimum), each deployment run emits
    and its deployment slot is freed.
 
 A slot of the global concurrency limit ``gpu`` is a lease the holding process renews; the flows
-take it for :data:`flows.segment.GPU_LEASE_SECONDS` (60 s, the API's minimum), so a dead
+take it for :data:`flows.gpu_slots.GPU_LEASE_SECONDS` (60 s, the API's minimum), so a dead
 holder's slot is free again within that time plus the server's lease check (15 s), whatever
 became of its run.
 

@@ -30,15 +30,12 @@ with ``deployments/prefect.yaml``.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
 import sys
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +44,7 @@ if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` liv
     sys.path.insert(0, _REPO)
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.concurrency.sync import concurrency  # noqa: E402
+from prefect.artifacts import create_link_artifact, create_markdown_artifact  # noqa: E402
 from prefect.futures import wait  # noqa: E402
 from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
 from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
@@ -56,17 +52,29 @@ from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
 from flows import remote as remote_store  # noqa: E402
 from flows import stages  # noqa: E402
 from flows.common import (  # noqa: E402
-    artifact_key,
     base_url,
     build_config,
     image_output_dirs,
-    image_row,
     is_remote,
     local_path,
     output_links,
     run_markdown,
     segment_cache_key,
     url_path,
+)
+from flows.gpu_slots import ensure_concurrency_limit, gpu_slot  # noqa: E402
+from flows.segment_report import (  # noqa: E402
+    collect_summary,
+    current_run_id,
+    failure_reason,
+    image_artifacts,
+    publish,
+    remote_dir_of,
+    runner_runtime,
+    storage_options,
+    update_catalog,
+    warn_uncertain,
+    worker_runtime,
 )
 from flows.stages import (  # noqa: E402
     PREDICTORS,
@@ -78,33 +86,21 @@ from flows.stages import (  # noqa: E402
     summarize,
 )
 from samgeo_pipeline.config import SegmentConfig  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, OutputConflictError, SamgeoPipelineError, first_line  # noqa: E402
+from samgeo_pipeline.errors import ConfigError, InputError, OutputConflictError, SamgeoPipelineError  # noqa: E402
 from samgeo_pipeline.io.folders import check_inputs_outside  # noqa: E402
 from samgeo_pipeline.outputs.reuse import Reuse  # noqa: E402
 from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
-from samgeo_pipeline.outputs.stac_catalog import CATALOG_NAME, rebuild_remote_catalog, register_item  # noqa: E402
+from samgeo_pipeline.outputs.stac_catalog import CATALOG_NAME  # noqa: E402
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))
-#: Name of the global concurrency limit the finetune flow occupies, and the segment flow when asked.
-GPU_LIMIT = "gpu"
-#: Lease of a slot of that limit, in seconds (the API's minimum): its holder renews it every 45 s,
-#: so the slot of a killed holder is free again 60 s after its death (plus the server's 15 s
-#: check), not after Prefect's default 300 s.
-GPU_LEASE_SECONDS = 60.0
 #: Attempts of one flow run after crashes (a dead worker or process; the recovery automations of
 #: ``flows/recovery.py`` reschedule a crashed run): the run fails at once when started more often.
 MAX_ATTEMPTS = int(os.environ.get("SAMGEO_MAX_ATTEMPTS", "3"))
-#: Held while an image runs on this process's GPU (``CUDA_VISIBLE_DEVICES`` of the worker).
-_GPU_LOCK = threading.Lock()
 
 
 class SegmentFlowError(SamgeoPipelineError):
     """Some images of a segment run failed; the message lists each one with its reason."""
-
-
-def _current_run_id() -> str:
-    return str(runtime_flow_run.id or "local")
 
 
 # --------------------------------------------------------------------------- tasks
@@ -188,7 +184,7 @@ def segment_image(
     manifest (for a local root, :func:`prepare`'s decision holds: ``prepared["reused"]``); the
     summary then names URLs. ``bands_source``: how the watch flow chose the band
     mapping, recorded in the manifest. ``root``: the local output root, whose ``catalog.json`` lists
-    the image's ``item.json`` once it is finished (:func:`_catalog`; a remote root's catalog is
+    the image's ``item.json`` once it is finished (:func:`update_catalog`; a remote root's catalog is
     rebuilt from the store's listing after the upload).
 
     Returns:
@@ -200,7 +196,7 @@ def segment_image(
     """
     logger = get_run_logger()
     out_dir = Path(prepared["out_dir"])
-    remote_dir = _remote_dir(out_dir, remote)
+    remote_dir = remote_dir_of(out_dir, remote)
     reused = prepared.get("reused") if not remote_dir else None
     if remote_dir and not config.overwrite:
         with stages.remote_errors(remote_dir):
@@ -208,8 +204,8 @@ def segment_image(
         reused = summarize(previous, "skipped", out_dir, prepared.get("source")) if previous is not None else None
     if reused is not None:
         logger.info("%s: outputs exist with the same input, parameters and model; reused", prepared.get("source"))
-        _catalog(out_dir, root, remote_dir, remote, logger)
-        return _publish(dict(reused), remote_dir)
+        update_catalog(out_dir, root, remote_dir, remote, logger)
+        return publish(dict(reused), remote_dir)
     result = _segment(prepared, config, gpu_limit, logger, bands_source)  # under the folder's lock (RasterRun)
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
@@ -218,57 +214,19 @@ def segment_image(
             uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
         logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded),
                     redact(remote_dir))
-    _catalog(out_dir, root, remote_dir, remote, logger)
-    return _publish(summarize(result.manifest, result.status, out_dir, prepared.get("source")), remote_dir)
-
-
-def _catalog(out_dir: Path, root: str | None, remote_dir: str | None, remote: dict[str, Any] | None, logger) -> None:
-    """List the finished image in its root's STAC catalog: ``register_item`` under the catalog's lock
-    on a local root, :func:`~samgeo_pipeline.outputs.stac_catalog.rebuild_remote_catalog` on a store. A catalog that
-    cannot be written is a warning: the image is finished all the same."""
-    try:
-        if remote_dir and remote:
-            with stages.remote_errors(remote["root"]):
-                fs, path = remote_store.remote_fs(remote["root"], remote["storage_options"])
-                rebuild_remote_catalog(fs, path)
-        elif root is not None:
-            register_item(Path(root), out_dir)
-    except (SamgeoPipelineError, OSError, ValueError) as exc:
-        logger.warning("%s: catalog.json not updated (%s)", redact(remote["root"] if remote else str(root)), exc)
-
-
-def _remote_dir(out_dir: Path, remote: dict[str, Any] | None) -> str | None:
-    """The store URL of a local output folder (None for a local output root)."""
-    if not remote:
-        return None
-    return remote_store.join(remote["root"], out_dir.relative_to(remote["local_root"]).as_posix())
-
-
-def _publish(summary: dict[str, Any], remote_dir: str | None) -> dict[str, Any]:
-    """``summary``, naming the store's URLs (credentials hidden) when the outputs were uploaded."""
-    return remote_store.remote_summary(summary, redact(remote_dir)) if remote_dir else summary
-
-
-@contextmanager
-def _gpu_slot(gpu_limit: str | None):
-    """This process's GPU lock, plus a slot of the global concurrency limit ``gpu_limit`` when given."""
-    with _GPU_LOCK:
-        if gpu_limit:
-            with concurrency(gpu_limit, occupy=1, lease_duration=GPU_LEASE_SECONDS):
-                yield
-        else:
-            yield
+    update_catalog(out_dir, root, remote_dir, remote, logger)
+    return publish(summarize(result.manifest, result.status, out_dir, prepared.get("source")), remote_dir)
 
 
 def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | None, logger, bands_source=None):
-    """:class:`~samgeo_pipeline.run.image.RasterRun`'s stages, holding the GPU (:func:`_gpu_slot`) for
+    """:class:`~samgeo_pipeline.run.image.RasterRun`'s stages, holding the GPU (:func:`gpu_slot`) for
     the tiles only: the statistics before and the COG, polygons and quicklook after run beside
     another image's tiles."""
     from samgeo_pipeline.run.image import RasterRun
 
-    predictor, model_source = PREDICTORS.get(_current_run_id(), config, logger.info)
+    predictor, model_source = PREDICTORS.get(current_run_id(), config, logger.info)
     run = RasterRun(Path(prepared["input"]), Path(prepared["out_dir"]), config, predictor, model_source,
-                    source=prepared.get("source"), bands_source=bands_source, runner=_runner(),
+                    source=prepared.get("source"), bands_source=bands_source, runner=runner_runtime(),
                     reuse=Reuse(prepared["sha256"]))  # prepare decided: hashed once, not reused
     reused = run.prepare()
     for message, _ in run.warnings:  # logged: Python's warnings are not thread-safe (RasterRun.emit_warnings)
@@ -277,7 +235,7 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
         return reused
     if not run.abstains:  # an uncertain image has no tiles to run: it does not wait for the GPU
         asked = time.monotonic()
-        with _gpu_slot(gpu_limit):
+        with gpu_slot(gpu_limit):
             if gpu_limit:
                 logger.info("%s: holding a slot of %r after %.1f s of waiting", prepared.get("source"), gpu_limit,
                             time.monotonic() - asked)
@@ -286,39 +244,6 @@ def _segment(prepared: dict[str, Any], config: SegmentConfig, gpu_limit: str | N
 
 
 # --------------------------------------------------------------------------- flow
-
-
-def ensure_concurrency_limit(
-    name: str, slots: int = 1, logger: logging.Logger | logging.LoggerAdapter | None = None
-) -> bool:
-    """Create the global concurrency limit ``name`` with ``slots`` slots when it does not exist.
-
-    Returns:
-        True when the limit exists (or was created); False when the API refused (the segment stage
-        then runs without it, as Prefect does for a missing limit, and a warning says so).
-    """
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    logger = logger or logging.getLogger(__name__)
-    try:
-        with get_client(sync_client=True) as client:
-            try:
-                client.read_global_concurrency_limit_by_name(name)
-                return True
-            except ObjectNotFound:
-                pass
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
-                logger.info("created global concurrency limit %r with %d slot(s)", name, slots)
-            except ObjectAlreadyExists:
-                pass
-            return True
-    except Exception as exc:  # noqa: BLE001 - the API may refuse; degrade, don't fail the run
-        logger.warning("cannot read or create concurrency limit %r (%s: %s); GPU jobs of concurrent runs "
-                       "are not serialised", name, type(exc).__name__, exc)
-        return False
 
 
 def _dask_runner(address: str, cluster_kwargs: dict[str, Any] | None):
@@ -346,15 +271,8 @@ def prepare_stage(
     out = []
     for path, fut in zip(paths, futures, strict=True):
         value = fut.state.result(raise_on_failure=False)
-        out.append(value if isinstance(value, dict) else {"input": path, "error": _reason(path, value)})
+        out.append(value if isinstance(value, dict) else {"input": path, "error": failure_reason(path, value)})
     return out
-
-
-def _reason(path: str, exc: Any) -> str:
-    text = first_line(exc)
-    if isinstance(exc, SamgeoPipelineError):
-        return text
-    return f"{path}: {type(exc).__name__}: {text}" if path not in text else text
 
 
 @flow(name="segment", task_runner=ThreadPoolTaskRunner(max_workers=FLOW_WORKERS), log_prints=True)
@@ -426,7 +344,7 @@ def segment_flow(
     if is_remote(output_root):
         root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
         remote = {"root": output_root, "local_root": str(root),
-                  "storage_options": _storage_options(output_storage_options, output_credentials_block)}
+                  "storage_options": storage_options(output_storage_options, output_credentials_block)}
         shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
         logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
         base = base_url(output_base_url or remote_store.store_base_url(output_root, shown_options))
@@ -457,13 +375,13 @@ def segment_flow(
         if remote:
             shutil.rmtree(root, ignore_errors=True)
     for summary in summaries:
-        summary.update(worker=_worker(), bands_source=bands_source)
+        summary.update(worker=worker_runtime(), bands_source=bands_source)
     create_markdown_artifact(run_markdown(summaries, shown_root, base), key="segment-run-summary",
                              description=f"segment run: {len(summaries)} image(s)")
     if any(s["status"] != "failed" for s in summaries):
         create_link_artifact(base + CATALOG_NAME, link_text="STAC catalog of the outputs",
                              description=f"catalog.json of {shown_root}: one STAC Item per finished image")
-    _warn_uncertain(summaries, logger)
+    warn_uncertain(summaries, logger)
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
         reasons = "\n".join(f"- {s['error']}" for s in failed)
@@ -503,50 +421,6 @@ def _end_dead_attempt_tasks(logger) -> None:
                        ", ".join(t.name for t in stale))
 
 
-def _storage_options(options: dict[str, Any] | None, credentials_block: str | None) -> dict[str, Any]:
-    """``options`` with the fsspec options of the ``Secret`` block ``credentials_block`` on top.
-
-    Raises:
-        ConfigError: no Secret block of that name, or it does not hold a JSON object.
-    """
-    if not credentials_block:
-        return dict(options or {})
-    from prefect.blocks.system import Secret
-
-    fix = (f"create it with Secret(value={{\"key\": ..., \"secret\": ...}}).save({credentials_block!r}) "
-           "(prefect.blocks.system), or leave output_credentials_block out to use the worker's AWS_* environment")
-    try:
-        secret = Secret.load(credentials_block).get()
-    except ValueError:
-        raise ConfigError(f"output_credentials_block {credentials_block!r}: no such Secret block; {fix}") from None
-    if not isinstance(secret, dict):
-        raise ConfigError(f"output_credentials_block {credentials_block!r}: holds no JSON object of storage "
-                          f"options; {fix}")
-    return {**(options or {}), **secret}
-
-
-def _warn_uncertain(summaries: list[dict[str, Any]], logger) -> None:
-    """One warning naming the images the coarse rule abstained on, with their reasons (the run still completes)."""
-    uncertain = [s for s in summaries if s.get("uncertain")]
-    if uncertain:
-        reasons = "\n".join(f"- {s['input']}: {s['uncertain']}" for s in uncertain)
-        logger.warning("%d of %d image(s) uncertain (the coarse rule cannot tell water from land; no mask unless "
-                       "on_uncertain: write; map NIR/SWIR with bands or pass a threshold):\n%s",
-                       len(uncertain), len(summaries), reasons)  # fmt: skip
-
-
-def _worker() -> dict[str, Any]:
-    """Where this run ran: host, process, GPU (``CUDA_VISIBLE_DEVICES``), worker and flow run."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            **_runner()}
-
-
-def _runner() -> dict[str, Any]:
-    """The Prefect worker that started this flow process (its name, from the worker's
-    ``PREFECT__WORKER_NAME``; None when run in-process) and the flow run: the manifest's ``runtime``."""
-    return {"worker": os.environ.get("PREFECT__WORKER_NAME"), "flow_run": _current_run_id()}
-
-
 def _process(
     specs: list[str],
     fetched: list[Any],
@@ -571,7 +445,7 @@ def _process(
         for i, f in enumerate(fetched):
             value = f if isinstance(f, str) else f.state.result(raise_on_failure=False)
             if not isinstance(value, str):
-                failures[i] = _reason(specs[i], value)
+                failures[i] = failure_reason(specs[i], value)
             local.append(value if isinstance(value, str) else specs[i])
         runner = _dask_runner(dask_address, dask_cluster_kwargs)
         ok = [i for i in range(len(specs)) if i not in failures]
@@ -594,11 +468,11 @@ def _process(
     try:
         wait(list(segmented.values()) + [p for p in prepared.values() if not isinstance(p, dict)])
     finally:
-        PREDICTORS.release(_current_run_id())
+        PREDICTORS.release(current_run_id())
 
     summaries = []
     for i, spec in enumerate(specs):
-        summary = _collect(i, spec, out_dirs[i], fetched[i], prepared.get(i), segmented.get(i), failures)
+        summary = collect_summary(i, spec, out_dirs[i], fetched[i], prepared.get(i), segmented.get(i), failures)
         summary["bands_source"] = bands_source  # a guess shows in the table artifact and the summary
         if summary["status"] == "failed":
             summary["links"] = {}
@@ -607,7 +481,7 @@ def _process(
         else:
             summary["links"] = output_links(Path(summary["out_dir"]), root, base)
         summaries.append(summary)
-        _image_artifacts(summary)
+        image_artifacts(summary)
     return summaries
 
 
@@ -623,45 +497,6 @@ def _remove_staged_copies(fetched: list[Any], staging: Path) -> None:
         value = future.state.result(raise_on_failure=False) if future.state.is_completed() else None
         if isinstance(value, str):
             remove_staged(value, staging)
-
-
-def _collect(
-    i: int, spec: str, out_dir: str, fetched: Any, prepared: Any, segmented: Any, failures: dict[int, str]
-) -> dict[str, Any]:
-    """One image's summary from its futures, or a failed summary with the first stage's reason (a
-    failed fetch's own reason, not the "upstream failed" of the stages after it)."""
-    failed = {"input": spec, "out_dir": out_dir, "status": "failed", "error": failures.get(i)}
-    if i in failures:
-        return failed
-    if not isinstance(fetched, str) and not fetched.state.is_completed():
-        failed["error"] = _reason(spec, fetched.state.result(raise_on_failure=False))
-        return failed
-    if prepared is not None and not isinstance(prepared, dict) and not prepared.state.is_completed():
-        failed["error"] = _reason(spec, prepared.state.result(raise_on_failure=False))
-        return failed
-    state = segmented.state
-    if not state.is_completed():
-        failed["error"] = _reason(spec, state.result(raise_on_failure=False))
-        return failed
-    summary = dict(state.result())
-    summary["input"] = spec  # this run's input (a reused or cached result may name another run's)
-    if state.name == "Cached":
-        summary["status"] = "cached"
-    return summary
-
-
-def _image_artifacts(summary: dict[str, Any]) -> None:
-    """A table and one link per output for one image (nothing but the table for a failed one)."""
-    name = url_path(summary["input"]).name  # a URL: its file name, without the query
-    row = image_row(summary)  # the coarse rule's reason when it abstained (``uncertain``)
-    if summary.get("error"):
-        row["error"] = summary["error"]
-    uncertain = ", uncertain" if summary.get("uncertain") and summary["status"] != "uncertain" else ""
-    guessed = f", band order {summary['bands_source']}" if "bands" in row else ""
-    create_table_artifact([row], key=artifact_key("segment", Path(name).stem),
-                          description=f"{name}: {summary['status']}{uncertain}{guessed}")
-    for output, url in (summary.get("links") or {}).items():
-        create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def test_ensure_automations_updates_an_older_version_of_the_rules(prefect_harnes
 def test_gpu_slot_lease_runs_out_within_a_minute_of_a_crash(monkeypatch, module) -> None:
     """A killed holder's ``gpu`` slot is a lease nobody renews: it must run out in 60 s, not 300 s."""
     import flows.finetune
-    import flows.segment
+    import flows.gpu_slots
 
     taken = []
 
@@ -81,8 +81,8 @@ def test_gpu_slot_lease_runs_out_within_a_minute_of_a_crash(monkeypatch, module)
         yield
 
     if module == "segment":
-        monkeypatch.setattr(flows.segment, "concurrency", concurrency)
-        with flows.segment._gpu_slot("gpu"):
+        monkeypatch.setattr(flows.gpu_slots, "concurrency", concurrency)
+        with flows.gpu_slots.gpu_slot("gpu"):
             pass
     else:
         monkeypatch.setattr(flows.finetune, "concurrency", concurrency)

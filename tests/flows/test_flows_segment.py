@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from flows import common
+from flows import gpu_slots
 from flows import segment as seg
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
@@ -213,7 +214,7 @@ class TestPlainFunctions:
             held.append((name, occupy))
             yield
 
-        monkeypatch.setattr(seg, "concurrency", fake_concurrency)
+        monkeypatch.setattr(gpu_slots, "concurrency", fake_concurrency)
         config = _config()
         prepared = seg.prepare(str(two_scenes / "beta.tif"), str(tmp_path / "beta"), config)
         with disable_run_logger():
@@ -388,7 +389,7 @@ class TestSegmentFlow:
             return replace(found, coarse=replace(found.coarse, uncertain=reason)) if abstains else found
 
         monkeypatch.setattr(pipeline, "stats_from_array", stats)
-        slots, real_slot = [], seg._gpu_slot
+        slots, real_slot = [], seg.gpu_slot
 
         @contextlib.contextmanager
         def slot(gpu_limit):
@@ -396,7 +397,7 @@ class TestSegmentFlow:
                 slots.append(gpu_limit)
                 yield
 
-        monkeypatch.setattr(seg, "_gpu_slot", slot)
+        monkeypatch.setattr(seg, "gpu_slot", slot)
         out = tmp_path / "out"
         state = seg.segment_flow([str(two_scenes)], str(out), OPTIONS, return_state=True)
         assert state.is_completed()
