@@ -17,7 +17,6 @@ from samgeo_pipeline.change.compare import (
     read_folders,
     run_change,
     target_grid,
-    transitions,
 )
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.io.dates import date_from_name, image_date
@@ -115,21 +114,6 @@ class TestClasses:
                 assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and ds.nodata == 255
         assert (tmp_path / "chg" / "change.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not [p for p in (tmp_path / "chg").iterdir() if ".partial-" in p.name or ".work-" in p.name]
-
-    @pytest.mark.parametrize(
-        ("series", "years", "expected"),
-        [
-            ([1, 1], [2009, 2020], 1), ([0, 1], [2009, 2020], 2), ([1, 0], [2009, 2020], 3), ([0, 0], [2009, 2020], 0),
-            ([1, 0, 1], [1985, 2000, 2020], 1), ([0, 1, 0], [1985, 2000, 2020], 9), ([0, 1, 1], [1985, 2000, 2020], 2),
-            ([1, 0, 1, 1], [2020, 2020, 2021, 2021], 7), ([1, 1, 1, 0], [2020, 2020, 2021, 2021], 8),
-            ([0, 1, 0, 1], [2020, 2020, 2021, 2021], 4), ([0, 0, 1, 0], [2020, 2020, 2021, 2021], 5),
-            ([1, 0, 0, 0], [2020, 2020, 2021, 2021], 6), ([0, 1, 0, 0, 0], [2019, 2020, 2020, 2021, 2021], 10),
-            ([1, 1], [2020, 2020], 1), ([1, 0], [2020, 2020], 4),
-        ],
-    )  # fmt: skip
-    def test_transition_classes(self, series, years, expected):
-        water = np.array(series, bool)[:, None, None]
-        assert transitions(water, years)[0, 0] == expected
 
 
 class TestGrids:
