@@ -45,6 +45,8 @@ def test_a_gsd_too_fine_or_too_coarse(info: RasterInfo) -> None:
     # 10 m leaves 20 x 24 working pixels, under 32 on a side: 6.25 m leaves 32 x 38.4
     with pytest.raises(SizeLimitError, match=r"--gsd 10 makes a working grid of 20 x 24 pixels .* at most 6\.25$"):
         check_size(info, SegmentConfig(gsd=10.0))
+    with pytest.raises(SizeLimitError, match=r"--gsd 7 makes a working grid of 29 x 34 pixels .* at most 6\.25$"):
+        check_size(info, SegmentConfig(gsd=7.0))  # one side short is enough
     check_size(info, SegmentConfig(gsd=6.25, tile_size=64, halo=8))
 
 
@@ -53,5 +55,8 @@ def test_work_files_against_the_free_disk(info: RasterInfo, tmp_path: Path, monk
     assert work_file_bytes(info, SegmentConfig(probability=True)) == 60_000  # plus float32 probabilities
     monkeypatch.setattr(limits, "free_space", lambda folder: 59_999)
     check_free_disk(info, SegmentConfig(), tmp_path)
+    monkeypatch.setattr(limits, "free_space", lambda folder: 60_000)
+    check_free_disk(info, SegmentConfig(probability=True), tmp_path)  # exactly enough
+    monkeypatch.setattr(limits, "free_space", lambda folder: 59_999)
     with pytest.raises(SizeLimitError, match=r"work files need about 6e-05 GB but .* has 6e-05 GB free; free some space"):
         check_free_disk(info, SegmentConfig(probability=True), tmp_path)
