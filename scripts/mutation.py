@@ -57,7 +57,7 @@ TESTS: dict[str, list[str]] = {
     "io/tiling": ["tests/io/test_tiling.py"],
     "outputs/writers": ["tests/outputs/test_writers.py", "tests/outputs/test_writers_output.py", "tests/io/test_atomic.py"],
     "io/bands": ["tests/io/test_bands.py"],
-    "sam/geometry": ["tests/sam/test_pixels.py", "tests/sam/test_parity.py"],
+    "sam/geometry": ["tests/sam/test_geometry.py", "tests/sam/test_pixels.py", "tests/sam/test_parity.py"],
 }
 
 # module -> mutmut settings of its own. Thread pools (torch's; the writer's background thread and
