@@ -61,7 +61,7 @@ def test_resized_shape_rounds_half_up() -> None:
     assert resized_shape((100, 200), 1024) == (512, 1024)
     assert resized_shape((300, 1000), 1024) == (307, 1024)  # 307.2
     assert resized_shape((1000, 5), 1024) == (1024, 5)  # 5.12
-    assert resized_shape((2048, 3), 1024) == (1024, 2)  # 1.5: half up, not to even
+    assert resized_shape((2048, 5), 1024) == (1024, 3)  # 2.5: half up, not to even
 
 
 def test_normalize_and_pad_pads_bottom_right_with_zeros() -> None:
