@@ -45,9 +45,9 @@ _SLOW_VECTORIZE = [
 TESTS: dict[str, list[str]] = {
     "water/radiometry": ["tests/water/test_radiometry.py"],
     "water/coarse": ["tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
-    "water/rule": ["tests/water/test_coarse.py"],
-    "water/index_rule": ["tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
-    "water/rgb_rule": ["tests/water/test_coarse.py"],
+    "water/rule": ["tests/water/test_rule.py", "tests/water/test_coarse.py"],
+    "water/index_rule": ["tests/water/test_index_rule.py", "tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
+    "water/rgb_rule": ["tests/water/test_rgb_rule.py", "tests/water/test_coarse.py"],
     "water/spectral_tests": ["tests/water/test_spectral_tests.py"],
     "water/prompts": ["tests/water/test_prompts.py"],
     "outputs/vectorize": [

@@ -188,3 +188,9 @@ class TestEdgeOtsu:
         rule = fit_rule(data, valid, ("green", "nir"), edge_otsu=True)
         assert rule.uncertain is None and rule.threshold != 0.0
         assert apply_rule(data, valid, rule, 1).water[LAKE].all()
+
+
+def test_normalized_difference() -> None:
+    a = np.array([[3.0, 1.0, 0.0, 5.0]], np.float32)
+    b = np.array([[1.0, 1.0, 0.0, -4.0]], np.float32)
+    np.testing.assert_allclose(wt.normalized_difference(a, b), [[0.5, 0.0, 0.0, 1.0]])  # 0 sum -> 0; 9 -> 1
