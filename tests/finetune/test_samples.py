@@ -31,6 +31,9 @@ def test_target_and_weight_cover_the_image_not_the_padding() -> None:
     assert target.shape == weight.shape == (256, 256) and target.dtype == np.float32
     assert target[:128, :128].all() and not target[128:].any() and not target[:, 128:].any()
     assert not weight[:, :25].any() and weight[:, 26:128].all() and not weight[:, 128:].any()
+    wide = np.ones((50, 100), bool)
+    _, weight = lowres_target(wide, wide, (512, 1024), 1024, 256)
+    assert weight[:128].all() and not weight[128:].any()
 
 
 def test_prompts_come_from_the_label_or_the_coarse_mask() -> None:
