@@ -11,7 +11,6 @@ from flows import watch_state
 from flows.watch_rules import WatchRules
 from samgeo_pipeline.errors import InputError
 
-
 FAST = WatchRules(stable_seconds=0, retries=2, retry_backoff_seconds=10)
 
 
