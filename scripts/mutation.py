@@ -39,23 +39,25 @@ WORK = ROOT / "build" / "mutation"
 # with the smallest windows (tens of thousands of union-find calls) take ~40 s there, and are left
 # out; the other window sizes still cover the same code.
 _SLOW_VECTORIZE = [
-    "tests/outputs/test_vectorize.py::TestPolygonRules::test_same_polygons_for_any_window_size",
-    "tests/outputs/test_vectorize.py::TestPolygonRules::test_count_is_4_connected_components[8]",
+    "tests/outputs/test_polygon_trace.py::TestPolygonRules::test_same_polygons_for_any_window_size",
+    "tests/outputs/test_polygon_trace.py::TestPolygonRules::test_count_is_4_connected_components[8]",
 ]
 TESTS: dict[str, list[str]] = {
     "water/radiometry": ["tests/water/test_radiometry.py"],
     "water/coarse": ["tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
-    "water/rule": ["tests/water/test_coarse.py"],
-    "water/index_rule": ["tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
-    "water/rgb_rule": ["tests/water/test_coarse.py"],
+    "water/rule": ["tests/water/test_rule.py", "tests/water/test_coarse.py"],
+    "water/index_rule": ["tests/water/test_index_rule.py", "tests/water/test_coarse.py", "tests/water/test_spectral_tests.py"],
+    "water/rgb_rule": ["tests/water/test_rgb_rule.py", "tests/water/test_coarse.py"],
     "water/spectral_tests": ["tests/water/test_spectral_tests.py"],
     "water/prompts": ["tests/water/test_prompts.py"],
-    "outputs/vectorize": ["tests/outputs/test_vectorize.py", *(f"--deselect={t}" for t in _SLOW_VECTORIZE)],
+    "outputs/vectorize": [
+        "tests/outputs/test_vectorize.py", "tests/outputs/test_polygon_trace.py", *(f"--deselect={t}" for t in _SLOW_VECTORIZE)
+    ],
     "io/raster": ["tests/io/test_raster.py", "tests/water/test_radiometry.py"],  # the latter: decimated reads
     "io/tiling": ["tests/io/test_tiling.py"],
     "outputs/writers": ["tests/outputs/test_writers.py", "tests/outputs/test_writers_output.py", "tests/io/test_atomic.py"],
     "io/bands": ["tests/io/test_bands.py"],
-    "sam/geometry": ["tests/sam/test_pixels.py", "tests/sam/test_parity.py"],
+    "sam/geometry": ["tests/sam/test_geometry.py", "tests/sam/test_pixels.py", "tests/sam/test_parity.py"],
 }
 
 # module -> mutmut settings of its own. Thread pools (torch's; the writer's background thread and

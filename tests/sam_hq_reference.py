@@ -1,5 +1,5 @@
 """The authors' ``segment_anything_hq`` (PyPI ``segment-anything-hq``, SysCV) as a reference for the
-project's SAM-HQ path (test-only helpers, used by ``tests/models/test_sam_hq_parity.py``).
+project's SAM-HQ path (test-only helpers, used by ``tests/models/test_sam_hq.py``).
 
 The package is not a dependency: the parity test skips unless it is importable (install it
 apart, e.g. ``pip install --no-deps --target DIR segment-anything-hq`` and put ``DIR`` on

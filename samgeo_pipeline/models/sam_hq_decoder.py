@@ -5,7 +5,7 @@ tokens: the masks are built from the image embedding as it was *before* the tran
 reshaped from ``(C, H, W)`` as if it were ``(C, W, H)`` (transposed on a square grid). SAM's own
 decoder in transformers and the authors' SAM-HQ both use the transformer's output; with the same
 weights, transformers' SAM-HQ masks agreed with the authors' at IoU 0.72 on a test tile
-(``tests/models/test_sam_hq_parity.py``). :func:`use_reference_decoder` replaces the method on one
+(``tests/models/test_sam_hq.py``). :func:`use_reference_decoder` replaces the method on one
 model's decoder with :func:`_forward`, which computes what ``MaskDecoderHQ`` does with the
 modules transformers holds (single-mask output; ``hq_token_only`` as given):
 

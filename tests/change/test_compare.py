@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -17,11 +16,10 @@ from samgeo_pipeline.change.compare import (
     read_folders,
     run_change,
     target_grid,
-    transitions,
 )
 from samgeo_pipeline.cli import main
-from samgeo_pipeline.io.dates import date_from_name, image_date
-from samgeo_pipeline.errors import InputError, OutputConflictError, UnsafePathError
+from samgeo_pipeline.errors import OutputConflictError, UnsafePathError
+from tests.io.test_dates import tagged_raster
 from tests.scenes import DATA_DIR
 
 UTM = "EPSG:32633"
@@ -116,21 +114,6 @@ class TestClasses:
         assert (tmp_path / "chg" / "change.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert not [p for p in (tmp_path / "chg").iterdir() if ".partial-" in p.name or ".work-" in p.name]
 
-    @pytest.mark.parametrize(
-        ("series", "years", "expected"),
-        [
-            ([1, 1], [2009, 2020], 1), ([0, 1], [2009, 2020], 2), ([1, 0], [2009, 2020], 3), ([0, 0], [2009, 2020], 0),
-            ([1, 0, 1], [1985, 2000, 2020], 1), ([0, 1, 0], [1985, 2000, 2020], 9), ([0, 1, 1], [1985, 2000, 2020], 2),
-            ([1, 0, 1, 1], [2020, 2020, 2021, 2021], 7), ([1, 1, 1, 0], [2020, 2020, 2021, 2021], 8),
-            ([0, 1, 0, 1], [2020, 2020, 2021, 2021], 4), ([0, 0, 1, 0], [2020, 2020, 2021, 2021], 5),
-            ([1, 0, 0, 0], [2020, 2020, 2021, 2021], 6), ([0, 1, 0, 0, 0], [2019, 2020, 2020, 2021, 2021], 10),
-            ([1, 1], [2020, 2020], 1), ([1, 0], [2020, 2020], 4),
-        ],
-    )  # fmt: skip
-    def test_transition_classes(self, series, years, expected):
-        water = np.array(series, bool)[:, None, None]
-        assert transitions(water, years)[0, 0] == expected
-
 
 class TestGrids:
     def test_a_coarser_date_is_read_on_the_first_grid(self, tmp_path):
@@ -200,50 +183,11 @@ class TestGrids:
 
 
 class TestDates:
-    @pytest.mark.parametrize(
-        ("name", "expected"),
-        [
-            ("m_4709963_se_14_1_20090818.tif", (dt.date(2009, 8, 18), "day")),
-            ("landsat_1985.tif", (dt.date(1985, 1, 1), "year")),
-            ("LC08_L1TP_042034_20170616_20170629_01_T1.tif", (dt.date(2017, 6, 16), "day")),
-            ("S2A_MSIL1C_20170216T103021_N0204.tif", (dt.date(2017, 2, 16), "day")),
-            ("scene_2020-08-31.tif", (dt.date(2020, 8, 31), "day")),
-            ("tile_20090231.tif", None),
-            ("tile_20090231_20100105.tif", (dt.date(2010, 1, 5), "day")),
-            ("scene.tif", None),
-        ],
-    )
-    def test_dates_in_file_names(self, name, expected):
-        assert date_from_name(name) == expected
-
-    def write(self, path: Path, tags: dict[str, str], ns: str | None = None) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as ds:
-            ds.write(np.zeros((1, 4, 4), np.uint8))
-            ds.update_tags(ns=ns, **tags)
-        return path
-
-    def test_sources_in_order(self, tmp_path):
-        both = self.write(tmp_path / "scene_20090818.tif", {"ACQUISITIONDATETIME": "2009-08-19T17:02:11Z",
-                                                            "TIFFTAG_DATETIME": "2021:01:01 00:00:00"})  # fmt: skip
-        assert image_date(both).label == "2009-08-19" and image_date(both).source == "tag ACQUISITIONDATETIME"
-        assert image_date(both, "2009-08-20").source == "option"
-        stamped = self.write(tmp_path / "scene_1985.tif", {"TIFFTAG_DATETIME": "2021:01:01 00:00:00"})
-        assert (image_date(stamped).label, image_date(stamped).source) == ("1985", "file name")  # name beats the file's own stamp
-        only_stamp = self.write(tmp_path / "scene.tif", {"TIFFTAG_DATETIME": "2015:09:26 10:00:00"})
-        assert (image_date(only_stamp).label, image_date(only_stamp).source) == ("2015-09-26", "tag TIFFTAG_DATETIME")
-        imagery = self.write(tmp_path / "dg.tif", {"ACQUISITIONDATETIME": "2018-05-02 10:11:12"}, ns="IMAGERY")
-        assert image_date(imagery).source == "tag IMAGERY:ACQUISITIONDATETIME"
-        with pytest.raises(InputError, match=r"scene_x\.tif: no acquisition date .* pass --dates"):
-            image_date(Path("scene_x.tif"))
-        with pytest.raises(InputError, match="not a date"):
-            image_date(both, "last summer")
-
     def test_the_run_says_where_each_date_came_from(self, tmp_path):
         a = np.zeros((8, 8), np.uint8)
         d1 = folder(tmp_path, "one", a, image_name="one.tif")
         d2 = folder(tmp_path, "two", a, image_name="two_2015.tif")
-        self.write(tmp_path / "images" / "one.tif", {"ACQUISITIONDATETIME": "2010-06-01T00:00:00Z"})
+        tagged_raster(tmp_path / "images" / "one.tif", {"ACQUISITIONDATETIME": "2010-06-01T00:00:00Z"})
         lines: list[str] = []
         dates, _ = read_folders([d1, d2], log=lines.append)
         assert [(d.date.label, d.date.source) for d in dates] == [("2010-06-01", "tag ACQUISITIONDATETIME"),

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("pystac")
 
 from samgeo_pipeline.outputs.stac import validate_offline  # noqa: E402
-from tests.outputs.test_stac import L8, landsat_item  # noqa: E402
+from tests.io.test_stac_input import L8, landsat_item  # noqa: E402
 
 try:  # the moto server fixture (its module skips without s3fs or moto)
     from tests.flows.test_flows_remote import s3  # noqa: F401

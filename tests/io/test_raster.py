@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +10,11 @@ import pytest
 import rasterio
 from tests.scenes import UTM_TRANSFORM, write_raster
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning
+from samgeo_pipeline.io.ground import source_resolution
 from samgeo_pipeline.io.raster import as_float32, decimated_shape, expand_inputs, inspect_raster, nodata_valid, read_bands, window_str
-from samgeo_pipeline.io.ground import pixel_size_m, source_resolution
 
 
 @pytest.fixture
@@ -215,30 +213,6 @@ class TestReadBands:
 
 
 @pytest.mark.parametrize(
-    ("crs", "transform", "expected"),
-    [
-        ("EPSG:32633", Affine(3.0, 0, 500000, 0, -5.0, 5600000), (5.0, 3.0)),
-        ("EPSG:2263", Affine(10.0, 0, 1e6, 0, -10.0, 2e5), (3.048, 3.048)),  # US survey feet
-        ("EPSG:4326", Affine(1e-3, 0, 30.0, 0, -1e-3, 0.002), (110.57, 111.32)),  # at the equator
-        ("EPSG:4326", Affine(1e-3, 0, 30.0, 0, -1e-3, 60.002), (111.41, 55.80)),  # at 60 N, lon shrinks
-        (None, Affine(2.0, 0, 0, 0, -2.0, 0), (1.0, 1.0)),  # no CRS: --gsd in source pixels
-    ],
-)
-def test_pixel_size_in_metres(crs: str | None, transform: Affine, expected: tuple, tmp_path: Path) -> None:
-    """Issue 21: --gsd is metres on every CRS (it was CRS units: 30 meant 30 degrees on EPSG:4326)."""
-    path = write_raster(tmp_path / "r.tif", np.ones((4, 4, 4), np.uint8), crs=crs, transform=transform)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        info = inspect_raster(path)
-    assert pixel_size_m(info) == pytest.approx(expected, rel=1e-3)
-
-
-def test_source_resolution(tmp_path: Path) -> None:
-    path = write_raster(tmp_path / "r.tif", np.ones((4, 4, 4), np.uint8), transform=Affine(3.0, 0, 0, 0, -5.0, 0))
-    assert source_resolution(inspect_raster(path)) == 4.0
-
-
-@pytest.mark.parametrize(
     ("shape", "max_side", "expected"),
     [((1000, 500), 2048, (1000, 500)), ((4000, 2000), 2000, (2000, 1000)), ((3, 10000), 100, (1, 100))],
 )
@@ -348,94 +322,3 @@ def _quiet_inspect(path: Path):
 
 def test_decimated_shape_keeps_a_one_pixel_side() -> None:
     assert decimated_shape(1000, 1, 100) == (100, 1)
-
-
-class TestGdalEnv:
-    """The run's GDAL options: a capped block cache, and cache-free reads of files read once."""
-
-    @pytest.fixture(autouse=True)
-    def _keep_cache_size(self) -> Iterator[None]:
-        from rasterio.env import get_gdal_config, set_gdal_config
-
-        before = get_gdal_config("GDAL_CACHEMAX")
-        yield
-        set_gdal_config("GDAL_CACHEMAX", before)
-
-    @staticmethod
-    def direct_io() -> object:
-        """``GTIFF_DIRECT_IO`` of the innermost ``rasterio.Env`` (per thread)."""
-        return rasterio.env.getenv().get("GTIFF_DIRECT_IO") if rasterio.env.hasenv() else None
-
-    def test_the_cache_is_capped_and_direct_reads_only_when_asked(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from rasterio.env import get_gdal_config, set_gdal_config
-
-        from samgeo_pipeline.io.gdal_env import GDAL_CACHE_BYTES, gdal_env
-
-        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
-        set_gdal_config("GDAL_CACHEMAX", 512 << 20)
-        with gdal_env():
-            assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (GDAL_CACHE_BYTES, None)
-        with gdal_env(read_once=True):
-            assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (GDAL_CACHE_BYTES, True)
-        assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (512 << 20, None)  # put back
-
-    def test_a_cache_size_set_by_the_caller_wins(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from rasterio.env import get_gdal_config, set_gdal_config
-
-        from samgeo_pipeline.io.gdal_env import gdal_env
-
-        set_gdal_config("GDAL_CACHEMAX", 512 << 20)
-        monkeypatch.setenv("GDAL_CACHEMAX", "512")
-        with gdal_env(read_once=True):
-            assert (get_gdal_config("GDAL_CACHEMAX"), self.direct_io()) == (512 << 20, True)
-        monkeypatch.delenv("GDAL_CACHEMAX")
-        with rasterio.Env(GDAL_CACHEMAX=32 << 20), gdal_env():
-            assert get_gdal_config("GDAL_CACHEMAX") == 32 << 20
-
-    def test_the_cap_holds_while_any_thread_is_inside_and_is_undone_after_the_last(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """GDAL's cache size is process-wide: one thread leaving must not lift another one's cap."""
-        import threading
-
-        from rasterio.env import get_gdal_config, set_gdal_config
-
-        from samgeo_pipeline.io.gdal_env import GDAL_CACHE_BYTES, gdal_env
-
-        monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
-        original = 512 << 20
-        set_gdal_config("GDAL_CACHEMAX", original)
-        first_in, second_in, first_out, seen = threading.Event(), threading.Event(), threading.Event(), {}
-
-        def first() -> None:
-            with gdal_env():
-                first_in.set()
-                assert second_in.wait(20)
-            first_out.set()
-
-        def second() -> None:
-            assert first_in.wait(20)
-            with gdal_env():
-                second_in.set()
-                assert first_out.wait(20)
-                seen["after the first left"] = get_gdal_config("GDAL_CACHEMAX")
-
-        threads = [threading.Thread(target=first), threading.Thread(target=second)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert seen == {"after the first left": GDAL_CACHE_BYTES}
-        assert get_gdal_config("GDAL_CACHEMAX") == original
-
-    def test_direct_reads_give_the_same_pixels(self, tmp_path: Path) -> None:
-        from samgeo_pipeline.io.gdal_env import gdal_env
-
-        values = np.random.default_rng(0).integers(0, 3, (700, 900), dtype=np.uint8)
-        path = tmp_path / "work.tif"
-        with rasterio.open(path, "w", driver="GTiff", width=900, height=700, count=1, dtype="uint8",
-                           tiled=True, blockxsize=512, blockysize=512) as ds:  # fmt: skip
-            ds.write(values, 1)
-        window = rasterio.windows.Window(300, 200, 600, 500)  # across four blocks, two of them partial
-        with gdal_env(read_once=True), rasterio.open(path) as ds:
-            np.testing.assert_array_equal(ds.read(1, window=window), values[200:700, 300:900])

@@ -20,7 +20,6 @@ from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.sam3 import Sam3Predictor
 from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.run.batch import load_predictor
-from samgeo_pipeline.run.text_prompts import combine_instances, tile_needs_model
 from tests.test_cli import abstain
 from tests.tiny_sam import save_tiny_sam
 
@@ -110,37 +109,8 @@ class TestModel:
             predictor.predict_masks(embeddings, [[]], (200, 300), resized)
 
 
-class TestCombine:
-    """The modes on a controlled tile: coarse components A (touched by instance 1) and B (touched by
-    none); instance 2 lies on land."""
-
-    coarse = np.zeros((20, 30), bool)
-    coarse[2:6, 2:6] = True  # A
-    coarse[12:16, 20:26] = True  # B
-    instances = np.zeros((2, 20, 30), bool)
-    instances[0, 4:9, 4:9] = True  # overlaps A
-    instances[1, 14:18, 8:12] = True  # land only
-
-    @pytest.mark.parametrize(
-        ("combine", "parts"),
-        [("none", ["i1", "i2"]), ("skip-dry", ["i1", "i2"]), ("agree", ["i1"]), ("add", ["i1", "i2", "B"])],
-    )
-    def test_each_mode_on_a_controlled_tile(self, combine: str, parts: list[str]) -> None:
-        named = {"i1": self.instances[0], "i2": self.instances[1], "B": self.coarse & (np.arange(30) >= 15)}
-        expected = np.any([named[p] for p in parts], axis=0)
-        np.testing.assert_array_equal(combine_instances(self.instances, self.coarse, combine), expected)
-
-    @pytest.mark.parametrize("combine", ["none", "skip-dry", "agree", "add"])
-    def test_no_instance(self, combine: str) -> None:
-        water = combine_instances(np.zeros((0, 20, 30), bool), self.coarse, combine)
-        np.testing.assert_array_equal(water, self.coarse if combine == "add" else np.zeros_like(self.coarse))
-
-    @pytest.mark.parametrize(("combine", "runs"), [("none", True), ("add", True), ("agree", False), ("skip-dry", False)])
-    def test_which_dry_tiles_run_the_model(self, combine: str, runs: bool) -> None:
-        from samgeo_pipeline.run.prepare import PreparedTile
-
-        dry = PreparedTile(None, None, np.ones((4, 4), bool), np.zeros((4, 4), bool), [])  # type: ignore[arg-type]
-        assert tile_needs_model(dry, combine) is runs
+class TestCombineThroughThePipeline:
+    """The modes through the pipeline with a tiny SAM 3 (the modes on a controlled tile: tests/run/test_text_prompts.py)."""
 
     @pytest.mark.parametrize("combine", ["none", "agree", "add", "skip-dry"])
     def test_through_the_pipeline(self, sam3_dir: Path, scene: Path, tmp_path: Path,

@@ -12,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import SamImageProcessor
 
 from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam.predictor import SamPredictor, preprocess_torch
-from samgeo_pipeline.sam.geometry import resize_tile, resized_shape, scale_coords, upsample_masks
+from samgeo_pipeline.sam.predictor import SamPredictor
 from tests.tiny_sam import tiny_sam
 
 IMAGE_SIZE = 128
@@ -57,48 +55,6 @@ def differ(a: np.ndarray, b: np.ndarray) -> None:
     """The two logit maps differ clearly: beyond float noise (1e-5), and in the masks."""
     assert np.abs(a - b).max() > 0.05
     assert ((a > 0) != (b > 0)).mean() > 0.01
-
-
-class TestGeometry:
-    @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-    def test_matches_segment_anything(self, shape):
-        """resize (uint8 pixels), point and box scaling, mask upsampling: exactly the reference's."""
-        from tests.sam_reference import import_segment_anything
-
-        try:
-            import_segment_anything()
-        except ImportError as exc:
-            pytest.skip(str(exc))
-        from segment_anything.modeling import Sam
-        from segment_anything.utils.transforms import ResizeLongestSide
-
-        rng = np.random.default_rng(shape[0] * 1000 + shape[1])
-        tile = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
-        reference = ResizeLongestSide(IMAGE_SIZE)
-        resized = resized_shape(shape, IMAGE_SIZE)
-        np.testing.assert_array_equal(resize_tile(tile, IMAGE_SIZE), reference.apply_image(tile))
-        coords = rng.uniform(0, min(shape), (5, 2))
-        np.testing.assert_array_equal(scale_coords(coords, shape, resized),
-                                      reference.apply_coords(coords, shape).astype(np.float32))  # fmt: skip
-        boxes = rng.uniform(0, min(shape), (3, 4))
-        np.testing.assert_array_equal(scale_coords(boxes.reshape(-1, 2, 2), shape, resized).reshape(-1, 4),
-                                      reference.apply_boxes(boxes, shape).astype(np.float32))  # fmt: skip
-        low_res = torch.randn(1, 3, IMAGE_SIZE // 4, IMAGE_SIZE // 4, generator=torch.Generator().manual_seed(0))
-        stub = type("Stub", (), {"image_encoder": type("Encoder", (), {"img_size": IMAGE_SIZE})()})()
-        expected = Sam.postprocess_masks(stub, low_res, resized, shape)[0]
-        # Same operations; float sums may differ in the last bit with the thread count (OMP_NUM_THREADS).
-        torch.testing.assert_close(upsample_masks(low_res[0], shape, resized, IMAGE_SIZE), expected, rtol=0, atol=1e-6)
-
-    @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
-    def test_pixel_values_match_sam_processor(self, shape):
-        """transformers' SamImageProcessor (PIL resize of the uint8 tile): the same pixel values."""
-        tiles = np.random.default_rng(shape[0]).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
-        processor = SamImageProcessor(size={"longest_edge": IMAGE_SIZE},
-                                      pad_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})  # fmt: skip
-        expected = processor(images=list(tiles), return_tensors="pt")
-        ours, resized = preprocess_torch(torch.from_numpy(tiles), IMAGE_SIZE)
-        assert list(resized) == expected["reshaped_input_sizes"][0].tolist()
-        torch.testing.assert_close(ours, expected["pixel_values"], rtol=0, atol=1e-5)
 
 
 class TestPixelsMatter:

@@ -7,8 +7,6 @@ import math
 import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,6 @@ from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.serve import server as serve
 from samgeo_pipeline.serve.server import make_server
 from samgeo_pipeline.serve.command import is_loopback
-from samgeo_pipeline.serve.paths import PathRefused, parse_range, resolve_request_path
 
 
 def output_root(tmp_path: Path) -> Path:
@@ -399,72 +396,3 @@ def eventually_ok(server) -> bool:
     while (status := request(server, "GET", "/scene/mask.tif")[0]) == 503 and time.monotonic() < deadline:
         time.sleep(0.05)
     return status == 200
-
-
-class TestPathRules:
-    def test_resolve(self, tmp_path: Path) -> None:
-        root = tmp_path.resolve()
-        (root / "a b").mkdir()
-        assert resolve_request_path(root, "/a%20b") == root / "a b"
-        assert resolve_request_path(root, "/") == root
-        for bad in ("/..", "/a/../..", "//x", "/%00", "/a%5C..%5C.."):
-            with pytest.raises(PathRefused):
-                resolve_request_path(root, bad)
-
-    def test_parse_range(self) -> None:
-        assert parse_range("bytes=0-0", 10) == (0, 0)
-        assert parse_range("bytes=5-", 10) == (5, 9)
-        assert parse_range("bytes=-20", 10) == (0, 9)
-        assert parse_range("items=0-1", 10) is None
-        assert parse_range("bytes=0-1,4-5", 10) is None  # multi-range: whole file
-        for bad in ("bytes=10-", "bytes=3-2", "bytes=-", "bytes=x-1"):
-            with pytest.raises(ValueError):
-                parse_range(bad, 10)
-
-
-def test_cli_serve_subprocess(tmp_path: Path) -> None:
-    """``samgeo-pipeline serve`` starts, answers, binds loopback and stops on SIGINT."""
-    import socket
-
-    (tmp_path / "f.json").write_text("{}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "samgeo_pipeline.cli", "serve", str(tmp_path), "--port", str(port)],
-        stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        line = proc.stderr.readline()
-        assert f"http://127.0.0.1:{port}/" in line
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                conn.request("GET", "/f.json")
-                resp = conn.getresponse()
-                break
-            except ConnectionRefusedError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        assert (resp.status, resp.read(), resp.getheader("Content-Type")) == (200, b"{}", "application/json")
-        conn.close()
-    finally:
-        proc.send_signal(2)
-        try:
-            assert proc.wait(timeout=60) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-
-
-def test_python_m_serve_is_the_serve_command(tmp_path: Path) -> None:
-    """``python -m samgeo_pipeline.serve`` takes the serve command's arguments and errors (one line, exit 1)."""
-    run = subprocess.run([sys.executable, "-m", "samgeo_pipeline.serve", str(tmp_path / "missing")],
-                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
-    assert run.returncode == 1
-    assert run.stderr.strip() == f"error: {tmp_path / 'missing'}: no such directory (give the --out folder of the segment runs)"
-    assert "--max-per-client" in subprocess.run([sys.executable, "-m", "samgeo_pipeline.serve", "--help"], capture_output=True,
-                                                text=True, timeout=120, cwd=Path(__file__).resolve().parents[2]).stdout

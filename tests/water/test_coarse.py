@@ -10,11 +10,8 @@ from samgeo_pipeline.water.coarse import (
     CoarseRule,
     apply_rule,
     bimodal_split,
-    darkest_mode_edge,
     fit_rule,
     index_above,
-    keep_components,
-    label_components,
     normalized_difference,
     resolve_method,
     rule_warnings,
@@ -182,56 +179,6 @@ class TestPools:
         assert mask.sure_water is None and mask.sure_land is None and mask.water[LAKE].all()
 
 
-class TestComponents:
-    def test_min_area(self) -> None:
-        water = np.zeros((40, 40), bool)
-        water[2:5, 2:5] = True  # 9 px
-        water[20:30, 20:30] = True  # 100 px
-        water[10, 30] = True
-        assert keep_components(water, water, 10).sum() == 100
-        assert keep_components(water, water, 9).sum() == 109  # exactly min_area is kept
-        assert keep_components(water, water, 1).sum() == 110
-
-    def test_eight_connectivity(self) -> None:
-        water = np.zeros((20, 20), bool)
-        water[np.arange(10), np.arange(10)] = True  # a diagonal: one 8-connected component
-        assert keep_components(water, water, 10).sum() == 10
-
-    def test_seeds(self) -> None:
-        water = np.zeros((30, 30), bool)
-        water[2:10, 2:10] = True
-        water[15:25, 15:25] = True
-        seeds = np.zeros_like(water)
-        seeds[20, 20] = True
-        np.testing.assert_array_equal(keep_components(water, seeds, 1), water & (np.arange(30) >= 15)[:, None])
-
-    def test_matches_skimage(self) -> None:
-        from skimage.morphology import remove_small_objects
-
-        mask = np.random.default_rng(3).random((300, 400)) < 0.3
-        for min_area in (2, 5, 64):
-            expected = remove_small_objects(mask, max_size=min_area - 1, connectivity=2)
-            np.testing.assert_array_equal(keep_components(mask.copy(), mask, min_area), expected)
-
-
-    def test_nothing_dropped_is_a_copy(self) -> None:
-        water = np.zeros((10, 10), bool)
-        water[2:5, 2:5] = True
-        kept = keep_components(water, water, 1)
-        np.testing.assert_array_equal(kept, water)
-        kept[0, 0] = True
-        assert not water[0, 0]
-
-    @pytest.mark.parametrize("shape", [(1024, 1024), (301, 517), (1, 64), (64, 1)])
-    def test_labels_numbered_as_scipy(self, shape) -> None:
-        """Raster order of first pixels (prompts depend on it), on masks big enough for OpenCV's threads."""
-        mask = np.random.default_rng(shape[0]).random(shape) < 0.5
-        count, labels = label_components(mask[:, ::-1][:, ::-1])  # a non-contiguous view too
-        expected, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
-        assert count == n + 1
-        np.testing.assert_array_equal(labels, expected)
-
-
 def test_independent_of_window_when_min_area_le_halo_plus_one() -> None:
     """A core cut out of a window with a halo >= min_area - 1 matches the whole image."""
     rng = np.random.default_rng(3)
@@ -252,23 +199,6 @@ def test_independent_of_window_when_min_area_le_halo_plus_one() -> None:
             )
 
 
-@pytest.mark.parametrize("threshold", [-0.6, -0.05, 0.0, 0.12, 0.5, 0.95, 1.0, -1.5])
-def test_index_above_equals_index_comparison(threshold: float) -> None:
-    rng = np.random.default_rng(7)
-    data = rng.integers(-500, 4000, (2, 200, 300)).astype(np.float32)  # negative reflectances too
-    data[:, :10, :10] = 0  # zero sums
-    data[1, 10:20, :10] = -data[0, 10:20, :10]
-    index = normalized_difference(data[0], data[1])
-    differ = index_above(data[0], data[1], threshold) != (index > threshold)
-    assert np.all(np.abs(index[differ] - threshold) < 1e-6)  # only exact ties may differ
-
-
-def test_normalized_difference() -> None:
-    a = np.array([[3.0, 1.0, 0.0, 5.0]], np.float32)
-    b = np.array([[1.0, 1.0, 0.0, -4.0]], np.float32)
-    np.testing.assert_allclose(normalized_difference(a, b), [[0.5, 0.0, 0.0, 1.0]])  # 0 sum -> 0; 9 -> 1
-
-
 class TestWarnings:
     def test_rgb_always_warns(self) -> None:
         (message,) = rule_warnings(CoarseRule("rgb", RGB, water_fraction=0.1), "a.tif")
@@ -286,76 +216,6 @@ class TestWarnings:
         data = scene({"water": LAKE})
         rule = fit_rule(data, np.ones((120, 120), bool), MS)
         assert rule.separability > 0.9 and rule.water_fraction == pytest.approx(2500 / 14400)
-
-
-class TestBimodalSplit:
-    def test_one_mode_has_no_split(self) -> None:
-        from samgeo_pipeline.water.coarse import bimodal_split
-
-        values = np.random.default_rng(0).normal(0, 1, 20000)
-        assert bimodal_split(values) is None  # Otsu alone would split it at ~0
-
-    def test_two_modes_split_in_the_gap(self) -> None:
-        from samgeo_pipeline.water.coarse import bimodal_split
-
-        rng = np.random.default_rng(0)
-        values = np.concatenate([rng.normal(0, 1, 3000), rng.normal(12, 1, 17000)])
-        split = bimodal_split(values)
-        assert split is not None and 4 < split < 8  # the middle of the gap, not the edge of a mode
-
-
-def binned(counts: list[int], top: float) -> np.ndarray:
-    """Values at the centres of unit bins ``[i, i + 1)`` with ``counts[i]`` values each, plus 40
-    values at 0 and at ``top``: the percentiles the functions below clip to are then 0 and ``top``,
-    so their histogram of ``top`` bins has exactly these unit bins."""
-    centres = [np.full(n, i + 0.5) for i, n in enumerate(counts)]
-    return np.concatenate([*centres, np.zeros(40), np.full(40, float(top))])
-
-
-class TestDarkestModeEdge:
-    """Exact edges on hand-built histograms (32 unit bins; 40 extra values in the first and last)."""
-
-    def test_stops_where_the_mode_falls_below_its_tail(self) -> None:
-        counts = [10] * 32
-        counts[3:8] = [50, 150, 300, 150, 50]  # smoothed top 178 at bin 5; tail limit 17.8
-        counts[20:27] = [100] * 7
-        assert darkest_mode_edge(binned(counts, 32)) == 9.0  # smoothed bin 9 is 14.4 < 17.8
-
-    def test_stops_at_a_valley(self) -> None:
-        counts = [10] * 32
-        counts[3:14] = [50, 150, 300, 150, 100, 90, 120, 200, 300, 200, 100]
-        assert darkest_mode_edge(binned(counts, 32)) == 9.0  # smoothed 133, 118, then 149: rising
-
-    def test_minor_dark_mode_is_skipped(self) -> None:
-        counts = [0] * 32
-        counts[15:20] = [100, 300, 500, 300, 100]  # smoothed top 322 at bin 17
-        counts[2:5] = [80, 160, 80]  # smoothed 91 >= 20 % of 322: a major mode, the darkest
-        assert darkest_mode_edge(binned(counts, 32)) == 6.0  # smoothed bin 6: 80/9 < 9.1
-        counts[2:5] = [40, 80, 40]  # smoothed 47 < 64: minor, skipped
-        assert darkest_mode_edge(binned(counts, 32)) == 21.0
-
-    def test_few_or_equal_values(self) -> None:
-        assert darkest_mode_edge(np.arange(99.0)) is None
-        assert darkest_mode_edge(np.full(100, 3.0)) == 3.0
-
-
-class TestBimodalSplitExact:
-    """Exact splits on hand-built histograms (8 unit bins)."""
-
-    def test_middle_of_an_empty_gap(self) -> None:
-        assert bimodal_split(binned([100, 300, 100, 0, 0, 0, 200, 200], 8), bins=8) == 4.0
-
-    def test_deep_valley(self) -> None:
-        assert bimodal_split(binned([100, 300, 100, 20, 0, 40, 200, 200], 8), bins=8) == 4.0
-
-    @pytest.mark.parametrize("counts", [[100, 300, 250, 200, 250, 300, 100, 50], [100, 300, 150, 60, 150, 300, 100, 50]])
-    def test_shallow_valley_has_no_split(self, counts: list[int]) -> None:
-        """Smoothed valley 120 > 0.5 x the lower peak (183): one broad mode."""
-        assert bimodal_split(binned(counts, 8), bins=8) is None
-
-    def test_few_or_equal_values(self) -> None:
-        assert bimodal_split(np.arange(99.0)) is None
-        assert bimodal_split(np.full(200, 2.0)) is None
 
 
 class TestRuleDetails:

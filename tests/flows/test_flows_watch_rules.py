@@ -83,7 +83,7 @@ def test_read_meta(tmp_path: Path) -> None:
 
 
 def test_the_example_file_loads() -> None:
-    example = Path(__file__).resolve().parents[1] / "flows" / "watch_rules.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "flows" / "watch_rules.example.yaml"
     rules = load_rules(example)
     assert rules.defaults == {"model": "none"} and "landsat-swir-nir-red-green" in [r.name for r in rules.rules]
     for dtype in ("uint16", "uint8"):  # Pucallpa's display-stretched uint8 too (tests/flows/test_watch_shared_data.py)
