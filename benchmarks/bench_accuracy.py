@@ -92,15 +92,15 @@ from rasterio.enums import Resampling
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from _common import fmt_table  # noqa: E402
+from _common import fmt_table
 
-import samgeo_pipeline  # noqa: E402
-from samgeo_pipeline.io.bands import BAND_NAMES  # noqa: E402
-from samgeo_pipeline.config import SegmentConfig  # noqa: E402
-from samgeo_pipeline.errors import SamgeoPipelineError, first_line  # noqa: E402
-from samgeo_pipeline.finetune.metrics import Confusion, confusion  # noqa: E402
-from samgeo_pipeline.run.image import segment_raster  # noqa: E402
-from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for  # noqa: E402
+import samgeo_pipeline
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import SamgeoPipelineError, first_line
+from samgeo_pipeline.finetune.metrics import Confusion, confusion
+from samgeo_pipeline.io.bands import BAND_NAMES
+from samgeo_pipeline.run.image import segment_raster
+from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
 
 MASK_NODATA = 255
 WATER_FILL = (0, 255, 255)
@@ -335,10 +335,10 @@ def prompts_by_prepare_tile(path: Path, config: SegmentConfig) -> tuple[list[Com
 
     Uses the pipeline's internals (may raise if their API changed; the caller falls back).
     """
-    from samgeo_pipeline.run.prepare import prepare_tile
-    from samgeo_pipeline.water.radiometry import compute_stats
     from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.tiling import core_of, make_grid
+    from samgeo_pipeline.run.prepare import prepare_tile
+    from samgeo_pipeline.water.radiometry import compute_stats
 
     with quiet():
         info = inspect_raster(path, config.bands, config.nodata)
@@ -762,7 +762,8 @@ def target_rows(cases: dict[str, dict[str, Any]]) -> list[list[str]]:
         row(f"havel scene water <= {t['havel_scene_max']:.0%}", scene, scene is not None and scene <= t["havel_scene_max"],
             f"{pct(scene)} %")  # fmt: skip
     if "cellula" in cases:
-        row(f"cellula pooled IoU >= {t['cellula_iou']}", cases["cellula"].get("iou"), cases["cellula"].get("iou", 0) >= t["cellula_iou"])
+        iou = cases["cellula"].get("iou")
+        row(f"cellula pooled IoU >= {t['cellula_iou']}", iou, (iou or 0) >= t["cellula_iou"])
     for name, s in cases.items():
         if s["kind"] != "nowater":
             continue
@@ -779,7 +780,8 @@ def target_rows(cases: dict[str, dict[str, Any]]) -> list[list[str]]:
         q = s.get("prompts") or {}
         if q and q["positives"] + q["negatives"] == 0:
             row(f"{name} prompts", None, None, f"no point on a labelled pixel ({q['points_ignored']} points)")
-        for key, short_key in (("positives_on_water_fraction", "positives_on_water"), ("negatives_on_land_fraction", "negatives_on_land")):
+        for key, short_key in (("positives_on_water_fraction", "positives_on_water"),
+                               ("negatives_on_land_fraction", "negatives_on_land")):
             if q.get(key) is not None:
                 count = q[key.replace("_fraction", "")]
                 total = q["positives" if key.startswith("pos") else "negatives"]

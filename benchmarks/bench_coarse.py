@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from samgeo_pipeline.water.coarse import apply_rule, fit_rule
 from samgeo_pipeline.io.reflectance import Reflectance
+from samgeo_pipeline.water.coarse import apply_rule, fit_rule
 
 HAVEL = "sentinel2_havel_winter/s2l1c_T33UUU_20170216_13band_10m.tif"
 #: 1-based bands of the Havel file.

@@ -134,7 +134,7 @@ def run_case(case: str, device: str, batch: int, tile: int, iters: int, threads:
     }))  # fmt: skip
 
 
-def _text_decode_seconds(predictor, tiles, sync) -> float:  # noqa: ANN001
+def _text_decode_seconds(predictor, tiles, sync) -> float:
     """SAM 3: seconds per tile to answer one phrase on embedded tiles (DETR encoder/decoder, mask
     decoder, instances to the tile; the phrase's text encoding is cached after the first call)."""
     embeddings, _ = predictor.embed(tiles)
@@ -155,7 +155,8 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=1, help="run every case this many times, round-robin; keep each one's fastest")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every case this many times, round-robin; keep each one's fastest")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -250,10 +250,10 @@ def build_stub(path: Path, config: Any) -> tuple[StubPredictor, int]:
     """The stand-in, with every SAM tile's coarse mask registered under its prompts."""
     import rasterio
 
-    from samgeo_pipeline.water.radiometry import compute_stats
-    from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.gdal_env import gdal_env
+    from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.tiling import make_grid
+    from samgeo_pipeline.water.radiometry import compute_stats
 
     stub = StubPredictor(config.tile_size)
     prepare_tile = find("prepare_tile")
@@ -303,8 +303,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of this benchmark for the library this process imports."""
     import samgeo_pipeline
     from samgeo_pipeline.config import SegmentConfig
-    from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.gdal_env import gdal_env
+    from samgeo_pipeline.io.raster import inspect_raster
     from samgeo_pipeline.io.tiling import make_grid
 
     sys.path.insert(0, str(BENCH_DIR))

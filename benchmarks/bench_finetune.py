@@ -30,9 +30,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from samgeo_pipeline.finetune.config import FinetuneConfig  # noqa: E402
-from samgeo_pipeline.finetune.sources import Sample, SampleSource  # noqa: E402
-from samgeo_pipeline.finetune.train import finetune  # noqa: E402
+from samgeo_pipeline.finetune.config import FinetuneConfig
+from samgeo_pipeline.finetune.sources import Sample, SampleSource
+from samgeo_pipeline.finetune.train import finetune
 
 
 class SyntheticSource(SampleSource):
@@ -60,7 +60,9 @@ class SyntheticSource(SampleSource):
         return Sample(self.names[index], rgb, water, valid, water)
 
 
-def run_case(model_dir: Path, out: Path, source: SampleSource, cache: str, epochs: int, device: str, batch: int, workers: int) -> dict:
+def run_case(
+    model_dir: Path, out: Path, source: SampleSource, cache: str, epochs: int, device: str, batch: int, workers: int
+) -> dict:
     config = FinetuneConfig(model=str(model_dir), out=str(out), epochs=epochs, batch_size=batch, lr=1e-5, cache=cache,
                             device=device, progress=False, workers=workers)  # fmt: skip
     t0 = time.perf_counter()
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import SamConfig, SamModel
 
     results: dict = {"mode": args.mode, "images": images, "epochs": epochs, "batch_size": batch,
-                     "device": torch.cuda.get_device_name() if gpu else "cpu", "torch_threads": torch.get_num_threads()}  # fmt: skip
+                     "device": torch.cuda.get_device_name() if gpu else "cpu",
+                     "torch_threads": torch.get_num_threads()}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
         SamModel(SamConfig()).save_pretrained(Path(tmp) / "vit_b")  # ViT-B size, random weights

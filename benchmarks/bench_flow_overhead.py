@@ -45,7 +45,7 @@ def _skip_heartbeat_join() -> None:
     send = engine_module._send_heartbeats
 
     @contextlib.contextmanager
-    def without_join(engine: object, join_on_exit: bool = True):  # noqa: ARG001
+    def without_join(engine: object, join_on_exit: bool = True):
         with send(engine, join_on_exit=False):
             yield
 

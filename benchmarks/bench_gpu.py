@@ -39,16 +39,16 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-
 from _common import cached_scene
+
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.run import image as pipeline
 from samgeo_pipeline.run import prepare as reader
-from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.water.radiometry import compute_stats
-from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.run.batch import load_predictor
-from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.sam.weights import weight_files
+from samgeo_pipeline.water.radiometry import compute_stats
 
 TARGET_TILES_PER_S = 450.0
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}

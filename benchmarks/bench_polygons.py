@@ -45,11 +45,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from _common import BENCH_DIR, CACHE_DIR, fmt_table
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.windows import Window
-
-from _common import BENCH_DIR, CACHE_DIR, fmt_table
 
 TARGET = 2.0
 OLD_REV = "445fb88"
@@ -124,8 +123,8 @@ def time_merges(module: types.ModuleType, variant: str) -> list[float]:
     """
     spent = [0.0]
 
-    def timed(func):  # noqa: ANN001, ANN202
-        def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def timed(func):
+        def wrapper(*args, **kwargs):
             t = time.perf_counter()
             try:
                 return func(*args, **kwargs)

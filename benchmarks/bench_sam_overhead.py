@@ -39,15 +39,15 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-
 from _common import CACHE_DIR, cached_scene, fmt_table
+
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.run import image as pipeline
 from samgeo_pipeline.run import prepare as reader
-from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.water.radiometry import compute_stats
-from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.sam.predictor import SamPredictor, load_sam_model, preprocess_torch
-from samgeo_pipeline.io.tiling import make_grid
+from samgeo_pipeline.water.radiometry import compute_stats
 
 TARGET_OVERHEAD = 1.15
 TARGET_SKIP = 0.05

@@ -29,15 +29,15 @@ import time
 from pathlib import Path
 
 import rasterio
+from _common import cached_scene, fmt_table
 from rasterio.windows import Window
 
-from _common import cached_scene, fmt_table
-from samgeo_pipeline.run import image as pipeline
-from samgeo_pipeline.run import prepare as reader
-from samgeo_pipeline.run import sink
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.io.tiling import TileGrid, make_grid
+from samgeo_pipeline.run import image as pipeline
+from samgeo_pipeline.run import prepare as reader
+from samgeo_pipeline.run import sink
 
 try:
     from samgeo_pipeline.io.gdal_env import gdal_env

@@ -22,13 +22,13 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:  # Prefect loads this file by path
     sys.path.insert(0, _REPO)
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
-from flows.common import base_url, is_remote, output_url  # noqa: E402
-from flows.segment import segment_flow  # noqa: E402
-from samgeo_pipeline.change.compare import CLASSES, run_change  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, UnsafePathError  # noqa: E402
+from flows.common import base_url, is_remote, output_url
+from flows.segment import segment_flow
+from samgeo_pipeline.change.compare import CLASSES, run_change
+from samgeo_pipeline.errors import ConfigError, UnsafePathError
 
 
 @task(name="change-compare")

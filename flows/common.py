@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig, load_config_file
-from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 from samgeo_pipeline.io.paths import output_dirs
+from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 from samgeo_pipeline.redact import redact
 
 #: Environment variable with the base URL that artifact links start with.

@@ -17,13 +17,13 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
     sys.path.insert(0, _REPO)
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.concurrency.sync import concurrency  # noqa: E402
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.concurrency.sync import concurrency
 
-from flows.common import base_url  # noqa: E402
-from flows.gpu_slots import GPU_LEASE_SECONDS, ensure_concurrency_limit  # noqa: E402
-from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file  # noqa: E402
+from flows.common import base_url
+from flows.gpu_slots import GPU_LEASE_SECONDS, ensure_concurrency_limit
+from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file
 
 
 def build_finetune_config(

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 from prefect.concurrency.sync import concurrency
 
-
 #: Name of the global concurrency limit the finetune flow occupies, and the segment flow when asked.
 GPU_LIMIT = "gpu"
 #: Lease of a slot of that limit, in seconds (the API's minimum): its holder renews it every 45 s,

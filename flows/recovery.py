@@ -41,11 +41,11 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
 
-from prefect.automations import Automation  # noqa: E402
-from prefect.client.schemas.objects import StateType  # noqa: E402
-from prefect.events.actions import ChangeFlowRunState  # noqa: E402
-from prefect.events.schemas.automations import EventTrigger, Posture  # noqa: E402
-from prefect.events.schemas.events import ResourceSpecification  # noqa: E402
+from prefect.automations import Automation
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 
 CRASH_AUTOMATION = "samgeo: crash silent runs"
 RETRY_AUTOMATION = "samgeo: retry crashed runs"

@@ -43,15 +43,15 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
     sys.path.insert(0, _REPO)
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_link_artifact, create_markdown_artifact  # noqa: E402
-from prefect.futures import wait  # noqa: E402
-from prefect.runtime import flow_run as runtime_flow_run  # noqa: E402
-from prefect.task_runners import ThreadPoolTaskRunner  # noqa: E402
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.futures import wait
+from prefect.runtime import flow_run as runtime_flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows import remote as remote_store  # noqa: E402
-from flows import stages  # noqa: E402
-from flows.common import (  # noqa: E402
+from flows import remote as remote_store
+from flows import stages
+from flows.common import (
     base_url,
     build_config,
     image_output_dirs,
@@ -62,8 +62,8 @@ from flows.common import (  # noqa: E402
     segment_cache_key,
     url_path,
 )
-from flows.gpu_slots import ensure_concurrency_limit, gpu_slot  # noqa: E402
-from flows.segment_report import (  # noqa: E402
+from flows.gpu_slots import ensure_concurrency_limit, gpu_slot
+from flows.segment_report import (
     collect_summary,
     current_run_id,
     failure_reason,
@@ -76,7 +76,7 @@ from flows.segment_report import (  # noqa: E402
     warn_uncertain,
     worker_runtime,
 )
-from flows.stages import (  # noqa: E402
+from flows.stages import (
     PREDICTORS,
     expand_specs,
     fetch_to,
@@ -85,12 +85,12 @@ from flows.stages import (  # noqa: E402
     remove_stale_staging,
     summarize,
 )
-from samgeo_pipeline.config import SegmentConfig  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, OutputConflictError, SamgeoPipelineError  # noqa: E402
-from samgeo_pipeline.io.folders import check_inputs_outside  # noqa: E402
-from samgeo_pipeline.outputs.reuse import Reuse  # noqa: E402
-from samgeo_pipeline.redact import redact, redact_options  # noqa: E402
-from samgeo_pipeline.outputs.stac_catalog import CATALOG_NAME  # noqa: E402
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.errors import ConfigError, InputError, OutputConflictError, SamgeoPipelineError
+from samgeo_pipeline.io.folders import check_inputs_outside
+from samgeo_pipeline.outputs.reuse import Reuse
+from samgeo_pipeline.outputs.stac_catalog import CATALOG_NAME
+from samgeo_pipeline.redact import redact, redact_options
 
 #: Threads of the flow's task runner (CPU/I-O stages of several images at once).
 FLOW_WORKERS = int(os.environ.get("SAMGEO_FLOW_WORKERS", "4"))

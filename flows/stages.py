@@ -23,13 +23,13 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError, first_line
 from samgeo_pipeline.io.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
 from samgeo_pipeline.io.limits import check_size
+from samgeo_pipeline.io.paths import check_inside, safe_name
+from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
+from samgeo_pipeline.io.stac_input import anchor_assets, inspect_item, is_stac_item
 from samgeo_pipeline.outputs.fingerprint import file_sha256
 from samgeo_pipeline.outputs.manifest import MANIFEST_NAME, Manifest
 from samgeo_pipeline.outputs.reuse import decide_reuse
-from samgeo_pipeline.io.paths import check_inside, safe_name
-from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
 from samgeo_pipeline.redact import redact
-from samgeo_pipeline.io.stac_input import anchor_assets, inspect_item, is_stac_item
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:

@@ -28,15 +28,13 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
     sys.path.insert(0, _REPO)
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_markdown_artifact  # noqa: E402
-from prefect.deployments import run_deployment  # noqa: E402
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.deployments import run_deployment
 
-from flows.common import RedactedLog, is_remote, local_path, url_path  # noqa: E402
-from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError, first_line  # noqa: E402
-from samgeo_pipeline.redact import redact  # noqa: E402
-from flows.watch_rules import WatchRules, load_rules  # noqa: E402
-from flows.watch_state import (  # noqa: E402
+from flows.common import RedactedLog, is_remote, local_path, url_path
+from flows.watch_rules import WatchRules, load_rules
+from flows.watch_state import (
     default_state_path,
     failed_markdown,
     file_options,
@@ -50,6 +48,8 @@ from flows.watch_state import (  # noqa: E402
     run_outcome,
     save_state,
 )
+from samgeo_pipeline.errors import ConfigError, InputError, SamgeoPipelineError, first_line
+from samgeo_pipeline.redact import redact
 
 #: The segment deployment started per file: ``FLOW_NAME/DEPLOYMENT_NAME`` (see deployments/prefect.yaml).
 SEGMENT_DEPLOYMENT = "segment/segment"

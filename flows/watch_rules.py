@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import yaml
 
-from samgeo_pipeline.io.bands import parse_bands
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ConfigError, InputError
+from samgeo_pipeline.io.bands import parse_bands
 
 Ready = Literal["stable", "rename", "done-file"]
 _READY = ("stable", "rename", "done-file")

@@ -20,7 +20,6 @@ from flows.watch_rules import DONE_SUFFIX, WatchRules, options_for, read_meta
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.io.atomic import write_bytes_atomic
 
-
 STATE_VERSION = 1
 STATE_DIR = ".samgeo-watch"
 

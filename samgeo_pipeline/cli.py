@@ -21,6 +21,7 @@ from samgeo_pipeline.io.paths import output_dirs, printable
 from samgeo_pipeline.options import add_option_flags, flag_values
 from samgeo_pipeline.redact import redact
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``samgeo-pipeline``."""
     parser = argparse.ArgumentParser(prog="samgeo-pipeline", description="Find water in rasters with SAM.")

@@ -26,6 +26,8 @@ from functools import partial
 import torch
 
 from tests.sam_reference import (
+    DECODER_HEADS,
+    DECODER_MLP,
     ENCODER_DEPTH,
     ENCODER_HEADS,
     ENCODER_MLP,
@@ -35,8 +37,6 @@ from tests.sam_reference import (
     PATCH_SIZE,
     WIDTH,
     WINDOW_SIZE,
-    DECODER_HEADS,
-    DECODER_MLP,
     _fake_torchvision_modules,
     _real_torchvision_imports,
     convert_state_dict,

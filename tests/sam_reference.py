@@ -112,7 +112,7 @@ def _fake_torchvision_modules() -> dict[str, types.ModuleType]:
 
 def _real_torchvision_imports() -> bool:
     try:
-        import torchvision.ops.boxes  # noqa: F401
+        import torchvision.ops.boxes
         import torchvision.transforms.functional  # noqa: F401
 
         return True

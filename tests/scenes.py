@@ -6,9 +6,9 @@ known exactly, so outputs are checked against it, not against a previous run.
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from collections.abc import Sequence
-import shutil
 from pathlib import Path
 
 import numpy as np

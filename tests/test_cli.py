@@ -11,8 +11,8 @@ import rasterio
 from PIL import Image
 
 from samgeo_pipeline.cli import build_parser, config_from_args, main, output_dirs
-from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
+from samgeo_pipeline.io.folders import LOCK_NAME
 from tests.scenes import disc, iou, multiband_scene, read_mask, write_raster
 
 FAST = ["--model", "none", "--no-progress"]
@@ -48,7 +48,8 @@ class TestSegment:
     def test_one_input(self, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert segment(scene, "--out", tmp_path / "out") == 0
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json", LOCK_NAME}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json",
+                                                   LOCK_NAME}
         assert manifest(out)["model"]["id"] == "none"
         err = capsys.readouterr().err
         assert "model: none (coarse water mask only" in err
@@ -96,14 +97,14 @@ class TestSegment:
         third_started = threading.Event()
         real_polygons, real_tiles = pipeline.write_polygons, pipeline.RasterRun.tiles
 
-        def polygons(mask: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def polygons(mask: Path, *args, **kwargs):
             if mask.parent.name == "p0":
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     third_started.wait(20)
             return real_polygons(mask, *args, **kwargs)
 
-        def tiles(run) -> None:  # noqa: ANN001
+        def tiles(run) -> None:
             if run.path.stem == "p2":
                 third_started.set()
             real_tiles(run)
@@ -187,7 +188,7 @@ class TestSegment:
 
 
 class TestConfigLayering:
-    def args(self, *argv: str):  # noqa: ANN201
+    def args(self, *argv: str):
         return build_parser().parse_args(["segment", "in.tif", "--out", "o", *argv])
 
     def test_defaults(self) -> None:
@@ -414,7 +415,8 @@ class TestUncertain:
     def test_on_uncertain_write_runs_the_image_as_usual(self, scene: Path, tmp_path: Path, abstaining: None) -> None:
         assert segment(scene, "--out", tmp_path / "out", "--on-uncertain", "write") == 3
         out = tmp_path / "out" / "scene"
-        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json", LOCK_NAME}
+        assert {p.name for p in out.iterdir()} == {"mask.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json",
+                                                   LOCK_NAME}
         m = manifest(out)
         assert (m["status"], m["uncertain"]["reason"]) == ("uncertain", REASON)
         assert m["parameters"]["on_uncertain"] == "write"

@@ -183,7 +183,7 @@ class TestStagingFolders:
         """Row 6 (flow): a crashed run left ``.samgeo-staging/<hash>-<rand>/`` copies, one more per crash."""
         import fsspec
 
-        from flows.stages import fetch_to, remove_stale_staging, remove_staged
+        from flows.stages import fetch_to, remove_staged, remove_stale_staging
 
         fsspec.filesystem("memory").pipe("/issue21-stage/x.tif", b"raster bytes")
         staging = tmp_path / "out" / ".samgeo-staging"

@@ -10,8 +10,8 @@ sit just under what the code reaches (measured values in each docstring, from
 from __future__ import annotations
 
 import json
-import warnings
 import shutil
+import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -23,10 +23,10 @@ from rasterio.windows import Window
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import CoarseMaskWarning, NotGeoreferencedWarning
-from samgeo_pipeline.water.coarse import apply_rule
-from samgeo_pipeline.run.image import SegmentResult, segment_raster
-from samgeo_pipeline.water.radiometry import stats_from_array
 from samgeo_pipeline.io.raster import inspect_raster, read_bands
+from samgeo_pipeline.run.image import SegmentResult, segment_raster
+from samgeo_pipeline.water.coarse import apply_rule
+from samgeo_pipeline.water.radiometry import stats_from_array
 from tests.scenes import DATA_DIR, M_PER_DEG_LAT, M_PER_DEG_LON
 
 pytestmark = pytest.mark.slow
@@ -358,8 +358,8 @@ class TestBakerLakeRgb:
 
     @pytest.mark.parametrize("number", [1, 2])
     def test_every_big_water_body_gets_a_positive_point(self, number: int) -> None:
-        from samgeo_pipeline.water.coarse import apply_rule
         from samgeo_pipeline.finetune.metrics import prompt_quality
+        from samgeo_pipeline.water.coarse import apply_rule
         from samgeo_pipeline.water.prompts import prompts_for
         from samgeo_pipeline.water.radiometry import stats_from_array
 

@@ -11,8 +11,8 @@ import pytest
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.redact import MASK, is_secret_name, redact, redact_options
+from samgeo_pipeline.run.image import segment_raster
 
 SECRETS = ("s3cr3tpw", "SIGSECRET", "CREDSECRET", "TOKSECRET")
 PRESIGNED = ("https://bucket.example/k/scene.tif?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=CREDSECRET%2F1"

@@ -28,7 +28,6 @@ from rasterio.transform import Affine
 from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.errors import (
     CheckpointError,
     ConfigError,
@@ -36,9 +35,10 @@ from samgeo_pipeline.errors import (
     OutputWriteError,
     SizeLimitError,
 )
+from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.io.paths import printable
-from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.run.image import segment_raster
 from tests.scenes import leftovers
 
 FAST = ["--model", "none", "--no-progress"]
@@ -358,7 +358,8 @@ class TestSizeLimits:
         monkeypatch.setattr(writers.rasterio, "open", refuse)
         with pytest.raises(OutputWriteError, match=r"mask.tif: cannot create the work file"):
             writers.WindowedRasterWriter(info, tmp_path / "out" / "mask.tif", "uint8", 255)
-        assert [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != LOCK_NAME] == []  # not even a 0-byte hidden file (the folder lock aside)
+        # not even a 0-byte hidden file (the folder lock aside)
+        assert [p for p in (tmp_path / "out").rglob("*") if p.is_file() and p.name != LOCK_NAME] == []
 
 
 # --------------------------------------------------------------------------- a full disk
@@ -374,8 +375,9 @@ class TestFullDisk:
         assert segment(scene, "--out", out) == 1
         errors = error_lines(capsys.readouterr().err)
         assert len(errors) == 1 and errors[0].startswith("error: no space left on /"), errors
-        assert errors[0].endswith(f" while writing {out / 'scene' / written}; free some space or write to another --out")  # noqa: E501
-        assert [p for p in (out / "scene").iterdir() if p.name != LOCK_NAME] == []  # neither outputs without a manifest nor temporary files
+        assert errors[0].endswith(f" while writing {out / 'scene' / written}; free some space or write to another --out")
+        # neither outputs without a manifest nor temporary files
+        assert [p for p in (out / "scene").iterdir() if p.name != LOCK_NAME] == []
 
     def test_enospc_while_writing_the_quicklook(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
         """The last file before the manifest: mask.tif and water.gpkg are in place by then."""
@@ -391,9 +393,10 @@ class TestFullDisk:
 
     def test_a_gdal_failure_on_a_full_disk(self, scene: Path, tmp_path: Path, capsys, monkeypatch) -> None:
         """GDAL's COG copy fails with its own words; the disk has no space left: that is the reason given."""
+        from rasterio.errors import RasterioIOError
+
         import samgeo_pipeline.io.atomic as atomic
         import samgeo_pipeline.outputs.writers as writers
-        from rasterio.errors import RasterioIOError
 
         def copy(*args, **kwargs):
             raise RasterioIOError("TIFFAppendToStrip:Write error at scanline 2048")
@@ -503,7 +506,8 @@ class TestBatchGoesOn:
         assert [m for m in logged if m.startswith("error:")] == [f"error: {results[1].error}"]
         assert (out_dirs[2] / "manifest.json").is_file()
 
-    @pytest.mark.parametrize("stage", ["image.image_stats", "tiles.prepared_tiles", "image.write_polygons"])  # each RasterRun stage
+    # one in each RasterRun stage
+    @pytest.mark.parametrize("stage", ["image.image_stats", "tiles.prepared_tiles", "image.write_polygons"])
     @pytest.mark.parametrize("stop", [MemoryError, KeyboardInterrupt])
     def test_running_out_of_memory_or_an_interrupt_still_stops(self, stop, stage: str, scene: Path, tmp_path: Path,
                                                               monkeypatch) -> None:  # fmt: skip

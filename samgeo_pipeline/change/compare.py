@@ -28,8 +28,8 @@ from samgeo_pipeline.change.raster import (
     target_grid,
     transitions,
 )
-from samgeo_pipeline.io.dates import image_date
 from samgeo_pipeline.errors import ManifestError, ManifestVersionError, OutputConflictError, UnsafePathError, first_line
+from samgeo_pipeline.io.dates import image_date
 from samgeo_pipeline.io.folders import output_lock
 from samgeo_pipeline.outputs.manifest import MANIFEST_NAME, Manifest, read_manifest_json
 

@@ -28,13 +28,13 @@ from rasterio import features
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.io.atomic import atomic_path, write_text_atomic
 from samgeo_pipeline.change import raster as change_raster
 from samgeo_pipeline.change.raster import CLASSES, ChangeResult, Grid, on_grid, read_window, row_areas_m2, windows
-from samgeo_pipeline.outputs.manifest import MANIFEST_VERSION, package_versions, write_manifest
+from samgeo_pipeline.io.atomic import atomic_path, write_text_atomic
 from samgeo_pipeline.io.gdal_env import gdal_env
-from samgeo_pipeline.outputs.vectorize import area_perimeter_m, to_map
+from samgeo_pipeline.outputs.manifest import MANIFEST_VERSION, package_versions, write_manifest
 from samgeo_pipeline.outputs.polygon_trace import polygon_batches
+from samgeo_pipeline.outputs.vectorize import area_perimeter_m, to_map
 from samgeo_pipeline.outputs.writers import WindowedRasterWriter
 
 TOP_BODIES = 5

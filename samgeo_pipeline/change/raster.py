@@ -52,8 +52,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
 
-from samgeo_pipeline.io.dates import ImageDate
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.io.dates import ImageDate
 from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
 
 CLASSES: dict[int, str] = {

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from samgeo_pipeline.io.atomic import atomic_path
 from samgeo_pipeline.finetune.config import FinetuneConfig
+from samgeo_pipeline.io.atomic import atomic_path
 
 #: Options that change what SAM's encoder sees, hence the embeddings.
 _EMBEDDING_OPTIONS = (

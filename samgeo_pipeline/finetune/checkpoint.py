@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import torch
 
-from samgeo_pipeline.io.atomic import fsync_path, replace_symlink
 from samgeo_pipeline.errors import CheckpointError, ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
+from samgeo_pipeline.io.atomic import fsync_path, replace_symlink
 from samgeo_pipeline.sam.predictor import CHECKPOINT_META
 
 if TYPE_CHECKING:

@@ -61,7 +61,8 @@ def add_evaluate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="which samples: the validation part as training used it, the training part, or all")  # fmt: skip
     parser.add_argument("--prompts", default="points,box", help="prompt kinds to compare (default: points,box)")
     parser.add_argument("--prompt-sources", default="coarse,label",
-                        help="prompts from the coarse mask (as segment does) and/or the label (default: coarse,label)")  # fmt: skip
+                        help="prompts from the coarse mask (as segment does) and/or the label "
+                             "(default: coarse,label)")  # fmt: skip
     parser.add_argument("--config", type=Path, help="YAML file of options (a finetune config works too)")
     add_option_flags(parser, FinetuneConfig().merged(EVALUATE_DEFAULTS), EVALUATE_OPTIONS)
     parser.set_defaults(handler=run_evaluate)

@@ -29,11 +29,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.errors import ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.metrics import MIN_BODY_PX, confusion, image_row, prompt_quality, summarize
 from samgeo_pipeline.finetune.sources import ConcatSource, SampleSource, open_datasets
+from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.water.prompts import ComponentPrompt, component_prompts
 
 Split = Literal["val", "train", "all"]

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from samgeo_pipeline.finetune.config import FinetuneConfig
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Sigmoid focal loss per image.
 
     Args:

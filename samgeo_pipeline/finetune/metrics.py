@@ -59,7 +59,9 @@ def _ratio(num: int, den: int, both_empty: bool) -> float:
     return num / den
 
 
-def confusion(pred: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor, valid: np.ndarray | torch.Tensor | None = None) -> Confusion:
+def confusion(
+    pred: np.ndarray | torch.Tensor, label: np.ndarray | torch.Tensor, valid: np.ndarray | torch.Tensor | None = None
+) -> Confusion:
     """Confusion counts of a predicted mask against its label.
 
     Args:

@@ -20,9 +20,9 @@ from rasterio.enums import Resampling
 from samgeo_pipeline.errors import InputError, SamgeoPipelineWarning, ignore_rasterio_georeference_warnings
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sample_types import Sample, SampleSource, label_masks, make_sample
-from samgeo_pipeline.water.radiometry import compute_stats, resolve_composite
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import Tile, inside_part, make_grid, read_tile
+from samgeo_pipeline.water.radiometry import compute_stats, resolve_composite
 
 ignore_rasterio_georeference_warnings()
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samgeo_pipeline.water.coarse import apply_rule
 from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.water.coarse import apply_rule
 from samgeo_pipeline.water.radiometry import ImageStats, stats_from_array, to_rgb8
 
 

@@ -23,9 +23,9 @@ from torch.utils.data import Dataset
 
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.sources import Sample, SampleSource
-from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
 from samgeo_pipeline.sam.decode import RowBatch, prompt_rows
 from samgeo_pipeline.sam.geometry import resized_shape
+from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
 
 
 def pack(mask: np.ndarray) -> np.ndarray:

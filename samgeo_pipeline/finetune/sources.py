@@ -20,7 +20,6 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from samgeo_pipeline.io.bands import parse_bands
 from samgeo_pipeline.errors import ConfigError, InputError, NotGeoreferencedWarning, ignore_rasterio_georeference_warnings
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.ortho import OrthoSource
@@ -32,8 +31,9 @@ from samgeo_pipeline.finetune.sample_types import (
     label_masks,
     make_sample,
 )
-from samgeo_pipeline.water.radiometry import compute_stats, resolve_composite
+from samgeo_pipeline.io.bands import parse_bands
 from samgeo_pipeline.io.raster import RASTER_SUFFIXES, inspect_raster, read_bands
+from samgeo_pipeline.water.radiometry import compute_stats, resolve_composite
 
 ignore_rasterio_georeference_warnings()
 # Chips are often plain images without georeferencing: inspect_raster's warning about it (attributed

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.finetune.cache import EmbeddingCache, embedding_fingerprint
 from samgeo_pipeline.finetune.checkpoint import (
@@ -44,6 +43,7 @@ from samgeo_pipeline.finetune.setup import (
     make_accelerator,
 )
 from samgeo_pipeline.finetune.sources import SampleSource, open_datasets
+from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.sam.predictor import ModelSource, load_sam_model
 
 if TYPE_CHECKING:
@@ -174,7 +174,9 @@ def _seeded_accelerator(config: FinetuneConfig) -> Any:
     return accelerator
 
 
-def _load_run(config: FinetuneConfig, accelerator: Any, out: Path, resumed: bool) -> tuple[Run, ModelSource, list[torch.nn.Parameter]]:
+def _load_run(
+    config: FinetuneConfig, accelerator: Any, out: Path, resumed: bool
+) -> tuple[Run, ModelSource, list[torch.nn.Parameter]]:
     """The model (the run's ``last`` checkpoint when ``resumed``), frozen but for what trains, on the
     device, with its embedding cache: the :class:`Run`, the model's source and the trainable parameters."""
     model, model_source = load_sam_model(str(out / "last") if resumed else config.model)
@@ -184,7 +186,8 @@ def _load_run(config: FinetuneConfig, accelerator: Any, out: Path, resumed: bool
     model_config: Any = model.config  # a transformers SamConfig
     image_size = int(model_config.vision_config.image_size)
     dtype = embedding_dtype(config, accelerator)
-    workers = config.workers if config.workers is not None else (min(8, (os.cpu_count() or 2) - 1) if accelerator.device.type == "cuda" else 0)
+    default_workers = min(8, (os.cpu_count() or 2) - 1) if accelerator.device.type == "cuda" else 0
+    workers = config.workers if config.workers is not None else default_workers
     cache_root = Path(config.cache_dir) if config.cache_dir else out / "embedding_cache"
     side = int(model_config.prompt_encoder_config.image_embedding_size)
     cache = EmbeddingCache(config.cache, accelerator.device, dtype, cache_root, embedding_fingerprint(config, image_size, dtype),
@@ -207,7 +210,8 @@ def _prepare_data(run: Run, train_source: SampleSource, val_source: SampleSource
     prepare_seconds = time.perf_counter() - t
     positions = [i for i, ps in enumerate(train_prep) if ps.has_prompts]
     if not positions:
-        raise InputError(f"{train_source.description}: no training sample has water in its {config.prompt_source} mask to prompt from")
+        raise InputError(f"{train_source.description}: no training sample has water in its "
+                         f"{config.prompt_source} mask to prompt from")
     counts = {"train": len(positions), "val": len(val_prep), "dropped": dropped + val_dropped,
               "unprompted": len(train_prep) - len(positions)}  # fmt: skip
     preprocessing = {

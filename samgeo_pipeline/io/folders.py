@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from samgeo_pipeline.io.atomic import PARTIAL_MARK
 from samgeo_pipeline.errors import UnsafePathError
+from samgeo_pipeline.io.atomic import PARTIAL_MARK
 
 #: Files a run writes, renames over or deletes in an image's output folder.
 OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", "item.json", "manifest.json")

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from samgeo_pipeline.io.atomic import free_space
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SizeLimitError
-from samgeo_pipeline.io.raster import RasterInfo
+from samgeo_pipeline.io.atomic import free_space
 from samgeo_pipeline.io.ground import pixel_size_m
+from samgeo_pipeline.io.raster import RasterInfo
 from samgeo_pipeline.io.tiling import TileGrid, make_grid, working_size
 
 #: Fewest working pixels ``--gsd`` may leave on a side (a raster narrower than this keeps its own).

@@ -25,7 +25,6 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.io.bands import BandMap, parse_bands
 from samgeo_pipeline.errors import (
     InputError,
     NotGeoreferencedWarning,
@@ -33,6 +32,7 @@ from samgeo_pipeline.errors import (
     first_line,
     ignore_rasterio_georeference_warnings,
 )
+from samgeo_pipeline.io.bands import BandMap, parse_bands
 
 ignore_rasterio_georeference_warnings()
 

@@ -44,7 +44,8 @@ class Reflectance:
     Attributes:
         scale, offset: the linear map from file values to reflectance (0-1).
         source: where it came from, for the manifest (``"--reflectance-scale"``,
-            ``"STAC raster:bands"``, ``"file scale/offset tags"``, ``"LC08_..._MTL.txt"``, ``"Sentinel-2 quantification value 10000"``).
+            ``"STAC raster:bands"``, ``"file scale/offset tags"``, ``"LC08_..._MTL.txt"``,
+            ``"Sentinel-2 quantification value 10000"``).
     """
 
     scale: float

@@ -29,8 +29,8 @@ from xml.sax.saxutils import escape
 import rasterio
 from rasterio.errors import RasterioError
 
-from samgeo_pipeline.io.bands import BAND_NAMES, BandMap
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.io.bands import BAND_NAMES, BandMap
 
 #: The VRT's metadata domain with what the Item said (item href, datetime, reflectance scale/offset).
 STAC_DOMAIN = "SAMGEO_STAC"
@@ -160,7 +160,8 @@ def _band_sources(item: Any, item_path: str) -> dict[str, BandSource]:
     for pipeline_name in BAND_NAMES:
         for common in COMMON_NAMES[pipeline_name]:
             match = next(((key, asset, i, band) for key, asset in assets
-                          for i, band in enumerate(_asset_bands(asset), start=1) if _common_name(band) == common), None)  # fmt: skip
+                          for i, band in enumerate(_asset_bands(asset), start=1)
+                          if _common_name(band) == common), None)  # fmt: skip
             if match is not None:
                 key, asset, index, band = match
                 found[pipeline_name] = BandSource(

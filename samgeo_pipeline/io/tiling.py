@@ -35,8 +35,8 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from samgeo_pipeline.config import SegmentConfig
-from samgeo_pipeline.io.raster import RasterInfo, as_float32, read_native
 from samgeo_pipeline.io.ground import pixel_size_m
+from samgeo_pipeline.io.raster import RasterInfo, as_float32, read_native
 
 #: Side of SAM's encoder input in pixels: every tile is resized to it.
 SAM_INPUT_SIDE = 1024

@@ -13,7 +13,6 @@ import numpy as np
 
 from samgeo_pipeline.io.raster import RasterInfo, nodata_valid
 
-
 ZERO_COLLAR_MIN_BORDER_SHARE = 0.01
 """Share of the image's outer ring of pixels that must be 0 in every mapped band for a zero collar."""
 

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.decode import Embeddings
+from samgeo_pipeline.water.prompts import ComponentPrompt
 
 
 class Predictor(Protocol):

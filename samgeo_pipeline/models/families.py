@@ -108,7 +108,8 @@ def check_prompt(prompt: str, family: str, model: str) -> None:
         raise ConfigError(f"{model}: --prompt text needs a SAM 3 model ({label} takes points or boxes); "
                           "pass --model facebook/sam3 or a saved SAM 3 folder, or --prompt points")  # fmt: skip
     raise ConfigError(f"{model}: {label} takes {' or '.join(accepted)} prompts here, not --prompt {prompt} (transformers' "
-                      "Sam3Model takes no points and its boxes are exemplars, not objects); pass --prompt text --text water")  # fmt: skip
+                      "Sam3Model takes no points and its boxes are exemplars, not objects); "
+                      "pass --prompt text --text water")  # fmt: skip
 
 
 __all__ = ["Family", "FAMILIES", "family_named", "read_family", "check_prompt"]

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 import numpy as np
 import torch
 
-from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.decode import Embeddings
 from samgeo_pipeline.sam.geometry import square_pixels, upsample_square_masks
+from samgeo_pipeline.sam.predictor import SamPredictor
 
 if TYPE_CHECKING:
     from transformers import Sam2Model

@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 from samgeo_pipeline.config import SegmentConfig, TextCombine
 from samgeo_pipeline.errors import ModelUnavailableError, first_line
 from samgeo_pipeline.models.families import check_prompt
-from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.decode import Embeddings
 from samgeo_pipeline.sam.geometry import square_pixels, upsample_square_masks
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.water.prompts import ComponentPrompt
 
 #: SAM 3's input normalisation (``Sam3ImageProcessor``: IMAGENET_STANDARD_MEAN / STD).
 SAM3_MEAN = (0.5, 0.5, 0.5)
@@ -98,7 +98,8 @@ class Sam3Predictor(SamPredictor):
 
     def predict_masks(self, embeddings: Embeddings, prompts: Sequence[list[ComponentPrompt]], tile_shape: tuple[int, int],
                       resized: tuple[int, int], merge: str = "joint", logits: bool = False) -> list[np.ndarray]:  # fmt: skip
-        """Refused: SAM 3 answers text prompts here (:meth:`predict_text`, :func:`~samgeo_pipeline.models.families.check_prompt`)."""
+        """Refused: SAM 3 answers text prompts here (:meth:`predict_text`,
+        :func:`~samgeo_pipeline.models.families.check_prompt`)."""
         check_prompt("points", self.family, str(self.model.name_or_path))
         raise AssertionError("unreachable")
 

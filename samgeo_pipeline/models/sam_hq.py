@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, ClassVar, cast
 import torch
 
 from samgeo_pipeline.models.sam_hq_decoder import use_reference_decoder
-from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.decode import Embeddings
+from samgeo_pipeline.sam.predictor import SamPredictor
 
 if TYPE_CHECKING:
     from transformers import SamHQModel

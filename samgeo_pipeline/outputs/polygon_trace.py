@@ -41,7 +41,6 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely.errors import GEOSException
 
-
 CONNECTIVITY = 4
 """Pixel connectivity of one polygon: 4 (edge neighbours); see the module docstring."""
 WINDOW_SIZE = 1024

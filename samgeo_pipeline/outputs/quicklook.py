@@ -11,9 +11,9 @@ from PIL import Image
 from rasterio.enums import Resampling
 
 from samgeo_pipeline.io.atomic import atomic_path
-from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 from samgeo_pipeline.io.raster import decimated_shape
 from samgeo_pipeline.outputs.writers import MASK_NODATA  # also filters rasterio's georeferencing noise
+from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 
 OUTLINE_RGB = (255, 40, 200)
 

@@ -10,10 +10,11 @@ fingerprint). An ``uncertain`` image (no mask: the coarse rule abstained) gets a
 the mask and polygon assets, saying so in ``samgeo:status`` and ``samgeo:uncertain``. The Item is
 written before the manifest, so it lists the manifest as an asset without size or checksum.
 
-:func:`~samgeo_pipeline.outputs.stac_catalog.register_item` adds a finished folder to the root's ``catalog.json`` (relative links, a
-self-contained catalog), atomically and under a file lock, so several processes may finish images
-of the same root at once. :func:`~samgeo_pipeline.outputs.stac_catalog.rebuild_remote_catalog` does the same for an fsspec root (S3):
-see its docstring for why that is safe without a lock. :func:`validate_offline` validates Items and
+:func:`~samgeo_pipeline.outputs.stac_catalog.register_item` adds a finished folder to the root's
+``catalog.json`` (relative links, a self-contained catalog), atomically and under a file lock, so
+several processes may finish images of the same root at once.
+:func:`~samgeo_pipeline.outputs.stac_catalog.rebuild_remote_catalog` does the same for an fsspec
+root (S3): see its docstring for why that is safe without a lock. :func:`validate_offline` validates Items and
 catalogs against the core STAC schemas pystac ships, and the extensions through pystac's own
 models; nothing is downloaded.
 """

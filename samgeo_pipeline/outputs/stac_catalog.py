@@ -15,7 +15,6 @@ from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.io.folders import file_lock
 from samgeo_pipeline.outputs.stac import ITEM_NAME
 
-
 CATALOG_NAME = "catalog.json"
 #: Lock file of an output root's catalog (hidden: never served).
 CATALOG_LOCK = ".samgeo-catalog.lock"

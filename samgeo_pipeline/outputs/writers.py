@@ -20,8 +20,8 @@ from rasterio.errors import RasterioError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.io.atomic import atomic_path, no_space_error
 from samgeo_pipeline.errors import OutputWriteError, first_line, ignore_rasterio_georeference_warnings
+from samgeo_pipeline.io.atomic import atomic_path, no_space_error
 
 ignore_rasterio_georeference_warnings()  # outputs of inputs without georeferencing have none either
 

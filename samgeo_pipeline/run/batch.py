@@ -15,12 +15,12 @@ from shapely.errors import ShapelyError
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError, first_line
 from samgeo_pipeline.io.folders import check_inputs_outside
+from samgeo_pipeline.io.paths import check_inside, printable
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.models.families import FAMILIES, check_prompt
-from samgeo_pipeline.io.paths import check_inside, printable
-from samgeo_pipeline.run.image import RasterRun
-from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.outputs.stac_catalog import register_item
+from samgeo_pipeline.results import SegmentResult
+from samgeo_pipeline.run.image import RasterRun
 from samgeo_pipeline.sam.predictor import (
     ModelSource,
     checkpoint_config,
@@ -226,8 +226,9 @@ def _outcome(path: Path, out_dir: Path, stage: Callable[[], T]) -> T | SegmentRe
 
 
 def _catalog(result: SegmentResult, root: Path, log: Callable[[str], None]) -> None:
-    """List a finished image's ``item.json`` in ``root/catalog.json`` (:func:`~samgeo_pipeline.outputs.stac_catalog.register_item`);
-    a catalog that cannot be written is logged, the image stays finished."""
+    """List a finished image's ``item.json`` in ``root/catalog.json``
+    (:func:`~samgeo_pipeline.outputs.stac_catalog.register_item`); a catalog that cannot be written is
+    logged, the image stays finished."""
     if result.status == "failed" or result.manifest is None:
         return
     try:

@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from samgeo_pipeline.io.bands import guessed_bands_message
-from samgeo_pipeline.water.coarse import rule_warnings
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import (
     CoarseMaskWarning,
@@ -30,30 +28,32 @@ from samgeo_pipeline.errors import (
     SamgeoPipelineError,
     SamgeoPipelineWarning,
 )
+from samgeo_pipeline.io.bands import guessed_bands_message
 from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
+from samgeo_pipeline.io.gdal_env import gdal_env
+from samgeo_pipeline.io.ground import gsd_note
 from samgeo_pipeline.io.limits import check_free_disk, check_size
+from samgeo_pipeline.io.raster import RasterInfo, inspect_raster, not_georeferenced_message
+from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
+from samgeo_pipeline.io.tiling import TileGrid
+from samgeo_pipeline.io.zero_collar import zero_collar_message
+from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.outputs.fingerprint import file_sha256
 from samgeo_pipeline.outputs.manifest import build_manifest, write_manifest
-from samgeo_pipeline.outputs.reuse import Reuse, decide_reuse
 from samgeo_pipeline.outputs.quicklook import draw_quicklook, write_quicklook
-from samgeo_pipeline.water.radiometry import ImageStats
-from samgeo_pipeline.io.raster import RasterInfo, inspect_raster, not_georeferenced_message
-from samgeo_pipeline.io.ground import gsd_note
-from samgeo_pipeline.io.zero_collar import zero_collar_message
-from samgeo_pipeline.io.gdal_env import gdal_env
-from samgeo_pipeline.run.prepare import release_free_memory
+from samgeo_pipeline.outputs.reuse import Reuse, decide_reuse
+from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
+from samgeo_pipeline.outputs.vectorize import write_polygons
 from samgeo_pipeline.redact import redact
 from samgeo_pipeline.results import SegmentResult, Status, TileCounts
-from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.sam.predictor import ModelSource, checkpoint_config
-from samgeo_pipeline.run.sink import TileSink
-from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
-from samgeo_pipeline.io.stac_input import StacInput, StacWorkspace, check_no_bands, is_stac_item, open_stac_item
 from samgeo_pipeline.run.image_stats import abstains, image_stats
+from samgeo_pipeline.run.prepare import release_free_memory
+from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.run.text_prompts import for_image
 from samgeo_pipeline.run.tiles import partial_reason, segment_tiles
-from samgeo_pipeline.io.tiling import TileGrid
-from samgeo_pipeline.outputs.vectorize import write_polygons
+from samgeo_pipeline.sam.predictor import ModelSource, checkpoint_config
+from samgeo_pipeline.water.coarse import rule_warnings
+from samgeo_pipeline.water.radiometry import ImageStats
 
 __all__ = ["segment_raster", "RasterRun", "SegmentResult", "TileCounts", "Status"]
 
@@ -121,7 +121,8 @@ class RasterRun:
     arguments are those of :func:`segment_raster` (``config`` as the model needs it: the caller
     applies :func:`~samgeo_pipeline.sam.predictor.checkpoint_config` once per run), plus
     ``runner``: who runs it (a Prefect worker's name and flow run), recorded in the manifest's
-    ``runtime``, and ``reuse``: the caller's reuse decision (:func:`~samgeo_pipeline.outputs.reuse.decide_reuse`, made by the flow's prepare
+    ``runtime``, and ``reuse``: the caller's reuse decision
+    (:func:`~samgeo_pipeline.outputs.reuse.decide_reuse`, made by the flow's prepare
     task, which hashed the input): the run then neither hashes the input nor decides again.
     """
 

@@ -12,8 +12,8 @@ import torch
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamInferenceError, first_line
-from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.models.base import Predictor
+from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.run.text_prompts import text_water
 
@@ -54,7 +54,7 @@ def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSin
                 embeddings, [p.prompts for p in batch], _rgb_of(batch[0]).shape[:2], resized, config.point_merge,
                 logits=config.probability,
             )
-    except Exception as exc:  # noqa: BLE001 - never swallowed: retried (memory) or re-raised naming the tile
+    except Exception as exc:
         if not is_out_of_memory(exc):
             raise SamInferenceError(
                 f"{sink.info.path}: SAM failed on {_tiles(batch)} ({one_line(exc)}); "

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 
-from samgeo_pipeline.water.coarse import apply_rule
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
-from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
-from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 from samgeo_pipeline.io.raster import RasterInfo, as_float32, open_for_tiles
 from samgeo_pipeline.io.tiling import Tile, TileGrid, read_tile_native
+from samgeo_pipeline.water.coarse import apply_rule
+from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
+from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 
 ignore_rasterio_georeference_warnings()
 

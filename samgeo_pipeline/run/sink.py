@@ -13,10 +13,10 @@ from scipy import ndimage
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.raster import RasterInfo
-from samgeo_pipeline.run.prepare import PreparedTile
-from samgeo_pipeline.results import TileCounts
 from samgeo_pipeline.io.tiling import core_of
 from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
+from samgeo_pipeline.results import TileCounts
+from samgeo_pipeline.run.prepare import PreparedTile
 
 
 class TileSink:

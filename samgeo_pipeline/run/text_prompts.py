@@ -23,12 +23,12 @@ import dataclasses
 
 import numpy as np
 
-from samgeo_pipeline.water.coarse import label_components
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.models.base import TextPredictor
 from samgeo_pipeline.models.sam3 import combine_used
 from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.sam.decode import Embeddings
+from samgeo_pipeline.water.coarse import label_components
 
 
 def for_image(config: SegmentConfig, uncertain: object | None) -> SegmentConfig:

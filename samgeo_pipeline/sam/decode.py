@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.geometry import scale_coords
+from samgeo_pipeline.water.prompts import ComponentPrompt
 
 #: A batch's image embeddings: SAM's tensor, or a family's decoder keyword arguments (module doc).
 Embeddings = torch.Tensor | dict[str, torch.Tensor | list[torch.Tensor]]

@@ -23,11 +23,11 @@ import torch
 
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError, first_line
 from samgeo_pipeline.models.families import FAMILIES, read_family
-from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.attention import chunk_global_attention
 from samgeo_pipeline.sam.decode import NO_MASK_LOGIT, Embeddings, RowBatch, component_logits, prompt_rows
 from samgeo_pipeline.sam.geometry import normalize_and_pad, resize_tile, resized_shape, upsample_masks
 from samgeo_pipeline.sam.weights import weight_files, weights_present
+from samgeo_pipeline.water.prompts import ComponentPrompt
 
 if TYPE_CHECKING:
     from transformers import SamModel

@@ -7,7 +7,14 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from samgeo_pipeline.serve.server import HEADER_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_CONNECTIONS, MAX_PER_CLIENT, OPEN_PER_SLOT, make_server
+from samgeo_pipeline.serve.server import (
+    HEADER_TIMEOUT_S,
+    IDLE_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    MAX_PER_CLIENT,
+    OPEN_PER_SLOT,
+    make_server,
+)
 
 
 def is_loopback(host: str) -> bool:

@@ -13,7 +13,6 @@ import stat
 from pathlib import Path
 from urllib.parse import unquote
 
-
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
 
 

@@ -141,11 +141,11 @@ class OutputRootHandler(BaseHTTPRequestHandler):
         """Never invite a body with ``100 Continue``: no request here uses one (see _discard_body)."""
         return True
 
-    def do_HEAD(self) -> None:  # noqa: N802 - http.server naming
+    def do_HEAD(self) -> None:
         self._finish_reading()
         self._respond(body=False)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._finish_reading()
         self._respond(body=True)
 
@@ -202,7 +202,7 @@ class OutputRootHandler(BaseHTTPRequestHandler):
 
     def _send_file(self, path: Path, body: bool) -> None:
         try:
-            fh = open(path, "rb")
+            fh = open(path, "rb")  # noqa: SIM115 - closed by the with below (only the open may fail here)
         except OSError:
             self._send_error(HTTPStatus.NOT_FOUND, "not readable", body=body)
             return

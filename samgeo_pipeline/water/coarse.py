@@ -62,8 +62,9 @@ from typing import cast
 
 import numpy as np
 
-from samgeo_pipeline.water import spectral_tests as water_tests
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.io.reflectance import Reflectance
+from samgeo_pipeline.water import spectral_tests as water_tests
 from samgeo_pipeline.water.index_rule import (
     DEFAULT_THRESHOLDS,
     bimodal_split,
@@ -75,8 +76,6 @@ from samgeo_pipeline.water.index_rule import (
     index_tests_uint8,
     land_limits,
 )
-from samgeo_pipeline.io.reflectance import Reflectance
-from samgeo_pipeline.water.spectral_tests import normalized_difference
 from samgeo_pipeline.water.reflectance_rule import (
     DISPLAY_DROPPED,
     RATIO_DSWE_DROPPED,
@@ -97,6 +96,7 @@ from samgeo_pipeline.water.rule import (
     kept_components,
     label_components,
 )
+from samgeo_pipeline.water.spectral_tests import normalized_difference
 
 __all__ = [
     "FLOOR_PERCENTILE", "CoarseMask", "CoarseRule", "Components", "Method", "apply_rule", "bimodal_split",
@@ -191,7 +191,8 @@ def fit_rule(
         min_area: as in :func:`apply_rule`, for the water fraction and separability.
         offset: the image's dark floor when the caller has it (:func:`dark_floor`), else computed.
         reflectance: how file values map to reflectance (:mod:`samgeo_pipeline.io.reflectance`), or None.
-        dswe_water: ``dswe``: the classes counted as water (:data:`~samgeo_pipeline.water.reflectance_rule.DSWE_WATER_CLASSES`); ``wetland``
+        dswe_water: ``dswe``: the classes counted as water
+            (:data:`~samgeo_pipeline.water.reflectance_rule.DSWE_WATER_CLASSES`); ``wetland``
             is lowered to ``moderate`` on cloudy images (:func:`gate_wetland`).
         rgb_max_water: ``rgb``: a larger dark-and-smooth share makes the image uncertain.
         edge_otsu: ``mndwi``/``ndwi`` without ``threshold``: the threshold is Otsu's split of the
@@ -209,7 +210,8 @@ def fit_rule(
     elif method in REFLECTANCE_METHODS:
         assert reflectance is not None
         rule = CoarseRule(method, tuple(band_names), -reflectance.offset / reflectance.scale, reflectance.scale,
-                          reflectance.source, dswe_water, dropped_tests(method, band_names), texture_window=texture_window)  # fmt: skip
+                          reflectance.source, dswe_water, dropped_tests(method, band_names),
+                          texture_window=texture_window)  # fmt: skip
         if method == "dswe" and dswe_water == "wetland":
             rule = gate_wetland(data, valid, rule)
     else:

@@ -13,8 +13,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from samgeo_pipeline.water.spectral_tests import normalized_difference, ratio_of
 from samgeo_pipeline.water.rule import LAND_MARGIN, LAND_MIN_PIXELS, SURE_MARGIN, CoarseRule, band_of, grow
+from samgeo_pipeline.water.spectral_tests import normalized_difference, ratio_of
 
 #: Index threshold of each spectral method when ``--threshold`` is not given.
 DEFAULT_THRESHOLDS: dict[str, float] = {"mndwi": -0.1, "ndwi": 0.0}

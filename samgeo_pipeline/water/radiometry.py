@@ -15,11 +15,11 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from samgeo_pipeline.water.coarse import FLOOR_PERCENTILE, CoarseRule, fit_rule
-from samgeo_pipeline.io.reflectance import Reflectance, resolve_reflectance
 from samgeo_pipeline.config import SegmentConfig, parse_composite
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.io.raster import RasterInfo, decimated_shape, read_decimated
+from samgeo_pipeline.io.reflectance import Reflectance, resolve_reflectance
+from samgeo_pipeline.water.coarse import FLOOR_PERCENTILE, CoarseRule, fit_rule
 
 #: Composites tried in order for SAM's three channels: true colour, then false colours.
 COMPOSITES: tuple[tuple[str, str, str], ...] = (

@@ -15,7 +15,6 @@ import numpy as np
 from samgeo_pipeline.water import spectral_tests as water_tests
 from samgeo_pipeline.water.rule import CoarseRule
 
-
 #: ``dswe_water``: the DSWE classes counted as water.
 DSWE_WATER_CLASSES: dict[str, tuple[int, ...]] = {
     "high": (water_tests.HIGH,),

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from samgeo_pipeline.finetune.cache import EmbeddingCache
-from tests.finetune_data import CELLULA
 from tests.finetune.test_train import cellula_config, losses, run
+from tests.finetune_data import CELLULA
 from tests.tiny_sam import save_tiny_sam
 
 

@@ -8,10 +8,10 @@ import torch
 
 from samgeo_pipeline.finetune.decode import decode_components, merge_components, native_prediction
 from samgeo_pipeline.finetune.samples import collate, lowres_target
-from samgeo_pipeline.water.prompts import component_prompts
-from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.decode import prompt_rows
 from samgeo_pipeline.sam.geometry import resized_shape, upsample_masks
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.water.prompts import component_prompts
 from tests.finetune_data import disc, rgbn
 from tests.tiny_sam import tiny_sam
 
@@ -25,7 +25,8 @@ def predictor() -> SamPredictor:
 
 def scene(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rgb, mask)``: two water discs in a non-square image."""
-    mask = disc(shape, (shape[0] * 0.3, shape[1] * 0.3), shape[0] * 0.2) | disc(shape, (shape[0] * 0.7, shape[1] * 0.75), shape[0] * 0.15)
+    mask = disc(shape, (shape[0] * 0.3, shape[1] * 0.3), shape[0] * 0.2)
+    mask |= disc(shape, (shape[0] * 0.7, shape[1] * 0.75), shape[0] * 0.15)
     return np.moveaxis(rgbn(mask, seed)[:3], 0, -1).copy(), mask
 
 

@@ -13,8 +13,8 @@ import torch
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.train import FinetuneResult, finetune, lr_factor
-from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.run.batch import load_predictor
+from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.sam.predictor import SamPredictor
 from tests.finetune_data import CELLULA
 from tests.tiny_sam import save_tiny_sam

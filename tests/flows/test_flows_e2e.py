@@ -88,7 +88,7 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
 
     def spawn(self, name: str, args: list[str], cwd: Path | None = None, **env: str) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "wb")
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the process's log while it lives
         proc = subprocess.Popen(args, cwd=cwd or self.tmp, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(proc)
@@ -277,7 +277,7 @@ class _Rendezvous(http.server.ThreadingHTTPServer):
 class _RendezvousHandler(http.server.SimpleHTTPRequestHandler):
     server: _Rendezvous
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         server = self.server
         with server.ready:
             server.asked.add(self.path.lstrip("/"))
@@ -404,10 +404,13 @@ def _slot_taken(stack: Stack, run_id: str) -> float:
     """When the run's segment stage got its ``gpu`` slot (its log line; seconds since the epoch)."""
     from datetime import datetime
 
-    rows = stack.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
-    taken = [r for r in rows if "holding a slot of 'gpu'" in r["message"]]
-    assert len(taken) == 1, [r["message"] for r in rows]
-    return datetime.fromisoformat(taken[0]["timestamp"]).timestamp()
+    def taken() -> list[dict]:  # a flow process ships its logs in batches, maybe after its final state
+        rows = stack.post("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})
+        return [r for r in rows if "holding a slot of 'gpu'" in r["message"]]
+
+    found = _poll(f"the slot log line of {run_id}", taken, 30, stack, 1)
+    assert len(found) == 1, found
+    return datetime.fromisoformat(found[0]["timestamp"]).timestamp()
 
 
 def _gpu_slots(stack: Stack) -> int | None:

@@ -32,9 +32,10 @@ def test_history_rows_and_links(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_flow_holds_gpu_and_reports(tmp_path: Path, monkeypatch) -> None:
-    import samgeo_pipeline.finetune.train as train_module
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    import samgeo_pipeline.finetune.train as train_module
 
     seen = []
 

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from flows import common
-from flows import gpu_slots
+from flows import common, gpu_slots
 from flows import segment as seg
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene

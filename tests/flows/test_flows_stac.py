@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("pystac")
 
-from samgeo_pipeline.outputs.stac import validate_offline  # noqa: E402
-from tests.io.test_stac_input import L8, landsat_item  # noqa: E402
+from samgeo_pipeline.outputs.stac import validate_offline
+from tests.io.test_stac_input import L8, landsat_item
 
 try:  # the moto server fixture (its module skips without s3fs or moto)
     from tests.flows.test_flows_remote import s3  # noqa: F401
@@ -50,7 +50,8 @@ def test_flow_outputs_are_valid_items_in_a_valid_catalog(two_scenes: Path, tmp_p
     assert {"alpha", "beta"} <= set(items) and all("mask" in i["assets"] for i in items.values())
     if L8.is_dir():
         manifest = json.loads((out / "l8_json" / "manifest.json").read_text())  # the flow keeps the suffix
-        assert manifest["input"]["band_map_source"] == "STAC eo:bands" and manifest["input"]["stac"]["assets"]["red"]["asset"] == "B4"
+        assert manifest["input"]["band_map_source"] == "STAC eo:bands"
+        assert manifest["input"]["stac"]["assets"]["red"]["asset"] == "B4"
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from samgeo_pipeline.errors import ConfigError, InputError
 from flows.watch_rules import FileMeta, WatchRules, load_rules, options_for, read_meta
+from samgeo_pipeline.errors import ConfigError, InputError
 
 LANDSAT = FileMeta(4, "uint16", ("SWIR1", "NIR", "Red", "Green"), {"SENSOR": "OLI"})
 UNNAMED = FileMeta(4, "uint8", (None, None, None, None), {})

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from flows.common import build_config
-from flows.watch_state import file_options, relative_name
-from samgeo_pipeline.io.bands import parse_bands
-from samgeo_pipeline.cli import main
-from samgeo_pipeline.run.image import segment_raster
 from flows.watch_rules import load_rules
+from flows.watch_state import file_options, relative_name
+from samgeo_pipeline.cli import main
+from samgeo_pipeline.io.bands import parse_bands
+from samgeo_pipeline.run.image import segment_raster
 from tests.scenes import DATA_DIR
 
 pytestmark = pytest.mark.slow

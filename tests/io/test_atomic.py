@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from samgeo_pipeline.io.atomic import atomic_path, replace_symlink, write_bytes_atomic, write_text_atomic
 from samgeo_pipeline.finetune.checkpoint import save_checkpoint
+from samgeo_pipeline.io.atomic import atomic_path, replace_symlink, write_bytes_atomic, write_text_atomic
 from samgeo_pipeline.sam.predictor import CHECKPOINT_META
 from tests.scenes import leftovers
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from samgeo_pipeline.io.bands import BAND_PRESETS, BandMap, bands_from_descriptions, described_band, parse_bands
 from samgeo_pipeline.errors import ConfigError, InputError
+from samgeo_pipeline.io.bands import BAND_PRESETS, BandMap, bands_from_descriptions, described_band, parse_bands
 
 
 class TestPresets:

@@ -8,13 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from tests.scenes import UTM_TRANSFORM, write_raster
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
 from samgeo_pipeline.errors import InputError, NotGeoreferencedWarning
 from samgeo_pipeline.io.ground import source_resolution
-from samgeo_pipeline.io.raster import as_float32, decimated_shape, expand_inputs, inspect_raster, nodata_valid, read_bands, window_str
+from samgeo_pipeline.io.raster import (
+    as_float32,
+    decimated_shape,
+    expand_inputs,
+    inspect_raster,
+    nodata_valid,
+    read_bands,
+    window_str,
+)
+from tests.scenes import UTM_TRANSFORM, write_raster
 
 
 @pytest.fixture

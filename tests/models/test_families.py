@@ -17,13 +17,13 @@ from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
-from samgeo_pipeline.models.families import FAMILIES, read_family
-from samgeo_pipeline.run.image import segment_raster
-from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.io.raster import inspect_raster
-from samgeo_pipeline.run.batch import describe_model, load_predictor
-from samgeo_pipeline.sam.predictor import load_sam_model
 from samgeo_pipeline.io.tiling import make_grid
+from samgeo_pipeline.models.families import FAMILIES, read_family
+from samgeo_pipeline.run.batch import describe_model, load_predictor
+from samgeo_pipeline.run.image import segment_raster
+from samgeo_pipeline.sam.predictor import load_sam_model
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from tests.tiny_sam import save_tiny_sam, tiny_sam
 
 NAIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
@@ -69,7 +69,8 @@ def test_each_family_loads_as_itself(model_dirs: dict[str, Path], family: str) -
 
 @pytest.mark.parametrize("model_type", ["edgetam", "sam3_video", None])
 def test_unsupported_folder_is_refused_in_one_line(model_dirs: dict[str, Path], tmp_path: Path, scene: Path,
-                                                   capsys: pytest.CaptureFixture[str], model_type: str | None) -> None:  # fmt: skip
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   model_type: str | None) -> None:  # fmt: skip
     folder = tmp_path / "other"
     folder.mkdir()
     config = json.loads((model_dirs["sam"] / "config.json").read_text())
@@ -77,7 +78,8 @@ def test_unsupported_folder_is_refused_in_one_line(model_dirs: dict[str, Path], 
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.safetensors").write_bytes((model_dirs["sam"] / "model.safetensors").read_bytes())
     with pytest.raises(ModelUnavailableError, match=rf"{folder}: model_type {model_type!r} is not a supported model family "
-                                                    r"\(supported: SAM \(sam\), SAM-HQ \(sam_hq\), SAM 2 \(sam2\), SAM 3 \(sam3\)\)"):  # fmt: skip
+                                                    r"\(supported: SAM \(sam\), SAM-HQ \(sam_hq\), "
+                                                    r"SAM 2 \(sam2\), SAM 3 \(sam3\)\)"):  # fmt: skip
         read_family(folder)
     code = main(["segment", str(scene), "--out", str(tmp_path / "out"), "--model", str(folder), "--no-progress"])
     err = capsys.readouterr().err
@@ -128,7 +130,7 @@ class TestFamilyThroughThePipeline:
         embedded: list[int] = []
         original = type(predictor).embed
 
-        def counting_embed(self, tiles):  # noqa: ANN001, ANN202
+        def counting_embed(self, tiles):
             embedded.append(len(tiles))
             return original(self, tiles)
 

@@ -18,8 +18,8 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.sam3 import Sam3Predictor
-from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.run.batch import load_predictor
+from samgeo_pipeline.run.image import segment_raster
 from tests.test_cli import abstain
 from tests.tiny_sam import save_tiny_sam
 
@@ -124,7 +124,7 @@ class TestCombineThroughThePipeline:
         square[100:140, 100:140] = True
         seen: list[tuple[str, ...]] = []
 
-        def fixed(self, embeddings, phrases, threshold, tile_shape):  # noqa: ANN001, ANN202
+        def fixed(self, embeddings, phrases, threshold, tile_shape):
             seen.append(tuple(phrases))
             instances = square[None][:0] if combine == "add" else square[None]
             return [instances.copy() for _ in range(embeddings["vision_embeds"].fpn_hidden_states[0].shape[0])]

@@ -30,7 +30,7 @@ try:
 except ImportError as exc:
     pytest.skip(f"segment_anything_hq is not importable ({exc})", allow_module_level=True)
 
-from tests.sam.test_parity import PROMPTS, iou, make_prompts, make_tile  # noqa: E402 - after the skip
+from tests.sam.test_parity import PROMPTS, iou, make_prompts, make_tile
 
 MIN_IOU = 0.999
 SEED = 2

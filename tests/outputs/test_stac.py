@@ -12,10 +12,10 @@ import rasterio.warp
 
 pystac = pytest.importorskip("pystac")
 
-from samgeo_pipeline.cli import main  # noqa: E402
-from samgeo_pipeline.outputs.fingerprint import file_sha256  # noqa: E402
-from samgeo_pipeline.outputs.stac import acquisition_datetime, validate_offline  # noqa: E402
-from tests.scenes import disc, multiband_scene, write_raster  # noqa: E402
+from samgeo_pipeline.cli import main
+from samgeo_pipeline.outputs.fingerprint import file_sha256
+from samgeo_pipeline.outputs.stac import acquisition_datetime, validate_offline
+from tests.scenes import disc, multiband_scene, write_raster
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -75,7 +75,8 @@ class TestItemsOut:
         assert item["geometry"]["coordinates"][0][0] == pytest.approx([expected[0], expected[3]], abs=1e-4)
         mask = item["assets"]["mask"]
         assert mask["roles"] == ["data"] and "cloud-optimized" in mask["type"]
-        assert [(c["value"], c["name"]) for c in mask["classification:classes"]] == [(0, "not_water"), (1, "water"), (255, "nodata")]
+        classes = [(c["value"], c["name"]) for c in mask["classification:classes"]]
+        assert classes == [(0, "not_water"), (1, "water"), (255, "nodata")]
         assert mask["raster:bands"][0]["nodata"] == 255
         for key, name in (("mask", "mask.tif"), ("polygons", "water.gpkg"), ("quicklook", "quicklook.png")):
             asset = item["assets"][key]
@@ -141,8 +142,9 @@ def test_serve_serves_the_catalog(scenes: Path, tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}/"
-        catalog = json.loads(urllib.request.urlopen(base + "catalog.json", timeout=10).read())
-        item = json.loads(urllib.request.urlopen(base + catalog["links"][-1]["href"][2:], timeout=10).read())
+        catalog = json.loads(urllib.request.urlopen(base + "catalog.json", timeout=10).read())  # noqa: S310 - loopback http
+        item_url = base + catalog["links"][-1]["href"][2:]
+        item = json.loads(urllib.request.urlopen(item_url, timeout=10).read())  # noqa: S310 - loopback http
         assert item["id"] == "plain"
     finally:
         server.shutdown()

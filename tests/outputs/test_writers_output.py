@@ -10,9 +10,9 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from samgeo_pipeline.outputs import writers
 from samgeo_pipeline.errors import OutputWriteError
 from samgeo_pipeline.io.raster import inspect_raster
+from samgeo_pipeline.outputs import writers
 from samgeo_pipeline.outputs.writers import WindowedRasterWriter
 from tests.scenes import write_raster
 

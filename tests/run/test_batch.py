@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import samgeo_pipeline.run.image as pipeline
 import samgeo_pipeline.run.batch as runner
+import samgeo_pipeline.run.image as pipeline
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.io.folders import LOCK_NAME

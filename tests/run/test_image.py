@@ -21,10 +21,10 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import demo_nodata, demo_water, write_demo_scene
 from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
 from samgeo_pipeline.io.folders import LOCK_NAME
-from samgeo_pipeline.run.image import SegmentResult, segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.outputs.vectorize import mask_polygons
+from samgeo_pipeline.run.image import SegmentResult, segment_raster
 from tests.scenes import (
     DEMO_SHAPE,
     GEO_TRANSFORM,
@@ -429,7 +429,7 @@ class TestRerun:
 
         real = reader.prepare_tile
 
-        def failing(ds, info, stats, tile, config):  # noqa: ANN001, ANN202
+        def failing(ds, info, stats, tile, config):
             if (tile.row, tile.col) == (1, 1):
                 raise RuntimeError("disk on fire")
             return real(ds, info, stats, tile, config)
@@ -447,7 +447,7 @@ class TestRerun:
     def test_crash_on_first_run_leaves_no_mask(self, scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         import samgeo_pipeline.run.prepare as reader
 
-        def failing(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def failing(*args, **kwargs):
             raise RuntimeError("reader died")
 
         monkeypatch.setattr(reader, "prepare_tile", failing)
@@ -473,7 +473,7 @@ class TestFinish:
         tracing, seen = threading.Event(), {}
         real_polygons, real_cogs = pipeline.write_polygons, TileSink.make_cogs
 
-        def polygons(mask: Path, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def polygons(mask: Path, *args, **kwargs):
             seen["polygons read"] = mask.name
             tracing.set()
             return real_polygons(mask, *args, **kwargs)
@@ -498,7 +498,7 @@ class TestFinish:
         import samgeo_pipeline.run.image as pipeline
         from samgeo_pipeline.run.sink import TileSink
 
-        def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def fail(*args, **kwargs):
             raise RuntimeError(f"{failing} failed")
 
         if failing == "cogs":
@@ -541,12 +541,12 @@ class TestFeedSpeedups:
     """Issue 8: the faster tile path gives exactly what the plain path gave."""
 
     @staticmethod
-    def reference_prepare(ds, info, stats, tile, config):  # noqa: ANN001, ANN205
+    def reference_prepare(ds, info, stats, tile, config):
         """prepare_tile as it was: float32 read, float composite, coarse mask, prompts."""
+        from samgeo_pipeline.io.tiling import read_tile
         from samgeo_pipeline.water.coarse import apply_rule
         from samgeo_pipeline.water.prompts import prompts_for
         from samgeo_pipeline.water.radiometry import to_rgb8
-        from samgeo_pipeline.io.tiling import read_tile
 
         data, valid = read_tile(ds, info, tile)
         rgb = to_rgb8(data, valid, stats)
@@ -560,9 +560,9 @@ class TestFeedSpeedups:
     @pytest.mark.parametrize("kind", ["uint8", "uint16", "float32-nan", "alpha-mask"])
     def test_prepare_tile_equals_plain_path(self, kind: str, tmp_path: Path) -> None:
         import samgeo_pipeline.run.prepare as reader
-        from samgeo_pipeline.water.radiometry import compute_stats
         from samgeo_pipeline.io.raster import inspect_raster
         from samgeo_pipeline.io.tiling import make_grid
+        from samgeo_pipeline.water.radiometry import compute_stats
         from tests.scenes import multiband_scene
 
         water = disc((230, 270), (110, 130), 60) | disc((230, 270), (10, 250), 15)
@@ -645,7 +645,7 @@ class TestWarningsPerImage:
 
         real_inspect = pipeline.inspect_raster
 
-        def slow_inspect(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - both images inspect at once
+        def slow_inspect(*args, **kwargs):
             time.sleep(0.2)
             return real_inspect(*args, **kwargs)
 
@@ -678,7 +678,8 @@ class TestWarningsPerImage:
 def test_manifest_says_how_the_bands_were_chosen(tmp_path: Path) -> None:
     """A mapping guessed from the band count is recorded as such; a caller's reason (the watch
     flow's rule) replaces it; an explicit mapping is ``given``."""
-    path = write_raster(tmp_path / "plain.tif", np.random.default_rng(0).integers(50, 3000, (4, 64, 64)).astype(np.uint16))  # no descriptions
+    values = np.random.default_rng(0).integers(50, 3000, (4, 64, 64)).astype(np.uint16)
+    path = write_raster(tmp_path / "plain.tif", values)  # no descriptions
     guessed = run(path, tmp_path / "guessed", model="none", tile_size=64, halo=8)
     assert guessed.manifest["input"]["band_map_source"] == "guessed"
     given = run(path, tmp_path / "given", model="none", tile_size=64, halo=8, bands="naip")

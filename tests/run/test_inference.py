@@ -20,11 +20,11 @@ from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import SamInferenceError
-from samgeo_pipeline.run.inference import is_out_of_memory
-from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
-from samgeo_pipeline.sam.predictor import ModelSource
 from samgeo_pipeline.io.tiling import make_grid
+from samgeo_pipeline.run.image import segment_raster
+from samgeo_pipeline.run.inference import is_out_of_memory
+from samgeo_pipeline.sam.predictor import ModelSource
 from tests.scenes import leftovers, read_mask
 
 CONFIG = SegmentConfig(model="fake-sam", tile_size=96, halo=16, batch_size=4, progress=False)
@@ -58,7 +58,7 @@ class FakePredictor:
             raise exc
         return list(images), None
 
-    def predict_masks(self, embeddings, prompts, tile_shape, resized, merge="joint", logits=False):  # noqa: ANN001, ANN201
+    def predict_masks(self, embeddings, prompts, tile_shape, resized, merge="joint", logits=False):
         return [np.ones(tile_shape, bool) for _ in prompts]
 
 
@@ -150,7 +150,7 @@ def test_tile_out_of_memory_alone_is_listed_and_partial(scene: Path, tmp_path: P
     np.testing.assert_array_equal(mask[outside], clean_mask[outside])
 
 
-def test_partial_result_exit_code(scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # noqa: ANN001
+def test_partial_result_exit_code(scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     predictor = FakePredictor(first_tile_fails(cpu_out_of_memory))
     monkeypatch.setattr(runner, "load_predictor", lambda config: (predictor, ModelSource("fake-sam", "local directory")))
     code = main(["segment", str(scene), "--out", str(tmp_path / "out"), "--model", "fake-sam", "--tile-size", "96",

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.attention import chunk_global_attention
+from samgeo_pipeline.sam.predictor import SamPredictor
 from tests.tiny_sam import tiny_sam
 
 

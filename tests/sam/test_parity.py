@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 import torch
 
-from samgeo_pipeline.water.prompts import ComponentPrompt
-from samgeo_pipeline.sam.predictor import SamPredictor
 from samgeo_pipeline.sam.geometry import resize_tile, resized_shape
+from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from tests.sam_reference import IMAGE_SIZE, build_reference_sam, convert_to_hf, import_segment_anything
 
 try:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from samgeo_pipeline.water.prompts import ComponentPrompt
 from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.water.prompts import ComponentPrompt
 from tests.tiny_sam import tiny_sam
 
 IMAGE_SIZE = 128

@@ -13,11 +13,11 @@ from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ModelUnavailableError
-from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.io.raster import inspect_raster
-from samgeo_pipeline.run.batch import describe_model, load_predictor
-from samgeo_pipeline.sam.predictor import SamPredictor, load_sam_model, preprocess_torch, resolve_dtype
 from samgeo_pipeline.io.tiling import make_grid
+from samgeo_pipeline.run.batch import describe_model, load_predictor
+from samgeo_pipeline.run.image import segment_raster
+from samgeo_pipeline.sam.predictor import SamPredictor, load_sam_model, preprocess_torch, resolve_dtype
 from tests.tiny_sam import save_tiny_sam
 
 IMAGE_SIZE = 256

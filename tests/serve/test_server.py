@@ -15,8 +15,8 @@ import pytest
 
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.serve import server as serve
-from samgeo_pipeline.serve.server import make_server
 from samgeo_pipeline.serve.command import is_loopback
+from samgeo_pipeline.serve.server import make_server
 
 
 def output_root(tmp_path: Path) -> Path:

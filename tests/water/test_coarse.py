@@ -6,20 +6,21 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.water.coarse import (
     CoarseRule,
+    _separability,
     apply_rule,
     bimodal_split,
+    dark_floor,
     fit_rule,
     index_above,
     normalized_difference,
     resolve_method,
     rule_warnings,
 )
-from samgeo_pipeline.water.coarse import _separability, dark_floor
 from samgeo_pipeline.water.rgb_rule import grey_level as _grey
 from samgeo_pipeline.water.rule import grow as _grow
-from samgeo_pipeline.errors import InputError
 
 MS = ("blue", "green", "red", "nir", "swir")
 RGBN = ("red", "green", "blue", "nir")
@@ -59,7 +60,8 @@ LAKE = (slice(20, 70), slice(20, 70))
 class TestResolveMethod:
     @pytest.mark.parametrize(
         ("names", "expected"),
-        [(MS, "dswe"), (("green", "swir"), "mndwi"), (("green", "swir", "nir"), "mndwi"), (RGBN, "ndwi"), (("green", "nir"), "ndwi"), (RGB, "rgb")],
+        [(MS, "dswe"), (("green", "swir"), "mndwi"), (("green", "swir", "nir"), "mndwi"), (RGBN, "ndwi"),
+         (("green", "nir"), "ndwi"), (RGB, "rgb")],
     )
     def test_auto(self, names: tuple[str, ...], expected: str) -> None:
         assert resolve_method("auto", names) == expected

@@ -12,6 +12,7 @@ from rasterio.enums import Resampling
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.io.raster import inspect_raster, nodata_valid, read_decimated
 from samgeo_pipeline.water.coarse import CoarseRule, fit_rule
 from samgeo_pipeline.water.radiometry import (
     ImageStats,
@@ -23,7 +24,6 @@ from samgeo_pipeline.water.radiometry import (
     stats_from_array,
     to_rgb8,
 )
-from samgeo_pipeline.io.raster import inspect_raster, nodata_valid, read_decimated
 from tests.scenes import disc, rgbn_scene, write_raster
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
-from samgeo_pipeline.water import spectral_tests as wt
-from samgeo_pipeline.water.coarse import apply_rule, edge_otsu_threshold, fit_rule, resolve_method
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.io.reflectance import Reflectance
+from samgeo_pipeline.water import spectral_tests as wt
+from samgeo_pipeline.water.coarse import apply_rule, edge_otsu_threshold, fit_rule, resolve_method
 
 SIX = ("blue", "green", "red", "nir", "swir", "swir2")
 # Reflectance (0-1) of blue, green, red, NIR, SWIR1, SWIR2.
