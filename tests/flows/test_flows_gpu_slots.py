@@ -46,7 +46,7 @@ def test_without_a_limit_only_the_process_lock_is_taken(monkeypatch) -> None:
         raise AssertionError("a global concurrency slot was taken without a gpu limit")
 
     monkeypatch.setattr(gpu_slots, "concurrency", no_global_limit)
-    entered, release, order = threading.Event(), threading.Event(), []
+    entered, order = threading.Event(), []
 
     def second() -> None:
         entered.wait()
