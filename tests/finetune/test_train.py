@@ -12,7 +12,7 @@ import torch
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.finetune.train import FinetuneResult, finetune, lr_factor
+from samgeo_pipeline.finetune.train import FinetuneResult, finetune
 from samgeo_pipeline.run.batch import load_predictor
 from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.sam.predictor import SamPredictor
@@ -103,12 +103,3 @@ def test_checkpoint_segments_like_the_model_in_memory(tiny_model: Path, tmp_path
         mask_a, mask_b = a.read(1), b.read(1)
     assert (mask_a == 1).sum() > 100  # SAM found water: the comparison is not trivially empty
     np.testing.assert_array_equal(mask_a, mask_b)
-
-
-def test_lr_schedule() -> None:
-    assert lr_factor(0, 100, 10, "cosine") == pytest.approx(0.1)
-    assert lr_factor(9, 100, 10, "cosine") == pytest.approx(1.0)
-    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
-    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
-    assert lr_factor(100, 100, 10, "linear") == pytest.approx(0.0)
-    assert lr_factor(50, 100, 0, "constant") == 1.0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import pytest
-
 from flows.recovery import (
     CANCEL_AUTOMATION,
     CRASH_AUTOMATION,
@@ -67,11 +65,10 @@ def test_ensure_automations_updates_an_older_version_of_the_rules(prefect_harnes
                     client.delete_automation(automation.id)
 
 
-@pytest.mark.parametrize("module", ["segment", "finetune"])
-def test_gpu_slot_lease_runs_out_within_a_minute_of_a_crash(monkeypatch, module) -> None:
-    """A killed holder's ``gpu`` slot is a lease nobody renews: it must run out in 60 s, not 300 s."""
+def test_gpu_slot_lease_runs_out_within_a_minute_of_a_crash(monkeypatch) -> None:
+    """A killed holder's ``gpu`` slot is a lease nobody renews: it must run out in 60 s, not 300 s
+    (the segment flow's ``gpu_slot``: tests/flows/test_flows_gpu_slots.py)."""
     import flows.finetune
-    import flows.gpu_slots
 
     taken = []
 
@@ -80,17 +77,12 @@ def test_gpu_slot_lease_runs_out_within_a_minute_of_a_crash(monkeypatch, module)
         taken.append((name, kwargs.get("lease_duration", 300)))
         yield
 
-    if module == "segment":
-        monkeypatch.setattr(flows.gpu_slots, "concurrency", concurrency)
-        with flows.gpu_slots.gpu_slot("gpu"):
-            pass
-    else:
-        monkeypatch.setattr(flows.finetune, "concurrency", concurrency)
-        monkeypatch.setattr("samgeo_pipeline.finetune.finetune", _FakeFinetune())
-        from prefect.logging import disable_run_logger
+    monkeypatch.setattr(flows.finetune, "concurrency", concurrency)
+    monkeypatch.setattr("samgeo_pipeline.finetune.finetune", _FakeFinetune())
+    from prefect.logging import disable_run_logger
 
-        with disable_run_logger():
-            flows.finetune.train.fn(object(), gpu_limit="gpu")
+    with disable_run_logger():
+        flows.finetune.train.fn(object(), gpu_limit="gpu")
     assert taken == [("gpu", 60.0)]
 
 

@@ -33,17 +33,6 @@ def test_library_and_helpers_import_without_prefect() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
 
 
-def test_missing_api_degrades_to_no_limit(monkeypatch, caplog) -> None:
-    import prefect.client.orchestration as orchestration
-
-    def unreachable(*args, **kwargs):
-        raise ConnectionError("API unreachable")
-
-    monkeypatch.setattr(orchestration, "get_client", unreachable)
-    assert seg.ensure_concurrency_limit("gpu") is False
-    assert "not serialised" in caplog.text
-
-
 class TestPlainFunctions:
     def test_segment_task_cache_key(self, tmp_path: Path) -> None:
         config = _config()

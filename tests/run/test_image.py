@@ -515,28 +515,6 @@ class TestFinish:
         assert run(scene, out).status == "done"
 
 
-class TestModelFingerprint:
-    def test_bytes_not_path_identify_a_local_model(self, tmp_path: Path) -> None:
-        import shutil
-
-        from samgeo_pipeline.outputs.fingerprint import model_fingerprint
-        from tests.tiny_sam import save_tiny_sam
-
-        first = save_tiny_sam(tmp_path / "a", seed=0)
-        copy = Path(shutil.copytree(first, tmp_path / "b"))
-        assert model_fingerprint(str(first)) == model_fingerprint(str(copy))  # same weights elsewhere
-        save_tiny_sam(copy, seed=1)
-        assert model_fingerprint(str(first)) != model_fingerprint(str(copy))
-        assert model_fingerprint("none") == "none"
-
-    def test_hub_id_without_cache(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-        from samgeo_pipeline.outputs.fingerprint import model_fingerprint
-
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-        monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-        assert model_fingerprint("someone/sam-nowhere") == "someone/sam-nowhere@unknown revision"
-
-
 class TestFeedSpeedups:
     """Issue 8: the faster tile path gives exactly what the plain path gave."""
 

@@ -136,11 +136,6 @@ def test_a_sharded_safetensors_folder_loads_and_its_fingerprint_covers_every_sha
     assert model_fingerprint(str(folder)) != before
 
 
-def test_a_refused_folder_is_never_reused(tmp_path: Path) -> None:
-    folder = pickle_behind_index(tmp_path / "model", "pytorch_model.bin")
-    assert model_fingerprint(str(folder)).startswith("unloadable:")
-
-
 def hub_snapshot(cache: Path, repo: str, files: dict[str, bytes]) -> Path:
     """A Hugging Face cache entry of ``repo`` as huggingface_hub lays it out: blobs and links to them."""
     repo_dir = cache / f"models--{repo.replace('/', '--')}"
