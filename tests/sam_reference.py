@@ -113,7 +113,7 @@ def _fake_torchvision_modules() -> dict[str, types.ModuleType]:
 def _real_torchvision_imports() -> bool:
     try:
         import torchvision.ops.boxes
-        import torchvision.transforms.functional  # noqa: F401
+        import torchvision.transforms.functional  # noqa: F401 - only to see whether it imports
 
         return True
     except Exception:  # noqa: BLE001 - absent, or present but built for another torch

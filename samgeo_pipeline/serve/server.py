@@ -153,7 +153,7 @@ class OutputRootHandler(BaseHTTPRequestHandler):
         self._finish_reading()
         self._send_error(HTTPStatus.METHOD_NOT_ALLOWED, "read-only server: GET and HEAD only", {"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_method  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_method  # noqa: N815 - http.server dispatches on these names
 
     def _finish_reading(self) -> None:
         """Drop the body within the head's deadline (a slow body holds a slot no longer), then lift it."""

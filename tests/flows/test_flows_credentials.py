@@ -21,7 +21,7 @@ from samgeo_pipeline.serve.server import make_server
 
 try:  # moto's S3 server on loopback, for the storage-options test
     from flows import remote
-    from tests.flows.test_flows_remote import s3  # noqa: F401
+    from tests.flows.test_flows_remote import s3  # noqa: F401 - the S3 server fixture, used by name
 except pytest.skip.Exception:  # s3fs or moto missing: that test skips itself
     pass
 

@@ -68,7 +68,7 @@ def test_segment_flow_writes_to_s3_and_reuses_the_remote_manifest(s3, two_scenes
     made = []
     real_mkdtemp = seg.tempfile.mkdtemp
     monkeypatch.setattr(seg.tempfile, "mkdtemp", lambda *a, **kw: made.append(real_mkdtemp(*a, **kw)) or made[-1])
-    run = lambda: seg.segment_flow([str(two_scenes / "alpha.tif")], "s3://shared/out", OPTIONS,  # noqa: E731
+    run = lambda: seg.segment_flow([str(two_scenes / "alpha.tif")], "s3://shared/out", OPTIONS,  # noqa: E731 - a one-line re-run, read beside its arguments
                                    output_storage_options=options)
     first = run()[0]
     assert first["status"] == "done" and first["out_dir"] == "s3://shared/out/alpha"
@@ -108,7 +108,7 @@ def test_credentials_from_a_secret_block_not_the_parameters_nor_the_environment(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     Secret(value={"key": options["key"], "secret": options["secret"]}).save("samgeo-s3-test", overwrite=True)
-    run = lambda block: seg.segment_flow([str(two_scenes / "beta.tif")], "s3://shared/blocked", OPTIONS,  # noqa: E731
+    run = lambda block: seg.segment_flow([str(two_scenes / "beta.tif")], "s3://shared/blocked", OPTIONS,  # noqa: E731 - a one-line re-run, read beside its arguments
                                          output_storage_options={"endpoint_url": endpoint},
                                          output_credentials_block=block)
     summary = run("samgeo-s3-test")[0]

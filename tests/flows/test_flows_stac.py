@@ -15,7 +15,7 @@ from samgeo_pipeline.outputs.stac import validate_offline
 from tests.io.test_stac_input import L8, landsat_item
 
 try:  # the moto server fixture (its module skips without s3fs or moto)
-    from tests.flows.test_flows_remote import s3  # noqa: F401
+    from tests.flows.test_flows_remote import s3  # noqa: F401 - the S3 server fixture, used by name
 except pytest.skip.Exception:
     pass
 

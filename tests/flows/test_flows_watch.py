@@ -49,7 +49,7 @@ class TestWatchFlow:
         _scene(inbox / "site" / "two.tif", seed=2)
         rules = tmp_path / "watch.yaml"
         rules.write_text("stable_seconds: 0\ndefaults: {model: none}\n")
-        scan = lambda: watch.watch_flow(str(inbox), str(tmp_path / "out"), rules_path=str(rules))  # noqa: E731
+        scan = lambda: watch.watch_flow(str(inbox), str(tmp_path / "out"), rules_path=str(rules))  # noqa: E731 - a one-line re-run, read beside its arguments
 
         first = scan()
         assert (first["submitted"], sorted(Path(p).name for p in first["waiting"])) == ({}, ["one.tif", "two.tif"])
@@ -115,7 +115,7 @@ class TestWatchFlow:
         _scene(inbox / "a.tif")
         rules = tmp_path / "watch.yaml"
         rules.write_text("ready: rename\nretries: 1\nretry_backoff_seconds: 0\ndefaults: {model: none}\n")
-        scan = lambda: watch.watch_flow(str(inbox), str(tmp_path / "out"), rules_path=str(rules))  # noqa: E731
+        scan = lambda: watch.watch_flow(str(inbox), str(tmp_path / "out"), rules_path=str(rules))  # noqa: E731 - a one-line re-run, read beside its arguments
         assert len(scan()["submitted"]) == 1
         second = scan()  # the run failed: retried at once (back-off 0)
         assert second["failed"] == {str(inbox / "a.tif"): "a.tif: broken tile"} and len(second["submitted"]) == 1
