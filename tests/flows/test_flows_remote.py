@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,8 +67,8 @@ def test_segment_flow_writes_to_s3_and_reuses_the_remote_manifest(s3, two_scenes
     endpoint, options = s3
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     made = []
-    real_mkdtemp = seg.tempfile.mkdtemp
-    monkeypatch.setattr(seg.tempfile, "mkdtemp", lambda *a, **kw: made.append(real_mkdtemp(*a, **kw)) or made[-1])
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **kw: made.append(real_mkdtemp(*a, **kw)) or made[-1])
     run = lambda: seg.segment_flow([str(two_scenes / "alpha.tif")], "s3://shared/out", OPTIONS,  # noqa: E731 - a one-line re-run, read beside its arguments
                                    output_storage_options=options)
     first = run()[0]

@@ -1,4 +1,4 @@
-"""The segment flow: task logic as plain functions, then whole runs on the session's temporary API."""
+"""The segment flow: whole runs on the session's temporary API (its tasks: test_flows_segment_tasks.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import contextlib
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from flows import common, gpu_slots
+from flows import common, stages
 from flows import segment as seg
+from flows import segment_tasks as tasks
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
-from samgeo_pipeline.errors import InputError, RasterReadError
 
 OPTIONS = {"model": "none", "tile_size": 256, "halo": 32}
 
@@ -31,143 +30,6 @@ def test_library_and_helpers_import_without_prefect() -> None:
             "samgeo_pipeline.serve.server, flows.common; sys.exit('prefect' in sys.modules)")
     repo = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
-
-
-class TestPlainFunctions:
-    def test_segment_task_cache_key(self, tmp_path: Path) -> None:
-        config = _config()
-        prepared = {"sha256": "abc", "out_dir": str(tmp_path), "reusable": False}
-        assert seg._cache_key(None, {"prepared": prepared, "config": config}) is None  # nothing to reuse yet
-        prepared["reusable"] = True
-        assert seg._cache_key(None, {"prepared": prepared, "config": config}).startswith("samgeo-segment-")
-        assert seg._cache_key(None, {"prepared": prepared, "config": config.merged({"overwrite": True})}) is None
-
-    def test_prepare(self, two_scenes: Path, tmp_path: Path) -> None:
-        prepared = seg.prepare_image.fn(str(two_scenes / "alpha.tif"), str(tmp_path / "alpha"), _config())
-        assert (prepared["width"], prepared["height"], prepared["bands"]) == (400, 300, 4)
-        assert len(prepared["sha256"]) == 64 and prepared["reusable"] is False
-        bad = tmp_path / "bad.tif"
-        bad.write_text("not a raster")
-        with pytest.raises((InputError, RasterReadError)):
-            seg.prepare_image.fn(str(bad), str(tmp_path / "bad"), _config())
-
-    def test_retry_condition(self) -> None:
-        def state(exc: BaseException) -> SimpleNamespace:
-            def result():
-                raise exc
-
-            return SimpleNamespace(result=result)
-
-        assert seg._retry_on_io(None, None, state(ConnectionResetError("reset")))
-        assert seg._retry_on_io(None, None, state(RasterReadError("truncated")))
-        assert not seg._retry_on_io(None, None, state(InputError("no NIR band")))
-        assert not seg._retry_on_io(None, None, state(KeyError("x")))
-
-    def test_segment_task_holds_the_gpu_slot(self, two_scenes: Path, tmp_path: Path, monkeypatch) -> None:
-        from prefect.logging import disable_run_logger
-
-        held: list[tuple[str, int]] = []
-
-        @contextlib.contextmanager
-        def fake_concurrency(name: str, occupy: int, **kwargs):
-            held.append((name, occupy))
-            yield
-
-        monkeypatch.setattr(gpu_slots, "concurrency", fake_concurrency)
-        config = _config()
-        prepared = seg.prepare(str(two_scenes / "beta.tif"), str(tmp_path / "beta"), config)
-        with disable_run_logger():
-            summary = seg.segment_image.fn(prepared, config, "gpu")
-            again = seg.segment_image.fn(seg.prepare(prepared["input"], prepared["out_dir"], config), config, "gpu")
-        assert held == [("gpu", 1)]  # the reused run never asks for the GPU
-        assert summary["status"] == "done" and again["status"] == "skipped"
-        assert Path(summary["out_dir"], "mask.tif").is_file()
-        assert json.loads(json.dumps(summary)) == summary  # JSON-able: paths, not arrays
-        seg.PREDICTORS.release("local")
-
-    def test_each_input_is_hashed_once_and_reuse_decided_once(self, two_scenes: Path, tmp_path: Path,
-                                                              monkeypatch) -> None:  # fmt: skip
-        """prepare hashes the input and decides reuse; segment_image and RasterRun use that decision
-        (before: two hashes and three reuse checks per image)."""
-        import sys
-
-        from prefect.logging import disable_run_logger
-
-        calls: dict[str, list[str]] = {"file_sha256": [], "find_reusable": []}
-        for module in list(sys.modules.values()):  # every module's binding of the two functions
-            for name, seen in calls.items():
-                real = getattr(module, name, None) if (getattr(module, "__name__", "") or "").startswith(
-                    ("samgeo_pipeline", "flows")) else None
-                if callable(real):
-                    def counted(path, *args, _real=real, _seen=seen, **kwargs):
-                        _seen.append(str(path))
-                        return _real(path, *args, **kwargs)
-
-                    monkeypatch.setattr(module, name, counted)
-        config = _config()
-        image = str(two_scenes / "beta.tif")
-        with disable_run_logger():
-            summary = seg.segment_image.fn(seg.prepare(image, str(tmp_path / "beta"), config), config)
-            again = seg.segment_image.fn(seg.prepare(image, str(tmp_path / "beta"), config), config)
-        assert (summary["status"], again["status"]) == ("done", "skipped")
-        assert calls["file_sha256"].count(image) == 2  # once per run
-        assert len(calls["find_reusable"]) == 2
-        seg.PREDICTORS.release("local")
-
-    def test_images_take_the_gpu_one_at_a_time_for_their_tiles_only(self, two_scenes: Path, tmp_path: Path,
-                                                                    monkeypatch) -> None:  # fmt: skip
-        """Two images in two threads: their tiles never overlap; the first one's finish (COG,
-        polygons) overlaps the second one's tiles (it waits for them to start: were the GPU held for
-        the whole image, that wait would time out)."""
-        import threading
-        import time
-
-        from prefect.logging import disable_run_logger
-
-        from samgeo_pipeline.run.image import RasterRun
-
-        lock = threading.Lock()
-        active, peak, order = [0], [0], []
-        tiles_started = threading.Event()
-        overlapped: list[bool] = []
-        real_tiles, real_finish = RasterRun.tiles, RasterRun.finish
-
-        def tiles(run):
-            with lock:
-                active[0] += 1
-                peak[0] = max(peak[0], active[0])
-                order.append(run.path.stem)
-            if len(order) == 2:
-                tiles_started.set()
-            time.sleep(0.2)
-            real_tiles(run)
-            with lock:
-                active[0] -= 1
-
-        def finish(run):
-            if run.path.stem == order[0]:
-                overlapped.append(tiles_started.wait(20))
-            return real_finish(run)
-
-        monkeypatch.setattr(RasterRun, "tiles", tiles)
-        monkeypatch.setattr(RasterRun, "finish", finish)
-        config = _config()
-        prepared = [seg.prepare(str(two_scenes / f"{n}.tif"), str(tmp_path / n), config) for n in ("alpha", "beta")]
-        summaries: list[dict] = []
-
-        def run(p):
-            with disable_run_logger():
-                summaries.append(seg.segment_image.fn(p, config))
-
-        threads = [threading.Thread(target=run, args=(p,)) for p in prepared]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert peak[0] == 1 and sorted(order) == ["alpha", "beta"]
-        assert overlapped == [True]
-        assert sorted(s["status"] for s in summaries) == ["done", "done"]
-        seg.PREDICTORS.release("local")
 
 
 @pytest.mark.usefixtures("prefect_harness")
@@ -201,7 +63,7 @@ class TestSegmentFlow:
         assert state.is_failed()
         assert "1 of 3 image(s) failed" in state.message and "broken.tif" in state.message
         assert loads == ["none"]  # one model load per flow run, shared by both images
-        assert len(seg.PREDICTORS) == 0  # released at the end of the run
+        assert len(stages.PREDICTORS) == 0  # released at the end of the run
         for name in ("alpha", "beta"):
             assert {p.name for p in (out / name).iterdir()} >= {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
         with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
@@ -248,7 +110,7 @@ class TestSegmentFlow:
             return replace(found, coarse=replace(found.coarse, uncertain=reason)) if abstains else found
 
         monkeypatch.setattr(pipeline, "stats_from_array", stats)
-        slots, real_slot = [], seg.gpu_slot
+        slots, real_slot = [], tasks.gpu_slot
 
         @contextlib.contextmanager
         def slot(gpu_limit):
@@ -256,7 +118,7 @@ class TestSegmentFlow:
                 slots.append(gpu_limit)
                 yield
 
-        monkeypatch.setattr(seg, "gpu_slot", slot)
+        monkeypatch.setattr(tasks, "gpu_slot", slot)
         out = tmp_path / "out"
         state = seg.segment_flow([str(two_scenes)], str(out), OPTIONS, return_state=True)
         assert state.is_completed()
@@ -340,7 +202,7 @@ class TestSegmentFlow:
         assert loads == [str(model_dir)]
         assert [r["status"] for r in result] == ["done", "done"]
         assert all(r["tiles"]["sam"] > 0 for r in result) and result[0]["model"] == str(model_dir)
-        assert len(seg.PREDICTORS) == 0
+        assert len(stages.PREDICTORS) == 0
 
     @pytest.mark.parametrize("family", ["sam_hq", "sam2", "sam3"])
     def test_other_families_run_as_themselves_on_real_naip(self, tmp_path: Path, family: str) -> None:
