@@ -26,7 +26,7 @@ from samgeo_pipeline.errors import ManifestError, ManifestVersionError
 from samgeo_pipeline.io.atomic import write_text_atomic
 from samgeo_pipeline.models.sam3 import prompt_record
 from samgeo_pipeline.outputs.fingerprint import model_fingerprint
-from samgeo_pipeline.results import SegmentResult, uncertain_hint
+from samgeo_pipeline.results import SegmentResult, TileCounts, uncertain_hint
 
 if TYPE_CHECKING:
     from samgeo_pipeline.io.raster import RasterInfo
@@ -109,18 +109,6 @@ class GridRecord:
 
 
 @dataclass(kw_only=True)
-class TilesRecord:
-    """How many tiles went which way (:class:`~samgeo_pipeline.results.TileCounts`); each failed tile with its reason."""
-
-    total: int = 0
-    sam: int = 0
-    coarse_only: int = 0
-    skipped: int = 0
-    failed: int = 0
-    failed_tiles: list[Any] = field(default_factory=list)
-
-
-@dataclass(kw_only=True)
 class WaterRecord:
     """The water found: fraction of the valid pixels, area in m² (None without a ground size), polygons."""
 
@@ -131,7 +119,7 @@ class WaterRecord:
 
 #: The nested records of :class:`Manifest`, by key.
 _RECORDS: dict[str, type] = {"uncertain": Uncertain, "input": InputRecord, "model": ModelRecord,
-                             "grid": GridRecord, "tiles": TilesRecord, "water": WaterRecord}
+                             "grid": GridRecord, "tiles": TileCounts, "water": WaterRecord}
 
 
 @dataclass(kw_only=True)
@@ -164,7 +152,7 @@ class Manifest:
     model: ModelRecord = field(default_factory=ModelRecord)
     radiometry: dict[str, Any] = field(default_factory=dict)
     grid: GridRecord = field(default_factory=GridRecord)
-    tiles: TilesRecord = field(default_factory=TilesRecord)
+    tiles: TileCounts = field(default_factory=TileCounts)
     water: WaterRecord = field(default_factory=WaterRecord)
     seconds: dict[str, float] = field(default_factory=dict)
     runtime: dict[str, Any] = field(default_factory=dict)
@@ -301,7 +289,7 @@ def build_manifest(
             autocast=str(predictor.autocast_dtype).replace("torch.", "") if predictor and predictor.autocast_dtype else None,
         ),
         radiometry=stats.to_dict(), grid=_grid_record(grid, info, config.gsd),
-        tiles=TilesRecord(**dataclasses.asdict(result.tiles)),
+        tiles=dataclasses.replace(result.tiles, failed_tiles=list(result.tiles.failed_tiles)),
         water=WaterRecord(fraction_of_valid=result.water_fraction, area_m2=result.water_area_m2,
                           polygons=result.polygons),
         seconds={k: round(v, 3) for k, v in result.seconds.items()}, runtime=runtime,
