@@ -203,8 +203,10 @@ def stage_modules() -> list[Any]:
     import samgeo_pipeline
 
     package = Path(samgeo_pipeline.__file__).parent  # (an editable install could find another copy's)
-    names = [name for name in ("pipeline", "reader", "sink") if (package / f"{name}.py").is_file()]
-    return [importlib.import_module(f"samgeo_pipeline.{name}") for name in names]
+    layouts = ("pipeline", "reader", "sink",  # the flat package (before the subpackages)
+               "run/image", "run/image_stats", "run/prepare", "run/sink", "run/tiles")
+    names = [name for name in layouts if (package / f"{name}.py").is_file()]
+    return [importlib.import_module("samgeo_pipeline." + name.replace("/", ".")) for name in names]
 
 
 def find(name: str, *names: str) -> Any:
