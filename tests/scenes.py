@@ -116,6 +116,15 @@ def read_mask(out_dir: Path) -> np.ndarray:
             return ds.read(1)
 
 
+def check_mask_on_input_grid(source: Path, out_dir: Path) -> None:
+    """Assert that ``out_dir/mask.tif`` has the CRS, transform and shape of ``source``, 255 where the
+    source has no data and only 0 / 1 elsewhere."""
+    with rasterio.open(source) as src, rasterio.open(out_dir / "mask.tif") as out:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        mask, nodata = out.read(1), src.read_masks(1) == 0
+    assert np.all(mask[nodata] == 255) and set(np.unique(mask[~nodata])) <= {0, 1}
+
+
 def leftovers(root: Path) -> Sequence[Path]:
     """Temporary files (``.partial`` / ``.work``) left anywhere under ``root``."""
     return [p for p in root.rglob("*") if ".partial-" in p.name or ".work-" in p.name]

@@ -24,6 +24,7 @@ from samgeo_pipeline.run.batch import describe_model, load_predictor
 from samgeo_pipeline.run.image import segment_raster
 from samgeo_pipeline.sam.predictor import load_sam_model
 from samgeo_pipeline.water.prompts import ComponentPrompt
+from tests.scenes import check_mask_on_input_grid
 from tests.tiny_sam import save_tiny_sam, tiny_sam
 
 NAIP = Path(__file__).resolve().parents[3] / "shared" / "data" / "naip_potholes" / "m_4709963_se_14_1_20200831.tif"
@@ -95,10 +96,7 @@ class TestFamilyThroughThePipeline:
         predictor, source = load_predictor(config)
         result = segment_raster(scene, tmp_path / "out", config, predictor, source)
         assert result.status == "done"
-        with rasterio.open(scene) as src, rasterio.open(tmp_path / "out" / "mask.tif") as out:
-            assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
-            mask, nodata = out.read(1), src.read_masks(1) == 0
-        assert np.all(mask[nodata] == 255) and set(np.unique(mask[~nodata])) <= {0, 1}
+        check_mask_on_input_grid(scene, tmp_path / "out")
         tiles = result.tiles
         assert tiles.total == len(make_grid(inspect_raster(scene), config)) == tiles.sam + tiles.skipped
         assert tiles.sam > 0 and tiles.skipped > 0

@@ -20,6 +20,7 @@ from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
 from samgeo_pipeline.models.sam3 import Sam3Predictor
 from samgeo_pipeline.run.batch import load_predictor
 from samgeo_pipeline.run.image import segment_raster
+from tests.scenes import check_mask_on_input_grid
 from tests.test_cli import abstain
 from tests.tiny_sam import save_tiny_sam
 
@@ -150,10 +151,7 @@ class TestPipeline:
         predictor, source = load_predictor(config)
         result = segment_raster(scene, tmp_path / "out", config, predictor, source)
         assert result.status == "done"
-        with rasterio.open(scene) as src, rasterio.open(tmp_path / "out" / "mask.tif") as out:
-            assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
-            mask, nodata = out.read(1), src.read_masks(1) == 0
-        assert np.all(mask[nodata] == 255) and set(np.unique(mask[~nodata])) <= {0, 1}
+        check_mask_on_input_grid(scene, tmp_path / "out")
         m = result.manifest
         assert m["model"]["family"] == "sam3" and m["model"]["image_size"] == 252
         assert m["prompt"] == {"kind": "text", "text": ["water", "river"], "threshold": 0.22, "combine": "agree",
