@@ -80,7 +80,6 @@ class StubPredictor:
     depends on the tile size beyond the arrays' shapes.
     """
 
-    preprocessing = None
     autocast_dtype = None
 
     def __init__(self, image_size: int = 1024) -> None:

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 
 from samgeo_pipeline.errors import ConfigError
-from samgeo_pipeline.options import Range, check_ranges, field_docs
+from samgeo_pipeline.options import Range, check_choices, check_ranges, coerce_option, field_docs
 
 IndexName = Literal["auto", "dswe", "fmask", "ndwi", "mndwi", "rgb"]
 DsweWater = Literal["high", "moderate", "wetland"]
@@ -159,6 +159,7 @@ class ImageOptions:
 
     def __post_init__(self) -> None:
         check_ranges(self, IMAGE_RANGES)
+        check_choices(self)  # every Literal option, a subclass's too
         if not (len(self.percentiles) == 2 and 0 <= self.percentiles[0] < self.percentiles[1] <= 100):
             raise ConfigError(
                 f"percentiles={','.join(map(str, self.percentiles))}: give two values low,high with 0 <= low < high <= 100"
@@ -167,10 +168,6 @@ class ImageOptions:
             raise ConfigError(f"halo={self.halo}: must be >= 0 and below half the tile_size ({self.tile_size})")
         if self.prompt == "points" and self.points < 1:
             raise ConfigError("prompt=points needs points >= 1")
-        for name in ("index", "prompt", "point_merge", "precision", "dswe_water"):
-            allowed = _literal_values(name)
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.texture_window % 2 == 0:
             raise ConfigError(f"texture_window={self.texture_window}: must be an odd number of pixels >= 3")
         if self.composite != "auto":
@@ -186,12 +183,43 @@ class ImageOptions:
             if key not in known:
                 raise ConfigError(f"unknown {self._option_kind} {key!r}; known: {', '.join(sorted(known))}")
             if value is not None:
-                changes[key] = self._coerced(key, value)
+                changes[key] = coerce_option(type(self), key, value)
         return dataclasses.replace(self, **changes)
 
-    def _coerced(self, key: str, value: Any) -> Any:
-        """``value`` (from YAML or a flag) as the type of option ``key``'s current value."""
-        return _coerce(key, value, getattr(self, key))
+    def with_checkpoint(self: _Options, preprocessing: dict[str, Any]) -> _Options:
+        """The config a fine-tuned checkpoint's preprocessing implies (its ``samgeo_checkpoint.json``).
+
+        The checkpoint's composite and band mapping fill options left at ``auto``; its percentiles
+        replace this config's, so SAM sees inputs normalised as in training. An explicit composite
+        or band mapping that differs from the checkpoint's wins, with a warning.
+
+        Args:
+            preprocessing: the checkpoint's ``preprocessing`` section: ``composite`` (3 band names),
+                ``percentiles`` (2 floats) and optionally ``bands`` (a band mapping string).
+        """
+        import warnings
+
+        from samgeo_pipeline.errors import SamgeoPipelineWarning
+
+        changes: dict[str, Any] = {}
+        for key in ("composite", "bands"):
+            value = preprocessing.get(key)
+            if value is None:
+                continue
+            value = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
+            current = getattr(self, key)
+            if current == "auto":
+                changes[key] = value
+            elif current != value:
+                warnings.warn(
+                    f"--{key} {current} differs from the fine-tuned model's {value}; using {current}",
+                    SamgeoPipelineWarning,
+                    stacklevel=2,
+                )
+        if preprocessing.get("percentiles") is not None:
+            changes["percentiles"] = tuple(float(v) for v in preprocessing["percentiles"])
+        return self.merged(changes)
+
 
 
 @dataclass(frozen=True)
@@ -243,10 +271,6 @@ class SegmentConfig(ImageOptions):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_ranges(self, SEGMENT_RANGES)
-        for name in ("on_uncertain", "text_combine"):
-            allowed = _literal_values(name)
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         self._check_text()
 
     def _check_text(self) -> None:
@@ -279,40 +303,6 @@ class SegmentConfig(ImageOptions):
         """False for ``--model none`` (the coarse mask alone)."""
         return self.model.lower() != "none"
 
-    def with_checkpoint(self, preprocessing: dict[str, Any]) -> SegmentConfig:
-        """The config a fine-tuned checkpoint's preprocessing implies (its ``samgeo_checkpoint.json``).
-
-        The checkpoint's composite and band mapping fill options left at ``auto``; its percentiles
-        replace this config's, so SAM sees inputs normalised as in training. An explicit composite
-        or band mapping that differs from the checkpoint's wins, with a warning.
-
-        Args:
-            preprocessing: the checkpoint's ``preprocessing`` section: ``composite`` (3 band names),
-                ``percentiles`` (2 floats) and optionally ``bands`` (a band mapping string).
-        """
-        import warnings
-
-        from samgeo_pipeline.errors import SamgeoPipelineWarning
-
-        changes: dict[str, Any] = {}
-        for key in ("composite", "bands"):
-            value = preprocessing.get(key)
-            if value is None:
-                continue
-            value = ",".join(value) if isinstance(value, (list, tuple)) else str(value)
-            current = getattr(self, key)
-            if current == "auto":
-                changes[key] = value
-            elif current != value:
-                warnings.warn(
-                    f"--{key} {current} differs from the fine-tuned model's {value}; using {current}",
-                    SamgeoPipelineWarning,
-                    stacklevel=2,
-                )
-        if preprocessing.get("percentiles") is not None:
-            changes["percentiles"] = tuple(float(v) for v in preprocessing["percentiles"])
-        return self.merged(changes)
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every option."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -342,48 +332,6 @@ def parse_composite(spec: str | list[str] | tuple[str, ...]) -> tuple[str, str, 
             f"composite={spec!r}: give three band names out of {', '.join(BAND_NAMES)}, e.g. nir,swir,green"
         )
     return names[0], names[1], names[2]
-
-
-def _literal_values(name: str) -> tuple[str, ...]:
-    from typing import get_args
-
-    return {
-        "index": get_args(IndexName),
-        "prompt": get_args(PromptKind),
-        "point_merge": get_args(PointMerge),
-        "precision": get_args(Precision),
-        "dswe_water": get_args(DsweWater),
-        "on_uncertain": get_args(OnUncertain),
-        "text_combine": get_args(TextCombine),
-    }[name]
-
-
-def _coerce(key: str, value: Any, current: Any) -> Any:
-    """Convert a YAML/CLI value to the type of the field's default."""
-    try:
-        if isinstance(current, tuple):
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(type(current[0])(v) for v in items)
-        if isinstance(current, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in {"1", "true", "yes", "on"}
-            return bool(value)
-        if key in {"nodata", "gsd", "threshold", "reflectance_scale"}:
-            return float(value)
-        if key == "erosion" or isinstance(current, int):
-            return _as_int(value)
-        if isinstance(current, float):
-            return float(value)
-        return str(value) if not isinstance(value, (int, float)) or isinstance(current, str) else value
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"option {key}={value!r}: {exc}") from None
-
-
-def _as_int(value: Any) -> int:
-    """``value`` as an int; a float must be a whole number (``1.5``, ``nan`` and ``inf`` raise ``ValueError``)."""
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError("must be a whole number")
-    return int(value)
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -3,19 +3,24 @@
 The mechanisms both configurations (:class:`~samgeo_pipeline.config.SegmentConfig`,
 :class:`~samgeo_pipeline.finetune.config.FinetuneConfig`) and both command lines (``segment``,
 ``finetune`` / ``evaluate``) use, written once: :func:`check_ranges` checks numeric options,
-:func:`field_docs` reads each option's help from its attribute docstring, :func:`add_option_flags`
-turns fields into flags and :func:`flag_values` reads them back for ``merged``.
+:func:`check_choices` the ``Literal`` ones, :func:`coerce_option` turns a YAML or flag value into
+its option's declared type, :func:`field_docs` reads each option's help from its attribute
+docstring, :func:`add_option_flags` turns fields into flags and :func:`flag_values` reads them back
+for ``merged``. Each reads an option's type from its annotation, the one place it is declared.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import numbers
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast, get_args, get_origin
 
 from samgeo_pipeline.errors import ConfigError
 
@@ -75,6 +80,61 @@ def check_ranges(options: object, ranges: Mapping[str, Range]) -> None:
 
 
 
+def check_choices(options: object) -> None:
+    """The one check of ``Literal`` options: each holds one of its declared values.
+
+    Raises:
+        ConfigError: one line naming the first bad option, its value and the choices.
+    """
+    cls: type = type(options)
+    for name, kind in option_types(cls).items():
+        allowed = get_args(kind) if get_origin(kind) is Literal else None
+        if allowed is not None and getattr(options, name) not in allowed:
+            raise ConfigError(f"{name}={getattr(options, name)!r}: choose one of {', '.join(map(str, allowed))}")
+
+
+def coerce_option(cls: type, name: str, value: Any) -> Any:
+    """``value`` (a YAML value or a flag's string) as the declared type of option ``name`` of the
+    dataclass ``cls``: ``"2,98"`` -> ``(2.0, 98.0)``, ``"yes"`` -> ``True``, ``"3"`` -> ``3``; an
+    optional option (``int | None``) takes its non-``None`` type, a ``Literal`` a string.
+
+    Raises:
+        ConfigError: the value does not convert (``1.5`` for an int, ``abc`` for a float).
+    """
+    try:
+        return _converted(option_types(cls)[name], value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"option {name}={value!r}: {exc}") from None
+
+
+@functools.cache
+def option_types(cls: type) -> dict[str, Any]:
+    """Field name -> its declared type with ``None`` left out (``float | None`` -> ``float``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: _without_none(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _without_none(kind: Any) -> Any:
+    members = [k for k in get_args(kind) if k is not type(None)]
+    is_union = get_origin(kind) in (typing.Union, types.UnionType)
+    return members[0] if is_union and len(members) == 1 else kind
+
+
+def _converted(kind: Any, value: Any) -> Any:
+    if get_origin(kind) is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(get_args(kind)[0](v) for v in items)
+    if kind is bool:
+        return value.strip().lower() in {"1", "true", "yes", "on"} if isinstance(value, str) else bool(value)
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
+    if kind is float:
+        return float(value)
+    return str(value)  # str and Literal options
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """Option name -> one-line help, from the attribute docstrings of a config dataclass and its bases
     (a subclass's text wins), for the command lines."""
@@ -130,4 +190,5 @@ def flag_values(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any
     return values
 
 
-__all__ = ["Range", "check_ranges", "field_docs", "add_option_flags", "flag_values"]
+__all__ = ["Range", "check_ranges", "check_choices", "coerce_option", "option_types", "field_docs", "add_option_flags",
+           "flag_values"]

@@ -1,15 +1,17 @@
-"""options.py: ranges, help and the one flag generator of both configs' command lines."""
+"""options.py: ranges, choices, value conversion, help and the one flag generator of both configs' command lines."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ConfigError
 from samgeo_pipeline.finetune.config import FinetuneConfig
-from samgeo_pipeline.options import add_option_flags, field_docs, flag_values
+from samgeo_pipeline.options import add_option_flags, check_choices, coerce_option, field_docs, flag_values
 
 
 def parser_for(defaults: object, names: list[str] | None = None) -> argparse.ArgumentParser:
@@ -56,3 +58,35 @@ def test_finetune_optional_options_take_their_type() -> None:
     assert (merged.max_images, merged.stop_after_epoch, merged.labels) == (3, 2, "5")
     with pytest.raises(ConfigError, match=r"option max_images=1.5: must be a whole number"):
         FinetuneConfig().merged({"max_images": 1.5})
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Options whose type is only in the annotation: a float option with an int default among them."""
+
+    share: float = 0
+    count: int | None = None
+    pair: tuple[float, float] = (1.0, 2.0)
+    kind: Literal["a", "b"] = "a"
+    on: bool = False
+    name: str = ""
+
+
+def test_values_take_the_declared_type_not_the_defaults() -> None:
+    assert coerce_option(Declared, "share", "0.25") == 0.25  # the default 0 is an int: its type would refuse
+    assert coerce_option(Declared, "count", "3") == 3 and coerce_option(Declared, "count", 4.0) == 4
+    assert coerce_option(Declared, "pair", "2,98") == (2.0, 98.0)
+    assert coerce_option(Declared, "on", "yes") is True and coerce_option(Declared, "on", "off") is False
+    assert coerce_option(Declared, "kind", "b") == "b" and coerce_option(Declared, "name", 7) == "7"
+    for name, value in (("count", 1.5), ("count", "x"), ("share", "abc"), ("pair", "1,x")):
+        with pytest.raises(ConfigError, match=f"option {name}="):
+            coerce_option(Declared, name, value)
+
+
+def test_every_literal_option_is_checked() -> None:
+    check_choices(Declared(kind="b"))
+    with pytest.raises(ConfigError, match="kind='c': choose one of a, b"):
+        check_choices(Declared(kind="c"))  # type: ignore[arg-type]
+    for config, option in ((SegmentConfig, "text_combine"), (SegmentConfig, "index"), (FinetuneConfig, "loss")):
+        with pytest.raises(ConfigError, match=f"{option}='nope': choose one of"):
+            config(**{option: "nope"})

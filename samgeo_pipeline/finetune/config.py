@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 
-from samgeo_pipeline.config import ImageOptions, SegmentConfig, _as_int, load_config_file
+from samgeo_pipeline.config import ImageOptions, SegmentConfig, load_config_file
 from samgeo_pipeline.errors import ConfigError
 from samgeo_pipeline.options import Range, check_ranges
 
@@ -30,15 +30,6 @@ SHARED_WITH_SEGMENT = tuple(f.name for f in fields(ImageOptions) if f.name != "p
 RUNTIME_ONLY = frozenset(
     {"out", "resume", "stop_after_epoch", "workers", "progress", "cache", "cache_dir", "device", "max_images"}
 )
-
-_LITERALS: dict[str, tuple[str, ...]] = {
-    "prompt_source": get_args(PromptSource),
-    "loss": get_args(LossName),
-    "schedule": get_args(Schedule),
-    "cache": get_args(CacheMode),
-    "cache_dtype": get_args(CacheDtype),
-}
-
 
 @dataclass(frozen=True)
 class FinetuneConfig(ImageOptions):
@@ -135,21 +126,11 @@ class FinetuneConfig(ImageOptions):
         if self.prompt == "text":
             raise ConfigError("prompt=text: fine-tuning and evaluate take points or box prompts (text prompts are "
                               "SAM 3's, for segment only)")  # fmt: skip
-        for name, allowed in _LITERALS.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         check_ranges(self, FINETUNE_RANGES)
 
     def segment_config(self) -> SegmentConfig:
         """The shared options as a :class:`SegmentConfig` (for stats, coarse mask, prompts, tiling)."""
         return SegmentConfig(**{name: getattr(self, name) for name in SHARED_WITH_SEGMENT}, progress=False)
-
-    def _coerced(self, key: str, value: Any) -> Any:
-        """As :meth:`ImageOptions._coerced`; an option whose value is ``None`` takes its type from
-        ``_OPTIONAL_TYPES``."""
-        if getattr(self, key) is None:
-            return _coerce_optional(key, value)
-        return super()._coerced(key, value)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of every option."""
@@ -178,21 +159,6 @@ FINETUNE_RANGES: dict[str, Range] = {
     "stop_after_epoch": Range(1),
     "workers": Range(0),
 }
-
-_OPTIONAL_TYPES: dict[str, type] = {
-    "labels": str, "val_data": str, "val_labels": str, "label_ignore": int, "max_images": int,
-    "nodata": float, "threshold": float, "gsd": float, "erosion": int, "cache_dir": str,
-    "stop_after_epoch": int, "workers": int,
-}  # fmt: skip
-
-
-def _coerce_optional(key: str, value: Any) -> Any:
-    kind = _OPTIONAL_TYPES.get(key, str)
-    try:
-        return _as_int(value) if kind is int else kind(value)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ConfigError(f"option {key}={value!r}: {exc}") from None
-
 
 def load_finetune_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML file of finetune options (keys as in :class:`FinetuneConfig`, ``-`` or ``_``).

@@ -155,20 +155,15 @@ def _evaluate_model(
 ) -> list[dict[str, Any]]:
     """Rows of one model: each image under each prompt kind and source."""
     from samgeo_pipeline.models.families import FAMILIES
-    from samgeo_pipeline.sam.predictor import load_sam_model, read_checkpoint_preprocessing, resolve_device, resolve_dtype
+    from samgeo_pipeline.sam.predictor import checkpoint_config, load_sam_model, resolve_device, resolve_dtype
 
-    preprocessing = read_checkpoint_preprocessing(model)
-    model_config = config
-    if preprocessing:
-        seg = config.segment_config().with_checkpoint(preprocessing)
-        model_config = config.merged({"composite": seg.composite, "bands": seg.bands, "percentiles": seg.percentiles})
-    source = select_split(model_config, split)
+    source = select_split(checkpoint_config(config, model), split)  # inputs as this model was trained on
     sam, loaded = load_sam_model(model)
     if "points" not in FAMILIES[loaded.family].prompts:  # SAM 3: text prompts only
         raise ConfigError(f"{model}: evaluate takes point and box prompts; {FAMILIES[loaded.family].label} answers text "
                           "prompts only here (segment --prompt text --text water)")  # fmt: skip
     device = resolve_device(config.device)
-    predictor = FAMILIES[loaded.family].predictor_class()(sam, device, resolve_dtype(device, config.precision), preprocessing)
+    predictor = FAMILIES[loaded.family].predictor_class()(sam, device, resolve_dtype(device, config.precision))
     label = model_label(model)
     rows: list[dict[str, Any]] = []
     position = -1

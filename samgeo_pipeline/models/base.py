@@ -7,7 +7,7 @@ prompts in tile pixels ``(col, row)``, answers ``(rows, cols)`` in the tile fram
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,7 +23,6 @@ class Predictor(Protocol):
         family: its key in :data:`~samgeo_pipeline.models.families.FAMILIES`.
         model: the transformers model (eval mode).
         device: where it runs; autocast_dtype: bf16/fp16 autocast dtype, or None for fp32.
-        preprocessing: a fine-tuned checkpoint's input preprocessing, or None.
         image_size: the model's input side.
     """
 
@@ -31,7 +30,6 @@ class Predictor(Protocol):
     model: torch.nn.Module
     device: torch.device
     autocast_dtype: torch.dtype | None
-    preprocessing: dict[str, Any] | None
     image_size: int
 
     def embed(self, tiles: np.ndarray | Sequence[np.ndarray]) -> tuple[Embeddings, tuple[int, int]]:

@@ -25,7 +25,6 @@ from samgeo_pipeline.sam.predictor import (
     ModelSource,
     checkpoint_config,
     load_sam_model,
-    read_checkpoint_preprocessing,
     resolve_device,
     resolve_dtype,
 )
@@ -72,10 +71,8 @@ def load_predictor(config: SegmentConfig) -> tuple[Predictor | None, ModelSource
     model, source = load_sam_model(config.model)
     check_prompt(config.prompt, source.family, config.model)  # text needs SAM 3; SAM 3 takes text only
     device = resolve_device(config.device)
-    preprocessing = read_checkpoint_preprocessing(config.model)
     predictor = FAMILIES[source.family].predictor_class()(
-        model, device, resolve_dtype(device, config.precision), preprocessing,
-        attention_rows=config.attention_rows or None,
+        model, device, resolve_dtype(device, config.precision), attention_rows=config.attention_rows or None
     )
     return predictor, source
 

@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
 import numpy as np
 import torch
@@ -32,7 +32,10 @@ from samgeo_pipeline.water.prompts import ComponentPrompt
 if TYPE_CHECKING:
     from transformers import SamModel
 
-    from samgeo_pipeline.config import SegmentConfig
+    from samgeo_pipeline.config import ImageOptions
+
+#: A segment or fine-tuning config (:func:`checkpoint_config` returns the same type).
+Options = TypeVar("Options", bound="ImageOptions")
 
 #: File a fine-tuned checkpoint of this project carries beside the ``save_pretrained`` files.
 CHECKPOINT_META = "samgeo_checkpoint.json"
@@ -160,7 +163,7 @@ def read_checkpoint_preprocessing(model: str) -> dict[str, Any] | None:
 
     It holds what SAM saw in training: ``composite`` (three band names), ``percentiles`` and, when
     the training data had an explicit band mapping, ``bands``. See
-    :meth:`samgeo_pipeline.config.SegmentConfig.with_checkpoint`.
+    :meth:`samgeo_pipeline.config.ImageOptions.with_checkpoint`.
 
     Raises:
         ModelUnavailableError: the file exists but is not valid JSON.
@@ -178,20 +181,26 @@ def read_checkpoint_preprocessing(model: str) -> dict[str, Any] | None:
     return dict(preprocessing) if isinstance(preprocessing, dict) else None
 
 
-def checkpoint_config(config: SegmentConfig) -> SegmentConfig:
-    """``config`` as ``config.model`` needs it: a fine-tuned checkpoint's composite, percentiles and
-    band mapping applied (:func:`read_checkpoint_preprocessing`, :meth:`SegmentConfig.with_checkpoint`);
-    ``config`` itself for ``--model none`` or a model without :data:`CHECKPOINT_META`.
+def checkpoint_config(config: Options, model: str | None = None) -> Options:
+    """``config`` as the model needs it: a fine-tuned checkpoint's composite, percentiles and band
+    mapping applied (:func:`read_checkpoint_preprocessing`, :meth:`~samgeo_pipeline.config.ImageOptions.with_checkpoint`);
+    ``config`` itself for ``none`` or a model without :data:`CHECKPOINT_META`.
 
-    The one place a run's options take the model's preprocessing, once per run and before anything
-    uses them (the reuse decision's parameter hash, the statistics, the manifest): the CLI's batch
-    (:func:`~samgeo_pipeline.run.batch.segment_many`), the segment flow and
-    :func:`~samgeo_pipeline.run.image.segment_raster`. Applying it again changes nothing.
+    The one place options take a model's preprocessing, once per run and before anything uses them
+    (the reuse decision's parameter hash, the statistics, the manifest): the CLI's batch
+    (:func:`~samgeo_pipeline.run.batch.segment_many`), the segment flow,
+    :func:`~samgeo_pipeline.run.image.segment_raster` and ``evaluate`` (each model it compares).
+    Applying it again changes nothing.
+
+    Args:
+        config: a segment or fine-tuning config.
+        model: the model whose preprocessing applies; default ``config.model``.
 
     Raises:
         ModelUnavailableError: the checkpoint's description is not valid JSON.
     """
-    preprocessing = read_checkpoint_preprocessing(config.model) if config.uses_sam else None
+    model = config.model if model is None else model
+    preprocessing = read_checkpoint_preprocessing(model) if model.lower() != "none" else None
     return config.with_checkpoint(preprocessing) if preprocessing else config
 
 
@@ -228,9 +237,6 @@ class SamPredictor:
         model: a transformers ``SamModel`` in eval mode.
         device: where it runs.
         autocast_dtype: bf16/fp16 autocast dtype on GPU, or None for fp32.
-        preprocessing: a fine-tuned checkpoint's input preprocessing (composite, percentiles, bands;
-            see :func:`read_checkpoint_preprocessing`), applied by the segment pipeline; None for
-            released models.
         attention_rows: when set, the encoder's global-attention layers attend this many token rows
             at a time (:func:`~samgeo_pipeline.sam.attention.chunk_global_attention`: less memory,
             the same embeddings); None keeps transformers' dense layers.
@@ -239,7 +245,6 @@ class SamPredictor:
     model: torch.nn.Module
     device: torch.device
     autocast_dtype: torch.dtype | None = None
-    preprocessing: dict[str, Any] | None = None
     attention_rows: int | None = None
     _staging: torch.Tensor | None = field(default=None, init=False, repr=False)
     """CUDA: pinned host buffer the tiles of a batch are copied into (reused, see :meth:`_to_device`)."""

@@ -15,7 +15,7 @@ from samgeo_pipeline.finetune.config import FinetuneConfig
 from samgeo_pipeline.finetune.train import FinetuneResult, finetune
 from samgeo_pipeline.run.batch import load_predictor
 from samgeo_pipeline.run.image import segment_raster
-from samgeo_pipeline.sam.predictor import SamPredictor
+from samgeo_pipeline.sam.predictor import SamPredictor, checkpoint_config
 from tests.finetune_data import CELLULA
 from tests.tiny_sam import save_tiny_sam
 
@@ -95,7 +95,7 @@ def test_checkpoint_segments_like_the_model_in_memory(tiny_model: Path, tmp_path
         # From disk: only the checkpoint folder; its samgeo_checkpoint.json supplies bands and composite.
         config = SegmentConfig(model=str(result.last_dir), **common)
         predictor, source = load_predictor(config)
-        assert predictor is not None and predictor.preprocessing["composite"] == ["nir", "swir", "green"]
+        assert checkpoint_config(config).composite == "nir,swir,green"
         loaded = segment_raster(chip, tmp_path / "disk", config, predictor, source)
     assert loaded.manifest["parameters"]["composite"] == "nir,swir,green"
     assert loaded.manifest["parameters"]["bands"] == "landsat8"

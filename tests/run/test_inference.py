@@ -43,7 +43,6 @@ class FakePredictor:
     """``embed`` / ``predict_masks`` as :class:`~samgeo_pipeline.sam.predictor.SamPredictor`'s; ``fail(rgbs)`` may
     return an exception to raise for a batch. ``batches`` records the size of every batch tried."""
 
-    preprocessing = None
     device = torch.device("cpu")
     autocast_dtype = None
 

@@ -324,3 +324,22 @@ def test_prompts_sit_on_their_tiles_water(tiny_model_dir, scene, tmp_path, monke
             embedding, resized = predictor.embed([rgb])
             alone = predictor.predict_masks(embedding, [tile_prompts], rgb.shape[:2], resized, logits=True)[0]
             np.testing.assert_allclose(output, alone, rtol=0, atol=1e-5)
+
+
+def test_a_checkpoints_preprocessing_applies_to_either_config(tmp_path: Path) -> None:
+    """checkpoint_config is the one reader of a checkpoint's preprocessing, for segment and evaluate alike."""
+    import json
+
+    from samgeo_pipeline.finetune.config import FinetuneConfig
+    from samgeo_pipeline.sam.predictor import CHECKPOINT_META, checkpoint_config
+
+    (tmp_path / CHECKPOINT_META).write_text(json.dumps(
+        {"preprocessing": {"composite": ["nir", "swir", "green"], "percentiles": [1, 99], "bands": "landsat8"}}))
+    segment = checkpoint_config(SegmentConfig(model=str(tmp_path)))
+    finetune = checkpoint_config(FinetuneConfig(data="d"), str(tmp_path))  # evaluate: the model compared
+    for config in (segment, finetune):
+        assert (config.composite, config.percentiles, config.bands) == ("nir,swir,green", (1.0, 99.0), "landsat8")
+    assert isinstance(finetune, FinetuneConfig) and finetune.model == FinetuneConfig(data="d").model
+    assert checkpoint_config(segment) == segment  # applying it again changes nothing
+    assert checkpoint_config(SegmentConfig(model="none")) == SegmentConfig(model="none")
+    assert checkpoint_config(FinetuneConfig(data="d"), "none") == FinetuneConfig(data="d")
