@@ -176,33 +176,13 @@ def segment_flow(
             times (it crashed each time); the message lists each reason.
     """
     logger = get_run_logger()
-    attempt = int(runtime_flow_run.run_count or 1)
-    logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
-                os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
-    if attempt > 1:
-        _end_dead_attempt_tasks(logger)
-    if attempt > MAX_ATTEMPTS:
-        raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
-                               f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
-    if bands_source:
-        log = logger.warning if bands_source.startswith("guessed") else logger.info
-        log("bands %s: %s", (options or {}).get("bands", "auto"), bands_source)
+    _start_attempt(logger, inputs, (options or {}).get("bands", "auto"), bands_source)
     from samgeo_pipeline.sam.predictor import checkpoint_config  # torch: imported once the run starts
 
     config = checkpoint_config(build_config(options, config_path))  # the model's preprocessing, once per run
-    remote = None
-    if is_remote(output_root):
-        root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))  # this run's, removed at its end
-        remote = {"root": output_root, "local_root": str(root),
-                  "storage_options": storage_options(output_storage_options, output_credentials_block)}
-        shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
-        logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
-        base = base_url(output_base_url or remote_store.store_base_url(output_root, shown_options))
-    else:
-        root = Path(output_root).expanduser().resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        base = base_url(output_base_url)
-    base, shown_root = redact(base), redact(output_root) if remote else root  # links and summaries: no credentials
+    root, remote, base = _output_place(output_root, output_base_url, output_storage_options, output_credentials_block,
+                                       logger)
+    shown_root = redact(output_root) if remote else root  # links and summaries: no credentials
     dask_address = dask_address or os.environ.get("SAMGEO_DASK_ADDRESS") or None
     if gpu_limit and not ensure_concurrency_limit(gpu_limit, 1, logger):
         gpu_limit = None
@@ -226,17 +206,60 @@ def segment_flow(
             shutil.rmtree(root, ignore_errors=True)
     for summary in summaries:
         summary.update(worker=worker_runtime(), bands_source=bands_source)
-    create_markdown_artifact(run_markdown(summaries, shown_root, base), key="segment-run-summary",
-                             description=f"segment run: {len(summaries)} image(s)")
-    if any(s["status"] != "failed" for s in summaries):
-        create_link_artifact(base + CATALOG_NAME, link_text="STAC catalog of the outputs",
-                             description=f"catalog.json of {shown_root}: one STAC Item per finished image")
+    _publish_run(summaries, shown_root, base)
     warn_uncertain(summaries, logger)
     failed = [s for s in summaries if s["status"] == "failed"]
     if failed:
         reasons = "\n".join(f"- {s['error']}" for s in failed)
         raise SegmentFlowError(f"{len(failed)} of {len(summaries)} image(s) failed:\n{reasons}")
     return summaries
+
+
+def _start_attempt(logger, inputs: list[str], bands: str, bands_source: str | None) -> None:
+    """Log the attempt and where it runs; after a crash, end the dead attempt's task runs.
+
+    Raises:
+        SegmentFlowError: the run was started more than ``MAX_ATTEMPTS`` times.
+    """
+    attempt = int(runtime_flow_run.run_count or 1)
+    logger.info("attempt %d on %s, CUDA_VISIBLE_DEVICES=%s", attempt, socket.gethostname(),
+                os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"))
+    if attempt > 1:
+        _end_dead_attempt_tasks(logger)
+    if attempt > MAX_ATTEMPTS:
+        raise SegmentFlowError(f"{redact(str(inputs))}: run started {attempt} times, crashing each time (worker or "
+                               f"process died); giving up after SAMGEO_MAX_ATTEMPTS={MAX_ATTEMPTS}, see the earlier logs")
+    if bands_source:
+        log = logger.warning if bands_source.startswith("guessed") else logger.info
+        log("bands %s: %s", bands, bands_source)
+
+
+def _output_place(output_root: str, output_base_url: str | None, output_storage_options: dict[str, Any] | None,
+                  output_credentials_block: str | None, logger) -> tuple[Path, dict[str, Any] | None, str]:
+    """Where this run writes: ``(local root, remote upload settings or None, base URL of the links)``.
+
+    A URL ``output_root`` is written in a temporary local folder (this run's, removed at its end)
+    and uploaded (:mod:`flows.remote`); the base URL has its credentials hidden.
+    """
+    if not is_remote(output_root):
+        root = Path(output_root).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        return root, None, redact(base_url(output_base_url))
+    root = Path(tempfile.mkdtemp(prefix="samgeo-outputs-"))
+    remote = {"root": output_root, "local_root": str(root),
+              "storage_options": storage_options(output_storage_options, output_credentials_block)}
+    shown_options = redact_options(output_storage_options)  # the real ones are used for the uploads
+    logger.info("outputs go to %s with storage options %s", redact(output_root), shown_options)
+    return root, remote, redact(base_url(output_base_url or remote_store.store_base_url(output_root, shown_options)))
+
+
+def _publish_run(summaries: list[dict[str, Any]], shown_root: Path | str, base: str) -> None:
+    """The run's artifacts: the summary table, and a link to the STAC catalog when an image finished."""
+    create_markdown_artifact(run_markdown(summaries, shown_root, base), key="segment-run-summary",
+                             description=f"segment run: {len(summaries)} image(s)")
+    if any(s["status"] != "failed" for s in summaries):
+        create_link_artifact(base + CATALOG_NAME, link_text="STAC catalog of the outputs",
+                             description=f"catalog.json of {shown_root}: one STAC Item per finished image")
 
 
 def _end_dead_attempt_tasks(logger) -> None:
