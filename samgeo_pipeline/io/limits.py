@@ -30,7 +30,7 @@ MIN_WORKING_SIDE = 32
 
 
 class LimitOptions(GridOptions, Protocol):
-    """The size limits and tiling :func:`check_size` reads (:class:`~samgeo_pipeline.config.SegmentConfig` has them)."""
+    """The options :func:`check_size` reads (limits, tiling); :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
 
     # Read-only properties: the configs are frozen dataclasses.
     @property
@@ -40,7 +40,7 @@ class LimitOptions(GridOptions, Protocol):
 
 
 class WorkFileOptions(Protocol):
-    """What sizes the work files (:class:`~samgeo_pipeline.config.SegmentConfig` has it)."""
+    """The option :func:`work_file_bytes` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
 
     @property
     def probability(self) -> bool: ...

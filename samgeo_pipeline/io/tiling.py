@@ -184,7 +184,7 @@ def working_size(info: RasterInfo, gsd: float | None) -> tuple[float, float]:
 
 
 class GridOptions(Protocol):
-    """The tiling options :func:`make_grid` reads (:class:`~samgeo_pipeline.config.SegmentConfig` has them)."""
+    """The options :func:`make_grid` reads; :class:`~samgeo_pipeline.config.ImageOptions` (both configs) satisfies it."""
 
     # Read-only properties: the configs are frozen dataclasses.
     @property

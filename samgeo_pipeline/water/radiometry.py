@@ -64,7 +64,7 @@ class ImageStats:
 
 
 class RadiometryOptions(Protocol):
-    """The options :func:`stats_from_array` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+    """The options :func:`stats_from_array` reads; :class:`~samgeo_pipeline.config.ImageOptions` (both configs) satisfies it."""
 
     # Read-only properties: the configs are frozen dataclasses, and a property lets ``index`` and
     # ``dswe_water`` be their narrower ``Literal``.
@@ -93,7 +93,7 @@ class RadiometryOptions(Protocol):
 
 
 class StatsOptions(RadiometryOptions, Protocol):
-    """The options :func:`compute_stats` reads (its read, then :func:`stats_from_array`); ``SegmentConfig`` satisfies it."""
+    """The options :func:`compute_stats` reads; :class:`~samgeo_pipeline.config.ImageOptions` (both configs) satisfies it."""
 
     @property
     def stats_size(self) -> int: ...
