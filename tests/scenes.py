@@ -10,6 +10,7 @@ import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import rasterio
@@ -32,6 +33,13 @@ GEO_TRANSFORM = Affine(1e-4, 0.0, 30.0, 0.0, -1e-4, 0.05)
 
 #: Metres per degree at the equator (WGS 84): along the equator and along a meridian.
 M_PER_DEG_LON, M_PER_DEG_LAT = 111_319.49, 110_574.27
+
+
+def options_only(config: SegmentConfig, protocol: type) -> SimpleNamespace:
+    """``config``'s values of the options ``protocol`` (a stage's options ``Protocol``) lists, and no
+    other option: a stage handed it fails with ``AttributeError`` on reading an option it does not declare."""
+    names = {name for klass in protocol.__mro__ for name, value in vars(klass).items() if isinstance(value, property)}
+    return SimpleNamespace(**{name: getattr(config, name) for name in names})
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -17,19 +17,36 @@ the free space of the output folder's disk.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
-from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SizeLimitError
 from samgeo_pipeline.io.atomic import free_space
 from samgeo_pipeline.io.ground import pixel_size_m
 from samgeo_pipeline.io.raster import RasterInfo
-from samgeo_pipeline.io.tiling import TileGrid, make_grid, working_size
+from samgeo_pipeline.io.tiling import GridOptions, TileGrid, make_grid, working_size
 
 #: Fewest working pixels ``--gsd`` may leave on a side (a raster narrower than this keeps its own).
 MIN_WORKING_SIDE = 32
 
 
-def work_file_bytes(info: RasterInfo, config: SegmentConfig) -> int:
+class LimitOptions(GridOptions, Protocol):
+    """The options :func:`check_size` reads (limits, tiling); :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses.
+    @property
+    def max_pixels(self) -> float: ...
+    @property
+    def max_tiles(self) -> int: ...
+
+
+class WorkFileOptions(Protocol):
+    """The option :func:`work_file_bytes` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    @property
+    def probability(self) -> bool: ...
+
+
+def work_file_bytes(info: RasterInfo, config: WorkFileOptions) -> int:
     """Bytes of the uncompressed work files of one run: uint8 mask, plus float32 probability."""
     return info.width * info.height * (1 + (4 if config.probability else 0))
 
@@ -39,7 +56,7 @@ def free_bytes(folder: Path) -> int:
     return free_space(folder)
 
 
-def check_size(info: RasterInfo, config: SegmentConfig) -> TileGrid:
+def check_size(info: RasterInfo, config: LimitOptions) -> TileGrid:
     """Check ``info`` against the pixel and tile limits of ``config``.
 
     Reads nothing but numbers already in ``info``, so a refused input costs no time.
@@ -100,7 +117,7 @@ def _check_not_tiny(info: RasterInfo, gsd: float, rows: float, cols: float) -> N
     )
 
 
-def check_free_disk(info: RasterInfo, config: SegmentConfig, out_dir: Path) -> None:
+def check_free_disk(info: RasterInfo, config: WorkFileOptions, out_dir: Path) -> None:
     """Check that the uncompressed work files of ``info`` fit the free space of ``out_dir``'s disk.
 
     Raises:
@@ -114,4 +131,4 @@ def check_free_disk(info: RasterInfo, config: SegmentConfig, out_dir: Path) -> N
         )
 
 
-__all__ = ["check_size", "check_free_disk", "work_file_bytes", "free_bytes"]
+__all__ = ["LimitOptions", "WorkFileOptions", "check_size", "check_free_disk", "work_file_bytes", "free_bytes"]

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import rasterio
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.ground import pixel_size_m
 from samgeo_pipeline.io.raster import RasterInfo, as_float32, read_native
 
@@ -183,7 +183,19 @@ def working_size(info: RasterInfo, gsd: float | None) -> tuple[float, float]:
     return info.height * height_m / gsd, info.width * width_m / gsd
 
 
-def make_grid(info: RasterInfo, config: SegmentConfig) -> TileGrid:
+class GridOptions(Protocol):
+    """The options :func:`make_grid` reads; :class:`~samgeo_pipeline.config.ImageOptions` (both configs) satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses.
+    @property
+    def tile_size(self) -> int: ...
+    @property
+    def halo(self) -> int: ...
+    @property
+    def gsd(self) -> float | None: ...
+
+
+def make_grid(info: RasterInfo, config: GridOptions) -> TileGrid:
     """The grid for ``info`` under ``config`` (``gsd`` sets the working pixels, see the module doc)."""
     rows, cols = working_size(info, config.gsd)
 
@@ -331,5 +343,5 @@ def _linear(array: np.ndarray, pos: np.ndarray, axis: int) -> np.ndarray:
 
 __all__ = [
     "SAM_INPUT_SIDE", "Axis", "TileGrid", "Tile", "working_size", "make_grid", "inside_part", "read_tile_native", "read_tile",
-    "core_of",
+    "core_of", "GridOptions",
 ]  # fmt: skip

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import torch
 if TYPE_CHECKING:
     from transformers import Sam3Model
 
-from samgeo_pipeline.config import SegmentConfig, TextCombine
+from samgeo_pipeline.config import TextCombine
 from samgeo_pipeline.errors import ModelUnavailableError, first_line
 from samgeo_pipeline.models.families import check_prompt
 from samgeo_pipeline.sam.decode import Embeddings
@@ -160,12 +160,32 @@ class Sam3Predictor(SamPredictor):
         return (upsample_square_masks(logits, tile_shape) > 0).cpu().numpy()
 
 
-def combine_used(config: SegmentConfig, uncertain: object | None) -> TextCombine:
+class TextOptions(Protocol):
+    """The text-prompt options SAM 3 runs with; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses (``phrases`` is a property there).
+    @property
+    def phrases(self) -> tuple[str, ...]: ...
+    @property
+    def text_threshold(self) -> float: ...
+    @property
+    def text_combine(self) -> TextCombine: ...
+
+
+class TextRecordOptions(TextOptions, Protocol):
+    """The options :func:`prompt_record` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    # A property lets ``prompt`` be the configs' narrower ``Literal``.
+    @property
+    def prompt(self) -> str: ...
+
+
+def combine_used(config: TextOptions, uncertain: object | None) -> TextCombine:
     """The combination an image uses: ``config.text_combine``, or ``none`` when its coarse rule is uncertain."""
     return "none" if uncertain is not None else config.text_combine
 
 
-def prompt_record(config: SegmentConfig, uncertain: object | None) -> dict[str, Any]:
+def prompt_record(config: TextRecordOptions, uncertain: object | None) -> dict[str, Any]:
     """The manifest's ``prompt``: the kind, and for text the phrases, threshold, combination asked and used."""
     if config.prompt != "text":
         return {"kind": config.prompt}
@@ -177,4 +197,4 @@ def prompt_record(config: SegmentConfig, uncertain: object | None) -> dict[str, 
     return record
 
 
-__all__ = ["Sam3Predictor", "load_tokenizer", "combine_used", "prompt_record"]
+__all__ = ["Sam3Predictor", "load_tokenizer", "TextOptions", "TextRecordOptions", "combine_used", "prompt_record"]

@@ -7,12 +7,14 @@ runs out of memory alone is written as nodata and listed with its reason (the im
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 
-from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamInferenceError, first_line
 from samgeo_pipeline.models.base import Predictor
+from samgeo_pipeline.models.sam3 import TextOptions
 from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.run.text_prompts import text_water
@@ -35,7 +37,20 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
 
 
-def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSink, config: SegmentConfig) -> None:
+class InferenceOptions(TextOptions, Protocol):
+    """What :func:`run_sam_batch` reads, text prompts included; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses, and a property lets ``prompt`` and
+    # ``point_merge`` be their narrower ``Literal``.
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def point_merge(self) -> str: ...
+    @property
+    def probability(self) -> bool: ...
+
+
+def run_sam_batch(predictor: Predictor, batch: list[PreparedTile], sink: TileSink, config: InferenceOptions) -> None:
     """Encode a batch of tiles, decode all their prompts at once and write each tile's core.
 
     The predictor returns water masks (``bool``), or logits when ``probability.tif`` is written; with
@@ -93,4 +108,4 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["run_sam_batch", "is_out_of_memory"]
+__all__ = ["InferenceOptions", "run_sam_batch", "is_out_of_memory"]

@@ -16,16 +16,16 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import rasterio
 
-from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ignore_rasterio_georeference_warnings
 from samgeo_pipeline.io.raster import RasterInfo, as_float32, open_for_tiles
 from samgeo_pipeline.io.tiling import Tile, TileGrid, read_tile_native
 from samgeo_pipeline.water.coarse import apply_rule
-from samgeo_pipeline.water.prompts import ComponentPrompt, prompts_for
+from samgeo_pipeline.water.prompts import ComponentPrompt, PromptOptions, prompts_for
 from samgeo_pipeline.water.radiometry import ImageStats, to_rgb8
 
 ignore_rasterio_georeference_warnings()
@@ -45,8 +45,34 @@ class PreparedTile:
     prompts: list[ComponentPrompt]
 
 
+class PrepareOptions(PromptOptions, Protocol):
+    """The options :func:`prepare_tile` reads (and its prompts); :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses (``uses_sam`` is a property there).
+    @property
+    def uses_sam(self) -> bool: ...
+    @property
+    def min_area(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+
+
+class ReaderOptions(Protocol):
+    """The option :func:`read_workers` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    @property
+    def read_workers(self) -> int: ...
+
+
+class PrefetchOptions(PrepareOptions, ReaderOptions, Protocol):
+    """The options :func:`prepared_tiles` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    @property
+    def prefetch(self) -> int: ...
+
+
 def prepare_tile(
-    ds: rasterio.DatasetReader, info: RasterInfo, stats: ImageStats, tile: Tile, config: SegmentConfig
+    ds: rasterio.DatasetReader, info: RasterInfo, stats: ImageStats, tile: Tile, config: PrepareOptions
 ) -> PreparedTile:
     """Read one tile and derive its composite, coarse mask and prompts (deterministic per seed)."""
     data, valid = read_tile_native(ds, info, tile)  # integers stay integers: both stages take them
@@ -81,7 +107,7 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def read_workers(config: SegmentConfig) -> int:
+def read_workers(config: ReaderOptions) -> int:
     """Reader threads: ``config.read_workers``, or (0) one per CPU this process may use, at most 32."""
     if config.read_workers:
         return config.read_workers
@@ -92,7 +118,7 @@ def read_workers(config: SegmentConfig) -> int:
     return max(1, min(32, cpus))
 
 
-def prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: SegmentConfig) -> Iterator[PreparedTile]:
+def prepared_tiles(info: RasterInfo, stats: ImageStats, grid: TileGrid, config: PrefetchOptions) -> Iterator[PreparedTile]:
     """Prepare tiles on :func:`read_workers` threads, up to ``config.prefetch`` ahead (at least one
     per thread), in grid order.
 
@@ -158,4 +184,7 @@ class SharedDataset:
         return getattr(self._ds, name)
 
 
-__all__ = ["PreparedTile", "prepare_tile", "release_free_memory", "read_workers", "prepared_tiles"]
+__all__ = [
+    "PreparedTile", "PrepareOptions", "ReaderOptions", "PrefetchOptions", "prepare_tile", "release_free_memory",
+    "read_workers", "prepared_tiles",
+]  # fmt: skip

@@ -7,16 +7,26 @@ Cores are cut only through :func:`~samgeo_pipeline.io.tiling.core_of` and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
 
-from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.raster import RasterInfo
 from samgeo_pipeline.io.tiling import core_of
 from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
 from samgeo_pipeline.results import TileCounts
 from samgeo_pipeline.run.prepare import PreparedTile
+
+
+class SinkOptions(Protocol):
+    """The options :class:`TileSink` reads; :class:`~samgeo_pipeline.config.SegmentConfig` satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses.
+    @property
+    def probability(self) -> bool: ...
+    @property
+    def restrict_dilation(self) -> int: ...
 
 
 class TileSink:
@@ -31,7 +41,7 @@ class TileSink:
         OutputWriteError: a work file cannot be created (nothing is left behind).
     """
 
-    def __init__(self, info: RasterInfo, config: SegmentConfig, out_dir: Path) -> None:
+    def __init__(self, info: RasterInfo, config: SinkOptions, out_dir: Path) -> None:
         self.info = info
         self.config = config
         self.mask = WindowedRasterWriter(info, out_dir / "mask.tif", "uint8", MASK_NODATA)
@@ -118,4 +128,4 @@ class TileSink:
             self.prob.remove_work()
 
 
-__all__ = ["TileSink"]
+__all__ = ["SinkOptions", "TileSink"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.models.base import TextPredictor
-from samgeo_pipeline.models.sam3 import combine_used
+from samgeo_pipeline.models.sam3 import TextOptions, combine_used
 from samgeo_pipeline.run.prepare import PreparedTile
 from samgeo_pipeline.sam.decode import Embeddings
 from samgeo_pipeline.water.coarse import label_components
@@ -75,7 +75,7 @@ def missed_components(coarse: np.ndarray, water: np.ndarray) -> np.ndarray:
 
 
 def text_water(predictor: TextPredictor, embeddings: Embeddings, batch: list[PreparedTile],
-               config: SegmentConfig) -> list[np.ndarray]:  # fmt: skip
+               config: TextOptions) -> list[np.ndarray]:  # fmt: skip
     """Water of each tile of an encoder batch under ``--prompt text``: ``bool (rows, cols)`` per tile.
 
     ``config.text_combine`` is the image's (:func:`for_image`).

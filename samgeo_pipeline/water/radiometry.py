@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from samgeo_pipeline.config import SegmentConfig, parse_composite
+from samgeo_pipeline.config import parse_composite
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.io.raster import RasterInfo, decimated_shape, read_decimated
 from samgeo_pipeline.io.reflectance import Reflectance, resolve_reflectance
@@ -62,6 +63,44 @@ class ImageStats:
         }
 
 
+class RadiometryOptions(Protocol):
+    """The options :func:`stats_from_array` reads; :class:`~samgeo_pipeline.config.ImageOptions` (both configs) satisfies it."""
+
+    # Read-only properties: the configs are frozen dataclasses, and a property lets ``index`` and
+    # ``dswe_water`` be their narrower ``Literal``.
+    @property
+    def percentiles(self) -> tuple[float, float]: ...
+    @property
+    def composite(self) -> str: ...
+    @property
+    def index(self) -> str: ...
+    @property
+    def threshold(self) -> float | None: ...
+    @property
+    def edge_otsu(self) -> bool: ...
+    @property
+    def reflectance_scale(self) -> float | None: ...
+    @property
+    def reflectance_offset(self) -> float: ...
+    @property
+    def dswe_water(self) -> str: ...
+    @property
+    def rgb_max_water(self) -> float: ...
+    @property
+    def texture_window(self) -> int: ...
+    @property
+    def min_area(self) -> int: ...
+
+
+class StatsOptions(RadiometryOptions, Protocol):
+    """The options :func:`compute_stats` reads; :class:`~samgeo_pipeline.config.ImageOptions` (both configs) satisfies it."""
+
+    @property
+    def stats_size(self) -> int: ...
+    @property
+    def bands(self) -> str: ...
+
+
 def choose_composite(band_names: tuple[str, ...] | list[str]) -> tuple[str, str, str]:
     """First composite of :data:`COMPOSITES` whose bands are all mapped (else a band repeated)."""
     names = set(band_names)
@@ -72,7 +111,7 @@ def choose_composite(band_names: tuple[str, ...] | list[str]) -> tuple[str, str,
     return ordered[0], ordered[1], ordered[2]
 
 
-def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: SegmentConfig) -> ImageStats:
+def compute_stats(ds: rasterio.DatasetReader, info: RasterInfo, config: StatsOptions) -> ImageStats:
     """Whole-image statistics from one decimated read of the mapped bands.
 
     Raises:
@@ -96,7 +135,7 @@ def stats_from_array(
     data: np.ndarray,
     valid: np.ndarray,
     band_names: tuple[str, ...],
-    config: SegmentConfig,
+    config: RadiometryOptions,
     where: str = "image",
     source_dtype: str | None = None,
     reflectance: Reflectance | None = None,

@@ -13,9 +13,9 @@ import pytest
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SizeLimitError
 from samgeo_pipeline.io import limits
-from samgeo_pipeline.io.limits import check_free_disk, check_size, work_file_bytes
+from samgeo_pipeline.io.limits import LimitOptions, WorkFileOptions, check_free_disk, check_size, work_file_bytes
 from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
-from tests.scenes import write_raster
+from tests.scenes import options_only, write_raster
 
 
 @pytest.fixture(scope="module")
@@ -60,3 +60,12 @@ def test_work_files_against_the_free_disk(info: RasterInfo, tmp_path: Path, monk
     monkeypatch.setattr(limits, "free_space", lambda folder: 59_999)
     with pytest.raises(SizeLimitError, match=r"work files need about 6e-05 GB but .* has 6e-05 GB free; free some space"):
         check_free_disk(info, SegmentConfig(probability=True), tmp_path)
+
+
+def test_the_limits_read_only_their_options(info: RasterInfo, tmp_path: Path) -> None:
+    config = SegmentConfig(tile_size=64, halo=8, gsd=2.5, max_tiles=4, probability=True)
+    with pytest.raises(SizeLimitError, match=r"4 tiles \(2 x 2\) exceed max_tiles=3"):
+        check_size(info, options_only(config.merged({"max_tiles": 3}), LimitOptions))
+    assert check_size(info, options_only(config, LimitOptions)) == check_size(info, config)
+    assert work_file_bytes(info, options_only(config, WorkFileOptions)) == 60_000
+    check_free_disk(info, options_only(config, WorkFileOptions), tmp_path)

@@ -19,8 +19,8 @@ from scipy import ndimage
 
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
-from samgeo_pipeline.io.tiling import Tile, TileGrid, core_of, inside_part, make_grid, read_tile
-from tests.scenes import write_raster
+from samgeo_pipeline.io.tiling import GridOptions, Tile, TileGrid, core_of, inside_part, make_grid, read_tile
+from tests.scenes import options_only, write_raster
 
 HEIGHT, WIDTH = 150, 230
 
@@ -143,6 +143,10 @@ class TestGrid:
         grid = grid_for(inspect_raster(ramp), tile_size=96, halo=16, gsd=3.0)
         assert (grid.y.working, grid.x.working) == (100, 153)
         assert grid.y.scale == 1.5 and grid.x.scale == 230 / 153
+
+    def test_the_grid_reads_only_its_options(self, ramp: Path) -> None:
+        info, config = inspect_raster(ramp), SegmentConfig(model="none", tile_size=96, halo=16, gsd=3.0)
+        assert make_grid(info, options_only(config, GridOptions)) == make_grid(info, config)
 
     def test_working_transform(self, ramp: Path) -> None:
         info = inspect_raster(ramp)

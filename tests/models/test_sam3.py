@@ -17,10 +17,10 @@ from samgeo_pipeline.cli import main
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import ConfigError, ModelUnavailableError
-from samgeo_pipeline.models.sam3 import Sam3Predictor
+from samgeo_pipeline.models.sam3 import Sam3Predictor, TextOptions, TextRecordOptions, combine_used, prompt_record
 from samgeo_pipeline.run.batch import load_predictor
 from samgeo_pipeline.run.image import segment_raster
-from tests.scenes import check_mask_on_input_grid
+from tests.scenes import check_mask_on_input_grid, options_only
 from tests.test_cli import abstain
 from tests.tiny_sam import save_tiny_sam
 
@@ -205,6 +205,14 @@ class TestPipeline:
         segment_raster(scene, tmp_path / "out", config, predictor, source)
         mask, prob = read_band(tmp_path / "out" / "mask.tif"), read_band(tmp_path / "out" / "probability.tif")
         np.testing.assert_array_equal(prob[mask != 255], (mask[mask != 255] == 1).astype(np.float32))
+
+
+def test_the_manifests_prompt_reads_only_its_options() -> None:
+    config = SegmentConfig(model="facebook/sam3", prompt="text", text="water, river", text_threshold=0.3)
+    assert (combine_used(options_only(config, TextOptions), None), combine_used(config, "uncertain")) == ("agree", "none")
+    record = prompt_record(options_only(config, TextRecordOptions), "uncertain")
+    assert record == prompt_record(config, "uncertain") and record["text"] == ["water", "river"] and "note" in record
+    assert prompt_record(options_only(SegmentConfig(), TextRecordOptions), None) == {"kind": "points"}
 
 
 def test_yaml_text_may_be_a_list(tmp_path: Path) -> None:

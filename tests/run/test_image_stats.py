@@ -16,7 +16,8 @@ from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import RasterReadError
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.outputs.writers import MASK_NODATA
-from samgeo_pipeline.run.image_stats import abstains, image_stats
+from samgeo_pipeline.run.image_stats import AbstainOptions, ImageStatsOptions, abstains, image_stats
+from tests.scenes import options_only
 
 CONFIG = SegmentConfig(stats_size=64, progress=False)
 REASON = "water and land overlap (separability 0.12)"
@@ -64,6 +65,20 @@ def test_an_abstaining_run_gets_the_candidate_water(scene: Path, monkeypatch: py
     _, preview, candidate, _, _ = image_stats(scene, inspect_raster(scene, warn=False), CONFIG)
     assert candidate is not None and candidate.dtype == np.uint8 and candidate.shape == preview.shape[:2]
     assert set(np.unique(candidate)) == {0, 1, MASK_NODATA}  # water, land and the nodata margin
+
+
+def test_the_statistics_stage_reads_only_its_options(scene: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import samgeo_pipeline.water.radiometry as radiometry
+
+    fitted = radiometry.fit_rule
+    monkeypatch.setattr(radiometry, "fit_rule", lambda *a, **k: replace(fitted(*a, **k), uncertain=REASON))
+    info = inspect_raster(scene, warn=False)
+    stats, preview, candidate, run_info, share = image_stats(scene, info, options_only(CONFIG, ImageStatsOptions))
+    expected = image_stats(scene, info, CONFIG)  # abstaining: every option of the stage is read
+    assert (stats, run_info, share) == (expected[0], *expected[3:]) and candidate is not None
+    np.testing.assert_array_equal(preview, expected[1])
+    np.testing.assert_array_equal(candidate, expected[2])
+    assert abstains(stats, options_only(CONFIG, AbstainOptions))
 
 
 def test_a_broken_file_is_a_one_line_read_error(scene: Path) -> None:

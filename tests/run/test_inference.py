@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 
 import samgeo_pipeline.run.batch as runner
@@ -23,9 +24,12 @@ from samgeo_pipeline.errors import SamInferenceError
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.run.image import segment_raster
-from samgeo_pipeline.run.inference import is_out_of_memory
+from samgeo_pipeline.run.inference import InferenceOptions, is_out_of_memory, run_sam_batch
+from samgeo_pipeline.run.prepare import prepared_tiles
+from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.sam.predictor import ModelSource
-from tests.scenes import leftovers, read_mask
+from samgeo_pipeline.water.radiometry import compute_stats
+from tests.scenes import leftovers, options_only, read_mask
 
 CONFIG = SegmentConfig(model="fake-sam", tile_size=96, halo=16, batch_size=4, progress=False)
 
@@ -147,6 +151,33 @@ def test_tile_out_of_memory_alone_is_listed_and_partial(scene: Path, tmp_path: P
     outside = np.ones(mask.shape, bool)
     outside[core] = False
     np.testing.assert_array_equal(mask[outside], clean_mask[outside])
+
+
+@pytest.mark.parametrize("changes", [{"probability": True}, {"prompt": "text", "text": "water,lake"}], ids=["points", "text"])
+def test_a_batch_reads_only_its_options(scene: Path, tmp_path: Path, changes: dict[str, object]) -> None:
+    config = CONFIG.merged(changes)
+    info = inspect_raster(scene)
+    with rasterio.open(scene) as ds:
+        stats = compute_stats(ds, info, config)
+    batch = list(prepared_tiles(info, stats, make_grid(info, config), config))[:3]
+    predictor, sink = FakeTextPredictor(), TileSink(info, config, tmp_path)
+    run_sam_batch(predictor, batch, sink, options_only(config, InferenceOptions))  # type: ignore[arg-type]
+    assert sink.counts.sam == 3 and predictor.batches == [3]
+    assert predictor.asked == ([(("water", "lake"), 0.5)] if config.prompt == "text" else [])
+    sink.close()
+    sink.remove_work()
+
+
+class FakeTextPredictor(FakePredictor):
+    """:class:`FakePredictor` that also answers text prompts (one instance: the whole tile), recording what it was asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[tuple[str, ...], float]] = []
+
+    def predict_text(self, embeddings, phrases, threshold, tile_shape):
+        self.asked.append((phrases, threshold))
+        return [np.ones((1, *tile_shape), bool) for _ in embeddings]
 
 
 def test_partial_result_exit_code(scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -15,9 +15,18 @@ from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.run import prepare
-from samgeo_pipeline.run.prepare import prepare_tile, prepared_tiles, read_tile_native, read_workers
+from samgeo_pipeline.run.prepare import (
+    PrefetchOptions,
+    PreparedTile,
+    PrepareOptions,
+    ReaderOptions,
+    prepare_tile,
+    prepared_tiles,
+    read_tile_native,
+    read_workers,
+)
 from samgeo_pipeline.water.radiometry import compute_stats
-from tests.scenes import write_raster
+from tests.scenes import options_only, write_raster
 
 
 def test_a_tile_past_the_raster_is_padded_with_invalid_zeros(tmp_path: Path) -> None:
@@ -66,3 +75,27 @@ def test_tiles_come_in_grid_order_as_prepared_one_by_one(tmp_path: Path, workers
         np.testing.assert_array_equal(a.coarse, b.coarse)
         np.testing.assert_array_equal(a.valid, b.valid)
     assert len(opened) == min(workers, grid.cols)  # one handle per vertical strip of the grid
+
+
+def test_the_reader_reads_only_its_options(tmp_path: Path) -> None:
+    path = write_demo_scene(tmp_path / "demo.tif", 200, 260)
+    config = SegmentConfig(model="fake-sam", tile_size=128, halo=16, points=2, negatives=1, seed=4, read_workers=2,
+                           prefetch=1)  # fmt: skip
+    info = inspect_raster(path)
+    grid = make_grid(info, config)
+    with rasterio.open(path) as ds:
+        stats = compute_stats(ds, info, config)
+        expected = [prepare_tile(ds, info, stats, tile, config) for tile in grid]
+        alone = [prepare_tile(ds, info, stats, tile, options_only(config, PrepareOptions)) for tile in grid]
+    threaded = list(prepared_tiles(info, stats, grid, options_only(config, PrefetchOptions)))
+    assert read_workers(options_only(config, ReaderOptions)) == 2
+    assert any(p.prompts for p in expected) and all(p.rgb is not None for p in expected)
+    for got in (alone, threaded):
+        assert [summary(p) for p in got] == [summary(p) for p in expected]
+
+
+def summary(prepared: PreparedTile) -> tuple[object, ...]:
+    """A prepared tile as comparable values: its place, arrays and prompts."""
+    prompts = [(p.points_xy.tolist(), p.labels.tolist(), p.area) for p in prepared.prompts]
+    rgb = None if prepared.rgb is None else prepared.rgb.tobytes()
+    return prepared.tile.row, prepared.tile.col, rgb, prepared.valid.tobytes(), prepared.coarse.tobytes(), prompts

@@ -14,8 +14,8 @@ from samgeo_pipeline.io.raster import RasterInfo, inspect_raster
 from samgeo_pipeline.io.tiling import make_grid
 from samgeo_pipeline.outputs.writers import MASK_NODATA
 from samgeo_pipeline.run.prepare import PreparedTile
-from samgeo_pipeline.run.sink import TileSink
-from tests.scenes import write_raster
+from samgeo_pipeline.run.sink import SinkOptions, TileSink
+from tests.scenes import options_only, write_raster
 
 SHAPE = (80, 72)
 CONFIG = SegmentConfig(tile_size=32, halo=4, probability=True)
@@ -94,7 +94,8 @@ def test_a_failed_tile_is_nodata_and_listed(info: RasterInfo, tmp_path: Path) ->
 
 
 def test_sam_water_is_kept_near_the_coarse_mask_only(info: RasterInfo, tmp_path: Path) -> None:
-    """``restrict_dilation``: SAM's water counts only within that many pixels of the coarse mask."""
+    """``restrict_dilation``: SAM's water counts only within that many pixels of the coarse mask (the
+    sink is given the options it declares and no other)."""
     config = CONFIG.merged({"probability": False, "restrict_dilation": 2, "tile_size": 96, "halo": 8})
     grid = make_grid(info, config)
     (tile,) = grid
@@ -103,7 +104,7 @@ def test_sam_water_is_kept_near_the_coarse_mask_only(info: RasterInfo, tmp_path:
     sam = np.zeros((96, 96), bool)
     sam[19:31, 19:31] = True  # within 2 pixels (corners too: 1 + 1): kept
     sam[60:70, 50:60] = True  # far from any coarse water: dropped
-    sink = TileSink(info, config, tmp_path)
+    sink = TileSink(info, options_only(config, SinkOptions), tmp_path)
     sink.write(PreparedTile(tile, None, np.ones((96, 96), bool), coarse, []), sam)
     mask = read(sink.close())
     expected = np.zeros(SHAPE, np.uint8)

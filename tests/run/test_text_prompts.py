@@ -7,7 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samgeo_pipeline.run.text_prompts import combine_instances, missed_components, tile_needs_model
+from samgeo_pipeline.config import SegmentConfig
+from samgeo_pipeline.models.sam3 import TextOptions
+from samgeo_pipeline.run.prepare import PreparedTile
+from samgeo_pipeline.run.text_prompts import combine_instances, missed_components, text_water, tile_needs_model
+from tests.scenes import options_only
 
 
 class TestCombine:
@@ -37,10 +41,24 @@ class TestCombine:
 
     @pytest.mark.parametrize(("combine", "runs"), [("none", True), ("add", True), ("agree", False), ("skip-dry", False)])
     def test_which_dry_tiles_run_the_model(self, combine: str, runs: bool) -> None:
-        from samgeo_pipeline.run.prepare import PreparedTile
-
         dry = PreparedTile(None, None, np.ones((4, 4), bool), np.zeros((4, 4), bool), [])  # type: ignore[arg-type]
         assert tile_needs_model(dry, combine) is runs
+
+
+    def test_text_water_reads_only_its_options(self) -> None:
+        asked, instances = [], self.instances
+
+        class Predictor:
+            def predict_text(self, embeddings, phrases, threshold, tile_shape):
+                asked.append((phrases, threshold, tile_shape))
+                return [instances for _ in embeddings]
+
+        config = SegmentConfig(model="facebook/sam3", prompt="text", text="water,lake", text_threshold=0.4, text_combine="add")
+        tile = PreparedTile(None, None, np.ones(self.coarse.shape, bool), self.coarse, [])  # type: ignore[arg-type]
+        water = text_water(Predictor(), [0, 1], [tile, tile], options_only(config, TextOptions))  # type: ignore[arg-type]
+        assert asked == [(("water", "lake"), 0.4, (20, 30))]
+        for got in water:
+            np.testing.assert_array_equal(got, combine_instances(self.instances, self.coarse, "add"))
 
 
 def test_missed_components_are_8_connected_and_untouched() -> None:

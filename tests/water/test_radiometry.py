@@ -16,6 +16,8 @@ from samgeo_pipeline.io.raster import inspect_raster, nodata_valid, read_decimat
 from samgeo_pipeline.water.coarse import CoarseRule, fit_rule
 from samgeo_pipeline.water.radiometry import (
     ImageStats,
+    RadiometryOptions,
+    StatsOptions,
     band_percentiles,
     choose_composite,
     compute_stats,
@@ -24,7 +26,7 @@ from samgeo_pipeline.water.radiometry import (
     stats_from_array,
     to_rgb8,
 )
-from tests.scenes import disc, rgbn_scene, write_raster
+from tests.scenes import disc, options_only, rgbn_scene, write_raster
 
 
 def stats_of(path: Path, **options: object) -> ImageStats:
@@ -97,6 +99,17 @@ class TestComputeStats:
         }
         assert stats.coarse.to_dict()["method"] == "ndwi" and stats.coarse.to_dict()["threshold"] == 0.0
         assert len(stats.low) == len(stats.high) == 4
+
+    def test_the_statistics_read_only_their_options(self, lake_scene: Path) -> None:
+        config = SegmentConfig(model="none", stats_size=128, percentiles=(5.0, 95.0), min_area=30)
+        info = inspect_raster(lake_scene)
+        with rasterio.open(lake_scene) as ds:
+            expected = compute_stats(ds, info, config)
+            assert compute_stats(ds, info, options_only(config, StatsOptions)) == expected
+            data = ds.read().astype(np.float32)
+        names, valid = tuple(info.band_names), data.any(axis=0)
+        only = options_only(config, RadiometryOptions)
+        assert stats_from_array(data, valid, names, only) == stats_from_array(data, valid, names, config)
 
     def test_constant_band_gets_a_unit_span(self, lake_scene: Path) -> None:
         """A band with one value would divide by zero in the stretch: ``high`` becomes ``low + 1``."""
