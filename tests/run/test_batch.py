@@ -129,7 +129,7 @@ def test_a_fine_tuned_models_preprocessing_is_applied_once_per_batch(scenes: lis
     differs = [w for w in caught if issubclass(w.category, SamgeoPipelineWarning) and "differs" in str(w.message)]
     assert len(differs) == 1
     assert [r.status for r in results] == ["done", "done"]
-    assert all(r.manifest["parameters"]["percentiles"] == [1.0, 99.0] for r in results)
-    assert all(r.manifest["parameters"]["composite"] == "red,green,blue" for r in results)  # the user's wins
+    assert all(r.manifest.parameters["percentiles"] == [1.0, 99.0] for r in results)
+    assert all(r.manifest.parameters["composite"] == "red,green,blue" for r in results)  # the user's wins
     again = runner.segment_many(scenes[:2], out_dirs, config, log=lambda m: None)
     assert [r.status for r in again] == ["skipped", "skipped"]
