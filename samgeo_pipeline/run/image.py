@@ -2,10 +2,10 @@
 quicklook and manifest.
 
 This module only orchestrates the stages: :mod:`~samgeo_pipeline.run.prepare` prepares tiles on reader
-threads, :mod:`~samgeo_pipeline.run.inference` batches tiles that have prompts through SAM, and
-:mod:`~samgeo_pipeline.run.sink` writes each tile's core. Tiles without coarse water or without valid
-data skip SAM. Each image's warnings are collected in its own list (recorded in its manifest), so
-images run concurrently never see each other's.
+threads, :mod:`~samgeo_pipeline.run.inference` batches tiles that have prompts through SAM,
+:mod:`~samgeo_pipeline.run.sink` writes each tile's core, :mod:`~samgeo_pipeline.run.image_manifest`
+builds the manifest. Tiles without coarse water or without valid data skip SAM. Each image's warnings
+are collected in its own list (recorded in its manifest), so images run concurrently never see each other's.
 """
 
 from __future__ import annotations
