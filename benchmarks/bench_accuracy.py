@@ -377,7 +377,7 @@ def segment_image(image: Path, out_dir: Path, config: SegmentConfig) -> tuple[di
         message = first_line(exc)
         record.update(status="error", error=message, abstained=True, water_fraction=None)
         return record, None
-    radiometry = (result.manifest or {}).get("radiometry", {}) or {}
+    radiometry = (result.manifest.radiometry if result.manifest else None) or {}
     coarse = radiometry.get("coarse") or {}
     mask_path = out_dir / "mask.tif"
     mask = read_band(mask_path) if mask_path.is_file() else None

@@ -293,31 +293,30 @@ def prepare(
     }
 
 
-def summarize(manifest: Manifest | dict[str, Any], status: str, out_dir: Path, source: str | None = None) -> dict[str, Any]:
+def summarize(manifest: Manifest, status: str, out_dir: Path, source: str | None = None) -> dict[str, Any]:
     """JSON-able summary of one image from its manifest (paths as strings; no arrays).
 
     ``source``: this run's input (a reused manifest names the run that made it); default: the
     manifest's. ``uncertain``: the coarse rule's reason when it abstained on the image (any status),
     else None.
     """
-    m = manifest if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
-    tiles = m.tiles
+    tiles = manifest.tiles
     return {
-        "input": redact(source or m.input.source or m.input.path),
+        "input": redact(source or manifest.input.source or manifest.input.path),
         "out_dir": str(out_dir),
-        "sha256": m.input.sha256,
+        "sha256": manifest.input.sha256,
         "status": status,
-        "error": m.error,
-        "uncertain": m.uncertain.reason if m.uncertain else None,
+        "error": manifest.error,
+        "uncertain": manifest.uncertain.reason if manifest.uncertain else None,
         "tiles": {"total": tiles.total, "sam": tiles.sam, "coarse_only": tiles.coarse_only, "skipped": tiles.skipped,
                   "failed": tiles.failed},
-        "water_area_m2": m.water.area_m2,
-        "water_fraction": m.water.fraction_of_valid,
-        "polygons": m.water.polygons,
-        "seconds": m.seconds.get("total"),
-        "model": m.model.id,
-        "params_hash": m.params_hash,
-        "outputs": [str(out_dir / name) for name in m.outputs] + [str(out_dir / MANIFEST_NAME)],
+        "water_area_m2": manifest.water.area_m2,
+        "water_fraction": manifest.water.fraction_of_valid,
+        "polygons": manifest.water.polygons,
+        "seconds": manifest.seconds.get("total"),
+        "model": manifest.model.id,
+        "params_hash": manifest.params_hash,
+        "outputs": [str(out_dir / name) for name in manifest.outputs] + [str(out_dir / MANIFEST_NAME)],
     }
 
 

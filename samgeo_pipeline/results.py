@@ -1,32 +1,18 @@
-"""What a run returns: per-input status, tile counts and failed tiles (used by pipeline and manifest)."""
+"""What a run returns: per-input status, tile counts and failed tiles, and the manifest written.
+
+The tile counts (:class:`~samgeo_pipeline.outputs.manifest.TileCounts`) and the manifest
+(:class:`~samgeo_pipeline.outputs.manifest.Manifest`) are the manifest's own records.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Literal
+
+from samgeo_pipeline.outputs.manifest import Manifest, TileCounts
 
 Status = Literal["done", "skipped", "partial", "failed", "uncertain"]
-
-
-class FailedTile(TypedDict):
-    """A tile SAM could not segment (written as nodata): grid row and column, and the one-line reason."""
-
-    row: int
-    col: int
-    reason: str
-
-
-@dataclass
-class TileCounts:
-    """How many tiles went which way; ``failed_tiles`` lists each failed tile with its reason."""
-
-    total: int = 0
-    sam: int = 0
-    coarse_only: int = 0
-    skipped: int = 0
-    failed: int = 0
-    failed_tiles: list[FailedTile] = field(default_factory=list)
 
 
 @dataclass
@@ -36,6 +22,7 @@ class SegmentResult:
     ``uncertain`` is the coarse rule's reason when it cannot tell water from land on this image
     (:attr:`~samgeo_pipeline.water.coarse.CoarseRule.uncertain`; also set on a reused result whose
     manifest says so): the status is then ``uncertain`` (or ``partial``/``skipped``, which say more).
+    ``manifest`` is the manifest written (or the earlier one reused), None when none was.
     """
 
     input: Path
@@ -47,7 +34,7 @@ class SegmentResult:
     water_area_m2: float | None = None
     polygons: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-    manifest: dict[str, Any] | None = None
+    manifest: Manifest | None = None
     uncertain: str | None = None
 
 
@@ -66,4 +53,4 @@ def uncertain_hint(method: str) -> str:
     )
 
 
-__all__ = ["Status", "FailedTile", "TileCounts", "SegmentResult", "uncertain_hint"]
+__all__ = ["Status", "SegmentResult", "uncertain_hint"]

@@ -73,7 +73,8 @@ def test_no_import_cycles() -> None:
 def test_result_types_sit_below_manifest_and_pipeline() -> None:
     graph = import_graph()
     assert "samgeo_pipeline.run.image" not in graph["samgeo_pipeline.outputs.manifest"]
-    assert "samgeo_pipeline.results" in graph["samgeo_pipeline.outputs.manifest"]
+    assert "samgeo_pipeline.outputs.manifest" in graph["samgeo_pipeline.results"]  # the result holds a Manifest
+    assert not graph["samgeo_pipeline.outputs.manifest"] - {"samgeo_pipeline.errors", "samgeo_pipeline.io.atomic"}
     assert "samgeo_pipeline.finetune.sources" not in graph["samgeo_pipeline.finetune.ortho"]
 
 

@@ -101,9 +101,9 @@ class TestNaip:
         path = self.path(year)
         result = segment_raster(path, tmp_path / "out", NONE.merged({"bands": "naip"}))
         frame = check_outputs_on_input_grid(path, result)
-        assert result.manifest["radiometry"]["index"] == "ndwi"
-        assert result.manifest["radiometry"]["coarse"]["separability"] > 0.8  # measured 0.85-0.86
-        assert result.manifest["input"]["crs"] == "EPSG:26914"
+        assert result.manifest.radiometry["index"] == "ndwi"
+        assert result.manifest.radiometry["coarse"]["separability"] > 0.8  # measured 0.85-0.86
+        assert result.manifest.input.crs == "EPSG:26914"
         assert result.water_fraction == pytest.approx(self.MEASURED[year], abs=0.015)
         mask = read_mask(result)
         check_patches(mask, "naip_potholes")
@@ -138,7 +138,7 @@ class TestNaip:
         orthophotos; map NIR when the sensor has it."""
         with pytest.warns(CoarseMaskWarning, match="RGB only"):
             result = segment_raster(self.path(year), tmp_path / "out", NONE.merged({"bands": "rgb"}))
-        assert result.manifest["radiometry"]["index"] == "rgb"
+        assert result.manifest.radiometry["index"] == "rgb"
         mask = read_mask(result)
         for r, c, h, w in PATCHES["naip_potholes"]["dry"][:3]:
             assert (mask[r : r + h, c : c + w] == 0).all()
@@ -152,7 +152,7 @@ class TestNaip:
         result = segment_raster(self.path("2020"), tmp_path / "out", NONE.merged({"bands": "rgb"}))
         assert result.status == "uncertain" and "dark and smooth" in result.uncertain
         assert not (result.out_dir / "mask.tif").exists()
-        assert result.manifest["status"] == "uncertain"
+        assert result.manifest.status == "uncertain"
 
 
 class TestLandsatPucallpa:
@@ -174,11 +174,11 @@ class TestLandsatPucallpa:
         path = paths[index]
         result = segment_raster(path, tmp_path / "out", NONE.merged({"bands": "swir=1,nir=2,red=3,green=4"}))
         frame = check_outputs_on_input_grid(path, result)
-        assert result.manifest["input"]["crs"] == "EPSG:4326"
-        assert result.manifest["radiometry"]["index"] == "mndwi"
-        assert any("display products" in d for d in result.manifest["radiometry"]["coarse"]["dropped"])
+        assert result.manifest.input.crs == "EPSG:4326"
+        assert result.manifest.radiometry["index"] == "mndwi"
+        assert any("display products" in d for d in result.manifest.radiometry["coarse"]["dropped"])
         assert result.water_fraction == pytest.approx(self.MEASURED[index], abs=0.01)
-        assert result.manifest["radiometry"]["coarse"]["separability"] > 0.8  # measured 0.83-0.91
+        assert result.manifest.radiometry["coarse"]["separability"] > 0.8  # measured 0.83-0.91
         check_patches(read_mask(result), "landsat_pucallpa")
         assert len(frame) >= 1
         # Geodesic areas: the pixels' area from their latitude, independent of pyproj.
@@ -199,13 +199,13 @@ class TestLandsatPucallpa:
         config = NONE.merged({"bands": "swir=1,nir=2,red=3,green=4"})
         native = segment_raster(path, tmp_path / "native", config)
         at_90 = segment_raster(path, tmp_path / "gsd90", config.merged({"gsd": 90}))
-        assert at_90.manifest["grid"]["source_px_per_working_px"] == pytest.approx(1.0, abs=0.03)
+        assert at_90.manifest.grid.source_px_per_working_px == pytest.approx(1.0, abs=0.03)
         assert at_90.water_fraction == pytest.approx(native.water_fraction, abs=0.005)  # measured 4.11 vs 4.23 %
-        assert at_90.manifest["grid"]["gsd_unit"] == "metre"
-        assert "converted at the raster's centre latitude -8.4" in at_90.manifest["grid"]["gsd_note"]
-        assert any("--gsd 90 is in metres" in w for w in at_90.manifest["warnings"])
+        assert at_90.manifest.grid.gsd_unit == "metre"
+        assert "converted at the raster's centre latitude -8.4" in at_90.manifest.grid.gsd_note
+        assert any("--gsd 90 is in metres" in w for w in at_90.manifest.warnings)
         at_30 = segment_raster(path, tmp_path / "gsd30", config.merged({"gsd": 30}))
-        assert at_30.manifest["grid"]["source_px_per_working_px"] == pytest.approx(1 / 3, rel=0.03)
+        assert at_30.manifest.grid.source_px_per_working_px == pytest.approx(1 / 3, rel=0.03)
         assert at_30.water_fraction == pytest.approx(native.water_fraction, abs=0.01)  # measured 4.44 %
 
 
@@ -241,7 +241,7 @@ class TestLandsat8CloudyNoWater:
         cloud edges here, separability 0.04)."""
         vrt = self.stack(tmp_path)
         result = segment_raster(vrt, tmp_path / "out", NONE.merged({"bands": "blue=1,green=2,red=3,nir=4,swir=5"}))
-        coarse = result.manifest["radiometry"]["coarse"]
+        coarse = result.manifest.radiometry["coarse"]
         assert coarse["method"] == "dswe" and coarse["reflectance_source"] is None
         assert result.water_fraction < 0.005
 
@@ -252,17 +252,17 @@ class TestLandsat8CloudyNoWater:
         shutil.copy(dataset("landsat8_cloudy_nowater") / "l8_MTL.txt", tmp_path / "l8_MTL.txt")
         result = segment_raster(vrt, tmp_path / "out", NONE.merged({"bands": "blue=1,green=2,red=3,nir=4,swir=5"}))
         check_outputs_on_input_grid(vrt, result)
-        coarse = result.manifest["radiometry"]["coarse"]
+        coarse = result.manifest.radiometry["coarse"]
         assert coarse["method"] == "dswe" and coarse["reflectance_source"] == "l8_MTL.txt"
         assert "swir2 terms of DSWE tests 3 and 5" in coarse["dropped"]
-        assert result.manifest["input"]["crs"] == "EPSG:32616"
+        assert result.manifest.input.crs == "EPSG:32616"
         assert result.water_fraction < 0.005
 
     def test_without_swir(self, tmp_path: Path) -> None:
         """NDWI with the NIR darkness tests on the same scene: measured 0.2 %."""
         vrt = self.stack(tmp_path)
         result = segment_raster(vrt, tmp_path / "out", NONE.merged({"bands": "blue=1,green=2,red=3,nir=4"}))
-        assert result.manifest["radiometry"]["index"] == "ndwi"
+        assert result.manifest.radiometry["index"] == "ndwi"
         assert result.water_fraction < 0.005
 
 
@@ -325,8 +325,8 @@ class TestCellulaChips:
             with pytest.warns(NotGeoreferencedWarning, match=rf"{chip.name}: no CRS or geotransform"):
                 result = segment_raster(chip, tmp_path / chip.stem, self.CONFIG)
             assert result.status == "done" and result.water_area_m2 is None
-            assert result.manifest["radiometry"]["index"] == "dswe"
-            assert max(result.manifest["input"]["band_map"].values()) <= 7
+            assert result.manifest.radiometry["index"] == "dswe"
+            assert max(result.manifest.input.band_map.values()) <= 7
             mask = read_mask(result)
             assert mask.shape == (128, 128) and (mask != 255).all()
             np.testing.assert_array_equal(mask == 1, self.coarse_mask(chip))
@@ -348,7 +348,7 @@ class TestBakerLakeRgb:
         with pytest.warns(CoarseMaskWarning, match="RGB only"):
             result = segment_raster(image, tmp_path / "out", NONE)
         check_outputs_on_input_grid(image, result)
-        assert result.manifest["radiometry"]["index"] == "rgb"
+        assert result.manifest.radiometry["index"] == "rgb"
         with rasterio.open(label_path) as ds:
             label = ds.read(1) == 1
         predicted = read_mask(result) == 1
@@ -382,7 +382,7 @@ class TestBakerLakeRgb:
 
 def abstained(result: SegmentResult) -> bool:
     """The image's rule could not tell water from land: status ``uncertain`` or a reason in the manifest."""
-    coarse = ((result.manifest or {}).get("radiometry") or {}).get("coarse") or {}
+    coarse = ((result.manifest.radiometry if result.manifest else None) or {}).get("coarse") or {}
     return result.status == "uncertain" or bool(coarse.get("uncertain"))
 
 

@@ -7,6 +7,9 @@
   manifest; the kernel drops it when the holder dies, even by ``kill -9``.
 - :func:`remove_partials`: under that lock, the temporary files of a dead run are removed (only the
   pipeline's own hidden ``.NAME.partial-*`` / ``.NAME.work-*`` names, regular files, never a link).
+- :func:`clear_stale_outputs`: under that lock, before a run writes, the manifest and the outputs
+  this run would leave stale; :func:`output_identities` and :func:`remove_new_outputs`: a finish that
+  fails removes the outputs it had put in place, so none is left without its manifest.
 
 Used by :class:`~samgeo_pipeline.run.image.RasterRun` (so the CLI and the flows alike), the CLI and
 the segment flow.
@@ -113,4 +116,44 @@ def remove_partials(out_dir: Path | str) -> list[Path]:
     return removed
 
 
-__all__ = ["OUTPUT_NAMES", "LOCK_NAME", "TEMPORARY_MARKS", "check_inputs_outside", "output_lock", "remove_partials"]
+#: What a finished run leaves beside its manifest.
+_BESIDE_MANIFEST = tuple(name for name in OUTPUT_NAMES if name != "manifest.json")
+
+
+def output_identities(out_dir: Path) -> dict[str, tuple[int, int] | None]:
+    """Output name -> (inode, mtime) of the file there now, or None: to tell later which ones a run replaced."""
+    found: dict[str, tuple[int, int] | None] = {}
+    for name in _BESIDE_MANIFEST:
+        try:
+            stat = (out_dir / name).stat()
+            found[name] = (stat.st_ino, stat.st_mtime_ns)
+        except OSError:
+            found[name] = None
+    return found
+
+
+def remove_new_outputs(out_dir: Path, before: dict[str, tuple[int, int] | None]) -> None:
+    """Remove the outputs put in place since ``before`` (each rename makes a new inode): a failed
+    finish leaves no output without its manifest, and nothing it did not write is touched."""
+    for name, identity in output_identities(out_dir).items():
+        if identity is not None and identity != before[name] and not (out_dir / "manifest.json").exists():
+            (out_dir / name).unlink(missing_ok=True)
+
+
+def clear_stale_outputs(out_dir: Path, probability: bool, abstains: bool = False) -> None:
+    """Remove what the outputs about to be written make stale (the manifest first: the run is not finished).
+
+    A run without ``probability`` leaves an earlier run's probability raster stale; an abstaining
+    run writes no mask: an earlier run's mask, polygons and probabilities would be taken for this one's.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    stale = ["mask.tif", "water.gpkg", "probability.tif"] if abstains else []
+    if not probability:  # a probability raster from an earlier run would no longer match
+        stale.append("probability.tif")
+    for name in dict.fromkeys(stale):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+__all__ = ["OUTPUT_NAMES", "LOCK_NAME", "TEMPORARY_MARKS", "check_inputs_outside", "output_lock", "remove_partials",
+           "clear_stale_outputs", "output_identities", "remove_new_outputs"]

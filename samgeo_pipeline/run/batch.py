@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import cv2
 from rasterio.errors import RasterioError
@@ -18,6 +18,7 @@ from samgeo_pipeline.io.folders import check_inputs_outside
 from samgeo_pipeline.io.paths import check_inside, printable
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.models.families import FAMILIES, check_prompt
+from samgeo_pipeline.outputs.manifest import Manifest
 from samgeo_pipeline.outputs.stac_catalog import register_item
 from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.run.image import RasterRun
@@ -248,7 +249,8 @@ def _log_outcome(result: SegmentResult, log: Callable[[str], None]) -> SegmentRe
     elif result.status == "skipped":
         log(printable(f"{result.input}: outputs exist with the same parameters, skipped (--overwrite to redo)"))
     if result.uncertain:
-        hint = ((result.manifest or {}).get("uncertain") or {}).get("what_to_do")
+        abstention = result.manifest.uncertain if result.manifest else None
+        hint = abstention.what_to_do if abstention else None
         log(printable(f"uncertain: {result.input}: the coarse rule cannot tell water from land: {result.uncertain}"
                       + (f"; {hint}" if hint else "")))
     return result
@@ -263,9 +265,9 @@ def status_label(result: SegmentResult) -> str:
     return f"{status}\n{result.uncertain}"
 
 
-def coarse_label(manifest: dict[str, Any] | None) -> str:
+def coarse_label(manifest: Manifest | None) -> str:
     """The coarse-mask method and its separability (``ndwi 0.85``), ``-`` when unknown."""
-    coarse = ((manifest or {}).get("radiometry") or {}).get("coarse")
+    coarse = (manifest.radiometry or {}).get("coarse") if manifest else None
     if not coarse:
         return "-"
     separability = coarse.get("separability")
@@ -283,16 +285,14 @@ def summary_table(results: Sequence[SegmentResult]) -> Table:
     for column in columns:
         table.add_column(column, overflow="fold")
     for r in results:
-        if r.status == "skipped" and r.manifest:
+        if r.status == "skipped" and r.manifest:  # reused: the counts and water of the run that made it
             m = r.manifest
-            tiles = m["tiles"]
-            counts = f"{tiles['sam']}/{tiles['coarse_only']}/{tiles['skipped']}/{tiles['failed']}"
-            water, polygons, area = m["water"]["fraction_of_valid"], m["water"]["polygons"], m["water"]["area_m2"]
-            secs = None
+            t, secs = m.tiles, None
+            water, polygons, area = m.water.fraction_of_valid, m.water.polygons, m.water.area_m2
         else:
-            t = r.tiles
-            counts = f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" if r.status != "failed" else "-"
-            water, polygons, area, secs = r.water_fraction, r.polygons, r.water_area_m2, r.seconds.get("total")
+            t, secs = r.tiles, r.seconds.get("total")
+            water, polygons, area = r.water_fraction, r.polygons, r.water_area_m2
+        counts = f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" if r.status != "failed" else "-"
         table.add_row(  # file names and errors are text, not rich markup, nor terminal control sequences
             escape(printable(r.input.name)),
             escape(status_label(r)),  # a failure's reason is on its own line above the table

@@ -2,10 +2,10 @@
 quicklook and manifest.
 
 This module only orchestrates the stages: :mod:`~samgeo_pipeline.run.prepare` prepares tiles on reader
-threads, :mod:`~samgeo_pipeline.run.inference` batches tiles that have prompts through SAM, and
-:mod:`~samgeo_pipeline.run.sink` writes each tile's core. Tiles without coarse water or without valid
-data skip SAM. Each image's warnings are collected in its own list (recorded in its manifest), so
-images run concurrently never see each other's.
+threads, :mod:`~samgeo_pipeline.run.inference` batches tiles that have prompts through SAM,
+:mod:`~samgeo_pipeline.run.sink` writes each tile's core, :mod:`~samgeo_pipeline.run.image_manifest`
+builds the manifest. Tiles without coarse water or without valid data skip SAM. Each image's warnings
+are collected in its own list (recorded in its manifest), so images run concurrently never see each other's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ from samgeo_pipeline.errors import (
     SamgeoPipelineWarning,
 )
 from samgeo_pipeline.io.bands import guessed_bands_message
-from samgeo_pipeline.io.folders import check_inputs_outside, output_lock, remove_partials
+from samgeo_pipeline.io.folders import (
+    check_inputs_outside,
+    clear_stale_outputs,
+    output_identities,
+    output_lock,
+    remove_new_outputs,
+    remove_partials,
+)
 from samgeo_pipeline.io.gdal_env import gdal_env
 from samgeo_pipeline.io.ground import gsd_note
 from samgeo_pipeline.io.limits import check_free_disk, check_size
@@ -39,13 +46,14 @@ from samgeo_pipeline.io.tiling import TileGrid
 from samgeo_pipeline.io.zero_collar import zero_collar_message
 from samgeo_pipeline.models.base import Predictor
 from samgeo_pipeline.outputs.fingerprint import file_sha256
-from samgeo_pipeline.outputs.manifest import build_manifest, write_manifest
+from samgeo_pipeline.outputs.manifest import TileCounts, write_manifest
 from samgeo_pipeline.outputs.quicklook import draw_quicklook, write_quicklook
 from samgeo_pipeline.outputs.reuse import Reuse, decide_reuse
 from samgeo_pipeline.outputs.stac import ITEM_NAME, acquisition_datetime, read_tags, write_item
 from samgeo_pipeline.outputs.vectorize import write_polygons
 from samgeo_pipeline.redact import redact
-from samgeo_pipeline.results import SegmentResult, Status, TileCounts
+from samgeo_pipeline.results import SegmentResult, Status
+from samgeo_pipeline.run.image_manifest import build_manifest
 from samgeo_pipeline.run.image_stats import abstains, image_stats
 from samgeo_pipeline.run.prepare import release_free_memory
 from samgeo_pipeline.run.sink import TileSink
@@ -55,7 +63,7 @@ from samgeo_pipeline.sam.predictor import ModelSource, checkpoint_config
 from samgeo_pipeline.water.coarse import rule_warnings
 from samgeo_pipeline.water.radiometry import ImageStats
 
-__all__ = ["segment_raster", "RasterRun", "SegmentResult", "TileCounts", "Status"]
+__all__ = ["segment_raster", "RasterRun", "SegmentResult", "Status"]
 
 
 def segment_raster(
@@ -192,7 +200,7 @@ class RasterRun:
             self.seconds["inspect"] = time.perf_counter() - t0
             if (previous := self.reuse.previous) is not None:
                 uncertain = previous.uncertain.reason if previous.uncertain else None
-                self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous.to_dict(),
+                self.reused = SegmentResult(path, self.out_dir, "skipped", manifest=previous,
                                             uncertain=uncertain)  # fmt: skip
                 return self.reused
             check_free_disk(self.info, config, self.out_dir)
@@ -208,7 +216,7 @@ class RasterRun:
             for leftover in remove_partials(self.out_dir):
                 self.warnings.append((f"{self.out_dir}: removed {leftover.name}, left by a run that died while "
                                       "writing it", SamgeoPipelineWarning))
-            _clear_stale_outputs(self.out_dir, config, self.abstains)
+            clear_stale_outputs(self.out_dir, config.probability, self.abstains)
         except BaseException:
             self._lock.close()
             raise
@@ -285,11 +293,11 @@ class RasterRun:
         if sink is None:
             raise SamgeoPipelineError(f"{self.path}: finish() before tiles()")
         with self._lock:  # released once the manifest is written, or on failure
-            before = _output_identities(self.out_dir)
+            before = output_identities(self.out_dir)
             try:
                 return self._finish(sink)
             except BaseException:
-                _remove_new_outputs(self.out_dir, before)
+                remove_new_outputs(self.out_dir, before)
                 raise
 
     def _finish(self, sink: TileSink) -> SegmentResult:
@@ -339,7 +347,7 @@ class RasterRun:
         if self.stac is not None:  # the Item is the input; its VRT is gone after the run
             manifest.input.path, manifest.input.bytes = str(self.path), self.path.stat().st_size
             manifest.input.stac = self.stac.manifest_entry()
-        result.manifest = manifest.to_dict()
+        result.manifest = manifest
         write_item(self.out_dir, manifest)
         write_manifest(self.out_dir / "manifest.json", manifest)
         return result
@@ -384,44 +392,4 @@ def _cogs_and_polygons(
             return made.result(), polygons
     finally:
         sink.remove_work()
-
-
-#: The files a finished run leaves beside its manifest.
-_OUTPUT_NAMES = ("mask.tif", "probability.tif", "water.gpkg", "quicklook.png", ITEM_NAME)
-
-
-def _output_identities(out_dir: Path) -> dict[str, tuple[int, int] | None]:
-    """Output name -> (inode, mtime) of the file there now, or None: to tell later which ones a run replaced."""
-    found: dict[str, tuple[int, int] | None] = {}
-    for name in _OUTPUT_NAMES:
-        try:
-            stat = (out_dir / name).stat()
-            found[name] = (stat.st_ino, stat.st_mtime_ns)
-        except OSError:
-            found[name] = None
-    return found
-
-
-def _remove_new_outputs(out_dir: Path, before: dict[str, tuple[int, int] | None]) -> None:
-    """Remove the outputs put in place since ``before`` (each rename makes a new inode): a failed
-    finish leaves no output without its manifest, and nothing it did not write is touched."""
-    for name, identity in _output_identities(out_dir).items():
-        if identity is not None and identity != before[name] and not (out_dir / "manifest.json").exists():
-            (out_dir / name).unlink(missing_ok=True)
-
-
-def _clear_stale_outputs(out_dir: Path, config: SegmentConfig, abstains: bool = False) -> None:
-    """Remove what the outputs about to be written make stale (the manifest first: the run is not finished).
-
-    An abstaining run writes no mask: an earlier run's mask, polygons and probabilities would be
-    taken for this one's.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
-    stale = ["mask.tif", "water.gpkg", "probability.tif"] if abstains else []
-    if not config.probability:  # a probability raster from an earlier run would no longer match
-        stale.append("probability.tif")
-    for name in dict.fromkeys(stale):
-        (out_dir / name).unlink(missing_ok=True)
-
 

@@ -14,8 +14,8 @@ from scipy import ndimage
 
 from samgeo_pipeline.io.raster import RasterInfo
 from samgeo_pipeline.io.tiling import core_of
+from samgeo_pipeline.outputs.manifest import TileCounts
 from samgeo_pipeline.outputs.writers import MASK_NODATA, WindowedRasterWriter
-from samgeo_pipeline.results import TileCounts
 from samgeo_pipeline.run.prepare import PreparedTile
 
 

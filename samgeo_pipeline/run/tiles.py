@@ -15,7 +15,7 @@ from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.io.raster import RasterInfo
 from samgeo_pipeline.io.tiling import TileGrid
 from samgeo_pipeline.models.base import Predictor
-from samgeo_pipeline.results import TileCounts
+from samgeo_pipeline.outputs.manifest import TileCounts
 from samgeo_pipeline.run.inference import run_sam_batch
 from samgeo_pipeline.run.prepare import PreparedTile, prepared_tiles
 from samgeo_pipeline.run.sink import TileSink

@@ -97,8 +97,8 @@ def test_checkpoint_segments_like_the_model_in_memory(tiny_model: Path, tmp_path
         predictor, source = load_predictor(config)
         assert checkpoint_config(config).composite == "nir,swir,green"
         loaded = segment_raster(chip, tmp_path / "disk", config, predictor, source)
-    assert loaded.manifest["parameters"]["composite"] == "nir,swir,green"
-    assert loaded.manifest["parameters"]["bands"] == "landsat8"
+    assert loaded.manifest.parameters["composite"] == "nir,swir,green"
+    assert loaded.manifest.parameters["bands"] == "landsat8"
     with rasterio.open(tmp_path / "memory" / "mask.tif") as a, rasterio.open(tmp_path / "disk" / "mask.tif") as b:
         mask_a, mask_b = a.read(1), b.read(1)
     assert (mask_a == 1).sum() > 100  # SAM found water: the comparison is not trivially empty

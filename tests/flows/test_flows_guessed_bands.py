@@ -18,11 +18,11 @@ def test_a_guess_is_a_warning_in_the_manifest_and_not_a_rule(tmp_path: Path) -> 
     scene = write_demo_scene(tmp_path / "scene.tif", 60, 80, seed=3)
     config = build_config({"model": "none", "bands": "naip", "tile_size": 64, "halo": 8})
     guessed = segment_raster(scene, tmp_path / "guessed", config, bands_source=GUESS).manifest
-    assert guessed["input"]["band_map_source"] == GUESS
-    assert [w for w in guessed["warnings"] if "band order red=1,green=2,blue=3,nir=4 guessed from 4 bands" in w
+    assert guessed.input.band_map_source == GUESS
+    assert [w for w in guessed.warnings if "band order red=1,green=2,blue=3,nir=4 guessed from 4 bands" in w
             and "pin it with --bands or a watch rule" in w]
     ruled = segment_raster(scene, tmp_path / "ruled", config, bands_source="rule naip").manifest
-    assert not [w for w in ruled["warnings"] if "band order" in w]
+    assert not [w for w in ruled.warnings if "band order" in w]
 
 
 def test_a_guess_shows_in_the_table_row_the_summary_and_the_scan_artifact(tmp_path: Path) -> None:

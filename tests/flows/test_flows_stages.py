@@ -8,6 +8,7 @@ import pytest
 
 from flows import stages
 from samgeo_pipeline.errors import InputError
+from samgeo_pipeline.outputs.manifest import Manifest
 
 
 def test_a_staged_copy_is_the_only_thing_removed(tmp_path: Path) -> None:
@@ -104,17 +105,18 @@ def test_remote_errors_are_one_line_without_credentials(raised: Exception, error
 
 
 def test_summary_of_a_manifest(tmp_path: Path) -> None:
-    manifest = {
+    data = {
         "input": {"path": "/staged/x.tif", "source": "https://u:secret@h.example/x.tif", "sha256": "ab"},
         "tiles": {"total": 4, "sam": 2, "coarse_only": 1, "skipped": 1, "failed": 0, "other": 9},
         "water": {"area_m2": 1.5e6, "fraction_of_valid": 0.25, "polygons": 3},
         "seconds": {"total": 12.5}, "model": {"id": "none"}, "params_hash": "p1",
         "uncertain": {"reason": "poorly separated"}, "outputs": ["mask.tif"], "status": "done",
     }  # fmt: skip
+    manifest = Manifest.from_dict(data)
     summary = stages.summarize(manifest, "done", tmp_path)
     assert summary["input"] == "https://***@h.example/x.tif" and summary["uncertain"] == "poorly separated"
     assert summary["tiles"] == {"total": 4, "sam": 2, "coarse_only": 1, "skipped": 1, "failed": 0}
     assert summary["outputs"] == [str(tmp_path / "mask.tif"), str(tmp_path / "manifest.json")]
     assert stages.summarize(manifest, "skipped", tmp_path, source="/here/x.tif")["input"] == "/here/x.tif"
-    del manifest["uncertain"]
-    assert stages.summarize(manifest, "done", tmp_path)["uncertain"] is None
+    del data["uncertain"]
+    assert stages.summarize(Manifest.from_dict(data), "done", tmp_path)["uncertain"] is None

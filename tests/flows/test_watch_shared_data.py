@@ -62,8 +62,8 @@ def test_each_shared_scene_dropped_into_the_watched_folder_gets_its_bands(scene:
     assert main(["segment", str(scene), "--out", str(tmp_path / "cli"), "--model", "none", "--bands", bands,
                  "--no-progress", *extra]) in (0, 3)  # 3: uncertain, the same for both
     cli = json.loads((tmp_path / "cli" / scene.stem / "manifest.json").read_text())
-    assert watch_run.manifest["status"] == cli["status"]
-    watch_share, cli_share = watch_run.manifest["water"]["fraction_of_valid"], cli["water"]["fraction_of_valid"]
+    assert watch_run.manifest.status == cli["status"]
+    watch_share, cli_share = watch_run.manifest.water.fraction_of_valid, cli["water"]["fraction_of_valid"]
     if cli_share is None:  # uncertain: no mask on either side
         assert watch_share is None
     else:

@@ -81,9 +81,9 @@ class TestCollar:
         polygons = burnt_polygons(tmp_path / "out")
         assert polygons.any() and not (polygons & collar).any()
         manifest = result.manifest
-        assert manifest["input"]["nodata"] == 0 and manifest["input"]["nodata_source"] == "zero collar"
-        assert any("--no-zero-collar" in w for w in manifest["warnings"])
-        assert manifest["radiometry"]["valid_fraction"] == pytest.approx(1 - collar.mean(), abs=0.01)
+        assert manifest.input.nodata == 0 and manifest.input.nodata_source == "zero collar"
+        assert any("--no-zero-collar" in w for w in manifest.warnings)
+        assert manifest.radiometry["valid_fraction"] == pytest.approx(1 - collar.mean(), abs=0.01)
         assert result.water_fraction == pytest.approx(lake.sum() / (~collar).sum(), abs=0.01)
 
     def test_resampled_tiles_read_as_from_a_tagged_file(self, collar_scene: tuple[Path, np.ndarray],
@@ -134,7 +134,7 @@ class TestCollar:
             warnings.simplefilter("error", NodataWarning)
             on = run(path, tmp_path / "on", tile_size=128, halo=16)
         run(path, tmp_path / "off", tile_size=128, halo=16, zero_collar=False)
-        assert on.manifest["input"]["nodata"] is None and on.manifest["input"]["nodata_source"] is None
+        assert on.manifest.input.nodata is None and on.manifest.input.nodata_source is None
         np.testing.assert_array_equal(read_mask(tmp_path / "on"), read_mask(tmp_path / "off"))
         assert not (read_mask(tmp_path / "on") == 255).any()
 
@@ -213,4 +213,4 @@ def test_real_scene_with_a_collar_added(name: str, bands: str, tmp_path: Path) -
     footprint = ~collar[pad:-pad, pad:-pad]
     share = (mask[pad:-pad, pad:-pad][footprint] == 1).mean()
     assert abs(share - (plain[footprint] == 1).mean()) < 0.01
-    assert collared.manifest["input"]["nodata_source"] == "zero collar"
+    assert collared.manifest.input.nodata_source == "zero collar"

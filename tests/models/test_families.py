@@ -100,10 +100,10 @@ class TestFamilyThroughThePipeline:
         tiles = result.tiles
         assert tiles.total == len(make_grid(inspect_raster(scene), config)) == tiles.sam + tiles.skipped
         assert tiles.sam > 0 and tiles.skipped > 0
-        model = result.manifest["model"]
-        assert model["family"] == family and model["image_size"] == 256
-        assert model["parameters"] == sum(p.numel() for p in predictor.model.parameters())
-        assert model["fingerprint"].startswith("sha256:")
+        model = result.manifest.model
+        assert model.family == family and model.image_size == 256
+        assert model.parameters == sum(p.numel() for p in predictor.model.parameters())
+        assert model.fingerprint.startswith("sha256:")
 
     def test_deterministic_and_batch_independent(self, model_dirs, scene, tmp_path, family):
         logits = []

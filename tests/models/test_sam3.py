@@ -153,10 +153,10 @@ class TestPipeline:
         assert result.status == "done"
         check_mask_on_input_grid(scene, tmp_path / "out")
         m = result.manifest
-        assert m["model"]["family"] == "sam3" and m["model"]["image_size"] == 252
-        assert m["prompt"] == {"kind": "text", "text": ["water", "river"], "threshold": 0.22, "combine": "agree",
+        assert m.model.family == "sam3" and m.model.image_size == 252
+        assert m.prompt == {"kind": "text", "text": ["water", "river"], "threshold": 0.22, "combine": "agree",
                                "combine_used": "agree"}  # fmt: skip
-        assert m["parameters"]["text"] == "water, river" and (tmp_path / "out" / "water.gpkg").is_file()
+        assert m.parameters["text"] == "water, river" and (tmp_path / "out" / "water.gpkg").is_file()
 
     def test_deterministic_and_batch_independent(self, sam3_dir: Path, scene: Path, tmp_path: Path) -> None:
         masks = []
@@ -186,7 +186,7 @@ class TestPipeline:
         result = segment_raster(scene, tmp_path / "out", config, predictor, source)
         assert result.status == "uncertain" and (tmp_path / "out" / "mask.tif").is_file()
         assert result.tiles.sam == result.tiles.total - result.tiles.skipped > 0
-        prompt = result.manifest["prompt"]
+        prompt = result.manifest.prompt
         assert (prompt["combine"], prompt["combine_used"]) == ("agree", "none") and "uncertain" in prompt["note"]
         assert np.any(read_band(tmp_path / "out" / "mask.tif") == 1)
 

@@ -50,7 +50,7 @@ def test_a_run_given_the_decision_neither_hashes_nor_decides_again(tmp_path: Pat
     monkeypatch.setattr(image, "file_sha256", forbidden)
     monkeypatch.setattr(image, "decide_reuse", forbidden)
     reused = RasterRun(path, out, CONFIG, reuse=decided).prepare()
-    assert reused is not None and reused.status == "skipped" and reused.manifest == decided.previous.to_dict()
+    assert reused is not None and reused.status == "skipped" and reused.manifest == decided.previous
     run = RasterRun(path, out, CONFIG.merged({"overwrite": True}), reuse=Reuse(decided.checksum))
     assert run.prepare() is None and run.checksum == decided.checksum
     run.abort()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import samgeo_pipeline.run.image as pipeline
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.io.folders import LOCK_NAME
+from samgeo_pipeline.outputs.manifest import Manifest, Uncertain
+from samgeo_pipeline.results import SegmentResult
 from samgeo_pipeline.run.image import RasterRun, segment_raster
 
 CONFIG = SegmentConfig(model="none", progress=False, tile_size=128, halo=16)
@@ -129,7 +132,30 @@ def test_a_fine_tuned_models_preprocessing_is_applied_once_per_batch(scenes: lis
     differs = [w for w in caught if issubclass(w.category, SamgeoPipelineWarning) and "differs" in str(w.message)]
     assert len(differs) == 1
     assert [r.status for r in results] == ["done", "done"]
-    assert all(r.manifest["parameters"]["percentiles"] == [1.0, 99.0] for r in results)
-    assert all(r.manifest["parameters"]["composite"] == "red,green,blue" for r in results)  # the user's wins
+    assert all(r.manifest.parameters["percentiles"] == [1.0, 99.0] for r in results)
+    assert all(r.manifest.parameters["composite"] == "red,green,blue" for r in results)  # the user's wins
     again = runner.segment_many(scenes[:2], out_dirs, config, log=lambda m: None)
     assert [r.status for r in again] == ["skipped", "skipped"]
+
+
+def test_a_reused_images_row_and_log_line_come_from_its_manifest(scenes: list[Path], tmp_path: Path) -> None:
+    """A reused (``skipped``) result carries the typed manifest of the run that made it: the summary
+    row shows that run's tiles, coarse rule and water, and the log line its abstention hint."""
+    from rich.console import Console
+
+    first = segment_raster(scenes[0], tmp_path / "out", CONFIG)
+    reused = segment_raster(scenes[0], tmp_path / "out", CONFIG)
+    assert reused.status == "skipped" and isinstance(reused.manifest, Manifest)
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(runner.summary_table([reused]))
+    row = next(line for line in console.export_text().splitlines() if "scene0.tif" in line)
+    t = first.tiles
+    assert f"{t.sam}/{t.coarse_only}/{t.skipped}/{t.failed}" in row and t.total > 0
+    assert runner.coarse_label(reused.manifest) in row and runner.coarse_label(reused.manifest) != "-"
+    assert f"{100 * first.water_fraction:.2f}" in row and f" {first.polygons} " in row
+    assert runner.coarse_label(None) == "-"
+    logged: list[str] = []
+    abstained = Manifest(uncertain=Uncertain(reason="poorly separated", what_to_do="pass --threshold"))
+    runner._log_outcome(SegmentResult(scenes[0], tmp_path, "skipped", manifest=abstained,
+                                      uncertain="poorly separated"), logged.append)  # fmt: skip
+    assert logged[-1].endswith("poorly separated; pass --threshold")

@@ -23,6 +23,7 @@ from samgeo_pipeline.errors import NotGeoreferencedWarning, SamgeoPipelineError
 from samgeo_pipeline.io.folders import LOCK_NAME
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import make_grid
+from samgeo_pipeline.outputs.manifest import Manifest
 from samgeo_pipeline.outputs.vectorize import mask_polygons
 from samgeo_pipeline.run.image import SegmentResult, segment_raster
 from tests.scenes import (
@@ -134,7 +135,7 @@ class TestProjected:
     def test_manifest(self, demo_utm: Path, demo_utm_run: SegmentResult, demo_truth: tuple) -> None:
         out = demo_utm_run.out_dir
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest == json.loads(json.dumps(demo_utm_run.manifest, default=str))
+        assert manifest == json.loads(json.dumps(demo_utm_run.manifest.to_dict(), default=str))
         config = SegmentConfig(model="none", progress=False, tile_size=256, halo=64, probability=True)
         assert manifest["status"] == "done" and manifest["error"] is None
         assert manifest["input"]["path"] == str(demo_utm)
@@ -266,8 +267,8 @@ class TestTiling:
         result = run(demo_utm, tmp_path / "gsd", gsd=gsd, tile_size=256, halo=32, min_area=16)
         assert result.status == "done"
         check_grid(demo_utm, tmp_path / "gsd")
-        assert result.manifest["grid"]["source_px_per_working_px"] == pytest.approx(gsd / 2.0, rel=0.02)
-        assert result.manifest["parameters"]["gsd"] == gsd
+        assert result.manifest.grid.source_px_per_working_px == pytest.approx(gsd / 2.0, rel=0.02)
+        assert result.manifest.parameters["gsd"] == gsd
         water, nodata = demo_truth
         mask = read_mask(tmp_path / "gsd")
         assert iou(mask == 1, water & ~nodata) > 0.95
@@ -280,9 +281,9 @@ class TestTiling:
         11.06 x 11.13 m: --gsd 22 m is about 2 source pixels per working pixel, and a manifest of
         the old meaning (no gsd_unit) is not reused."""
         result = run(demo_geo, tmp_path / "geo", gsd=22.0, tile_size=256, halo=32, min_area=16)
-        assert result.manifest["grid"]["source_px_per_working_px"] == pytest.approx(22.0 / 11.1, rel=0.01)
-        assert result.manifest["grid"]["gsd_unit"] == "metre"
-        assert "converted at the raster's centre latitude 0.020" in result.manifest["grid"]["gsd_note"]
+        assert result.manifest.grid.source_px_per_working_px == pytest.approx(22.0 / 11.1, rel=0.01)
+        assert result.manifest.grid.gsd_unit == "metre"
+        assert "converted at the raster's centre latitude 0.020" in result.manifest.grid.gsd_note
         water, nodata = demo_truth
         assert iou(read_mask(tmp_path / "geo") == 1, water & ~nodata) > 0.95
         assert run(demo_geo, tmp_path / "geo", gsd=22.0, tile_size=256, halo=32, min_area=16).status == "skipped"
@@ -311,8 +312,8 @@ class TestSpecialInputs:
         water = demo_water(200, 300) & ~demo_nodata(200, 300)
         assert iou(read_mask(tmp_path / "out") == 1, water) > 0.99
         manifest = result.manifest
-        assert manifest["input"]["crs"] is None
-        assert any("no CRS or geotransform" in w for w in manifest["warnings"])
+        assert manifest.input.crs is None
+        assert any("no CRS or geotransform" in w for w in manifest.warnings)
         assert (tmp_path / "out" / "quicklook.png").is_file()
 
     def test_no_water_gives_empty_valid_layer(self, tmp_path: Path) -> None:
@@ -338,8 +339,8 @@ class TestSpecialInputs:
         nodata[:, :256] = True  # the left half: two whole tiles with no data
         path = write_raster(tmp_path / "half.tif", rgbn_scene(water, nodata))
         result = run(path, tmp_path / "out", tile_size=160, halo=16)
-        tiles = result.manifest["tiles"]
-        assert tiles["total"] == 8 and tiles["skipped"] == 2 and tiles["coarse_only"] == 6
+        tiles = result.manifest.tiles
+        assert tiles.total == 8 and tiles.skipped == 2 and tiles.coarse_only == 6
         mask = read_mask(tmp_path / "out")
         assert (mask[:, :256] == 255).all()
         np.testing.assert_array_equal(mask[:, 256:] == 1, water[:, 256:])
@@ -365,7 +366,7 @@ class TestRerun:
         before = self.mtimes(out)
         second = run(scene, out)
         assert first.status == "done" and second.status == "skipped"
-        assert second.manifest == json.loads((out / "manifest.json").read_text())
+        assert second.manifest.to_dict() == json.loads((out / "manifest.json").read_text())
         assert self.mtimes(out) == before
         # Runtime-only options do not change the outputs: still skipped.
         assert run(scene, out, batch_size=8, prefetch=2).status == "skipped"
@@ -407,7 +408,7 @@ class TestRerun:
         save_tiny_sam(model, seed=1)  # retrained: other weights, same folder
         result = segment_raster(scene, out, config, *load_predictor(config))
         assert result.status == "done"
-        assert result.manifest["model"]["fingerprint"].startswith("sha256:")
+        assert result.manifest.model.fingerprint.startswith("sha256:")
 
     def test_outputs_of_another_package_version_reprocess(self, scene: Path, tmp_path: Path) -> None:
         out = tmp_path / "out"
@@ -631,7 +632,7 @@ class TestWarningsPerImage:
         plain = write_demo_scene(tmp_path / "plain.tif", 120, 160, crs=None)
         rgb = write_raster(tmp_path / "rgb.tif", rgbn_scene(disc((120, 160), (60, 80), 30))[:3], crs=None, transform=None)
         start = threading.Barrier(2)
-        manifests: dict[str, list[dict]] = {"plain": [], "rgb": []}
+        manifests: dict[str, list[Manifest]] = {"plain": [], "rgb": []}
 
         def segment(name: str, path: Path) -> None:
             for i in range(3):
@@ -648,9 +649,9 @@ class TestWarningsPerImage:
             assert len(manifests[name]) == 3
             for manifest in manifests[name]:
                 no_crs = f"{path}: no CRS or geotransform; outputs are in pixel coordinates and areas are unknown"
-                assert manifest["warnings"][0] == no_crs
-                assert all(w.startswith(f"{path}: ") for w in manifest["warnings"])
-                assert len(manifest["warnings"]) == (2 if name == "rgb" else 1)  # + the RGB-only coarse mask
+                assert manifest.warnings[0] == no_crs
+                assert all(w.startswith(f"{path}: ") for w in manifest.warnings)
+                assert len(manifest.warnings) == (2 if name == "rgb" else 1)  # + the RGB-only coarse mask
 
 
 def test_manifest_says_how_the_bands_were_chosen(tmp_path: Path) -> None:
@@ -659,9 +660,9 @@ def test_manifest_says_how_the_bands_were_chosen(tmp_path: Path) -> None:
     values = np.random.default_rng(0).integers(50, 3000, (4, 64, 64)).astype(np.uint16)
     path = write_raster(tmp_path / "plain.tif", values)  # no descriptions
     guessed = run(path, tmp_path / "guessed", model="none", tile_size=64, halo=8)
-    assert guessed.manifest["input"]["band_map_source"] == "guessed"
+    assert guessed.manifest.input.band_map_source == "guessed"
     given = run(path, tmp_path / "given", model="none", tile_size=64, halo=8, bands="naip")
-    assert given.manifest["input"]["band_map_source"] == "given"
+    assert given.manifest.input.band_map_source == "given"
     config = SegmentConfig(model="none", tile_size=64, halo=8, progress=False)
     ruled = segment_raster(path, tmp_path / "ruled", config, bands_source="rule landsat")
-    assert ruled.manifest["input"]["band_map_source"] == "rule landsat"
+    assert ruled.manifest.input.band_map_source == "rule landsat"

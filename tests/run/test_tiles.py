@@ -17,7 +17,7 @@ from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.errors import SamInferenceError
 from samgeo_pipeline.io.raster import inspect_raster
 from samgeo_pipeline.io.tiling import TileGrid, make_grid
-from samgeo_pipeline.results import TileCounts
+from samgeo_pipeline.outputs.manifest import TileCounts
 from samgeo_pipeline.run.image_stats import image_stats
 from samgeo_pipeline.run.sink import TileSink
 from samgeo_pipeline.run.tiles import partial_reason, segment_tiles

@@ -106,8 +106,8 @@ class TestSegmentWithSam:
         assert tiles.total == len(make_grid(inspect_raster(scene), config))
         assert tiles.sam > 0 and tiles.skipped > 0
         assert tiles.sam + tiles.skipped + tiles.failed == tiles.total
-        assert result.manifest["model"]["origin"] == "local directory"
-        assert result.manifest["tiles"]["sam"] == tiles.sam
+        assert result.manifest.model.origin == "local directory"
+        assert result.manifest.tiles.sam == tiles.sam
 
     def test_deterministic_and_batch_independent(self, tiny_model_dir, scene, tmp_path):
         masks = []
@@ -188,7 +188,7 @@ def test_failed_tile_is_reported_and_written_as_nodata(tiny_model_dir, scene, tm
     assert result.status == "partial"
     assert result.tiles.failed >= 1 and len(result.tiles.failed_tiles) == result.tiles.failed
     assert "SAM failed" in result.error
-    assert result.manifest["tiles"]["failed"] == result.tiles.failed
+    assert result.manifest.tiles.failed == result.tiles.failed
     mask = read_mask(tmp_path / "out" / "mask.tif")
     failed = result.tiles.failed_tiles[0]
     tile = next(t for t in make_grid(inspect_raster(scene), config) if (t.row, t.col) == (failed["row"], failed["col"]))
@@ -210,7 +210,7 @@ def test_sam_path_on_real_naip(tiny_model_dir, tmp_path):
     with rasterio.open(NAIP) as src, rasterio.open(tmp_path / "out" / "mask.tif") as out:
         assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
         assert set(np.unique(out.read(1))) <= {0, 1, 255}
-    assert result.manifest["model"]["id"] == str(tiny_model_dir)
+    assert result.manifest.model.id == str(tiny_model_dir)
     assert (tmp_path / "out" / "water.gpkg").is_file() and (tmp_path / "out" / "quicklook.png").is_file()
 
 
