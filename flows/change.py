@@ -25,7 +25,8 @@ if _REPO not in sys.path:  # Prefect loads this file by path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from flows.common import base_url, is_remote, output_url
+from flows.inputs import is_remote
+from flows.links import base_url, output_url
 from flows.segment import segment_flow
 from samgeo_pipeline.change.compare import CLASSES, run_change
 from samgeo_pipeline.errors import ConfigError, UnsafePathError

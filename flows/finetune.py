@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 _REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
+if _REPO not in sys.path:  # Prefect loads this file by path; the other `flows` modules live beside it
     sys.path.insert(0, _REPO)
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.concurrency.sync import concurrency
 
-from flows.common import base_url
 from flows.gpu_slots import GPU_LEASE_SECONDS, ensure_concurrency_limit
+from flows.links import base_url
 from samgeo_pipeline.finetune.config import FinetuneConfig, load_finetune_file
 
 

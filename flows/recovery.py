@@ -15,7 +15,7 @@ process (the deployments set 30 s, Prefect's minimum), each deployment run emits
    segment deployment's runs) is set back to ``Scheduled``, so any live worker of the pool runs it
    again from the start; the segment flow gives up (``Failed``) when started more than
    ``SAMGEO_MAX_ATTEMPTS`` times. The new attempt removes the temporary files the dead one left in
-   its output folders (:func:`flows.stages.remove_partials`, under the folder's lock).
+   its output folders (:func:`samgeo_pipeline.io.folders.remove_partials`, under the folder's lock).
 3. ``samgeo: cancel silent cancelling runs`` (proactive): a run left ``Cancelling`` (its worker,
    which would stop the process and report ``Cancelled``, died) with no final state within
    ``silence_seconds`` is set to ``Cancelled``: someone asked to stop it, so it is not retried,

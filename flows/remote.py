@@ -102,10 +102,10 @@ def remote_summary(summary: dict[str, Any], remote_dir: str) -> dict[str, Any]:
 
 def output_links(summary: dict[str, Any], output_root: str, base: str) -> dict[str, str]:
     """File name -> URL under ``base`` for the uploaded outputs of one image (as
-    :func:`flows.common.output_links` for a local root)."""
+    :func:`flows.links.output_links` for a local root)."""
     from urllib.parse import quote
 
-    from flows.common import LINKED_OUTPUTS
+    from flows.links import LINKED_OUTPUTS
 
     rel = summary["out_dir"][len(output_root.rstrip("/")) + 1:]
     present = {Path(p).name for p in summary.get("outputs", [])}

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 _REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
+if _REPO not in sys.path:  # Prefect loads this file by path; the other `flows` modules live beside it
     sys.path.insert(0, _REPO)
 
 from prefect import flow, get_run_logger
@@ -49,32 +49,22 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import remote as remote_store
-from flows import stages
-from flows.common import (
-    base_url,
-    build_config,
-    image_output_dirs,
-    is_remote,
-    local_path,
-    output_links,
-    run_markdown,
-)
+from flows import segment_steps
 from flows.gpu_slots import ensure_concurrency_limit
+from flows.inputs import image_output_dirs, is_remote, local_path, remove_staged, remove_stale_staging
+from flows.links import base_url, output_links
 from flows.segment_report import (
     collect_summary,
     current_run_id,
     failure_reason,
     image_artifacts,
+    run_markdown,
     storage_options,
     warn_uncertain,
     worker_runtime,
 )
+from flows.segment_steps import PREDICTORS, build_config
 from flows.segment_tasks import expand_inputs_task, fetch_input, prepare_image, segment_image
-from flows.stages import (
-    PREDICTORS,
-    remove_staged,
-    remove_stale_staging,
-)
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import SamgeoPipelineError
 from samgeo_pipeline.io.folders import check_inputs_outside
@@ -101,7 +91,7 @@ def _dask_runner(address: str, cluster_kwargs: dict[str, Any] | None):
     import cloudpickle
     from prefect_dask import DaskTaskRunner
 
-    for module in (sys.modules[__name__], stages):  # Dask workers need not import these files
+    for module in (sys.modules[__name__], segment_steps):  # Dask workers need not import these files
         cloudpickle.register_pickle_by_value(module)
     if address == "local":
         return DaskTaskRunner(cluster_kwargs=cluster_kwargs or {"n_workers": min(4, os.cpu_count() or 1),
@@ -361,7 +351,7 @@ def _process(
 def _remove_staged_copies(fetched: list[Any], staging: Path) -> None:
     """Remove the folder each of this run's fetches created, whatever became of its image.
 
-    Only the paths the fetch tasks returned are removed (:func:`flows.stages.remove_staged`), never
+    Only the paths the fetch tasks returned are removed (:func:`flows.inputs.remove_staged`), never
     a path read from a summary or a manifest.
     """
     futures = [f for f in fetched if not isinstance(f, str)]

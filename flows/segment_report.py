@@ -9,7 +9,9 @@ context and artifact API, no tasks of their own).
 from __future__ import annotations
 
 import os
+import re
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,8 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows import remote as remote_store
-from flows import stages
-from flows.common import artifact_key, image_row, url_path
+from flows.inputs import remote_errors, url_path
+from flows.links import how_to_open
 from samgeo_pipeline.errors import ConfigError, SamgeoPipelineError, first_line
 from samgeo_pipeline.outputs.stac_catalog import rebuild_remote_catalog, register_item
 from samgeo_pipeline.redact import redact
@@ -34,7 +36,7 @@ def update_catalog(out_dir: Path, root: str | None, remote_dir: str | None, remo
     cannot be written is a warning: the image is finished all the same."""
     try:
         if remote_dir and remote:
-            with stages.remote_errors(remote["root"]):
+            with remote_errors(remote["root"]):
                 fs, path = remote_store.remote_fs(remote["root"], remote["storage_options"])
                 rebuild_remote_catalog(fs, path)
         elif root is not None:
@@ -143,3 +145,83 @@ def image_artifacts(summary: dict[str, Any]) -> None:
                           description=f"{name}: {summary['status']}{uncertain}{guessed}")
     for output, url in (summary.get("links") or {}).items():
         create_link_artifact(url, link_text=f"{name}: {output}", description=f"{output} of {name}")
+
+
+def artifact_key(prefix: str, name: str) -> str:
+    """A valid artifact key (lowercase letters, digits, dashes) from a file name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "image"
+    return f"{prefix}-{slug}"[:100]
+
+
+def image_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """The artifact table row of one image's summary (see :func:`flows.segment_steps.summarize`); ``uncertain``:
+    the coarse rule's reason when it abstained on the image."""
+    tiles = summary.get("tiles") or {}
+    area = summary.get("water_area_m2")
+    seconds = summary.get("seconds")
+    return {
+        "image": url_path(summary["input"]).name,
+        "status": summary["status"],
+        "water area km²": round(area / 1e6, 4) if area is not None else None,
+        "polygons": summary.get("polygons"),
+        "tiles processed": (tiles.get("sam", 0) + tiles.get("coarse_only", 0)) if tiles else None,
+        "tiles skipped": tiles.get("skipped") if tiles else None,
+        "tiles failed": tiles.get("failed") if tiles else None,
+        "seconds": round(seconds, 1) if seconds is not None else None,
+        **({"uncertain": summary["uncertain"]} if summary.get("uncertain") else {}),
+        **({"bands": summary["bands_source"]} if guessed_bands(summary) else {}),
+    }
+
+
+def guessed_bands(summary: dict[str, Any]) -> bool:
+    """Whether the image's band mapping was guessed from its band count (the watch flow's ``bands_source``)."""
+    return str(summary.get("bands_source") or "").startswith("guessed")
+
+
+def run_markdown(summaries: Sequence[dict[str, Any]], root: Path, base: str) -> str:
+    """The markdown summary of one segment run: a row per image with links, then the failures and the
+    images the coarse rule abstained on (``uncertain``)."""
+    uncertain = [s for s in summaries if s.get("uncertain")]
+    done = sum(s["status"] in ("done", "skipped", "cached") and not s.get("uncertain") for s in summaries)
+    also = f", {len(uncertain)} uncertain" if uncertain else ""
+    lines = [
+        "# samgeo-pipeline segment",
+        "",
+        f"{done} of {len(summaries)} image(s) done{also}; outputs in `{root}`, links under <{base}> "
+        f"({how_to_open(str(root))}); STAC catalog: <{base}catalog.json>.",
+        "",
+        "| image | status | water km² | polygons | tiles processed/skipped/failed | seconds | outputs |",
+        "| --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
+    for s in summaries:
+        row = image_row(s)
+        links = " ".join(f"[{name}]({url})" for name, url in (s.get("links") or {}).items())
+        tiles = (
+            f"{row['tiles processed']}/{row['tiles skipped']}/{row['tiles failed']}"
+            if row["tiles processed"] is not None else "-"
+        )
+        lines.append(
+            f"| {row['image']} | {row['status']} | {_fmt(row['water area km²'])} | {_fmt(row['polygons'])} | "
+            f"{tiles} | {_fmt(row['seconds'])} | {links or '-'} |"
+        )
+    failures = [s for s in summaries if s.get("error")]
+    if failures:
+        lines += ["", "## Failures", ""]
+        lines += [f"- `{url_path(s['input']).name}`: {s['error']}" for s in failures]
+    if uncertain:
+        lines += ["", "## Uncertain: the coarse rule cannot tell water from land", "",
+                  "No SAM and no mask for these unless `on_uncertain: write`. Map NIR/SWIR (`bands`), pass a "
+                  "`threshold`, or set `on_uncertain: write`; see each image's quicklook.png and manifest.json.", ""]
+        lines += [f"- `{url_path(s['input']).name}` ({s['status']}): {s['uncertain']}" for s in uncertain]
+    guessed = [s for s in summaries if guessed_bands(s)]
+    if guessed:
+        lines += ["", "## Band order guessed", "",
+                  "No watch rule, no `bands` option and no band descriptions gave these images' band order: it was "
+                  "guessed from the band count, and a wrong guess gives wrong water without any error. Pin it with "
+                  "a watch rule (`options: {bands: ...}`, see flows/watch_rules.example.yaml) or the `bands` option.", ""]
+        lines += [f"- `{url_path(s['input']).name}`: {s['bands_source']}" for s in guessed]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else str(value)

@@ -6,6 +6,8 @@ parameters, model and output folder. See :mod:`flows.segment` for how the flow c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -13,13 +15,14 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from flows import remote as remote_store
-from flows import stages
-from flows.common import segment_cache_key, url_path
 from flows.gpu_slots import gpu_slot
+from flows.inputs import expand_specs, fetch_to, remote_errors, url_path
 from flows.segment_report import current_run_id, publish, remote_dir_of, runner_runtime, update_catalog
-from flows.stages import PREDICTORS, expand_specs, fetch_to, prepare, summarize
+from flows.segment_steps import PREDICTORS, prepare, summarize
+from samgeo_pipeline import __version__
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import ConfigError, InputError, OutputConflictError, SamgeoPipelineError
+from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 from samgeo_pipeline.outputs.reuse import Reuse
 from samgeo_pipeline.redact import redact
 
@@ -35,6 +38,13 @@ def _retry_on_io(task, task_run, state) -> bool:
     except BaseException:  # noqa: BLE001 - any other failure is final
         return False
     return False
+
+
+def segment_cache_key(checksum: str, config: SegmentConfig, out_dir: Path) -> str:
+    """Cache key of one image's segment task: input bytes, parameters, model weights
+    (:func:`~samgeo_pipeline.outputs.fingerprint.model_fingerprint`, as the reuse check), output folder, version."""
+    parts = [checksum, config.params_hash(), model_fingerprint(config.model), str(Path(out_dir).resolve()), __version__]
+    return "samgeo-segment-" + hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def _cache_key(context, parameters: dict[str, Any]) -> str | None:
@@ -117,7 +127,7 @@ def segment_image(
     remote_dir = remote_dir_of(out_dir, remote)
     reused = prepared.get("reused") if not remote_dir else None
     if remote_dir and not config.overwrite:
-        with stages.remote_errors(remote_dir):
+        with remote_errors(remote_dir):
             previous = remote_store.remote_reusable(remote_dir, prepared["sha256"], config, remote["storage_options"])
         reused = summarize(previous, "skipped", out_dir, prepared.get("source")) if previous is not None else None
     if reused is not None:
@@ -128,7 +138,7 @@ def segment_image(
     if result.status in ("failed", "partial") or result.manifest is None:
         raise SamgeoPipelineError(result.error or f"{prepared['input']}: {result.status}")
     if remote_dir:
-        with stages.remote_errors(remote_dir):
+        with remote_errors(remote_dir):
             uploaded = remote_store.upload_outputs(out_dir, remote_dir, remote["storage_options"])
         logger.info("%s: uploaded %s to %s (manifest.json last)", prepared.get("source"), ", ".join(uploaded),
                     redact(remote_dir))

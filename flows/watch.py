@@ -19,20 +19,21 @@ between submitting and saving its state cannot start a second run for the same a
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 _REPO = str(Path(__file__).resolve().parents[1])
-if _REPO not in sys.path:  # Prefect loads this file by path; `flows.common` lives beside it
+if _REPO not in sys.path:  # Prefect loads this file by path; the other `flows` modules live beside it
     sys.path.insert(0, _REPO)
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.deployments import run_deployment
 
-from flows.common import RedactedLog, is_remote, local_path, url_path
+from flows.inputs import is_remote, local_path, url_path
 from flows.watch_rules import WatchRules, load_rules
 from flows.watch_state import (
     default_state_path,
@@ -60,6 +61,18 @@ class WatchFlowError(SamgeoPipelineError):
 
 
 # --------------------------------------------------------------------------- plain functions
+
+
+class RedactedLog(logging.LoggerAdapter):
+    """A run logger whose lines never show a URL's credentials: each message is formatted, then
+    passed through :func:`samgeo_pipeline.redact.redact`."""
+
+    def __init__(self, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        super().__init__(logger, {})
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            self.logger.log(level, redact(str(msg) % args if args else str(msg)), **kwargs)
 
 
 # --------------------------------------------------------------------------- tasks and flow

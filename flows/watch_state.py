@@ -14,8 +14,7 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flows.common import GEOTIFF_SUFFIXES, is_remote, local_path, url_path
-from flows.stages import remote_errors
+from flows.inputs import GEOTIFF_SUFFIXES, is_remote, local_path, remote_errors, url_path
 from flows.watch_rules import DONE_SUFFIX, WatchRules, options_for, read_meta
 from samgeo_pipeline.errors import InputError
 from samgeo_pipeline.io.atomic import write_bytes_atomic
@@ -222,7 +221,7 @@ def file_options(path: str, rel: str, rules: WatchRules, base: dict[str, Any] | 
 
     Raises:
         InputError: not a readable raster, its band mapping is refused, or a remote file that
-            cannot be read (:func:`flows.stages.remote_errors`: the URL's credentials hidden).
+            cannot be read (:func:`flows.inputs.remote_errors`: the URL's credentials hidden).
     """
     from dataclasses import replace
 

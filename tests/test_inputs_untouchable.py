@@ -183,13 +183,13 @@ class TestStagingFolders:
         """Row 6 (flow): a crashed run left ``.samgeo-staging/<hash>-<rand>/`` copies, one more per crash."""
         import fsspec
 
-        from flows.stages import fetch_to, remove_staged, remove_stale_staging
+        from flows.inputs import fetch_to, remove_staged, remove_stale_staging
 
         fsspec.filesystem("memory").pipe("/issue21-stage/x.tif", b"raster bytes")
         staging = tmp_path / "out" / ".samgeo-staging"
         code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; import fsspec\n"
                 "fsspec.filesystem('memory').pipe('/s/x.tif', b'bytes')\n"
-                "from flows.stages import fetch_to; print(fetch_to('memory://s/x.tif', Path(sys.argv[2])))\n"
+                "from flows.inputs import fetch_to; print(fetch_to('memory://s/x.tif', Path(sys.argv[2])))\n"
                 "import os; os._exit(0)")  # dies without removing its copy, as a crash does
         dead = Path(subprocess.run([sys.executable, "-c", code, str(REPO), str(staging)], check=True,
                                    capture_output=True, text=True, timeout=WAIT_S).stdout.strip())  # fmt: skip

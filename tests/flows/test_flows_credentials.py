@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import common, stages
+from flows import inputs
 from flows import segment as seg
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.serve.server import make_server
@@ -73,19 +73,19 @@ def _leaks(text: str) -> list[str]:
 
 def test_url_path_and_staged_name_drop_userinfo_and_query() -> None:
     url = "https://alice:s3cr3tpw@h.example/a/scene.tif?X-Amz-Signature=SIGSECRET#frag"
-    assert str(common.url_path(url)) == "h.example/a/scene.tif"
-    assert common.image_output_dirs([url], Path("/out"), "https://h.example/") == [Path("/out/a/scene")]
+    assert str(inputs.url_path(url)) == "h.example/a/scene.tif"
+    assert inputs.image_output_dirs([url], Path("/out"), "https://h.example/") == [Path("/out/a/scene")]
 
 
 def test_a_failed_fetch_names_the_url_without_credentials(http_root, tmp_path: Path) -> None:
     host, _ = http_root
     shown = r"http://\*\*\*@127\.0\.0\.1:\d+/missing\.tif\?sig=\*\*\*: not found"
-    with pytest.raises(stages.RemoteInputError, match=shown) as info:
-        stages.fetch_to(f"http://alice:s3cr3tpw@{host}/missing.tif?sig=SIGSECRET", tmp_path / "staging")
+    with pytest.raises(inputs.RemoteInputError, match=shown) as info:
+        inputs.fetch_to(f"http://alice:s3cr3tpw@{host}/missing.tif?sig=SIGSECRET", tmp_path / "staging")
     assert not _leaks(str(info.value)) and info.value.__suppress_context__  # the backend's text is not chained
     assert not any((tmp_path / "staging").iterdir())
-    with pytest.raises(stages.RemoteReadError, match=r"http://\*\*\*@127\.0\.0\.1:1/\?token=\*\*\*") as info:
-        stages.expand_specs(["http://alice:s3cr3tpw@127.0.0.1:1/?token=TOKSECRET"])  # a listing that fails
+    with pytest.raises(inputs.RemoteReadError, match=r"http://\*\*\*@127\.0\.0\.1:1/\?token=\*\*\*") as info:
+        inputs.expand_specs(["http://alice:s3cr3tpw@127.0.0.1:1/?token=TOKSECRET"])  # a listing that fails
     assert not _leaks(str(info.value))
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.common import build_config, image_row, run_markdown
+from flows.segment_report import image_row, run_markdown
+from flows.segment_steps import build_config
 from flows.watch import _guess_note
 from samgeo_pipeline.demo import write_demo_scene
 from samgeo_pipeline.run.image import segment_raster

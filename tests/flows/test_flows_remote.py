@@ -122,7 +122,7 @@ def test_credentials_from_a_secret_block_not_the_parameters_nor_the_environment(
 def test_s3_links_and_the_summary_say_how_to_open_a_store_root() -> None:
     """``samgeo-pipeline serve`` cannot read ``s3://``: the summary does not tell to run it there, and
     AWS roots get AWS's URLs rather than the local serve default."""
-    from flows.common import run_markdown
+    from flows.segment_report import run_markdown
 
     assert remote.store_base_url("s3://fleet/outputs", None) == "https://fleet.s3.amazonaws.com/outputs/"
     assert remote.store_base_url("s3://fleet/outputs", {"client_kwargs": {"region_name": "eu-west-1"}}) == \

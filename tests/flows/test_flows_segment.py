@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from flows import common, stages
 from flows import segment as seg
+from flows import segment_steps
 from flows import segment_tasks as tasks
+from flows.links import BASE_URL_ENV
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.demo import write_demo_scene
 
@@ -19,7 +20,7 @@ OPTIONS = {"model": "none", "tile_size": 256, "halo": 32}
 
 
 def _config(**changes) -> SegmentConfig:
-    return common.build_config({**OPTIONS, **changes})
+    return segment_steps.build_config({**OPTIONS, **changes})
 
 
 def test_library_and_helpers_import_without_prefect() -> None:
@@ -27,7 +28,8 @@ def test_library_and_helpers_import_without_prefect() -> None:
     import sys
 
     code = ("import sys, samgeo_pipeline.cli, samgeo_pipeline.run.image, samgeo_pipeline.run.batch, "
-            "samgeo_pipeline.serve.server, flows.common; sys.exit('prefect' in sys.modules)")
+            "samgeo_pipeline.serve.server, flows.inputs, flows.links, flows.segment_steps; "
+            "sys.exit('prefect' in sys.modules)")
     repo = Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
 
@@ -56,14 +58,14 @@ class TestSegmentFlow:
 
         real_load = runner.load_predictor
         monkeypatch.setattr(runner, "load_predictor", lambda c: loads.append(c.model) or real_load(c))
-        monkeypatch.delenv(common.BASE_URL_ENV, raising=False)
+        monkeypatch.delenv(BASE_URL_ENV, raising=False)
 
         state = seg.segment_flow([str(two_scenes), str(bad_dir / "broken.tif")], str(out), OPTIONS,
                                  return_state=True)
         assert state.is_failed()
         assert "1 of 3 image(s) failed" in state.message and "broken.tif" in state.message
         assert loads == ["none"]  # one model load per flow run, shared by both images
-        assert len(stages.PREDICTORS) == 0  # released at the end of the run
+        assert len(segment_steps.PREDICTORS) == 0  # released at the end of the run
         for name in ("alpha", "beta"):
             assert {p.name for p in (out / name).iterdir()} >= {"mask.tif", "water.gpkg", "quicklook.png", "manifest.json"}
         with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
@@ -202,7 +204,7 @@ class TestSegmentFlow:
         assert loads == [str(model_dir)]
         assert [r["status"] for r in result] == ["done", "done"]
         assert all(r["tiles"]["sam"] > 0 for r in result) and result[0]["model"] == str(model_dir)
-        assert len(stages.PREDICTORS) == 0
+        assert len(segment_steps.PREDICTORS) == 0
 
     @pytest.mark.parametrize("family", ["sam_hq", "sam2", "sam3"])
     def test_other_families_run_as_themselves_on_real_naip(self, tmp_path: Path, family: str) -> None:

@@ -1,4 +1,4 @@
-"""What a segment run reports, as plain functions: failure reasons, the uncertain warning, the store
+"""What a segment run reports, as plain functions: failure reasons, the uncertain warning, artifact keys, the store
 URLs of an image's outputs and the storage options of a remote output root."""
 
 from __future__ import annotations
@@ -79,3 +79,9 @@ def test_a_missing_secret_block_names_the_fix(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ConfigError, match=r"^output_credentials_block 'creds': no such Secret block; create it with "
                                           r"Secret\(value=.*\)\.save\('creds'\) .*leave output_credentials_block out"):
         report.storage_options({"anon": False}, "creds")
+
+
+def test_artifact_keys_are_lowercase_slugs() -> None:
+    assert report.artifact_key("segment", "LC08 Scene_2020.tif") == "segment-lc08-scene-2020-tif"
+    assert report.artifact_key("segment", "...") == "segment-image"
+    assert len(report.artifact_key("segment", "x" * 300)) == 100

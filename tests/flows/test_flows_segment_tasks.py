@@ -10,16 +10,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from flows import common, gpu_slots, stages
+from flows import gpu_slots, segment_steps
 from flows import segment_tasks as tasks
 from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError
+from samgeo_pipeline.outputs.fingerprint import model_fingerprint
 
 OPTIONS = {"model": "none", "tile_size": 256, "halo": 32}
 
 
 def _config(**changes) -> SegmentConfig:
-    return common.build_config({**OPTIONS, **changes})
+    return segment_steps.build_config({**OPTIONS, **changes})
 
 
 class TestTasks:
@@ -64,15 +65,15 @@ class TestTasks:
 
         monkeypatch.setattr(gpu_slots, "concurrency", fake_concurrency)
         config = _config()
-        prepared = stages.prepare(str(two_scenes / "beta.tif"), str(tmp_path / "beta"), config)
+        prepared = segment_steps.prepare(str(two_scenes / "beta.tif"), str(tmp_path / "beta"), config)
         with disable_run_logger():
             summary = tasks.segment_image.fn(prepared, config, "gpu")
-            again = tasks.segment_image.fn(stages.prepare(prepared["input"], prepared["out_dir"], config), config, "gpu")
+            again = tasks.segment_image.fn(segment_steps.prepare(prepared["input"], prepared["out_dir"], config), config, "gpu")
         assert held == [("gpu", 1)]  # the reused run never asks for the GPU
         assert summary["status"] == "done" and again["status"] == "skipped"
         assert Path(summary["out_dir"], "mask.tif").is_file()
         assert json.loads(json.dumps(summary)) == summary  # JSON-able: paths, not arrays
-        stages.PREDICTORS.release("local")
+        segment_steps.PREDICTORS.release("local")
 
     def test_each_input_is_hashed_once_and_reuse_decided_once(self, two_scenes: Path, tmp_path: Path,
                                                               monkeypatch) -> None:  # fmt: skip
@@ -96,12 +97,12 @@ class TestTasks:
         config = _config()
         image = str(two_scenes / "beta.tif")
         with disable_run_logger():
-            summary = tasks.segment_image.fn(stages.prepare(image, str(tmp_path / "beta"), config), config)
-            again = tasks.segment_image.fn(stages.prepare(image, str(tmp_path / "beta"), config), config)
+            summary = tasks.segment_image.fn(segment_steps.prepare(image, str(tmp_path / "beta"), config), config)
+            again = tasks.segment_image.fn(segment_steps.prepare(image, str(tmp_path / "beta"), config), config)
         assert (summary["status"], again["status"]) == ("done", "skipped")
         assert calls["file_sha256"].count(image) == 2  # once per run
         assert len(calls["find_reusable"]) == 2
-        stages.PREDICTORS.release("local")
+        segment_steps.PREDICTORS.release("local")
 
     def test_images_take_the_gpu_one_at_a_time_for_their_tiles_only(self, two_scenes: Path, tmp_path: Path,
                                                                     monkeypatch) -> None:  # fmt: skip
@@ -141,7 +142,7 @@ class TestTasks:
         monkeypatch.setattr(RasterRun, "tiles", tiles)
         monkeypatch.setattr(RasterRun, "finish", finish)
         config = _config()
-        prepared = [stages.prepare(str(two_scenes / f"{n}.tif"), str(tmp_path / n), config) for n in ("alpha", "beta")]
+        prepared = [segment_steps.prepare(str(two_scenes / f"{n}.tif"), str(tmp_path / n), config) for n in ("alpha", "beta")]
         summaries: list[dict] = []
 
         def run(p):
@@ -156,4 +157,20 @@ class TestTasks:
         assert peak[0] == 1 and sorted(order) == ["alpha", "beta"]
         assert overlapped == [True]
         assert sorted(s["status"] for s in summaries) == ["done", "done"]
-        stages.PREDICTORS.release("local")
+        segment_steps.PREDICTORS.release("local")
+
+
+def test_cache_key_depends_on_bytes_params_model_and_folder(tmp_path: Path) -> None:
+    base = _config()
+    key = tasks.segment_cache_key("abc", base, tmp_path)
+    assert key == tasks.segment_cache_key("abc", base.merged({"batch_size": 9}), tmp_path)  # runtime-only
+    assert key != tasks.segment_cache_key("abd", base, tmp_path)
+    assert key != tasks.segment_cache_key("abc", base.merged({"halo": 16}), tmp_path)
+    assert key != tasks.segment_cache_key("abc", base.merged({"model": "facebook/sam-vit-base"}), tmp_path)
+    assert key != tasks.segment_cache_key("abc", base, tmp_path / "other")
+    model_dir = tmp_path / "ckpt"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    first = model_fingerprint(str(model_dir))
+    (model_dir / "model.safetensors").write_bytes(b"1")
+    assert model_fingerprint(str(model_dir)) != first

@@ -38,10 +38,10 @@ def test_flow_outputs_are_valid_items_in_a_valid_catalog(two_scenes: Path, tmp_p
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows import common
     from flows import segment as seg
+    from flows.links import BASE_URL_ENV
 
-    monkeypatch.delenv(common.BASE_URL_ENV, raising=False)
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)
     inputs = [str(two_scenes)] + ([str(landsat_item(tmp_path))] if L8.is_dir() else [])
     out = tmp_path / "out"
     state = seg.segment_flow(inputs, str(out), OPTIONS, return_state=True)
@@ -81,7 +81,7 @@ def test_a_fetched_item_keeps_its_assets_beside_its_url(tmp_path: Path) -> None:
     """The segment flow stages a remote Item: its relative asset hrefs are made absolute against its URL."""
     import fsspec
 
-    from flows.stages import fetch_to
+    from flows.inputs import fetch_to
 
     item = {"type": "Feature", "stac_version": "1.0.0", "id": "x", "geometry": None, "properties": {"datetime": None},
             "links": [], "assets": {"B4": {"href": "bands/B4.tif"}, "B3": {"href": "https://h.example/B3.tif"}}}

@@ -1,8 +1,9 @@
-"""The watch flow: stable-file detection, durable state, one segment run per file version."""
+"""The watch flow: stable-file detection, durable state, one segment run per file version, a run log without credentials."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -144,3 +145,12 @@ class TestWatchFlow:
         assert state.is_failed() and "a.tif" in state.message
         recorded = json.loads((inbox / ".samgeo-watch" / "state.json").read_text())
         assert recorded["files"][str(inbox / "a.tif")]["status"] == "pending"  # retried next scan
+
+
+def test_the_run_log_never_shows_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    log = watch.RedactedLog(logging.getLogger("samgeo-test-redacted"))
+    with caplog.at_level(logging.INFO, logger="samgeo-test-redacted"):
+        log.info("fetching %s", "https://user:hunter2@h.example/x.tif?X-Amz-Signature=abc123")
+        log.debug("not shown")
+    assert "hunter2" not in caplog.text and "abc123" not in caplog.text
+    assert "fetching https://" in caplog.text and "h.example/x.tif" in caplog.text and "not shown" not in caplog.text

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.common import build_config
+from flows.segment_steps import build_config
 from flows.watch_rules import load_rules
 from flows.watch_state import file_options, relative_name
 from samgeo_pipeline.cli import main

@@ -1,6 +1,8 @@
-"""Plain functions of the segment flow's stages (no Prefect): expand, fetch, prepare, summarise, model cache.
+"""What a flow's inputs are and where they go, without Prefect: local paths and fsspec URLs, their
+output folders, expanding specs into files, fetching remote inputs into staging folders (checked
+against the store, locked while used, removed after or when a crashed run left them).
 
-The tasks of :mod:`flows.segment` wrap these; tests call them directly.
+The tasks of :mod:`flows.segment_tasks` and the watch flow's scans call these; tests call them directly.
 """
 
 from __future__ import annotations
@@ -9,27 +11,76 @@ import fcntl
 import glob
 import hashlib
 import os
+import posixpath
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from flows.common import is_remote, local_path, url_path
-from samgeo_pipeline.config import SegmentConfig
 from samgeo_pipeline.errors import InputError, RasterReadError, SamgeoPipelineError, first_line
-from samgeo_pipeline.io.folders import LOCK_NAME, output_lock, remove_partials  # noqa: F401 - the flows' names
-from samgeo_pipeline.io.limits import check_size
-from samgeo_pipeline.io.paths import check_inside, safe_name
-from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs, inspect_raster
-from samgeo_pipeline.io.stac_input import anchor_assets, inspect_item, is_stac_item
-from samgeo_pipeline.outputs.fingerprint import file_sha256
-from samgeo_pipeline.outputs.manifest import MANIFEST_NAME, Manifest
-from samgeo_pipeline.outputs.reuse import decide_reuse
+from samgeo_pipeline.io.paths import check_inside, output_dirs, safe_name
+from samgeo_pipeline.io.raster import RASTER_SUFFIXES, expand_inputs
+from samgeo_pipeline.io.stac_input import anchor_assets, is_stac_item
 from samgeo_pipeline.redact import redact
+
+#: Suffixes the watch flow picks up.
+GEOTIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def is_remote(spec: str) -> bool:
+    """True for an fsspec URL other than a local file (``s3://b/x.tif``, ``memory://x``)."""
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://", spec)
+    return bool(match) and match.group(1).lower() not in ("file", "local")
+
+
+def local_path(spec: str) -> str:
+    """``file:///a/b`` -> ``/a/b``; other strings unchanged."""
+    return spec[len("file://"):] if spec.startswith("file://") else spec
+
+
+def url_path(spec: str) -> PurePosixPath:
+    """The path part of a local path or fsspec URL (``s3://bucket/a/b.tif`` -> ``bucket/a/b.tif``).
+
+    A URL's user-info (``user:password@``) is dropped, and an http(s) URL's query and fragment
+    (``?X-Amz-Signature=...`` of a presigned URL): no credential becomes part of a folder or file name.
+    """
+    spec = local_path(spec)
+    if is_remote(spec):
+        scheme, rest = spec.split("://", 1)
+        if scheme.lower() in ("http", "https"):
+            rest = rest.split("#", 1)[0].split("?", 1)[0]
+        host, sep, tail = rest.partition("/")
+        spec = (host.rsplit("@", 1)[-1] + sep + tail).lstrip("/")  # memory:///a and memory://a name the same file
+    return PurePosixPath(spec.replace(os.sep, "/"))
+
+
+def image_output_dirs(inputs: Sequence[str], root: Path, relative_to: str | None = None) -> list[Path]:
+    """One output folder per input below ``root`` (named by :func:`samgeo_pipeline.io.paths.output_dirs`).
+
+    Without ``relative_to``: the input's name (plus a path hash when two inputs of the run share
+    it), as the CLI does. With it (the watch flow passes the watched root): the input's folder
+    relative to ``relative_to``, then its name, so equal names in different sub-folders do not
+    collide. The name is the stem, plus the suffix when it is not ``.tif`` (``x.tiff`` ->
+    ``x_tiff``): the watch flow starts one run per file, so ``x.tif`` and ``x.tiff`` must differ by
+    name alone. Paths are normalised first (``a/../../b`` cannot climb out of ``relative_to``; an
+    input outside it goes to the root's level) and every folder name is made safe, so each folder
+    lies below ``root``.
+    """
+    paths = [PurePosixPath(posixpath.normpath(str(url_path(s)))) for s in inputs]
+    subfolders: list[tuple[str, ...]] | None = None
+    if relative_to is not None:
+        base = PurePosixPath(posixpath.normpath(str(url_path(relative_to))))
+        subfolders = []
+        for path in paths:
+            try:
+                subfolders.append(path.parent.relative_to(base).parts)
+            except ValueError:
+                subfolders.append(())
+    return output_dirs([Path(str(p)) for p in paths], root, subfolders, suffix_in_name=True)
 
 
 def expand_specs(specs: list[str], exclude: str | None = None) -> list[str]:
@@ -114,7 +165,7 @@ def fetch_to(url: str, staging: Path) -> Path:
 
     The folder is created by this call, for this call: the caller removes it with
     :func:`remove_staged` once the image is done (whatever its outcome); a failed copy removes it
-    here. The file keeps the URL's file name (no user-info or query: :func:`flows.common.url_path`),
+    here. The file keeps the URL's file name (no user-info or query: :func:`url_path`),
     made safe (:func:`samgeo_pipeline.io.paths.safe_name`). While the folder lives, this process holds
     its lock (:func:`remove_stale_staging`).
     Nothing staged is ever reused: every call copies afresh, and the copy is checked against the
@@ -244,114 +295,3 @@ def remove_stale_staging(staging: Path) -> list[Path]:
         finally:
             os.close(fd)
     return removed
-
-
-def prepare(
-    path: str, out_dir: str, config: SegmentConfig, root: str | None = None, source: str | None = None
-) -> dict[str, Any]:
-    """CPU stage of one image: check it opens with the requested bands and is within the size limits,
-    hash it (the flow's one hash of the input) and decide reuse (the image's one decision,
-    :func:`~samgeo_pipeline.outputs.reuse.decide_reuse`).
-
-    Args:
-        path: the local file (a staged copy for a remote input).
-        out_dir: its output folder; checked to resolve inside ``root`` when given.
-        source: the input as the user named it (the URL of a staged copy); default ``path``.
-
-    Returns:
-        ``sha256``, ``reusable`` and ``reused`` (the :func:`summarize` of the reusable manifest,
-        status ``skipped``; None when the image is to run) among the input's facts.
-
-    Raises:
-        InputError, RasterReadError: the file is not a usable raster.
-        SizeLimitError: over a size limit (:func:`samgeo_pipeline.io.limits.check_size`).
-        UnsafePathError: ``out_dir`` resolves outside ``root``.
-        OutputConflictError: ``out_dir`` holds another input's outputs or the user's files.
-        ManifestVersionError: its manifest was written by a newer samgeo-pipeline.
-    """
-    if root is not None:
-        check_inside(Path(out_dir), Path(root))
-    if is_stac_item(path):  # read as the VRT of its mapped assets, as RasterRun does
-        info, checksum = inspect_item(path, config.bands, config.nodata)
-    else:
-        info = inspect_raster(path, config.bands, config.nodata)
-        checksum = file_sha256(Path(path))
-    check_size(info, config)
-    shown = redact(source or str(path))
-    previous = decide_reuse(Path(out_dir), checksum, config, shown).previous
-    return {
-        "input": str(path),
-        "source": shown,
-        "out_dir": str(out_dir),
-        "sha256": checksum,
-        "bytes": Path(path).stat().st_size,
-        "width": info.width,
-        "height": info.height,
-        "bands": info.count,
-        "reusable": previous is not None,
-        "reused": summarize(previous, "skipped", Path(out_dir), shown) if previous is not None else None,
-    }
-
-
-def summarize(manifest: Manifest, status: str, out_dir: Path, source: str | None = None) -> dict[str, Any]:
-    """JSON-able summary of one image from its manifest (paths as strings; no arrays).
-
-    ``source``: this run's input (a reused manifest names the run that made it); default: the
-    manifest's. ``uncertain``: the coarse rule's reason when it abstained on the image (any status),
-    else None.
-    """
-    tiles = manifest.tiles
-    return {
-        "input": redact(source or manifest.input.source or manifest.input.path),
-        "out_dir": str(out_dir),
-        "sha256": manifest.input.sha256,
-        "status": status,
-        "error": manifest.error,
-        "uncertain": manifest.uncertain.reason if manifest.uncertain else None,
-        "tiles": {"total": tiles.total, "sam": tiles.sam, "coarse_only": tiles.coarse_only, "skipped": tiles.skipped,
-                  "failed": tiles.failed},
-        "water_area_m2": manifest.water.area_m2,
-        "water_fraction": manifest.water.fraction_of_valid,
-        "polygons": manifest.water.polygons,
-        "seconds": manifest.seconds.get("total"),
-        "model": manifest.model.id,
-        "params_hash": manifest.params_hash,
-        "outputs": [str(out_dir / name) for name in manifest.outputs] + [str(out_dir / MANIFEST_NAME)],
-    }
-
-
-class _PredictorCache:
-    """One SAM predictor per (flow run, model, device, precision): loaded on first use, dropped at the end."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-
-    def get(self, run_id: str, config: SegmentConfig, log) -> tuple[Any, Any]:
-        from samgeo_pipeline.run.batch import describe_model, load_predictor
-
-        key = (run_id, config.model, config.device, config.precision)
-        with self._lock:
-            if key not in self._items:
-                predictor, source = load_predictor(config)
-                log(describe_model(config, predictor, source))
-                self._items[key] = (predictor, source)
-            return self._items[key]
-
-    def release(self, run_id: str) -> None:
-        with self._lock:
-            for key in [k for k in self._items if k[0] == run_id]:
-                del self._items[key]
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-PREDICTORS = _PredictorCache()
