@@ -1,9 +1,10 @@
 """What a segment run reports, per image and per run: summaries gathered from the task futures,
-the Prefect artifacts (a table and output links per image), the root's STAC catalog, where the run
-ran (the manifest's ``runtime``) and the storage options of a remote output root.
+the Prefect artifacts (a table row and output links per image, the run's markdown summary, their
+keys), the root's STAC catalog, where the run ran (the manifest's ``runtime``) and the storage
+options of a remote output root.
 
-Plain functions called by :mod:`flows.segment` from inside its flow (they use Prefect's run
-context and artifact API, no tasks of their own).
+Plain functions called by :mod:`flows.segment` from inside its flow (some use Prefect's run
+context and artifact API; no tasks of their own).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Output folders: one per input, named so that it cannot leave the output root, and the check
 that an output path resolves under its root.
 
-Used by the CLI (:func:`samgeo_pipeline.cli.run_segment`) and the flows (``flows/common.py``), so
+Used by the CLI (:func:`samgeo_pipeline.cli.run_segment`) and the flows (``flows/inputs.py``), so
 both name folders the same way. A folder name is never ``.``, ``..`` or empty, holds no path
 separator or control character and never passes :data:`NAME_MAX_BYTES`; every folder is checked
 with :func:`check_inside` before anything is written to it, which also catches a symbolic link in
