@@ -465,9 +465,10 @@ def report(summaries: list[dict[str, Any]], labels: list[str]) -> None:
 
 
 def child(args: argparse.Namespace, library: Path | None) -> dict[str, Any]:
-    """Measure in a child process whose ``PYTHONPATH`` puts ``library`` (None: this checkout) first."""
+    """Measure in a child process whose ``PYTHONPATH`` puts ``library`` (None: this checkout) first,
+    then the caller's (e.g. a ``sitecustomize`` that hides an editable install of another checkout)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(library or REPO)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(library or REPO), os.environ.get("PYTHONPATH")]))
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         json_path = Path(f.name)
     argv = [sys.executable, str(Path(__file__).resolve()), "--child-json", str(json_path),
